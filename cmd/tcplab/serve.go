@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/tcplab/tcplab/engine"
+)
+
+// serveOptions holds the serve command's flags.
+type serveOptions struct {
+	app      string
+	model    string
+	logLevel string
+	cfg      engine.Config
+}
+
+// modelFlags are the flags that only some models read. Each model lists the
+// ones it reads in engine.Model.Options; setting another is warned about
+// and ignored.
+var modelFlags = []string{"listeners", "workers", "queue", "max-threads", "max-procs", "loops", "balance"}
+
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve an app under a concurrency model until SIGINT or SIGTERM",
+		Long: `Serve an app under a concurrency model until SIGINT or SIGTERM.
+
+On a signal it stops accepting, lets queued writes flush for up to
+--drain-timeout, closes every connection and exits 0.`,
+		Example: "  tcplab serve --app echo --model goroutine --addr 127.0.0.1:7000\n  nc 127.0.0.1 7000",
+		Args:    noArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	d := engine.Config{}.WithDefaults()
+	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo")
+	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.cfg.Addr, "addr", d.Addr, "address to listen on (0.0.0.0 or [::] only if you mean every interface)")
+	f.IntVar(&o.cfg.Backlog, "backlog", d.Backlog, "listen(2) backlog (the kernel caps it at net.core.somaxconn)")
+	f.IntVar(&o.cfg.Listeners, "listeners", 1, "SO_REUSEPORT listeners on the address")
+	f.IntVar(&o.cfg.MaxPending, "max-pending", d.MaxPending, "outbound bytes buffered per connection before it is closed as a slow consumer")
+	f.IntVar(&o.cfg.MaxInbound, "max-inbound", d.MaxInbound, "unconsumed inbound bytes per connection before it is closed")
+	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "close a connection whose socket takes no bytes for this long")
+	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "on shutdown, how long queued writes may flush")
+	f.IntVar(&o.cfg.Workers, "workers", d.Workers, "workers (pool, prefork, reactor-pool)")
+	f.IntVar(&o.cfg.Queue, "queue", d.Queue, "queued connections (pool)")
+	f.IntVar(&o.cfg.MaxThreads, "max-threads", d.MaxThreads, "connection threads (thread)")
+	f.IntVar(&o.cfg.MaxProcs, "max-procs", d.MaxProcs, "child processes (fork)")
+	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
+	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor)")
+	return cmd
+}
+
+func (o *serveOptions) run(cmd *cobra.Command) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)}
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	o.cfg.Logger = log
+
+	model, err := engine.Lookup(o.model)
+	if err != nil {
+		return usageError{err}
+	}
+	a, err := lookupApp(o.app)
+	if err != nil {
+		return err
+	}
+	warnIgnoredFlags(cmd.Flags(), model, log)
+	if err := checkAddr(o.cfg.Addr, log); err != nil {
+		return usageError{err}
+	}
+	h, err := a.new(o)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := o.cfg.WithDefaults().Validate(); err != nil {
+		return usageError{err}
+	}
+
+	srv, err := engine.Listen(model.Name, h, o.cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "app", a.name, "model", model.Name, "addr", srv.Addr().String())
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	select {
+	case err := <-served:
+		shutdown(srv, o.cfg.DrainTimeout, log)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", o.cfg.DrainTimeout.String())
+	shutdown(srv, o.cfg.DrainTimeout, log)
+	if err := <-served; err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped", "accepted", srv.Stats().Accepted)
+	return nil
+}
+
+func shutdown(srv engine.Server, drain time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("warning: drain timeout reached; remaining connections were closed", "err", err)
+	}
+}
+
+// warnIgnoredFlags warns about model-specific flags set for a model that
+// does not read them.
+func warnIgnoredFlags(flags *pflag.FlagSet, m engine.Model, log *slog.Logger) {
+	for _, name := range modelFlags {
+		if flags.Changed(name) && !slices.Contains(m.Options, name) {
+			log.Warn("warning: flag does not apply to this model; ignored", "flag", "--"+name, "model", m.Name)
+		}
+	}
+}
+
+// checkAddr refuses a malformed address and warns about binding every
+// interface.
+func checkAddr(addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if host == "" {
+		return errors.New("--addr " + addr + ": give a host; 127.0.0.1 for this machine only, 0.0.0.0 for every interface")
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		log.Warn("warning: listening on every interface; anyone who can reach this machine can connect", "addr", addr)
+	}
+	return nil
+}

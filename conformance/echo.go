@@ -1,0 +1,235 @@
+package conformance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tcplab/tcplab/app/echo"
+	"github.com/tcplab/tcplab/engine"
+)
+
+// EchoCases are the checks every model passes serving the echo app.
+func EchoCases() []Case {
+	return []Case{
+		{"payload sizes echoed exactly", echoSizes, echo.New},
+		{"64KiB sent one byte per write", echoByteAtATime, echo.New},
+		{"200 concurrent clients", echoConcurrent, echo.New},
+		{"half-closed client still gets its echo", echoHalfClose, echo.New},
+		{"shutdown ends every connection without leaks", echoShutdown, echo.New},
+	}
+}
+
+// RunEcho runs EchoCases against model, each on a fresh server.
+func RunEcho(t *testing.T, model string) {
+	runCases(t, model, engine.Config{}, EchoCases())
+}
+
+func payload(n int) []byte {
+	p := make([]byte, n)
+	r := rand.New(rand.NewPCG(uint64(n), 1))
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	return p
+}
+
+// roundTrip writes p from one goroutine while reading the echo on this
+// one, as a client must when the payload exceeds the socket buffers, and
+// checks every byte.
+func roundTrip(c net.Conn, p []byte, write func(net.Conn, []byte) error) error {
+	return roundTripPaced(c, p, write, len(p), 0)
+}
+
+// roundTripPaced is roundTrip reading at most chunk bytes at a time, with a
+// pause after each read.
+func roundTripPaced(c net.Conn, p []byte, write func(net.Conn, []byte) error, chunk int, pause time.Duration) error {
+	werr := make(chan error, 1)
+	go func() { werr <- write(c, p) }()
+	got := make([]byte, len(p))
+	var rerr error
+	for n := 0; n < len(p) && rerr == nil; {
+		var m int
+		m, rerr = io.ReadFull(c, got[n:min(len(p), n+chunk)])
+		n += m
+		time.Sleep(pause)
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if rerr != nil {
+		return fmt.Errorf("read echo of %d bytes: %w", len(p), rerr)
+	}
+	if !bytes.Equal(got, p) {
+		i := 0
+		for got[i] == p[i] {
+			i++
+		}
+		return fmt.Errorf("echo of %d bytes differs from byte %d on", len(p), i)
+	}
+	return nil
+}
+
+func writeAll(c net.Conn, p []byte) error {
+	_, err := c.Write(p)
+	return err
+}
+
+func echoSizes(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	for _, n := range []int{1, 2, 100, 1460, 4096, 65536, 100000, 1 << 20} {
+		if err := roundTrip(c, payload(n), writeAll); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+	}
+}
+
+func echoByteAtATime(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	byteAtATime := func(c net.Conn, p []byte) error {
+		for i := range p {
+			if _, err := c.Write(p[i : i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := roundTrip(c, payload(64<<10), byteAtATime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoConcurrent runs 200 clients. Where the model serves connections
+// concurrently, all 200 must be open and answered at the same time: each
+// waits for every other's first echo before its second. A Sequential model
+// instead must answer all 200 one after another, and must not answer a
+// second client while a first is still connected.
+func echoConcurrent(t *testing.T, s *Server) {
+	const clients = 200
+	if s.Model.Sequential {
+		checkSequential(t, s)
+	}
+	var firstDone, wg sync.WaitGroup
+	firstDone.Add(clients)
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := oneClient(s, i, &firstDone)
+			if err != nil {
+				firstDone.Done() // don't hold the others at the barrier
+				errs <- fmt.Errorf("client %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func oneClient(s *Server, i int, firstDone *sync.WaitGroup) error {
+	c, err := net.DialTimeout("tcp", s.Addr().String(), ioTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	if err := roundTrip(c, payload(100+i), writeAll); err != nil {
+		return err
+	}
+	if s.Model.Sequential {
+		return nil // the next client is served only once this one leaves
+	}
+	firstDone.Done()
+	firstDone.Wait() // every client is connected and has been answered
+	return roundTrip(c, payload(1000+i), writeAll)
+}
+
+// checkSequential holds one client open and checks that a second is not
+// answered until the first leaves.
+func checkSequential(t *testing.T, s *Server) {
+	a := s.Dial(t)
+	if err := roundTrip(a, []byte("first"), writeAll); err != nil {
+		t.Fatal(err)
+	}
+	b := s.Dial(t)
+	if _, err := b.Write([]byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := b.Read(make([]byte, 16)); n > 0 || !isTimeout(err) {
+		t.Fatalf("a sequential model answered a second client while the first was connected (n=%d, err=%v)", n, err)
+	}
+	a.Close()
+	b.SetReadDeadline(time.Now().Add(ioTimeout))
+	got := make([]byte, len("second"))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "second" {
+		t.Fatalf("second client after the first left: %q, %v", got, err)
+	}
+	b.Close()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func echoHalfClose(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	p := payload(200000)
+	if err := roundTrip(c, p, func(c net.Conn, p []byte) error {
+		if _, err := c.Write(p); err != nil {
+			return err
+		}
+		return c.(*net.TCPConn).CloseWrite()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// After the echo, the server closes its side too.
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the echo: read (%d, %v), want EOF", n, err)
+	}
+}
+
+// echoShutdown connects clients, shuts the server down under them, and
+// checks that each connection ends and no goroutine is left behind.
+func echoShutdown(t *testing.T, s *Server) {
+	clients := 20
+	if s.Model.Sequential {
+		clients = 1
+	}
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = s.Dial(t)
+		if err := roundTrip(conns[i], payload(64), writeAll); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Stop(t)
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(shutdownTimeout))
+		n, err := c.Read(make([]byte, 1))
+		if n != 0 || err == nil || isTimeout(err) {
+			t.Errorf("client %d after shutdown: read (%d, %v), want the connection ended", i, n, err)
+		}
+	}
+}
+
+// checkLeaks makes the test fail if goroutines started after this call are
+// still running once every later cleanup (server shutdown, client closes)
+// has run.
+func checkLeaks(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}

@@ -1,0 +1,114 @@
+package conformance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// Probe returns a handler that exercises the seam itself, driven by text
+// lines from the client, so every check works over the wire even when the
+// session runs in another process:
+//
+//	burst G N SIZE  G goroutines each write N lines "g i pad..." of SIZE
+//	                bytes, concurrently with each other (not from Data)
+//	flood SIZE N    one goroutine writes N chunks of SIZE bytes of 'x'
+//	fail            the session writes "failing\n" and returns an error
+//	hold            the session stops consuming input
+//	ping            the session writes "pong\n"
+//
+// Its sessions implement handler.Farewell ("BYE <reason>\n") and the
+// handler implements handler.Refuser ("REFUSED <reason>\n").
+func Probe() handler.Handler { return probe{} }
+
+type probe struct{}
+
+func (probe) Open(c handler.Conn) handler.Session { return &probeSession{c: c} }
+
+func (probe) Refuse(reason error) []byte { return []byte("REFUSED " + reason.Error() + "\n") }
+
+type probeSession struct {
+	c    handler.Conn
+	hold bool
+	wg   sync.WaitGroup
+}
+
+var errProbeFail = errors.New("probe asked to fail")
+
+func (s *probeSession) Data(in []byte) (int, error) {
+	used := 0
+	for !s.hold {
+		i := bytes.IndexByte(in[used:], '\n')
+		if i < 0 {
+			break
+		}
+		line := string(in[used : used+i])
+		used += i + 1
+		if err := s.command(strings.Fields(line)); err != nil {
+			return used, err
+		}
+	}
+	return used, nil
+}
+
+func (s *probeSession) command(f []string) error {
+	if len(f) == 0 {
+		return nil
+	}
+	nums := make([]int, len(f)-1)
+	for i, a := range f[1:] {
+		n, err := strconv.Atoi(a)
+		if err != nil {
+			return fmt.Errorf("probe: %q: %w", f, err)
+		}
+		nums[i] = n
+	}
+	switch {
+	case f[0] == "burst" && len(nums) == 3:
+		for g := range nums[0] {
+			s.wg.Go(func() { s.burst(g, nums[1], nums[2]) })
+		}
+	case f[0] == "flood" && len(nums) == 2:
+		s.wg.Go(func() {
+			chunk := bytes.Repeat([]byte("x"), nums[0])
+			for range nums[1] {
+				if s.c.Write(chunk) != nil {
+					return
+				}
+			}
+		})
+	case f[0] == "fail":
+		s.c.Write([]byte("failing\n"))
+		return errProbeFail
+	case f[0] == "hold":
+		s.hold = true
+	case f[0] == "ping":
+		s.c.Write([]byte("pong\n"))
+	default:
+		return fmt.Errorf("probe: unknown command %q", f)
+	}
+	return nil
+}
+
+func (s *probeSession) burst(g, n, size int) {
+	for i := range n {
+		line := fmt.Appendf(nil, "%d %d ", g, i)
+		line = append(line, bytes.Repeat([]byte("."), max(0, size-len(line)-1))...)
+		if s.c.Write(append(line, '\n')) != nil {
+			return
+		}
+	}
+}
+
+func (s *probeSession) Farewell(reason error) []byte {
+	return []byte("BYE " + reason.Error() + "\n")
+}
+
+// Closed waits for the session's writer goroutines, which stop at their
+// next Write now that the connection is closed.
+func (s *probeSession) Closed(error) { s.wg.Wait() }

@@ -1,0 +1,130 @@
+package conformance
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/echo"
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
+)
+
+// seamLimit is the MaxPending and MaxInbound the seam cases run with, small
+// so that limits are reached quickly.
+const seamLimit = 64 << 10
+
+// SeamCases check the handler seam's promises through the Probe handler:
+// concurrent writes stay whole and ordered, bounds close the connection
+// with a clear reason, a failing session's writes are flushed, and reading
+// pauses instead of overflowing when the peer reads slowly.
+func SeamCases() []Case {
+	return []Case{
+		{"writes from many goroutines stay whole and ordered", seamBurst, Probe},
+		{"one oversized write closes that connection with a reason", seamOverflow, Probe},
+		{"a failing session's writes are flushed before close", seamFail, Probe},
+		{"unconsumed input over the limit closes with a reason", seamHold, Probe},
+		{"a slow reader meets backpressure, not overflow", seamBackpressure, echo.New},
+	}
+}
+
+// RunSeam runs SeamCases against model, each on a fresh server.
+func RunSeam(t *testing.T, model string) {
+	cfg := engine.Config{MaxPending: seamLimit, MaxInbound: seamLimit}
+	runCases(t, model, cfg, SeamCases())
+}
+
+// command sends cmd and returns a reader of the server's lines.
+func command(t *testing.T, c net.Conn, cmd string) *bufio.Reader {
+	t.Helper()
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		t.Fatalf("send %q: %v", cmd, err)
+	}
+	return bufio.NewReader(c)
+}
+
+func seamBurst(t *testing.T, s *Server) {
+	const goroutines, each, size = 8, 100, 64 // 51,200 bytes: under seamLimit
+	c := s.Dial(t)
+	r := command(t, c, fmt.Sprintf("burst %d %d %d", goroutines, each, size))
+	next := make([]int, goroutines)
+	for range goroutines * each {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %v lines: %v", next, err)
+		}
+		if len(line) != size {
+			t.Fatalf("line %q has %d bytes, want %d: writes were interleaved", line, len(line), size)
+		}
+		f := strings.Fields(line)
+		g, err1 := strconv.Atoi(f[0])
+		i, err2 := strconv.Atoi(f[1])
+		if err1 != nil || err2 != nil || g < 0 || g >= goroutines {
+			t.Fatalf("malformed line %q", line)
+		}
+		if i != next[g] {
+			t.Fatalf("goroutine %d: line %d arrived when %d was due", g, i, next[g])
+		}
+		next[g]++
+	}
+}
+
+// expectEnd reads what remains and checks it ends with want and then EOF.
+func expectEnd(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading to the end: %v (got %q)", err, tail(rest))
+	}
+	if !bytes.HasSuffix(rest, []byte(want)) {
+		t.Fatalf("connection ended with %q, want %q", tail(rest), want)
+	}
+}
+
+func tail(b []byte) []byte { return b[max(0, len(b)-80):] }
+
+func seamOverflow(t *testing.T, s *Server) {
+	a := s.Dial(t)
+	r := command(t, a, fmt.Sprintf("flood %d 1", seamLimit+1))
+	expectEnd(t, r, "BYE "+handler.ErrOverflow.Error()+"\n")
+	if s.Model.Sequential {
+		return
+	}
+	b := s.Dial(t)
+	if line, err := command(t, b, "ping").ReadString('\n'); line != "pong\n" || err != nil {
+		t.Fatalf("another connection after the overflow: %q, %v", line, err)
+	}
+}
+
+func seamFail(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	expectEnd(t, command(t, c, "ping\nfail"), "pong\nfailing\n")
+}
+
+func seamHold(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	// Exactly one byte over the limit, so the server reads everything and
+	// closes with a FIN rather than a reset.
+	msg := append([]byte("hold\n"), bytes.Repeat([]byte("y"), seamLimit+1)...)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	expectEnd(t, c, "BYE "+handler.ErrInputTooLarge.Error()+"\n")
+}
+
+// seamBackpressure writes 8 MiB to an echo server while reading the echo
+// at about 30 MiB/s. Without backpressure the server's outbound buffer
+// (64 KiB here) would overflow and the connection would close.
+func seamBackpressure(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	p := payload(8 << 20)
+	if err := roundTripPaced(c, p, writeAll, 32<<10, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,142 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/backoff"
+	"github.com/tcplab/tcplab/internal/listener"
+)
+
+// blockingServer is the Server of every model that accepts through Go's
+// net.Listener and serves connections with blocking reads (streamSet). A
+// model supplies only its dispatch policy: what happens to an accepted
+// connection (served inline, on a new goroutine, on a new OS thread, on a
+// queue for workers).
+type blockingServer struct {
+	cfg   Config
+	lns   []*net.TCPListener
+	stats counters
+	set   *streamSet
+
+	// dispatch takes an accepted connection. It must call set.begin
+	// before serving and set.serve to serve, or refuse it.
+	dispatch func(nc net.Conn)
+	// stopped, if set, runs during Shutdown after the listeners close and
+	// before connections are drained (the pool model empties its queue).
+	stopped func()
+	// wait, if set, runs at the end of Shutdown to wait for the model's own
+	// goroutines.
+	wait func()
+
+	done      chan struct{} // closed when Shutdown starts
+	shutOnce  sync.Once
+	started   atomic.Bool
+	serveDone chan struct{}
+}
+
+// newBlockingServer binds listeners listeners on cfg.Addr.
+func newBlockingServer(h handler.Handler, cfg Config, listeners int) (*blockingServer, error) {
+	lns, err := listener.ListenN(cfg.Addr, listeners, listener.Options{Backlog: cfg.Backlog, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s := &blockingServer{
+		cfg:       cfg,
+		lns:       lns,
+		done:      make(chan struct{}),
+		serveDone: make(chan struct{}),
+	}
+	s.set = newStreamSet(h, cfg, &s.stats)
+	return s, nil
+}
+
+func (s *blockingServer) Addr() net.Addr { return s.lns[0].Addr() }
+func (s *blockingServer) Stats() Stats   { return s.stats.snapshot() }
+
+func (s *blockingServer) Serve() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("engine: Serve called twice")
+	}
+	defer close(s.serveDone)
+	errs := make(chan error, len(s.lns))
+	for _, ln := range s.lns {
+		go func() { errs <- s.acceptLoop(ln) }()
+	}
+	var err error
+	for range s.lns {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+			s.closeListeners() // one broken listener stops the server
+		}
+	}
+	return err
+}
+
+func (s *blockingServer) closeListeners() {
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+}
+
+// acceptLoop accepts until the listener closes, backing off on temporary
+// errors such as EMFILE.
+func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
+	var bo backoff.Backoff
+	log := s.cfg.Logger
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			if !backoff.Retryable(err) {
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+			}
+			s.stats.acceptErrors.Add(1)
+			wait, first := bo.Fail()
+			if first {
+				log.Warn("accept failing; backing off", "addr", ln.Addr(), "err", err)
+			}
+			select {
+			case <-time.After(wait):
+			case <-s.done:
+				return nil
+			}
+			continue
+		}
+		if bo.Reset() {
+			log.Info("accept recovered", "addr", ln.Addr())
+		}
+		s.dispatch(nc)
+	}
+}
+
+func (s *blockingServer) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() { close(s.done) })
+	s.closeListeners()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(s.cfg.DrainTimeout)
+	}
+	if s.stopped != nil {
+		s.stopped()
+	}
+	drained := s.set.shutdown(deadline)
+	if s.wait != nil {
+		s.wait()
+	}
+	if s.started.Load() {
+		<-s.serveDone
+	}
+	if !drained {
+		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
+	}
+	return nil
+}

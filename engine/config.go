@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Config is every model's settings. A model reads the fields it lists in
+// Model.Options and ignores the rest. The zero value of each field means its
+// default; Listen fills them in.
+type Config struct {
+	// Addr is the host:port to bind. Default 127.0.0.1:7000.
+	Addr string
+	// Backlog is the listen(2) accept-queue length. Default 1024. Linux
+	// caps it at net.core.somaxconn.
+	Backlog int
+	// Listeners is the number of SO_REUSEPORT listeners on Addr. Default 1.
+	Listeners int
+
+	// MaxPending bounds each connection's outbound buffer in bytes. A
+	// Write that would pass it closes the connection with
+	// handler.ErrOverflow. Default 1 MiB.
+	MaxPending int
+	// MaxInbound bounds the bytes a session may leave unconsumed. Past it
+	// the connection is closed with handler.ErrInputTooLarge. Default
+	// 2 MiB; keep it above the handler's largest frame.
+	MaxInbound int
+	// WriteTimeout closes a connection whose socket accepts no bytes for
+	// this long while data waits. Default 10s.
+	WriteTimeout time.Duration
+	// DrainTimeout bounds how long Shutdown lets queued writes flush when
+	// its context has no deadline. Default 5s.
+	DrainTimeout time.Duration
+
+	// Workers is the worker count of pool, prefork and reactor-pool.
+	// Default runtime.NumCPU().
+	Workers int
+	// Queue is the pool model's queue of accepted connections. Default 1024.
+	Queue int
+	// MaxThreads caps the thread model's connections (one OS thread
+	// each). Default 4096.
+	MaxThreads int
+	// MaxProcs caps the fork model's child processes. Default 256.
+	MaxProcs int
+	// Loops is the event-loop count of reactor, reactor-pool and uring.
+	// Default runtime.NumCPU().
+	Loops int
+	// Balance is how the reactor spreads connections over loops:
+	// "round-robin" (default) or "least-conns".
+	Balance string
+
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Default values for Config fields.
+const (
+	DefaultAddr         = "127.0.0.1:7000"
+	DefaultBacklog      = 1024
+	DefaultMaxPending   = 1 << 20
+	DefaultMaxInbound   = 2 << 20
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultDrainTimeout = 5 * time.Second
+	DefaultQueue        = 1024
+	DefaultMaxThreads   = 4096
+	DefaultMaxProcs     = 256
+	DefaultBalance      = "round-robin"
+)
+
+// WithDefaults returns c with every unset field given its default.
+func (c Config) WithDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	def(&c.Backlog, DefaultBacklog)
+	def(&c.Listeners, 1)
+	def(&c.MaxPending, DefaultMaxPending)
+	def(&c.MaxInbound, DefaultMaxInbound)
+	def(&c.Workers, runtime.NumCPU())
+	def(&c.Queue, DefaultQueue)
+	def(&c.MaxThreads, DefaultMaxThreads)
+	def(&c.MaxProcs, DefaultMaxProcs)
+	def(&c.Loops, runtime.NumCPU())
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Balance == "" {
+		c.Balance = DefaultBalance
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	positive := []struct {
+		name string
+		v    int
+	}{
+		{"backlog", c.Backlog}, {"listeners", c.Listeners}, {"max-pending", c.MaxPending},
+		{"max-inbound", c.MaxInbound}, {"workers", c.Workers}, {"queue", c.Queue},
+		{"max-threads", c.MaxThreads}, {"max-procs", c.MaxProcs}, {"loops", c.Loops},
+	}
+	for _, p := range positive {
+		if p.v < 1 {
+			return fmt.Errorf("--%s %d: must be at least 1", p.name, p.v)
+		}
+	}
+	if c.WriteTimeout < 0 || c.DrainTimeout < 0 {
+		return fmt.Errorf("timeouts must not be negative")
+	}
+	switch c.Balance {
+	case "round-robin", "least-conns":
+	default:
+		return fmt.Errorf("--balance %q: want round-robin or least-conns", c.Balance)
+	}
+	return nil
+}
+
+// highWater and lowWater are the outbound levels at which a model pauses and
+// resumes reading a connection, so a peer that sends but does not read
+// meets backpressure instead of the overflow bound.
+func (c Config) highWater() int { return c.MaxPending / 2 }
+func (c Config) lowWater() int  { return c.MaxPending / 8 }

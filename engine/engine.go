@@ -1,0 +1,138 @@
+// Package engine runs a handler.Handler under a chosen concurrency model.
+//
+// A model is one way of owning sockets: sequentially, a goroutine per
+// connection, a thread per connection, a worker pool, a process per
+// connection, preforked processes, epoll event loops, or io_uring. Each
+// model lives in its own file, registers itself by name, and passes the
+// same conformance suite (package conformance), so any handler runs
+// unchanged on any model:
+//
+//	srv, err := engine.Listen("goroutine", echo.New(), engine.Config{Addr: "127.0.0.1:0"})
+//	if err != nil { ... }
+//	go srv.Serve()
+//	...
+//	srv.Shutdown(ctx)
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// Server is a bound, running (or ready to run) model.
+type Server interface {
+	// Addr returns the bound listening address.
+	Addr() net.Addr
+	// Serve accepts and serves connections until Shutdown. It returns nil
+	// after a shutdown and an error if serving failed.
+	Serve() error
+	// Shutdown stops accepting, lets queued writes flush until ctx is done
+	// (or Config.DrainTimeout if ctx has no deadline), closes every
+	// connection, and waits for the model's goroutines and processes to
+	// end. It returns ctx's error if the drain was cut short.
+	Shutdown(ctx context.Context) error
+	// Stats returns the server's counters so far.
+	Stats() Stats
+}
+
+// Model describes a concurrency model for the registry.
+type Model struct {
+	// Name is what --model selects.
+	Name string
+	// Summary is a one-line description.
+	Summary string
+	// Limits describes the model's caps and what happens past them, in a
+	// few words.
+	Limits string
+	// Options lists the CLI flag names of the Config fields the model
+	// reads beyond the common ones (addr, backlog, max-pending, ...).
+	Options []string
+	// Sequential is set by a model that by design serves one connection
+	// at a time. The conformance suite then expects no overlap.
+	Sequential bool
+	// New binds the listener(s) and returns a Server ready to Serve. cfg
+	// has its defaults filled in and is valid.
+	New func(h handler.Handler, cfg Config) (Server, error)
+}
+
+var (
+	// ErrUnknownModel is returned for a model name nobody registered.
+	ErrUnknownModel = errors.New("unknown model")
+	// ErrUnsupported is wrapped by a model's New when this machine cannot
+	// run it (for example io_uring disabled by the kernel). The message
+	// names the cause.
+	ErrUnsupported = errors.New("model not supported here")
+)
+
+// registry holds the models. Models add themselves from init functions, so
+// it is written only before main runs and read-only afterwards.
+var registry = struct {
+	sync.RWMutex
+	models map[string]Model
+}{models: map[string]Model{}}
+
+// Register adds a model. It panics on a duplicate or incomplete
+// registration, as those are programming errors found at start-up.
+func Register(m Model) {
+	if m.Name == "" || m.New == nil || m.Summary == "" {
+		panic("engine: Register needs Name, Summary and New")
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.models[m.Name]; dup {
+		panic("engine: model " + m.Name + " registered twice")
+	}
+	registry.models[m.Name] = m
+}
+
+// Models returns every registered model, sorted by name.
+func Models() []Model {
+	registry.RLock()
+	defer registry.RUnlock()
+	out := make([]Model, 0, len(registry.models))
+	for _, m := range registry.models {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Model) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Lookup returns the model called name.
+func Lookup(name string) (Model, error) {
+	registry.RLock()
+	m, ok := registry.models[name]
+	registry.RUnlock()
+	if !ok {
+		names := make([]string, 0)
+		for _, m := range Models() {
+			names = append(names, m.Name)
+		}
+		return Model{}, fmt.Errorf("%w %q (have %s)", ErrUnknownModel, name, strings.Join(names, ", "))
+	}
+	return m, nil
+}
+
+// Listen binds a server for h under the named model. Call Serve on the
+// result to start serving.
+func Listen(model string, h handler.Handler, cfg Config) (Server, error) {
+	m, err := Lookup(model)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", model, err)
+	}
+	srv, err := m.New(h, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", model, err)
+	}
+	return srv, nil
+}

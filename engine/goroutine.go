@@ -1,0 +1,34 @@
+package engine
+
+import (
+	"net"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// goroutine serves each connection on its own goroutine, Go's idiom. The
+// runtime multiplexes the goroutines over a few threads with one epoll, so
+// a connection costs a goroutine stack (a few KiB) and nothing is capped
+// but memory and file descriptors.
+func init() {
+	Register(Model{
+		Name:    "goroutine",
+		Summary: "one goroutine per connection (Go's runtime poller underneath)",
+		Limits:  "no cap beyond memory and file descriptors",
+		Options: []string{"listeners"},
+		New: func(h handler.Handler, cfg Config) (Server, error) {
+			s, err := newBlockingServer(h, cfg, cfg.Listeners)
+			if err != nil {
+				return nil, err
+			}
+			s.dispatch = func(nc net.Conn) {
+				if !s.set.begin() {
+					nc.Close()
+					return
+				}
+				go s.set.serve(nc)
+			}
+			return s, nil
+		},
+	})
+}

@@ -1,0 +1,39 @@
+package engine
+
+import "sync/atomic"
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	// Accepted counts connections accepted and handed to the handler.
+	Accepted uint64
+	// Open is the number of connections currently open.
+	Open int64
+	// Refused counts connections closed before Open because a cap was
+	// reached (handler.ErrServerFull).
+	Refused uint64
+	// AcceptErrors counts failed accept calls (EMFILE and the like).
+	AcceptErrors uint64
+	// Overflows counts connections closed because their outbound buffer
+	// passed Config.MaxPending.
+	Overflows uint64
+	// BytesIn and BytesOut count payload bytes read and written.
+	BytesIn, BytesOut uint64
+}
+
+// counters is the live form of Stats, shared by every model.
+type counters struct {
+	accepted, refused, acceptErrors, overflows, bytesIn, bytesOut atomic.Uint64
+	open                                                          atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Accepted:     c.accepted.Load(),
+		Open:         c.open.Load(),
+		Refused:      c.refused.Load(),
+		AcceptErrors: c.acceptErrors.Load(),
+		Overflows:    c.overflows.Load(),
+		BytesIn:      c.bytesIn.Load(),
+		BytesOut:     c.bytesOut.Load(),
+	}
+}

@@ -1,0 +1,349 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/outbuf"
+)
+
+// The blocking models (seq, goroutine, thread, pool, and the children of
+// fork and prefork) all serve a connection the same way, here: a read loop
+// on the model's own goroutine or thread, which calls the session and then
+// flushes what the session wrote on that same goroutine, plus one writer
+// goroutine per connection that flushes writes made from elsewhere (a chat
+// room's fan-out). Whoever holds the buffer's flush token writes; the other
+// waits. No byte is copied except once, into the outbound buffer.
+
+const (
+	readBufStart = 16 << 10 // first read buffer per connection
+	readBufMax   = 64 << 10 // it doubles up to this while reads fill it
+	// overflowLinger is how long a connection closed for overflow gets to
+	// deliver its farewell before the socket is closed anyway.
+	overflowLinger = time.Second
+)
+
+// streamConn is one connection of a blocking model. It implements
+// handler.Conn.
+type streamConn struct {
+	nc   net.Conn
+	set  *streamSet
+	out  *outbuf.Buffer
+	wake chan struct{} // cap 1: the writer has something to look at
+	// drained gets a token each time the writer finishes a batch, for a
+	// reader paused by backpressure.
+	drained chan struct{}
+
+	mu       sync.Mutex
+	sess     handler.Session
+	closing  bool
+	reason   error
+	deadline time.Time     // flush deadline once closing
+	stop     chan struct{} // closed when closing begins
+}
+
+var _ handler.Conn = (*streamConn)(nil)
+
+func (c *streamConn) Write(p []byte) error {
+	err := c.out.Write(p)
+	if errors.Is(err, handler.ErrOverflow) {
+		c.set.stats.overflows.Add(1)
+		c.closeWith(handler.ErrOverflow, true, time.Now().Add(overflowLinger))
+	}
+	return err
+}
+
+func (c *streamConn) Close(reason error) {
+	c.closeWith(reason, false, time.Now().Add(c.set.cfg.DrainTimeout))
+}
+
+func (c *streamConn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
+func (c *streamConn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+func (c *streamConn) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// closeWith starts closing: reads stop, later writes fail, queued bytes
+// (plus the session's farewell if the engine initiated the close) flush
+// until deadline, and then the socket closes.
+func (c *streamConn) closeWith(reason error, byEngine bool, deadline time.Time) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.reason = reason
+	c.deadline = deadline
+	sess := c.sess
+	close(c.stop)
+	c.mu.Unlock()
+
+	var final []byte
+	if f, ok := sess.(handler.Farewell); ok && byEngine {
+		final = f.Farewell(reason)
+	}
+	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
+	c.nc.SetReadDeadline(time.Now())
+	c.nc.SetWriteDeadline(deadline)
+	c.signal(c.wake)
+}
+
+func (c *streamConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// writeDeadline is WriteTimeout from now, or the close deadline if sooner.
+func (c *streamConn) writeDeadline() time.Time {
+	d := time.Now().Add(c.set.cfg.WriteTimeout)
+	c.mu.Lock()
+	if c.closing && c.deadline.Before(d) {
+		d = c.deadline
+	}
+	c.mu.Unlock()
+	return d
+}
+
+// flush writes batches while it can take the flush token. It reports false
+// if the socket failed.
+func (c *streamConn) flush() bool {
+	for b := c.out.Take(); b != nil; b = c.out.Next(b) {
+		c.nc.SetWriteDeadline(c.writeDeadline())
+		n, err := c.nc.Write(b)
+		c.set.stats.bytesOut.Add(uint64(n))
+		if err != nil {
+			c.out.Abort()
+			if errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
+				err = errWriteTimeout
+			}
+			c.closeWith(err, true, time.Now())
+			return false
+		}
+		c.signal(c.drained)
+	}
+	return true
+}
+
+var errWriteTimeout = errors.New("write timed out: the peer is not reading")
+
+// writer flushes writes that arrive while the reader is blocked in Read,
+// and finishes the flush once the connection is closing.
+func (c *streamConn) writer(done chan<- struct{}) {
+	defer close(done)
+	for range c.wake {
+		c.flush()
+		if c.isClosing() && c.out.Idle() {
+			return
+		}
+	}
+}
+
+// afterCallback ends the hold taken around a session call and flushes what
+// the call wrote, on the calling goroutine.
+func (c *streamConn) afterCallback() {
+	if c.out.Unhold() {
+		c.flush()
+	}
+}
+
+// readLoop reads until the peer finishes, the session fails, or the
+// connection is closed.
+func (c *streamConn) readLoop() {
+	cfg := &c.set.cfg
+	// One read is at most half the outbound bound, so a session that
+	// answers each byte with a byte (echo) stays within the bound: reading
+	// pauses above the high-water mark, MaxPending/2.
+	chunk := max(1, min(readBufMax, cfg.MaxPending/2))
+	buf := make([]byte, min(readBufStart, chunk))
+	have := 0
+	for {
+		n, err := c.nc.Read(buf[have:min(len(buf), have+chunk)])
+		if n > 0 && !c.isClosing() {
+			c.set.stats.bytesIn.Add(uint64(n))
+			filled := have+n == len(buf)
+			have += n
+			c.out.Hold()
+			used, derr := c.sess.Data(buf[:have])
+			c.afterCallback()
+			if derr != nil {
+				c.Close(derr)
+				return
+			}
+			have = copy(buf, buf[used:have])
+			if have > cfg.MaxInbound {
+				c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(cfg.DrainTimeout))
+				return
+			}
+			if filled && (have > len(buf)/2 || len(buf) < readBufMax) {
+				nb := make([]byte, min(2*len(buf), max(readBufMax, cfg.MaxInbound+1)))
+				copy(nb, buf[:have])
+				buf = nb
+			}
+			if !c.waitBelowLowWater() {
+				return
+			}
+		}
+		if err != nil || c.isClosing() {
+			if errors.Is(err, io.EOF) {
+				err = nil // orderly close (or half-close) by the peer
+			}
+			c.Close(err)
+			return
+		}
+	}
+}
+
+// waitBelowLowWater pauses reading while the outbound buffer is over the
+// high-water mark, until it drains under the low-water mark. It reports
+// false if the connection closed meanwhile.
+func (c *streamConn) waitBelowLowWater() bool {
+	cfg := &c.set.cfg
+	if c.out.Len() <= cfg.highWater() {
+		return true
+	}
+	for c.out.Len() > cfg.lowWater() {
+		c.signal(c.wake)
+		select {
+		case <-c.drained:
+		case <-c.stop:
+			return false
+		}
+	}
+	return true
+}
+
+// streamSet serves blocking connections and tracks them for shutdown.
+type streamSet struct {
+	h     handler.Handler
+	cfg   Config
+	stats *counters
+
+	mu       sync.Mutex
+	conns    map[*streamConn]struct{}
+	shutting bool
+	deadline time.Time
+	wg       sync.WaitGroup // one per connection being served
+}
+
+func newStreamSet(h handler.Handler, cfg Config, stats *counters) *streamSet {
+	return &streamSet{h: h, cfg: cfg, stats: stats, conns: map[*streamConn]struct{}{}}
+}
+
+// begin registers a connection that is about to be served. It reports
+// false, closing nc, if the set is shutting down.
+func (s *streamSet) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// serve runs one connection to its end on the calling goroutine. The
+// caller must have called begin.
+func (s *streamSet) serve(nc net.Conn) {
+	defer s.wg.Done()
+	c := &streamConn{
+		nc:      nc,
+		set:     s,
+		wake:    make(chan struct{}, 1),
+		drained: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	c.out = outbuf.New(s.cfg.MaxPending, func() { c.signal(c.wake) })
+	s.stats.accepted.Add(1)
+	s.stats.open.Add(1)
+	defer s.stats.open.Add(-1)
+
+	writerDone := make(chan struct{})
+	go c.writer(writerDone)
+
+	c.out.Hold()
+	sess := s.h.Open(c)
+	c.mu.Lock()
+	c.sess = sess
+	c.mu.Unlock()
+	c.afterCallback()
+
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	shutting, deadline := s.shutting, s.deadline
+	s.mu.Unlock()
+	if shutting {
+		c.closeWith(handler.ErrShutdown, true, deadline)
+	}
+
+	c.readLoop()
+	<-writerDone
+	nc.Close()
+	c.mu.Lock()
+	reason := c.reason
+	c.mu.Unlock()
+	sess.Closed(reason)
+
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// refuse turns a connection away before Open: it sends the handler's
+// refusal, if any, without waiting long, and closes.
+func (s *streamSet) refuse(nc net.Conn, reason error) {
+	s.stats.refused.Add(1)
+	if r, ok := s.h.(handler.Refuser); ok {
+		if msg := r.Refuse(reason); len(msg) > 0 {
+			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			nc.Write(msg)
+		}
+	}
+	nc.Close()
+}
+
+// shutdown closes every connection, letting queued writes flush until
+// deadline, and waits for them to end. After the deadline it closes the
+// sockets outright. It reports whether the drain finished in time.
+func (s *streamSet) shutdown(deadline time.Time) bool {
+	s.mu.Lock()
+	s.shutting = true
+	s.deadline = deadline
+	conns := make([]*streamConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(handler.ErrShutdown, true, deadline)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return false
+}

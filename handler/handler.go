@@ -1,0 +1,128 @@
+// Package handler is the seam between a protocol and a concurrency model.
+//
+// A protocol (echo, chat, or your own) implements [Handler]. An engine (see
+// package engine) owns the sockets: it accepts, reads, writes and shuts
+// down, and it reports each connection to the handler as three events:
+//
+//   - Open: a connection was accepted. The handler returns a [Session],
+//     the per-connection state that receives the next two events.
+//   - Data: bytes arrived. The session consumes what it can and returns how
+//     many bytes it used; the engine keeps the rest and passes them again,
+//     followed by newer bytes, on the next call.
+//   - Closed: the connection ended. Called exactly once, after the last Data.
+//
+// For one connection the engine never runs two events at once, and it
+// delivers them in order. Different connections may run concurrently.
+//
+// A session writes through [Conn]. Conn.Write may be called from any
+// goroutine (a chat room fans a message out to many connections from the
+// sender's goroutine), keeps the order of writes, and never blocks on the
+// network: it appends to a bounded per-connection outbound buffer that the
+// engine drains. Going over the bound closes that connection with
+// [ErrOverflow].
+package handler
+
+import (
+	"errors"
+	"net"
+)
+
+// Handler serves one protocol. One Handler value serves every connection of
+// a server, possibly from many goroutines at once, so it must be safe for
+// concurrent use.
+type Handler interface {
+	// Open is called once per accepted connection, before any Data. The
+	// returned Session receives that connection's events. Open may write
+	// to c (a greeting, for example).
+	Open(c Conn) Session
+}
+
+// Session is the per-connection state a Handler returns from Open.
+type Session interface {
+	// Data is called when bytes arrive. in holds the bytes that earlier
+	// calls left unconsumed, followed by the new ones. Data returns how
+	// many bytes from the front of in it consumed; the engine keeps the
+	// rest for the next call. in is valid only during the call: a session
+	// that needs bytes later must copy them.
+	//
+	// A non-nil error ends the connection: the engine flushes what the
+	// session already wrote, closes the socket, and passes the error to
+	// Closed.
+	Data(in []byte) (consumed int, err error)
+
+	// Closed is called exactly once when the connection has ended, with
+	// nil for an orderly close by the peer, or the reason otherwise. No
+	// Data follows it. Writes to the Conn after this fail with ErrClosed.
+	Closed(reason error)
+}
+
+// Farewell is an optional interface for a Session. When the engine closes a
+// connection on its own initiative (shutdown, outbound overflow, an input
+// limit), it calls Farewell first and sends the returned bytes as the last
+// thing on the wire, on a best-effort basis. The chat app uses it to send
+// "BYE <reason>".
+type Farewell interface {
+	Farewell(reason error) []byte
+}
+
+// Refuser is an optional interface for a Handler. When a model refuses a
+// connection before Open (a cap was reached), it sends the bytes Refuse
+// returns, on a best-effort basis, and closes the connection. Returning
+// nil means the connection is just closed.
+type Refuser interface {
+	Refuse(reason error) []byte
+}
+
+// Conn is a session's handle on its connection.
+type Conn interface {
+	// Write queues a copy of p to be sent after everything written before
+	// it. It is safe to call from any goroutine and never waits for the
+	// network. Bytes passed in one call are never interleaved with another
+	// call's bytes, so one Write per frame keeps frames whole.
+	//
+	// If queueing p would take the connection's outbound buffer over its
+	// bound, Write returns ErrOverflow and the engine closes the
+	// connection. After the connection is closing, Write returns ErrClosed.
+	Write(p []byte) error
+
+	// Close asks the engine to end the connection: reading stops, bytes
+	// already written are flushed (bounded by the engine's drain timeout),
+	// and then the socket is closed. reason reaches Session.Closed. Close
+	// is safe to call from any goroutine, and more than once.
+	Close(reason error)
+
+	// LocalAddr returns the server's side of the connection.
+	LocalAddr() net.Addr
+
+	// RemoteAddr returns the peer's address.
+	RemoteAddr() net.Addr
+}
+
+var (
+	// ErrClosed is returned by Conn.Write once the connection is closing or
+	// closed.
+	ErrClosed = errors.New("connection closed")
+
+	// ErrOverflow is the reason a connection is closed when its outbound
+	// buffer would exceed its bound: the peer is not reading fast enough.
+	ErrOverflow = errors.New("outbound buffer over its limit (slow consumer)")
+
+	// ErrInputTooLarge is the reason a connection is closed when the bytes
+	// a session left unconsumed exceed the engine's inbound limit.
+	ErrInputTooLarge = errors.New("unconsumed input over its limit")
+
+	// ErrShutdown is the reason given to sessions closed because the
+	// server is shutting down.
+	ErrShutdown = errors.New("server shutting down")
+
+	// ErrServerFull is the reason given when a model refuses a new
+	// connection because a cap (threads, workers queue, processes) is
+	// reached.
+	ErrServerFull = errors.New("server full")
+)
+
+// Func adapts a function that creates sessions into a Handler.
+type Func func(c Conn) Session
+
+// Open calls f(c).
+func (f Func) Open(c Conn) Session { return f(c) }
