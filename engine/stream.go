@@ -299,19 +299,6 @@ func (s *streamSet) serve(nc net.Conn) {
 	s.mu.Unlock()
 }
 
-// refuse turns a connection away before Open: it sends the handler's
-// refusal, if any, without waiting long, and closes.
-func (s *streamSet) refuse(nc net.Conn, reason error) {
-	s.stats.refused.Add(1)
-	if r, ok := s.h.(handler.Refuser); ok {
-		if msg := r.Refuse(reason); len(msg) > 0 {
-			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			nc.Write(msg)
-		}
-	}
-	nc.Close()
-}
-
 // shutdown closes every connection, letting queued writes flush until
 // deadline, and waits for them to end. After the deadline it closes the
 // sockets outright. It reports whether the drain finished in time.

@@ -80,15 +80,16 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	// Every field has its default from the flags, so a 0 here was typed.
+	if err := o.cfg.Validate(); err != nil {
+		return usageError{err}
+	}
 	warnIgnoredFlags(cmd.Flags(), model, log)
 	if err := checkAddr(o.cfg.Addr, log); err != nil {
 		return usageError{err}
 	}
 	h, err := a.new(o)
 	if err != nil {
-		return usageError{err}
-	}
-	if err := o.cfg.WithDefaults().Validate(); err != nil {
 		return usageError{err}
 	}
 

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tcplab/tcplab/engine"
+)
+
+// TestMain lets a test run this binary as the tcplab command: with
+// TCPLAB_TEST_MAIN=1 in its environment it is main, not the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("TCPLAB_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestBadInputExits2WithOneLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--no-such-flag"},
+		{"serve", "--model", "no-such-model"},
+		{"serve", "--app", "no-such-app"},
+		{"serve", "--addr", "not-an-address"},
+		{"serve", "--workers", "0", "--model", "goroutine"},
+		{"no-such-command"},
+		{"serve", "stray-argument"},
+	} {
+		code, _, stderr := runCmd(t, args...)
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: ") {
+			t.Errorf("%q: stderr %q, want one line starting with \"tcplab: \"", args, stderr)
+		}
+	}
+}
+
+func TestModelsListsEveryModelOnePerLine(t *testing.T) {
+	code, out, _ := runCmd(t, "models")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	models := engine.Models()
+	if len(lines) != len(models) {
+		t.Fatalf("%d lines for %d models:\n%s", len(lines), len(models), out)
+	}
+	for i, m := range models {
+		if f := strings.Fields(lines[i]); len(f) < 2 || f[0] != m.Name {
+			t.Errorf("line %q does not start with the model name %q and a description", lines[i], m.Name)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCmd(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "tcplab "+version) {
+		t.Fatalf("exit %d, output %q", code, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var servingAddr = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
+
+// startServe runs "tcplab serve args..." in-process and returns the bound
+// address, the log, and a stop function that cancels and returns the exit
+// code.
+func startServe(t *testing.T, args ...string) (addr string, log *syncBuffer, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log = &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"serve"}, args...), io.Discard, log) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := servingAddr.FindStringSubmatch(log.String()); m != nil {
+			addr = m[1]
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d early: %s", code, log)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if addr == "" {
+		cancel()
+		t.Fatalf("serve did not report its address: %s", log)
+	}
+	return addr, log, func() int {
+		cancel()
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(15 * time.Second):
+			t.Fatal("serve did not stop within 15s of cancel")
+			return -1
+		}
+	}
+}
+
+func echoOnce(t *testing.T, addr, msg string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+}
+
+func TestServeEchoesAndStopsCleanly(t *testing.T) {
+	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0", "--model", "goroutine")
+	echoOnce(t, addr, "hello\n")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+func TestServeWarnsAboutIgnoredFlagAndWildcardBind(t *testing.T) {
+	addr, log, stop := startServe(t, "--addr", "0.0.0.0:0", "--model", "seq", "--workers", "3")
+	_, port, _ := net.SplitHostPort(addr)
+	echoOnce(t, net.JoinHostPort("127.0.0.1", port), "x")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	out := log.String()
+	if !regexp.MustCompile(`warning.*every interface`).MatchString(out) {
+		t.Errorf("no warning about binding every interface in:\n%s", out)
+	}
+	if !regexp.MustCompile(`warning.*flag=--workers model=seq`).MatchString(out) {
+		t.Errorf("no warning about the ignored --workers flag in:\n%s", out)
+	}
+}
+
+func TestServeDefaultsToLoopback(t *testing.T) {
+	cmd := newServeCmd()
+	if got := cmd.Flags().Lookup("addr").DefValue; got != "127.0.0.1:7000" {
+		t.Fatalf("default --addr %q", got)
+	}
+	if got := cmd.Flags().Lookup("backlog").DefValue; got != "1024" {
+		t.Fatalf("default --backlog %q", got)
+	}
+}
+
+// TestSIGTERMDrainsAndExitsZero runs the real binary, keeps a client
+// connected, sends SIGTERM, and expects the client's connection to end and
+// the process to exit 0.
+func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--drain-timeout", "2s")
+			cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill() })
+			lines := bufio.NewScanner(stderr)
+			var addr string
+			for addr == "" && lines.Scan() {
+				if m := servingAddr.FindStringSubmatch(lines.Text()); m != nil {
+					addr = m[1]
+				}
+			}
+			if addr == "" {
+				t.Fatal("child never reported its address")
+			}
+			go io.Copy(io.Discard, stderr)
+			echoOnce(t, addr, "before")
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("x"))
+			c.Read(make([]byte, 1))
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("client still connected after %v: (%d, %v)", sig, n, err)
+			}
+			waitErr := make(chan error, 1)
+			go func() { waitErr <- cmd.Wait() }()
+			select {
+			case err := <-waitErr:
+				if err != nil {
+					t.Fatalf("exit after %v: %v", sig, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("still running 10s after %v", sig)
+			}
+		})
+	}
+}
