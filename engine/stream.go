@@ -39,8 +39,13 @@ type streamConn struct {
 	// reader paused by backpressure.
 	drained chan struct{}
 
+	// dataMu is held while the session runs Data; quiesce takes it to wait
+	// for a call in progress.
+	dataMu sync.Mutex
+
 	mu       sync.Mutex
 	sess     handler.Session
+	quiet    bool // shutdown: deliver no more Data
 	closing  bool
 	reason   error
 	deadline time.Time     // flush deadline once closing
@@ -169,15 +174,12 @@ func (c *streamConn) readLoop() {
 	have := 0
 	for {
 		n, err := c.nc.Read(buf[have:min(len(buf), have+chunk)])
-		if n > 0 && !c.isClosing() {
+		if n > 0 {
 			c.set.stats.bytesIn.Add(uint64(n))
 			filled := have+n == len(buf)
 			have += n
-			c.out.Hold()
-			used, derr := c.sess.Data(buf[:have])
-			c.afterCallback()
-			if derr != nil {
-				c.Close(derr)
+			used, ok := c.deliver(buf[:have])
+			if !ok {
 				return
 			}
 			have = copy(buf, buf[used:have])
@@ -194,7 +196,11 @@ func (c *streamConn) readLoop() {
 				return
 			}
 		}
-		if err != nil || c.isClosing() {
+		if err != nil {
+			if c.quiesced() {
+				<-c.stop // shutdown stopped reading; it closes the connection next
+				return
+			}
 			if errors.Is(err, io.EOF) {
 				err = nil // orderly close (or half-close) by the peer
 			}
@@ -202,6 +208,46 @@ func (c *streamConn) readLoop() {
 			return
 		}
 	}
+}
+
+// deliver passes in to the session and flushes what it wrote. It reports
+// false, without calling the session, once shutdown has quiesced the
+// connection or it is closing, and false if the session failed.
+func (c *streamConn) deliver(in []byte) (used int, ok bool) {
+	c.dataMu.Lock()
+	defer c.dataMu.Unlock()
+	if c.quiesced() {
+		return 0, false
+	}
+	c.out.Hold()
+	used, err := c.sess.Data(in)
+	c.afterCallback()
+	if err != nil {
+		c.Close(err)
+		return used, false
+	}
+	return used, true
+}
+
+// quiesce stops Data calls on the connection, waiting for one in progress
+// to return. Shutdown quiesces every connection before closing any, so a
+// message read from one connection and fanned out to others reaches their
+// buffers ahead of their farewells.
+func (c *streamConn) quiesce() {
+	c.mu.Lock()
+	c.quiet = true
+	c.mu.Unlock()
+	c.dataMu.Lock()
+	//lint:ignore SA2001 the empty critical section waits for a Data call in progress
+	c.dataMu.Unlock()
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// quiesced reports whether the session must get no more Data.
+func (c *streamConn) quiesced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quiet || c.closing
 }
 
 // waitBelowLowWater pauses reading while the outbound buffer is over the
@@ -311,6 +357,9 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.quiesce()
+	}
 	for _, c := range conns {
 		c.closeWith(handler.ErrShutdown, true, deadline)
 	}
