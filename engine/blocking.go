@@ -31,9 +31,11 @@ type blockingServer struct {
 	// stopped, if set, runs during Shutdown after the listeners close and
 	// before connections are drained (the pool model empties its queue).
 	stopped func()
-	// wait, if set, runs at the end of Shutdown to wait for the model's own
-	// goroutines.
-	wait func()
+	// wait, if set, runs at the end of Shutdown, once every connection and
+	// every accept loop has ended, to wait for the model's own goroutines
+	// and processes until deadline. It reports false if it had to cut
+	// them short.
+	wait func(deadline time.Time) bool
 
 	done      chan struct{} // closed when Shutdown starts
 	shutOnce  sync.Once
@@ -47,6 +49,12 @@ func newBlockingServer(h handler.Handler, cfg Config, listeners int) (*blockingS
 	if err != nil {
 		return nil, err
 	}
+	return newBlockingServerOn(h, cfg, lns), nil
+}
+
+// newBlockingServerOn serves listeners that are already bound (a prefork
+// worker's inherited socket).
+func newBlockingServerOn(h handler.Handler, cfg Config, lns []*net.TCPListener) *blockingServer {
 	s := &blockingServer{
 		cfg:       cfg,
 		lns:       lns,
@@ -54,7 +62,7 @@ func newBlockingServer(h handler.Handler, cfg Config, listeners int) (*blockingS
 		serveDone: make(chan struct{}),
 	}
 	s.set = newStreamSet(h, cfg, &s.stats)
-	return s, nil
+	return s
 }
 
 func (s *blockingServer) Addr() net.Addr { return s.lns[0].Addr() }
@@ -129,11 +137,11 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 		s.stopped()
 	}
 	drained := s.set.shutdown(deadline)
-	if s.wait != nil {
-		s.wait()
-	}
 	if s.started.Load() {
 		<-s.serveDone
+	}
+	if s.wait != nil && !s.wait(deadline) {
+		drained = false
 	}
 	if !drained {
 		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)

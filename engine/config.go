@@ -51,7 +51,14 @@ type Config struct {
 	// "round-robin" (default) or "least-conns".
 	Balance string
 
-	// Logger receives the server's logs. Default slog.Default().
+	// App names the handler being served. The engine does not read it: it
+	// hands it, with the rest of Config, to the processes fork and prefork
+	// start, so a program that can serve several handlers knows which one
+	// to rebuild (see Child). The CLI sets it to --app.
+	App string
+
+	// Logger receives the server's logs. Default slog.Default(). It is
+	// not passed to child processes; each uses its own.
 	Logger *slog.Logger
 }
 
@@ -117,6 +124,9 @@ func (c Config) Validate() error {
 		if p.v < 1 {
 			return fmt.Errorf("--%s %d: must be at least 1", p.name, p.v)
 		}
+	}
+	if err := checkMaxThreads(c.MaxThreads); err != nil {
+		return err
 	}
 	if c.WriteTimeout < 0 || c.DrainTimeout < 0 {
 		return fmt.Errorf("timeouts must not be negative")

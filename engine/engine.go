@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +61,12 @@ type Model struct {
 	// New binds the listener(s) and returns a Server ready to Serve. cfg
 	// has its defaults filled in and is valid.
 	New func(h handler.Handler, cfg Config) (Server, error)
+	// Child is set by a model that re-executes the program (fork,
+	// prefork). In a process the model started, Listen calls Child
+	// instead of New, with the parent's Config and the socket the child
+	// inherited (see Child and docs/architecture.md). f is closed after
+	// Child returns.
+	Child func(h handler.Handler, cfg Config, f *os.File) (Server, error)
 }
 
 var (
@@ -121,10 +128,17 @@ func Lookup(name string) (Model, error) {
 
 // Listen binds a server for h under the named model. Call Serve on the
 // result to start serving.
+//
+// In a process that fork or prefork started (see Child), Listen binds
+// nothing: it serves the socket the process inherited, with the parent's
+// Config, so a program's ordinary start-up path rebuilds the same server.
 func Listen(model string, h handler.Handler, cfg Config) (Server, error) {
 	m, err := Lookup(model)
 	if err != nil {
 		return nil, err
+	}
+	if srv, child, err := listenInherited(m, h, cfg); child {
+		return srv, err
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -21,14 +21,18 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			s.dispatch = func(nc net.Conn) {
-				if !s.set.begin() {
-					nc.Close()
-					return
-				}
-				go s.set.serve(nc)
-			}
+			s.dispatch = s.goroutinePerConn
 			return s, nil
 		},
 	})
+}
+
+// goroutinePerConn serves nc on a new goroutine: the goroutine model's
+// dispatch, and a prefork worker's.
+func (s *blockingServer) goroutinePerConn(nc net.Conn) {
+	if !s.set.begin() {
+		nc.Close()
+		return
+	}
+	go s.set.serve(nc)
 }

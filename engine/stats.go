@@ -9,7 +9,8 @@ type Stats struct {
 	// Open is the number of connections currently open.
 	Open int64
 	// Refused counts connections closed before Open because a cap was
-	// reached (handler.ErrServerFull).
+	// reached (handler.ErrServerFull), or because the server began shutting
+	// down while they waited in a queue (handler.ErrShutdown).
 	Refused uint64
 	// AcceptErrors counts failed accept calls (EMFILE and the like).
 	AcceptErrors uint64

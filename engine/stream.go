@@ -383,3 +383,24 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	<-done
 	return false
 }
+
+// refuseTimeout bounds the write of a refusal, so a peer that does not read
+// cannot hold up the accept loop.
+const refuseTimeout = 100 * time.Millisecond
+
+// refuse turns a connection away before Open because of reason (a cap was
+// reached, or the server is shutting down): it counts the refusal, sends
+// the handler's refusal bytes if the handler is a handler.Refuser, and
+// closes the connection. The bytes are small and the socket new, so the
+// write normally lands in the socket buffer at once; refuseTimeout bounds
+// it otherwise.
+func (s *streamSet) refuse(nc net.Conn, reason error) {
+	s.stats.refused.Add(1)
+	if r, ok := s.h.(handler.Refuser); ok {
+		if msg := r.Refuse(reason); len(msg) > 0 {
+			nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
+			nc.Write(msg)
+		}
+	}
+	nc.Close()
+}

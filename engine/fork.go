@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// fork starts a process per connection, like a classic inetd or pre-thread
+// Unix server: the parent accepts, re-executes this program with the
+// connection on ChildFD, and closes its own copy; the child serves that one
+// connection (the ordinary stream loop) and exits when it ends. The parent
+// reaps every child, so none is left a zombie, and a child dies with its
+// parent (Pdeathsig), so none is left an orphan. A connection costs a
+// whole process: an exec, a Go runtime start-up and several MiB of memory,
+// before the first byte is served. Past --max-procs live children, new
+// connections are refused (handler.ErrServerFull); a failed process start
+// (out of memory or of processes) is refused the same way.
+func init() {
+	Register(Model{
+		Name:    "fork",
+		Summary: "one process per connection (this program re-executed)",
+		Limits:  fmt.Sprintf("--max-procs child processes (default %d); past it refused", DefaultMaxProcs),
+		Options: []string{"max-procs"},
+		New:     newFork,
+		Child:   forkChild,
+	})
+}
+
+func newFork(h handler.Handler, cfg Config) (Server, error) {
+	g, err := newProcGroup("fork", cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newBlockingServer(h, cfg, 1)
+	if err != nil {
+		return nil, err
+	}
+	// Stats.Open counts live children: one connection each.
+	g.exited = func(p *proc) {
+		s.stats.open.Add(-1)
+		if p.err != nil {
+			cfg.Logger.Warn("fork: child process failed", "pid", p.cmd.Process.Pid, "exit", p.err)
+		}
+	}
+	s.dispatch = func(nc net.Conn) {
+		if s.stats.open.Load() >= int64(cfg.MaxProcs) {
+			s.set.refuse(nc, handler.ErrServerFull)
+			return
+		}
+		s.stats.open.Add(1)
+		if err := forkConn(g, nc); err != nil {
+			s.stats.open.Add(-1)
+			if !errors.Is(err, errStopping) {
+				cfg.Logger.Warn("fork: cannot start a child; connection refused", "err", err)
+			}
+			s.set.refuse(nc, handler.ErrServerFull)
+			return
+		}
+		s.stats.accepted.Add(1)
+		nc.Close() // the child has its own copy
+	}
+	s.wait = g.stop
+	return s, nil
+}
+
+// forkConn starts a child serving nc.
+func forkConn(g *procGroup, nc net.Conn) error {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return fmt.Errorf("fork: %T is not a TCP connection", nc)
+	}
+	f, err := tc.File()
+	if err != nil {
+		return fmt.Errorf("fork: %w", err)
+	}
+	defer f.Close()
+	_, err = g.start(f)
+	return err
+}
+
+// forkChild serves, in a child, the one connection it inherited.
+func forkChild(h handler.Handler, cfg Config, f *os.File) (Server, error) {
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("inherited connection: %w", err)
+	}
+	s := &connServer{nc: nc, cfg: cfg}
+	s.set = newStreamSet(h, cfg, &s.stats)
+	return s, nil
+}
+
+// connServer serves a single connection: a fork child.
+type connServer struct {
+	nc      net.Conn
+	cfg     Config
+	stats   counters
+	set     *streamSet
+	started atomic.Bool
+}
+
+func (s *connServer) Addr() net.Addr { return s.nc.LocalAddr() }
+func (s *connServer) Stats() Stats   { return s.stats.snapshot() }
+
+// Serve serves the connection to its end, then returns nil.
+func (s *connServer) Serve() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("engine: Serve called twice")
+	}
+	if !s.set.begin() {
+		s.nc.Close()
+		return nil
+	}
+	s.set.serve(s.nc)
+	return nil
+}
+
+// Shutdown closes the connection as every model does (quiesce, farewell,
+// drain until the deadline).
+func (s *connServer) Shutdown(ctx context.Context) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(s.cfg.DrainTimeout)
+	}
+	if !s.set.shutdown(deadline) {
+		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/backoff"
+	"github.com/tcplab/tcplab/internal/listener"
+)
+
+// prefork runs --workers worker processes (this program re-executed) that
+// all accept on one listening socket, which the parent binds and every
+// worker inherits on ChildFD. Each worker serves its connections with a
+// goroutine each, like the goroutine model. The parent accepts nothing: it
+// supervises, restarting a worker that dies (at once if it had run a
+// while, with backoff if it keeps dying young), and on Shutdown it sends
+// every worker SIGTERM (each drains its connections and exits), waits, and
+// kills what is left at the deadline.
+//
+// One inherited socket rather than an SO_REUSEPORT socket per worker: all
+// workers take from one accept queue, so a connection waiting in it
+// survives the death of any worker and is served by another, which is what
+// keeps the service answering while a worker restarts. With one socket per
+// worker the kernel would hash connections to the dead worker's socket and
+// reset those in its queue. The price is that every idle worker is woken
+// for each new connection and only one wins the accept.
+func init() {
+	Register(Model{
+		Name:    "prefork",
+		Summary: "worker processes sharing one inherited listening socket, supervised",
+		Limits:  "--workers processes (default NumCPU), a goroutine per connection in each; no connection cap",
+		Options: []string{"workers"},
+		New:     newPrefork,
+		Child:   preforkChild,
+	})
+}
+
+// workerStable is how long a worker must have run for its death to be
+// restarted at once; a worker that dies sooner is restarted after a
+// growing delay, so a worker that cannot start does not spin.
+const workerStable = time.Second
+
+// preforkServer is the parent: it binds and supervises.
+type preforkServer struct {
+	cfg   Config
+	addr  net.Addr
+	sock  *os.File // the listening socket the workers inherit
+	group *procGroup
+
+	done      chan struct{} // closed when Shutdown starts
+	shutOnce  sync.Once
+	started   atomic.Bool
+	serveDone chan struct{}
+	slots     sync.WaitGroup
+}
+
+func newPrefork(_ handler.Handler, cfg Config) (Server, error) {
+	g, err := newProcGroup("prefork", cfg)
+	if err != nil {
+		return nil, err
+	}
+	fd, addr, err := listener.FD(cfg.Addr, listener.Options{Backlog: cfg.Backlog, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &preforkServer{
+		cfg:       cfg,
+		addr:      addr,
+		sock:      os.NewFile(uintptr(fd), "prefork listener "+addr.String()),
+		group:     g,
+		done:      make(chan struct{}),
+		serveDone: make(chan struct{}),
+	}, nil
+}
+
+func (s *preforkServer) Addr() net.Addr { return s.addr }
+
+// Stats is empty for the parent: connections are counted in the workers.
+func (s *preforkServer) Stats() Stats { return Stats{} }
+
+// Serve starts the workers and keeps --workers of them running until
+// Shutdown.
+func (s *preforkServer) Serve() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("engine: Serve called twice")
+	}
+	defer close(s.serveDone)
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	for slot := range s.cfg.Workers {
+		s.slots.Go(func() { s.supervise(slot) })
+	}
+	s.slots.Wait()
+	return nil
+}
+
+// supervise keeps one worker slot filled until Shutdown.
+func (s *preforkServer) supervise(slot int) {
+	log := s.cfg.Logger
+	var bo backoff.Backoff
+	for {
+		p, err := s.group.start(s.sock)
+		if err == nil {
+			<-p.done
+		}
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		if err != nil {
+			log.Warn("prefork: cannot start a worker", "slot", slot, "err", err)
+		} else {
+			log.Warn("prefork: worker died; restarting it", "slot", slot, "pid", p.cmd.Process.Pid, "exit", p.err)
+			if time.Since(p.started) >= workerStable {
+				bo.Reset()
+				continue
+			}
+		}
+		wait, _ := bo.Fail()
+		select {
+		case <-time.After(wait):
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// Shutdown stops the workers (SIGTERM: each drains and exits), kills any
+// still running at the deadline, and closes the socket.
+func (s *preforkServer) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() { close(s.done) })
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(s.cfg.DrainTimeout)
+	}
+	inTime := s.group.stop(deadline)
+	if s.started.Load() {
+		<-s.serveDone
+	}
+	s.sock.Close()
+	if !inTime {
+		return fmt.Errorf("shutdown: workers still draining at the deadline were killed: %w", context.DeadlineExceeded)
+	}
+	return nil
+}
+
+// preforkChild is a worker: a goroutine-per-connection server on the
+// inherited listening socket.
+func preforkChild(h handler.Handler, cfg Config, f *os.File) (Server, error) {
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("inherited listener: %w", err)
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("inherited listener: %T is not TCP", ln)
+	}
+	s := newBlockingServerOn(h, cfg, []*net.TCPListener{tl})
+	s.dispatch = s.goroutinePerConn
+	return s, nil
+}

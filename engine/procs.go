@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// procGroup starts and reaps the child processes of the process models
+// (fork, prefork): each child is this program re-executed with a socket on
+// ChildFD and a ChildSpec in its environment (see child.go).
+//
+// Children are started from one goroutine locked to its OS thread for the
+// group's whole life, because Linux sends the parent-death signal
+// (Pdeathsig) when the thread that started a child exits, not the process:
+// a Go thread can exit under a live child (when a goroutine locked to it,
+// such as a thread-model connection, ends), which would kill the child.
+// With the spawner's thread pinned, a child dies with the parent process,
+// and no orphan outlives a crashed or killed parent.
+type procGroup struct {
+	model string
+	env   []string
+	// exited, if set, is called once per child after it is reaped.
+	exited func(p *proc)
+
+	spawnOnce sync.Once
+	spawns    chan spawnReq
+	quit      chan struct{} // closed by stop: the spawner returns
+	quitOnce  sync.Once
+	spawned   sync.WaitGroup // the spawner goroutine
+
+	mu       sync.Mutex
+	live     map[*proc]struct{}
+	stopping bool
+	reapers  sync.WaitGroup
+}
+
+// proc is one child process.
+type proc struct {
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{} // closed once the child is reaped
+	err     error         // its exit status; read after done
+}
+
+type spawnReq struct {
+	f     *os.File
+	reply chan spawnResult
+}
+
+type spawnResult struct {
+	p   *proc
+	err error
+}
+
+// errStopping is returned by start once the group is stopping.
+var errStopping = errors.New("server shutting down")
+
+// selfExe is the running program. Through /proc it names the binary this
+// process runs even if the file on disk was replaced or removed since.
+const selfExe = "/proc/self/exe"
+
+func newProcGroup(model string, cfg Config) (*procGroup, error) {
+	if err := checkNotChild(); err != nil {
+		return nil, err
+	}
+	env, err := childEnviron(model, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &procGroup{
+		model:  model,
+		env:    env,
+		spawns: make(chan spawnReq),
+		quit:   make(chan struct{}),
+		live:   map[*proc]struct{}{},
+	}, nil
+}
+
+// start starts a child serving f. The caller keeps f and closes it.
+func (g *procGroup) start(f *os.File) (*proc, error) {
+	g.mu.Lock()
+	if g.stopping {
+		g.mu.Unlock()
+		return nil, errStopping
+	}
+	g.spawnOnce.Do(func() { g.spawned.Go(g.spawner) })
+	g.mu.Unlock()
+	reply := make(chan spawnResult, 1)
+	select {
+	case g.spawns <- spawnReq{f, reply}:
+	case <-g.quit:
+		return nil, errStopping
+	}
+	r := <-reply
+	return r.p, r.err
+}
+
+// spawner starts every child, on its own locked thread (see procGroup). It
+// returns when stop closes quit, after every child has been reaped, and
+// only then unlocks the thread.
+func (g *procGroup) spawner() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for {
+		select {
+		case req := <-g.spawns:
+			p, err := g.spawn(req.f)
+			req.reply <- spawnResult{p, err}
+		case <-g.quit:
+			return
+		}
+	}
+}
+
+func (g *procGroup) spawn(f *os.File) (*proc, error) {
+	cmd := &exec.Cmd{
+		Path:       selfExe,
+		Args:       os.Args,
+		Env:        g.env,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{f}, // ChildFD
+		// Its own process group: a Ctrl-C at the terminal reaches the
+		// parent only, which then stops the children in order.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true},
+	}
+	// g.mu is held across Start so that stop sees every child it must
+	// signal and wait for.
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return nil, errStopping
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: starting a child process: %w", g.model, err)
+	}
+	p := &proc{cmd: cmd, started: time.Now(), done: make(chan struct{})}
+	g.live[p] = struct{}{}
+	g.reapers.Add(1)
+	go g.reap(p)
+	return p, nil
+}
+
+// reap waits for the child to exit, so that it leaves no zombie.
+func (g *procGroup) reap(p *proc) {
+	defer g.reapers.Done()
+	p.err = p.cmd.Wait()
+	g.mu.Lock()
+	delete(g.live, p)
+	g.mu.Unlock()
+	close(p.done)
+	if g.exited != nil {
+		g.exited(p)
+	}
+}
+
+// signal sends sig to every live child.
+func (g *procGroup) signal(sig os.Signal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for p := range g.live {
+		p.cmd.Process.Signal(sig)
+	}
+}
+
+// stop starts no more children, asks every child to shut down (SIGTERM:
+// each drains its connections and exits), and waits for them until
+// deadline. Children still running then are killed. stop returns once
+// every child has been reaped and reports whether they all ended by the
+// deadline.
+func (g *procGroup) stop(deadline time.Time) bool {
+	g.mu.Lock()
+	g.stopping = true
+	g.mu.Unlock()
+	g.signal(syscall.SIGTERM)
+
+	reaped := make(chan struct{})
+	go func() {
+		g.reapers.Wait()
+		close(reaped)
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	inTime := true
+	select {
+	case <-reaped:
+	case <-timer.C:
+		inTime = false
+		g.signal(syscall.SIGKILL)
+		<-reaped
+	}
+	g.quitOnce.Do(func() { close(g.quit) })
+	g.spawned.Wait()
+	return inTime
+}
