@@ -47,6 +47,7 @@ func runCases(t *testing.T, model string, cfg engine.Config, cases []Case) {
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			checkLeaks(t)
+			cfg.App = handlerName(c.Handler) // for a process model's children
 			c.Run(t, Start(t, model, c.Handler(), cfg))
 		})
 	}
@@ -55,8 +56,23 @@ func runCases(t *testing.T, model string, cfg engine.Config, cases []Case) {
 // Server is a model under test, serving on a loopback port.
 type Server struct {
 	engine.Server
-	Model  engine.Model
+	Model engine.Model
+	// Config is the server's configuration, defaults filled in.
+	Config engine.Config
 	served chan error
+}
+
+// Concurrency is how many connections the server answers at once: 1 for a
+// Sequential model, Model.Concurrency(Config) if the model sets it, and 0
+// for no bound.
+func (s *Server) Concurrency() int {
+	switch {
+	case s.Model.Sequential:
+		return 1
+	case s.Model.Concurrency != nil:
+		return s.Model.Concurrency(s.Config)
+	}
+	return 0
 }
 
 // Start binds model on 127.0.0.1 with an ephemeral port, serves h, and
@@ -78,7 +94,7 @@ func Start(t testing.TB, model string, h handler.Handler, cfg engine.Config) *Se
 		}
 		t.Fatalf("listen %s: %v", model, err)
 	}
-	s := &Server{Server: srv, Model: m, served: make(chan error, 1)}
+	s := &Server{Server: srv, Model: m, Config: cfg.WithDefaults(), served: make(chan error, 1)}
 	go func() { s.served <- srv.Serve() }()
 	t.Cleanup(func() { s.Stop(t) })
 	return s

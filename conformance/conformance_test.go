@@ -3,12 +3,12 @@ package conformance
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/tcplab/tcplab/engine"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain serves as a fork or prefork child when the test binary is
+// re-executed as one, and otherwise runs the tests under goleak.
+func TestMain(m *testing.M) { Main(m) }
 
 // TestModels runs the suite against every registered model: a new model is
 // covered as soon as it registers.

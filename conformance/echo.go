@@ -109,27 +109,27 @@ func echoByteAtATime(t *testing.T, s *Server) {
 
 // echoConcurrent runs 200 clients. Where the model serves connections
 // concurrently, all 200 must be open and answered at the same time: each
-// waits for every other's first echo before its second. A Sequential model
-// instead must answer all 200 one after another, and must not answer a
-// second client while a first is still connected.
+// waits for every other's first echo before its second. A model that
+// serves at most n < 200 connections at once (Server.Concurrency: a
+// Sequential model, a worker pool) instead must answer all 200 n at a time,
+// and must not answer one more client while n are connected.
 func echoConcurrent(t *testing.T, s *Server) {
 	const clients = 200
-	if s.Model.Sequential {
-		checkSequential(t, s)
+	var barrier *sync.WaitGroup
+	if n := s.Concurrency(); n > 0 && n < clients {
+		checkBounded(t, s, n)
+	} else {
+		barrier = new(sync.WaitGroup)
+		barrier.Add(clients)
 	}
-	var firstDone, wg sync.WaitGroup
-	firstDone.Add(clients)
+	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := oneClient(s, i, &firstDone)
-			if err != nil {
-				firstDone.Done() // don't hold the others at the barrier
+		wg.Go(func() {
+			if err := oneClient(s, i, barrier); err != nil {
 				errs <- fmt.Errorf("client %d: %w", i, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -138,7 +138,17 @@ func echoConcurrent(t *testing.T, s *Server) {
 	}
 }
 
-func oneClient(s *Server, i int, firstDone *sync.WaitGroup) error {
+// oneClient connects and round-trips one payload. With a barrier, it then
+// waits until every client has done the same and round-trips a second.
+func oneClient(s *Server, i int, barrier *sync.WaitGroup) error {
+	arrived := false
+	arrive := func() {
+		if barrier != nil && !arrived {
+			arrived = true
+			barrier.Done()
+		}
+	}
+	defer arrive() // a client that fails early must not hold the others
 	c, err := net.DialTimeout("tcp", s.Addr().String(), ioTimeout)
 	if err != nil {
 		return err
@@ -148,36 +158,42 @@ func oneClient(s *Server, i int, firstDone *sync.WaitGroup) error {
 	if err := roundTrip(c, payload(100+i), writeAll); err != nil {
 		return err
 	}
-	if s.Model.Sequential {
+	if barrier == nil {
 		return nil // the next client is served only once this one leaves
 	}
-	firstDone.Done()
-	firstDone.Wait() // every client is connected and has been answered
+	arrive()
+	barrier.Wait() // every client is connected and has been answered
 	return roundTrip(c, payload(1000+i), writeAll)
 }
 
-// checkSequential holds one client open and checks that a second is not
-// answered until the first leaves.
-func checkSequential(t *testing.T, s *Server) {
-	a := s.Dial(t)
-	if err := roundTrip(a, []byte("first"), writeAll); err != nil {
-		t.Fatal(err)
+// checkBounded holds n clients open, each answered, and checks that one
+// more is not answered until one of them leaves.
+func checkBounded(t *testing.T, s *Server, n int) {
+	held := make([]net.Conn, n)
+	for i := range held {
+		held[i] = s.Dial(t)
+		if err := roundTrip(held[i], fmt.Appendf(nil, "held %d", i), writeAll); err != nil {
+			t.Fatalf("client %d of the %d the model serves at once: %v", i, n, err)
+		}
 	}
 	b := s.Dial(t)
-	if _, err := b.Write([]byte("second")); err != nil {
+	if _, err := b.Write([]byte("next")); err != nil {
 		t.Fatal(err)
 	}
 	b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if n, err := b.Read(make([]byte, 16)); n > 0 || !isTimeout(err) {
-		t.Fatalf("a sequential model answered a second client while the first was connected (n=%d, err=%v)", n, err)
+	if got, err := b.Read(make([]byte, 16)); got > 0 || !isTimeout(err) {
+		t.Fatalf("a model that serves %d connection(s) at once answered another while %d were connected (n=%d, err=%v)", n, n, got, err)
 	}
-	a.Close()
+	held[0].Close()
 	b.SetReadDeadline(time.Now().Add(ioTimeout))
-	got := make([]byte, len("second"))
-	if _, err := io.ReadFull(b, got); err != nil || string(got) != "second" {
-		t.Fatalf("second client after the first left: %q, %v", got, err)
+	got := make([]byte, len("next"))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "next" {
+		t.Fatalf("the waiting client after one left: %q, %v", got, err)
 	}
 	b.Close()
+	for _, c := range held[1:] {
+		c.Close()
+	}
 }
 
 func isTimeout(err error) bool {
@@ -206,8 +222,8 @@ func echoHalfClose(t *testing.T, s *Server) {
 // checks that each connection ends and no goroutine is left behind.
 func echoShutdown(t *testing.T, s *Server) {
 	clients := 20
-	if s.Model.Sequential {
-		clients = 1
+	if n := s.Concurrency(); n > 0 {
+		clients = min(clients, n) // the others would wait unanswered
 	}
 	conns := make([]net.Conn, clients)
 	for i := range conns {

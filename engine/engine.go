@@ -58,6 +58,11 @@ type Model struct {
 	// Sequential is set by a model that by design serves one connection
 	// at a time. The conformance suite then expects no overlap.
 	Sequential bool
+	// Concurrency, if set, returns how many connections the model serves
+	// at once under cfg, for a model that bounds it (a worker pool); the
+	// others wait. Nil means no bound but memory and descriptors. The
+	// conformance suite sizes its concurrent cases by it.
+	Concurrency func(cfg Config) int
 	// New binds the listener(s) and returns a Server ready to Serve. cfg
 	// has its defaults filled in and is valid.
 	New func(h handler.Handler, cfg Config) (Server, error)

@@ -24,6 +24,8 @@ func init() {
 		Summary: "fixed worker goroutines and a bounded queue of accepted connections",
 		Limits:  "--workers connections served at once (default NumCPU), --queue waiting (default 1024); past both refused",
 		Options: []string{"workers", "queue"},
+		// A worker serves one connection to its end.
+		Concurrency: func(cfg Config) int { return cfg.Workers },
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			s, err := newBlockingServer(h, cfg, 1)
 			if err != nil {
