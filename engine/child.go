@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/tcplab/tcplab/handler"
 )
@@ -68,7 +69,11 @@ func childEnviron(model string, cfg Config) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the child spec: %w", err)
 	}
-	return append(os.Environ(), ChildEnv+"="+string(b)), nil
+	env := append(os.Environ(), ChildEnv+"="+string(b))
+	if gorace := os.Getenv("GORACE"); raceEnabled && !strings.Contains(gorace, "atexit_sleep_ms") {
+		env = append(env, "GORACE="+strings.TrimSpace(gorace+" atexit_sleep_ms=0"))
+	}
+	return env, nil
 }
 
 // errUnservedChild is returned by a process model asked to start children
