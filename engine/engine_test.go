@@ -4,13 +4,14 @@ import (
 	"errors"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/tcplab/tcplab/app/echo"
+	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain serves as a fork or prefork child when the test binary is
+// re-executed as one, and otherwise runs the tests under goleak.
+func TestMain(m *testing.M) { conformance.Main(m) }
 
 func TestListenRefusesBadInput(t *testing.T) {
 	if _, err := engine.Listen("no-such-model", echo.New(), engine.Config{}); !errors.Is(err, engine.ErrUnknownModel) {

@@ -6,10 +6,12 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"golang.org/x/sys/unix"
 )
 
 // The blocking models (seq, goroutine, thread, pool, and the children of
@@ -402,5 +404,31 @@ func (s *streamSet) refuse(nc net.Conn, reason error) {
 			nc.Write(msg)
 		}
 	}
+	discardReceived(nc)
 	nc.Close()
+}
+
+// discardReceived drops, without waiting, the bytes the peer has already
+// sent (up to 64 KiB), so that closing the socket ends the stream with a
+// FIN after the refusal: Linux resets a connection closed with unread
+// input, and a reset can cost the peer the refusal it has not read yet.
+func discardReceived(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [4096]byte
+	rc.Read(func(fd uintptr) bool {
+		for range 16 {
+			n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT)
+			if n <= 0 || err != nil {
+				break
+			}
+		}
+		return true // done: never wait for more
+	})
 }

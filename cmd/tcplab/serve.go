@@ -69,8 +69,19 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)}
 	}
+	// A fork or prefork child runs this same command line: its parent has
+	// already said what it serves and warned about the flags, so the child
+	// logs only warnings and errors, and repeats none of the parent's.
+	_, child, _ := engine.Child()
+	if child {
+		level = max(level, slog.LevelWarn)
+	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 	o.cfg.Logger = log
+	warnLog := log
+	if child {
+		warnLog = slog.New(slog.DiscardHandler)
+	}
 
 	model, err := engine.Lookup(o.model)
 	if err != nil {
@@ -84,8 +95,8 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err := o.cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	warnIgnoredFlags(cmd.Flags(), model, log)
-	if err := checkAddr(o.cfg.Addr, log); err != nil {
+	warnIgnoredFlags(cmd.Flags(), model, warnLog)
+	if err := checkAddr(o.cfg.Addr, warnLog); err != nil {
 		return usageError{err}
 	}
 	h, err := a.new(o)
@@ -93,6 +104,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		return usageError{err}
 	}
 
+	o.cfg.App = a.name
 	srv, err := engine.Listen(model.Name, h, o.cfg)
 	if err != nil {
 		return err

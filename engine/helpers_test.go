@@ -1,0 +1,115 @@
+package engine_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/conformance"
+)
+
+// ioBound is the failure bound for every read and write in these tests.
+const ioBound = 10 * time.Second
+
+// dial connects to s with ioBound on all I/O and closes the connection when
+// the test ends.
+func dial(t *testing.T, s *conformance.Server) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", s.Addr().String(), ioBound)
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.Addr(), err)
+	}
+	c.SetDeadline(time.Now().Add(ioBound))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readLine reads one line from c.
+func readLine(c net.Conn) (string, error) {
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// readAll reads c to its end.
+func readAll(t *testing.T, c net.Conn) string {
+	t.Helper()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading to the end: %v (got %q)", err, b)
+	}
+	return string(b)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// ping sends the probe handler's "ping" and returns its answer line (or
+// what arrived instead), and any error.
+func ping(c net.Conn) (string, error) {
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		return "", err
+	}
+	return readLine(c)
+}
+
+// mustPing fails the test unless c answers a ping.
+func mustPing(t *testing.T, c net.Conn) {
+	t.Helper()
+	if line, err := ping(c); line != "pong\n" || err != nil {
+		t.Fatalf("ping: %q, %v", line, err)
+	}
+}
+
+// refusal is what the probe handler sends a connection refused because
+// the server is full.
+const refusal = "REFUSED server full\n"
+
+// expectRefused reads everything c receives and checks that it is the
+// probe's refusal followed by the end of the connection.
+func expectRefused(t *testing.T, c net.Conn) {
+	t.Helper()
+	got, err := io.ReadAll(c)
+	if string(got) != refusal || err != nil {
+		t.Fatalf("refused connection got %q, %v; want %q then EOF", got, err, refusal)
+	}
+}
+
+// eventually retries f every 10 ms until it returns nil or the failure
+// bound passes, and then fails with f's last error.
+func eventually(t *testing.T, bound time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// servedAgain checks, retrying while the server may still be releasing a
+// slot, that a new connection is served.
+func servedAgain(t *testing.T, s *conformance.Server) {
+	t.Helper()
+	eventually(t, ioBound, func() error {
+		c, err := net.DialTimeout("tcp", s.Addr().String(), ioBound)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(ioBound))
+		if line, err := ping(c); line != "pong\n" {
+			return fmt.Errorf("a new connection got %q (err %v) instead of pong", line, err)
+		}
+		return nil
+	})
+}
