@@ -9,9 +9,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/outbuf"
-	"golang.org/x/sys/unix"
 )
 
 // The blocking models (seq, goroutine, thread, pool, and the children of

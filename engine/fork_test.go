@@ -1,0 +1,111 @@
+package engine_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/echo"
+	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/engine"
+)
+
+// TestForkReapsEveryChild opens and closes 500 connections, each served
+// by its own child process (20 clients at a time), and checks that every
+// child was reaped: none is left as a zombie, and after shutdown no process
+// of this program is left, child or orphan.
+func TestForkReapsEveryChild(t *testing.T) {
+	const total, parallel = 500, 20
+	s := conformance.Start(t, "fork", echo.New(), engine.Config{App: "echo"})
+	var wg sync.WaitGroup
+	errs := make(chan error, total)
+	for g := range parallel {
+		wg.Go(func() {
+			for i := g; i < total; i += parallel {
+				if err := echoOnce(s.Addr().String(), fmt.Sprintf("connection %d\n", i)); err != nil {
+					errs <- fmt.Errorf("connection %d: %w", i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Each child exits once its client has gone; the parent reaps it.
+	eventually(t, 30*time.Second, func() error {
+		if open := s.Stats().Open; open != 0 {
+			return fmt.Errorf("%d children still running 30 s after their clients left", open)
+		}
+		return nil
+	})
+	if st := s.Stats(); st.Accepted != total || st.Refused != 0 {
+		t.Fatalf("stats %+v, want %d accepted and none refused", st, total)
+	}
+	kids, err := conformance.Children(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kids) != 0 {
+		t.Fatalf("every child has exited, yet processes remain: %v", kids)
+	}
+	s.Stop(t)
+	conformance.CheckNoStrays(t, 5*time.Second)
+}
+
+// TestForkCapRefusesCleanly fills --max-procs with live children and checks
+// that one more connection gets the handler's refusal from the parent,
+// counted, while the children keep serving, and that a child's exit frees
+// its slot.
+func TestForkCapRefusesCleanly(t *testing.T) {
+	s := conformance.Start(t, "fork", conformance.Probe(), engine.Config{App: "probe", MaxProcs: 2})
+	held := []net.Conn{dial(t, s), dial(t, s)}
+	for _, c := range held {
+		mustPing(t, c)
+	}
+	expectRefused(t, dial(t, s))
+	if st := s.Stats(); st.Refused != 1 || st.Open != 2 {
+		t.Fatalf("stats after one refusal: %+v, want Refused 1, Open 2", st)
+	}
+	for _, c := range held {
+		mustPing(t, c)
+	}
+	held[0].Close()
+	servedAgain(t, s)
+}
+
+// TestForkChildServesInParentsStead checks that the connection is served by
+// another process: the parent closes its copy at once, and the child keeps
+// serving while the parent holds no connection at all.
+func TestForkChildServesInParentsStead(t *testing.T) {
+	s := conformance.Start(t, "fork", conformance.Probe(), engine.Config{App: "probe"})
+	c := dial(t, s)
+	mustPing(t, c)
+	kids, err := conformance.Children(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Readlink("/proc/self/exe")
+	if len(kids) != 1 || kids[0].Exe != self {
+		t.Fatalf("with one connection open, children %v: want one process running %s", kids, self)
+	}
+	if st := s.Stats(); st.Open != 1 || st.BytesIn != 0 {
+		t.Fatalf("parent stats %+v: want one child open and no bytes read by the parent", st)
+	}
+	mustPing(t, c)
+}
+
+// echoOnce connects to addr, checks that msg is echoed, and closes.
+func echoOnce(addr, msg string) error {
+	c, err := net.DialTimeout("tcp", addr, ioBound)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioBound))
+	return echoed(c, msg)
+}
