@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -195,27 +193,7 @@ func TestServeDefaultsToLoopback(t *testing.T) {
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--drain-timeout", "2s")
-			cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1")
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill() })
-			lines := bufio.NewScanner(stderr)
-			var addr string
-			for addr == "" && lines.Scan() {
-				if m := servingAddr.FindStringSubmatch(lines.Text()); m != nil {
-					addr = m[1]
-				}
-			}
-			if addr == "" {
-				t.Fatal("child never reported its address")
-			}
-			go io.Copy(io.Discard, stderr)
+			cmd, addr := serveBinary(t, "--drain-timeout", "2s")
 			echoOnce(t, addr, "before")
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -231,15 +209,8 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 				t.Errorf("client still connected after %v: (%d, %v)", sig, n, err)
 			}
-			waitErr := make(chan error, 1)
-			go func() { waitErr <- cmd.Wait() }()
-			select {
-			case err := <-waitErr:
-				if err != nil {
-					t.Fatalf("exit after %v: %v", sig, err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("still running 10s after %v", sig)
+			if err := waitExit(t, cmd, 10*time.Second); err != nil {
+				t.Fatalf("exit after %v: %v", sig, err)
 			}
 		})
 	}
