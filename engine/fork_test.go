@@ -99,6 +99,26 @@ func TestForkChildServesInParentsStead(t *testing.T) {
 	mustPing(t, c)
 }
 
+// TestForkParentHoldsNoThreadPerChild keeps 60 children alive and checks
+// that the parent waits for them without an OS thread each (a blocking
+// wait per child would make it a thread-per-connection server itself).
+func TestForkParentHoldsNoThreadPerChild(t *testing.T) {
+	const n = 60
+	s := conformance.Start(t, "fork", echo.New(), engine.Config{App: "echo"})
+	before := osThreads(t)
+	for i := range n {
+		if err := echoed(dial(t, s), fmt.Sprintf("child %d\n", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if open := s.Stats().Open; open != n {
+		t.Fatalf("%d children open, want %d", open, n)
+	}
+	if after := osThreads(t); after-before >= n/2 {
+		t.Fatalf("%d OS threads with %d children alive, %d before: the parent holds a thread per child", after, n, before)
+	}
+}
+
 // echoOnce connects to addr, checks that msg is echoed, and closes.
 func echoOnce(addr, msg string) error {
 	c, err := net.DialTimeout("tcp", addr, ioBound)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // procGroup starts and reaps the child processes of the process models
@@ -119,6 +121,7 @@ func (g *procGroup) spawner() {
 }
 
 func (g *procGroup) spawn(f *os.File) (*proc, error) {
+	pidfd := -1 // ours; os/exec keeps a copy of its own
 	cmd := &exec.Cmd{
 		Path:       selfExe,
 		Args:       os.Args,
@@ -128,7 +131,7 @@ func (g *procGroup) spawn(f *os.File) (*proc, error) {
 		ExtraFiles: []*os.File{f}, // ChildFD
 		// Its own process group: a Ctrl-C at the terminal reaches the
 		// parent only, which then stops the children in order.
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true},
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, PidFD: &pidfd},
 	}
 	// g.mu is held across Start so that stop sees every child it must
 	// signal and wait for.
@@ -143,13 +146,16 @@ func (g *procGroup) spawn(f *os.File) (*proc, error) {
 	p := &proc{cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	g.live[p] = struct{}{}
 	g.reapers.Add(1)
-	go g.reap(p)
+	go g.reap(p, pidfd)
 	return p, nil
 }
 
 // reap waits for the child to exit, so that it leaves no zombie.
-func (g *procGroup) reap(p *proc) {
+func (g *procGroup) reap(p *proc, pidfd int) {
 	defer g.reapers.Done()
+	if pidfd >= 0 {
+		awaitExit(pidfd) // if it fails, Wait blocks instead
+	}
 	p.err = p.cmd.Wait()
 	g.mu.Lock()
 	delete(g.live, p)
@@ -198,4 +204,40 @@ func (g *procGroup) stop(deadline time.Time) bool {
 	g.quitOnce.Do(func() { close(g.quit) })
 	g.spawned.Wait()
 	return inTime
+}
+
+// awaitExit returns once the process behind pidfd has exited, and closes
+// pidfd. It waits parked in Go's poller: a wait system call would block an
+// OS thread per live child, turning the parent into a thread-per-connection
+// server of its own.
+func awaitExit(pidfd int) error {
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		unix.Close(pidfd)
+		return fmt.Errorf("pidfd: %w", err)
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("pidfd: %w", err)
+	}
+	// A pidfd turns readable when its process exits.
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			perr = err
+			return err != nil || n > 0
+		}
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("pidfd: %w", err)
+	}
+	return nil
 }
