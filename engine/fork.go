@@ -26,7 +26,7 @@ func init() {
 	Register(Model{
 		Name:    "fork",
 		Summary: "one process per connection (this program re-executed)",
-		Limits:  fmt.Sprintf("--max-procs child processes (default %d); past it refused", DefaultMaxProcs),
+		Limits:  fmt.Sprintf("--max-procs live children, one per connection (default %d); past it refused", DefaultMaxProcs),
 		Options: []string{"max-procs"},
 		New:     newFork,
 		Child:   forkChild,

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -22,7 +23,7 @@ func init() {
 	Register(Model{
 		Name:    "pool",
 		Summary: "fixed worker goroutines and a bounded queue of accepted connections",
-		Limits:  "--workers connections served at once (default NumCPU), --queue waiting (default 1024); past both refused",
+		Limits:  fmt.Sprintf("--workers served at once (default NumCPU), --queue waiting (default %d); past both refused", DefaultQueue),
 		Options: []string{"workers", "queue"},
 		// A worker serves one connection to its end.
 		Concurrency: func(cfg Config) int { return cfg.Workers },

@@ -35,7 +35,7 @@ func init() {
 	Register(Model{
 		Name:    "prefork",
 		Summary: "worker processes sharing one inherited listening socket, supervised",
-		Limits:  "--workers processes (default NumCPU), a goroutine per connection in each; no connection cap",
+		Limits:  "--workers processes (default NumCPU), each a goroutine per connection; no connection cap",
 		Options: []string{"workers"},
 		New:     newPrefork,
 		Child:   preforkChild,

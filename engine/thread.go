@@ -23,7 +23,7 @@ func init() {
 	Register(Model{
 		Name:    "thread",
 		Summary: "one OS thread per connection (a goroutine locked to its thread)",
-		Limits:  fmt.Sprintf("--max-threads connections (default %d, kept %d below Go's thread limit); past it refused", DefaultMaxThreads, threadHeadroom),
+		Limits:  fmt.Sprintf("--max-threads connections (default %d, at most Go's thread limit - %d); past it refused", DefaultMaxThreads, threadHeadroom),
 		Options: []string{"max-threads"},
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			s, err := newBlockingServer(h, cfg, 1)
