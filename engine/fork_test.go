@@ -62,20 +62,7 @@ func TestForkReapsEveryChild(t *testing.T) {
 // counted, while the children keep serving, and that a child's exit frees
 // its slot.
 func TestForkCapRefusesCleanly(t *testing.T) {
-	s := conformance.Start(t, "fork", conformance.Probe(), engine.Config{App: "probe", MaxProcs: 2})
-	held := []net.Conn{dial(t, s), dial(t, s)}
-	for _, c := range held {
-		mustPing(t, c)
-	}
-	expectRefused(t, dial(t, s))
-	if st := s.Stats(); st.Refused != 1 || st.Open != 2 {
-		t.Fatalf("stats after one refusal: %+v, want Refused 1, Open 2", st)
-	}
-	for _, c := range held {
-		mustPing(t, c)
-	}
-	held[0].Close()
-	servedAgain(t, s)
+	checkCap(t, conformance.Start(t, "fork", conformance.Probe(), engine.Config{App: "probe", MaxProcs: 2}), 2)
 }
 
 // TestForkChildServesInParentsStead checks that the connection is served by
@@ -83,7 +70,7 @@ func TestForkCapRefusesCleanly(t *testing.T) {
 // serving while the parent holds no connection at all.
 func TestForkChildServesInParentsStead(t *testing.T) {
 	s := conformance.Start(t, "fork", conformance.Probe(), engine.Config{App: "probe"})
-	c := dial(t, s)
+	c := s.Dial(t)
 	mustPing(t, c)
 	kids, err := conformance.Children(os.Getpid())
 	if err != nil {
@@ -107,7 +94,7 @@ func TestForkParentHoldsNoThreadPerChild(t *testing.T) {
 	s := conformance.Start(t, "fork", echo.New(), engine.Config{App: "echo"})
 	before := osThreads(t)
 	for i := range n {
-		if err := echoed(dial(t, s), fmt.Sprintf("child %d\n", i)); err != nil {
+		if err := echoed(s.Dial(t), fmt.Sprintf("child %d\n", i)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,19 +15,6 @@ import (
 // ioBound is the failure bound for every read and write in these tests.
 const ioBound = 10 * time.Second
 
-// dial connects to s with ioBound on all I/O and closes the connection when
-// the test ends.
-func dial(t *testing.T, s *conformance.Server) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", s.Addr().String(), ioBound)
-	if err != nil {
-		t.Fatalf("dial %s: %v", s.Addr(), err)
-	}
-	c.SetDeadline(time.Now().Add(ioBound))
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // readLine reads one line from c.
 func readLine(c net.Conn) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
@@ -112,4 +99,26 @@ func servedAgain(t *testing.T, s *conformance.Server) {
 		}
 		return nil
 	})
+}
+
+// checkCap fills a server capped at n connections (running the probe
+// handler) and checks that one more connection gets the refusal and is
+// closed, that the refusal is counted, that the n connections keep being
+// served, and that closing one frees its slot.
+func checkCap(t *testing.T, s *conformance.Server, n int) {
+	t.Helper()
+	held := make([]net.Conn, n)
+	for i := range held {
+		held[i] = s.Dial(t)
+		mustPing(t, held[i])
+	}
+	expectRefused(t, s.Dial(t))
+	if st := s.Stats(); st.Refused != 1 || st.Open != int64(n) {
+		t.Fatalf("stats after one refusal: %+v, want Refused 1, Open %d", st, n)
+	}
+	for _, c := range held {
+		mustPing(t, c)
+	}
+	held[0].Close()
+	servedAgain(t, s)
 }

@@ -16,16 +16,16 @@ import (
 // frees.
 func TestPoolRefusesPastQueueAndServesQueuedWhenAWorkerFrees(t *testing.T) {
 	s := conformance.Start(t, "pool", conformance.Probe(), engine.Config{Workers: 2, Queue: 2})
-	a, b := dial(t, s), dial(t, s)
+	a, b := s.Dial(t), s.Dial(t)
 	mustPing(t, a)
 	mustPing(t, b)
-	queued := []net.Conn{dial(t, s), dial(t, s)}
+	queued := []net.Conn{s.Dial(t), s.Dial(t)}
 	for _, c := range queued {
 		if _, err := c.Write([]byte("ping\n")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	expectRefused(t, dial(t, s)) // bounded by ioBound: a refusal does not wait for a worker
+	expectRefused(t, s.Dial(t)) // bounded by ioBound: a refusal does not wait for a worker
 	if st := s.Stats(); st.Refused != 1 || st.Open != 2 {
 		t.Fatalf("stats after the fifth connection: %+v, want Refused 1, Open 2", st)
 	}
@@ -49,14 +49,14 @@ func TestPoolRefusesPastQueueAndServesQueuedWhenAWorkerFrees(t *testing.T) {
 // shutdown reason, the served one gets its farewell.
 func TestPoolRefusesQueuedConnectionsAtShutdown(t *testing.T) {
 	s := conformance.Start(t, "pool", conformance.Probe(), engine.Config{Workers: 1, Queue: 1})
-	served := dial(t, s)
+	served := s.Dial(t)
 	mustPing(t, served)
-	queued := dial(t, s)
+	queued := s.Dial(t)
 	if _, err := queued.Write([]byte("ping\n")); err != nil {
 		t.Fatal(err)
 	}
 	// The queue is full once the accept loop has taken it: a third is refused.
-	expectRefused(t, dial(t, s))
+	expectRefused(t, s.Dial(t))
 	s.Stop(t)
 	if got := readAll(t, queued); got != "REFUSED server shutting down\n" {
 		t.Errorf("queued connection at shutdown got %q", got)

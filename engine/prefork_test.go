@@ -72,7 +72,7 @@ func TestPreforkSurvivesAKilledWorker(t *testing.T) {
 // Shutdown returns no worker is left running, as a zombie or an orphan.
 func TestPreforkStopsEveryWorker(t *testing.T) {
 	s := conformance.Start(t, "prefork", conformance.Probe(), engine.Config{App: "probe", Workers: 3})
-	c := dial(t, s)
+	c := s.Dial(t)
 	mustPing(t, c)
 	waitWorkers(t, 3)
 	s.Stop(t)

@@ -186,21 +186,7 @@ func (g *procGroup) stop(deadline time.Time) bool {
 	g.mu.Unlock()
 	g.signal(syscall.SIGTERM)
 
-	reaped := make(chan struct{})
-	go func() {
-		g.reapers.Wait()
-		close(reaped)
-	}()
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	inTime := true
-	select {
-	case <-reaped:
-	case <-timer.C:
-		inTime = false
-		g.signal(syscall.SIGKILL)
-		<-reaped
-	}
+	inTime := waitBy(&g.reapers, deadline, func() { g.signal(syscall.SIGKILL) })
 	g.quitOnce.Do(func() { close(g.quit) })
 	g.spawned.Wait()
 	return inTime

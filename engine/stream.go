@@ -366,9 +366,22 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	for _, c := range conns {
 		c.closeWith(handler.ErrShutdown, true, deadline)
 	}
+	return waitBy(&s.wg, deadline, func() {
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+	})
+}
+
+// waitBy waits for wg until deadline and reports whether it finished in
+// time. If not, it calls late, which must make wg finish soon, and waits
+// for it.
+func waitBy(wg *sync.WaitGroup, deadline time.Time, late func()) bool {
 	done := make(chan struct{})
 	go func() {
-		s.wg.Wait()
+		wg.Wait()
 		close(done)
 	}()
 	timer := time.NewTimer(time.Until(deadline))
@@ -378,11 +391,7 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 		return true
 	case <-timer.C:
 	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.nc.Close()
-	}
-	s.mu.Unlock()
+	late()
 	<-done
 	return false
 }

@@ -45,7 +45,7 @@ func TestThreadCountFollowsConnections(t *testing.T) {
 	n := before + 64
 	conns := make([]net.Conn, n)
 	for i := range conns {
-		conns[i] = dial(t, s)
+		conns[i] = s.Dial(t)
 		msg := fmt.Sprintf("conn %d\n", i)
 		if err := echoed(conns[i], msg); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
@@ -72,21 +72,7 @@ func TestThreadCountFollowsConnections(t *testing.T) {
 // counted, that the connections already served are unaffected, and that a
 // freed slot is used again.
 func TestThreadCapRefusesCleanly(t *testing.T) {
-	s := conformance.Start(t, "thread", conformance.Probe(), engine.Config{MaxThreads: 3})
-	held := make([]net.Conn, 3)
-	for i := range held {
-		held[i] = dial(t, s)
-		mustPing(t, held[i])
-	}
-	expectRefused(t, dial(t, s))
-	if st := s.Stats(); st.Refused != 1 || st.Open != 3 {
-		t.Fatalf("stats after one refusal: %+v, want Refused 1, Open 3", st)
-	}
-	for _, c := range held {
-		mustPing(t, c)
-	}
-	held[0].Close()
-	servedAgain(t, s)
+	checkCap(t, conformance.Start(t, "thread", conformance.Probe(), engine.Config{MaxThreads: 3}), 3)
 }
 
 func TestThreadCapStaysBelowGoThreadLimit(t *testing.T) {
