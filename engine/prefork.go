@@ -71,8 +71,12 @@ func newPrefork(_ handler.Handler, cfg Config) (Server, error) {
 		return nil, err
 	}
 	return &preforkServer{
-		cfg:       cfg,
-		addr:      addr,
+		cfg:  cfg,
+		addr: addr,
+		// os.NewFile on a non-blocking descriptor leaves it non-blocking,
+		// even when exec hands it on: the workers share its file
+		// description, and one switched to blocking mode would leave a
+		// worker's thread stuck in accept.
 		sock:      os.NewFile(uintptr(fd), "prefork listener "+addr.String()),
 		group:     g,
 		done:      make(chan struct{}),
