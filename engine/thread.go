@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"runtime/debug"
@@ -59,17 +60,16 @@ func init() {
 // threads blocked in system calls, and the connections' writer goroutines.
 const threadHeadroom = 1000
 
-// goMaxThreads returns the runtime's current thread limit. The runtime
-// offers no getter, so it sets the limit and restores it at once.
+// goMaxThreads returns the runtime's current thread limit (default
+// 10,000; a process that passes it aborts). The runtime offers no getter,
+// so it sets the limit and restores it at once; the interim value is the
+// highest there is, because setting a limit below the threads already
+// running aborts too.
 func goMaxThreads() int {
-	n := debug.SetMaxThreads(goDefaultMaxThreads)
+	n := debug.SetMaxThreads(math.MaxInt32)
 	debug.SetMaxThreads(n)
 	return n
 }
-
-// goDefaultMaxThreads is the Go runtime's default thread limit
-// (runtime/debug.SetMaxThreads). A process that passes it aborts.
-const goDefaultMaxThreads = 10000
 
 // checkMaxThreads reports an error if n connection threads could take the
 // process to Go's thread limit.
