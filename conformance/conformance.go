@@ -87,6 +87,9 @@ func Start(t testing.TB, model string, h handler.Handler, cfg engine.Config) *Se
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
+	if m.Child != nil && cfg.App == "" {
+		t.Fatalf("model %s re-executes the test binary, whose child must rebuild the handler: set Config.App to a name from conformance.Handlers()", model)
+	}
 	srv, err := engine.Listen(model, h, cfg)
 	if err != nil {
 		if errors.Is(err, engine.ErrUnsupported) {
