@@ -77,7 +77,9 @@ func (s *Server) Concurrency() int {
 
 // Start binds model on 127.0.0.1 with an ephemeral port, serves h, and
 // registers a cleanup that shuts it down and checks that Serve returned
-// nil.
+// nil. For a model that re-executes the program (fork, prefork), cfg.App
+// must name h's entry in Handlers, and the package's TestMain must call
+// Main.
 func Start(t testing.TB, model string, h handler.Handler, cfg engine.Config) *Server {
 	t.Helper()
 	m, err := engine.Lookup(model)
