@@ -28,9 +28,6 @@ type blockingServer struct {
 	// dispatch takes an accepted connection. It must call set.begin
 	// before serving and set.serve to serve, or refuse it.
 	dispatch func(nc net.Conn)
-	// stopped, if set, runs during Shutdown after the listeners close and
-	// before connections are drained (the pool model empties its queue).
-	stopped func()
 	// wait, if set, runs at the end of Shutdown, once every connection and
 	// every accept loop has ended, to wait for the model's own goroutines
 	// and processes until deadline. It reports false if it had to cut
@@ -132,9 +129,6 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(s.cfg.DrainTimeout)
-	}
-	if s.stopped != nil {
-		s.stopped()
 	}
 	drained := s.set.shutdown(deadline)
 	if s.started.Load() {
