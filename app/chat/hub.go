@@ -1,0 +1,315 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// hub is one node of the chat: its local connections, rooms and nicks. It
+// implements Node for its bus, and reaches other nodes only through the
+// bus.
+//
+// Membership is copy-on-write: a room's members are an immutable slice
+// behind an atomic pointer. Joining or leaving copies the slice under the
+// room's own mutex; fan-out loads the pointer and writes to each member
+// with no lock but that member's write lock. No lock is global, and none is
+// held across a write to more than one connection.
+type hub struct {
+	opts  Options
+	enc   encoder
+	bus   Bus
+	id    uint64    // this node, in Event.Origin
+	epoch time.Time // monotonic base for idle timers
+
+	rooms sync.Map // name -> *room
+	nicks sync.Map // nick -> *session, local connections only
+
+	conns     atomic.Int64  // connections served now, for MaxConns
+	nextConn  atomic.Uint64 // connection ids
+	nextGuest atomic.Uint64 // guest-<n>
+
+	bufs sync.Pool // *[]byte scratch for fan-out frames
+}
+
+func newHub(o Options) (*hub, error) {
+	h := &hub{
+		opts:  o,
+		enc:   encoder{kind: o.Framing, max: o.MaxServerFrame},
+		id:    rand.Uint64(),
+		epoch: time.Now(),
+	}
+	h.bufs.New = func() any { return new([]byte) }
+	join := o.Bus
+	if join == nil {
+		join = NewLocalNet().Join
+	}
+	bus, err := join(node{h})
+	if err != nil {
+		return nil, fmt.Errorf("chat: attach to bus: %w", err)
+	}
+	h.bus = bus
+	return h, nil
+}
+
+// room is one room's local members.
+type room struct {
+	name    string
+	mu      sync.Mutex // serializes changes to members
+	dead    bool       // emptied and removed from hub.rooms; join a new one
+	members atomic.Pointer[[]*session]
+}
+
+func (r *room) load() []*session {
+	if p := r.members.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// join adds s to the room called name, creating it (and subscribing the
+// node to it) if s is its first local member. before, if not nil, runs
+// just before s becomes a member, when joining can no longer fail.
+func (h *hub) join(s *session, name string, before func()) (*room, error) {
+	for {
+		v, ok := h.rooms.Load(name)
+		if !ok {
+			v, _ = h.rooms.LoadOrStore(name, &room{name: name})
+		}
+		r := v.(*room)
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			continue // it emptied meanwhile; it is gone from the map
+		}
+		old := r.load()
+		if len(old) == 0 {
+			if err := h.bus.Subscribe(name); err != nil {
+				r.dead = true
+				h.rooms.CompareAndDelete(name, r)
+				r.mu.Unlock()
+				return nil, err
+			}
+		}
+		if before != nil {
+			before()
+		}
+		next := make([]*session, len(old)+1)
+		copy(next, old)
+		next[len(old)] = s
+		r.members.Store(&next)
+		r.mu.Unlock()
+		return r, nil
+	}
+}
+
+// leave removes s from r. The last member out unsubscribes the node and
+// removes the room; Unsubscribe runs before the room leaves the map, so a
+// later join's Subscribe always follows it.
+func (h *hub) leave(s *session, r *room) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.load()
+	next := make([]*session, 0, len(old))
+	for _, m := range old {
+		if m != s {
+			next = append(next, m)
+		}
+	}
+	if len(next) == 0 {
+		r.dead = true
+		h.bus.Unsubscribe(r.name)
+		h.rooms.CompareAndDelete(r.name, r)
+	}
+	r.members.Store(&next)
+}
+
+// claim reserves nick on the bus and registers s under it locally.
+func (h *hub) claim(s *session, nick string) error {
+	if err := h.bus.ClaimNick(nick); err != nil {
+		return err
+	}
+	h.nicks.Store(nick, s)
+	return nil
+}
+
+// release undoes claim.
+func (h *hub) release(s *session, nick string) {
+	h.nicks.CompareAndDelete(nick, s)
+	h.bus.ReleaseNick(nick)
+}
+
+// claimGuest claims the next free guest-<n> nick.
+func (h *hub) claimGuest(s *session) (string, error) {
+	for {
+		nick := "guest-" + strconv.FormatUint(h.nextGuest.Add(1), 10)
+		err := h.claim(s, nick)
+		if err == nil {
+			return nick, nil
+		}
+		if !errors.Is(err, ErrNickTaken) {
+			return "", err
+		}
+	}
+}
+
+// origin is the Event.Origin of s.
+func (h *hub) origin(s *session) Origin { return Origin{Node: h.id, Conn: s.id} }
+
+// encodeEvent frames ev for the wire into *buf. It fails if the frame is
+// over the server's frame limit.
+func (h *hub) encodeEvent(buf *[]byte, ev *Event) ([]byte, error) {
+	p := (*buf)[:0]
+	switch ev.Kind {
+	case EventMsg:
+		p = append(p, "MSG "...)
+		p = append(p, ev.Room...)
+		p = append(p, ' ')
+		p = append(p, ev.Nick...)
+		p = append(p, ' ')
+		p = append(p, ev.Text...)
+	case EventJoin, EventLeave:
+		if ev.Kind == EventJoin {
+			p = append(p, "JOIN "...)
+		} else {
+			p = append(p, "LEAVE "...)
+		}
+		p = append(p, ev.Room...)
+		p = append(p, ' ')
+		p = append(p, ev.Nick...)
+	case EventPriv:
+		p = append(p, "PRIV "...)
+		p = append(p, ev.Nick...)
+		p = append(p, ' ')
+		p = append(p, ev.Text...)
+	default:
+		return nil, fmt.Errorf("chat: unknown event kind %d", ev.Kind)
+	}
+	n := len(p)
+	out, err := h.enc.frame(p, p)
+	*buf = out
+	if err != nil {
+		return nil, err
+	}
+	return out[n:], nil
+}
+
+// eventLen is the payload length of the frame encodeEvent would make for a
+// message of kind with the given names and text.
+func eventLen(kind EventKind, room, nick string, text []byte) int {
+	if kind == EventPriv {
+		return len("PRIV ") + len(nick) + 1 + len(text)
+	}
+	return len("MSG ") + len(room) + 1 + len(nick) + 1 + len(text)
+}
+
+// node is the hub as its bus sees it.
+type node struct{ h *hub }
+
+var _ Node = node{}
+
+// Deliver fans a room event out to the local members: the frame is encoded
+// once and written to each member but the origin.
+func (n node) Deliver(ev Event) {
+	h := n.h
+	v, ok := h.rooms.Load(ev.Room)
+	if !ok {
+		return
+	}
+	members := v.(*room).load()
+	if len(members) == 0 {
+		return
+	}
+	buf := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(buf)
+	out, err := h.encodeEvent(buf, &ev)
+	if err != nil {
+		return // the sender checked the size; a remote node may allow more
+	}
+	for _, m := range members {
+		if ev.Origin.Node == h.id && ev.Origin.Conn == m.id {
+			continue
+		}
+		m.send(out)
+	}
+}
+
+func (n node) DeliverPrivate(ev Event) bool {
+	h := n.h
+	v, ok := h.nicks.Load(ev.To)
+	if !ok {
+		return false
+	}
+	buf := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(buf)
+	out, err := h.encodeEvent(buf, &ev)
+	if err != nil {
+		return true // delivered as far as the sender can tell; see Deliver
+	}
+	v.(*session).send(out)
+	return true
+}
+
+func (n node) Members(name string) []string {
+	v, ok := n.h.rooms.Load(name)
+	if !ok {
+		return nil
+	}
+	members := v.(*room).load()
+	nicks := make([]string, len(members))
+	for i, m := range members {
+		nicks[i] = m.nickname()
+	}
+	return nicks
+}
+
+func (n node) Rooms() map[string]int {
+	rooms := map[string]int{}
+	n.h.rooms.Range(func(k, v any) bool {
+		if c := len(v.(*room).load()); c > 0 {
+			rooms[k.(string)] = c
+		}
+		return true
+	})
+	return rooms
+}
+
+// list frames "OK <what> item item ...", sorted, cutting the list with
+// "..." where the frame would pass the server's frame limit.
+func (h *hub) list(dst []byte, what string, items []string) []byte {
+	slices.Sort(items)
+	p := append([]byte("OK "), what...)
+	for _, it := range items {
+		if len(p)+1+len(it)+len(" ...") > h.enc.max {
+			p = append(p, " ..."...)
+			break
+		}
+		p = append(p, ' ')
+		p = append(p, it...)
+	}
+	out, _ := h.enc.frame(dst, p) // fits by construction
+	return out
+}
+
+// open serves a new connection: the Handler's Open.
+func (h *hub) open(c handler.Conn) handler.Session {
+	s := &session{hub: h, conn: c, id: h.nextConn.Add(1)}
+	if h.conns.Add(1) > int64(h.opts.MaxConns) {
+		h.conns.Add(-1)
+		s.refused = true
+		s.closeWith(h.enc.closing(CodeServerFull, "too many connections"), errServerFull)
+		return s
+	}
+	if err := s.start(); err != nil {
+		s.done = true
+		s.closeWith(h.enc.closing(CodeUnavailable, err.Error()), err)
+	}
+	return s
+}

@@ -1,0 +1,217 @@
+package chat
+
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Version is the protocol version the server announces in HELLO.
+const Version = 1
+
+// Limits on names.
+const (
+	MaxNick = 32 // a nick is 1 to MaxNick characters of [A-Za-z0-9_-]
+	MaxRoom = 64 // a room is 1 to MaxRoom characters of the same set
+)
+
+// Lobby is the room every client starts in.
+const Lobby = "lobby"
+
+// Error codes, the second word of an "ERR <code> <detail>" frame. Codes
+// that end a connection are also the reason in the "BYE <reason>" frame
+// that follows.
+const (
+	CodeBadNick        = "bad-nick"
+	CodeNickTaken      = "nick-taken"
+	CodeBadRoom        = "bad-room"
+	CodeNoSuchNick     = "no-such-nick"
+	CodeUnknownCommand = "unknown-command"
+	CodeUsage          = "usage"
+	CodeFrameTooLarge  = "frame-too-large"
+	CodeBadFrame       = "bad-frame"
+	CodeBadUTF8        = "bad-utf8"
+	CodeTooLong        = "too-long"
+	CodeRateLimited    = "rate-limited"
+	CodeSlowConsumer   = "slow-consumer"
+	CodeServerFull     = "server-full"
+	CodeUnavailable    = "unavailable"
+)
+
+// ErrorCodes lists every error code the server sends, in the order
+// docs/protocol.md lists them.
+func ErrorCodes() []string {
+	return []string{
+		CodeBadNick, CodeNickTaken, CodeBadRoom, CodeNoSuchNick, CodeUnknownCommand, CodeUsage,
+		CodeFrameTooLarge, CodeBadFrame, CodeBadUTF8, CodeTooLong,
+		CodeRateLimited, CodeSlowConsumer, CodeServerFull, CodeUnavailable,
+	}
+}
+
+// Reasons a BYE frame gives besides the error codes that close a
+// connection (frame-too-large, bad-frame, slow-consumer, server-full).
+const (
+	ByeQuit         = "quit"
+	ByeShuttingDown = "shutting-down"
+	ByeIdleTimeout  = "idle-timeout"
+	ByeError        = "error" // the engine closed the connection for another reason
+)
+
+// Error is a protocol error. The server sends it as "ERR <Code> <Detail>".
+type Error struct {
+	Code   string
+	Detail string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Detail }
+
+func protoErr(code, detail string) error { return &Error{Code: code, Detail: detail} }
+
+// Op is what a client frame asks for.
+type Op uint8
+
+// The operations a client frame can ask for.
+const (
+	OpSay   Op = iota // a message to the current room
+	OpNick            // /nick NAME
+	OpJoin            // /join ROOM
+	OpRooms           // /rooms
+	OpWho             // /who
+	OpMsg             // /msg NICK TEXT
+	OpPing            // /ping
+	OpQuit            // /quit
+)
+
+// Command is a parsed client frame. Name and Text are sub-slices of the
+// frame, so they are valid only as long as the frame is.
+type Command struct {
+	Op   Op
+	Name []byte // OpNick: the new nick; OpJoin: the room; OpMsg: the recipient
+	Text []byte // OpSay and OpMsg: the text, never empty
+}
+
+// lookupCommand returns a command word's operation and its usage line
+// ("" for a command that takes no argument).
+func lookupCommand(word []byte) (op Op, usage string, ok bool) {
+	switch string(word) {
+	case "nick":
+		return OpNick, "/nick NAME", true
+	case "join":
+		return OpJoin, "/join ROOM", true
+	case "rooms":
+		return OpRooms, "", true
+	case "who":
+		return OpWho, "", true
+	case "msg":
+		return OpMsg, "/msg NICK TEXT", true
+	case "ping":
+		return OpPing, "", true
+	case "quit":
+		return OpQuit, "", true
+	}
+	return 0, "", false
+}
+
+// maxDetail bounds the part of the client's input an error detail quotes.
+const maxDetail = 64
+
+// ParseCommand parses one client frame. p must not be empty. The grammar:
+//
+//	//TEXT          say "/TEXT" to the room
+//	/WORD           a command with no argument (rooms, who, ping, quit)
+//	/WORD REST      a command with an argument: one space, then REST
+//	/msg NICK TEXT  NICK, one space, then TEXT (kept exactly, spaces and all)
+//	TEXT            anything else is said to the room
+//
+// A command word is case-sensitive. The error is an *Error whose Code is
+// unknown-command, usage, bad-nick or bad-room. ParseCommand does not check
+// UTF-8.
+func ParseCommand(p []byte) (Command, error) {
+	if len(p) == 0 || p[0] != '/' {
+		return Command{Op: OpSay, Text: p}, nil
+	}
+	if len(p) > 1 && p[1] == '/' {
+		return Command{Op: OpSay, Text: p[1:]}, nil
+	}
+	word, rest, hasArg := bytes.Cut(p[1:], []byte{' '})
+	op, usage, ok := lookupCommand(word)
+	if !ok {
+		return Command{}, protoErr(CodeUnknownCommand, quote(p[:1+len(word)]))
+	}
+	if usage == "" {
+		if len(rest) > 0 {
+			return Command{}, protoErr(CodeUsage, "/"+string(word)+" takes no argument")
+		}
+		return Command{Op: op}, nil
+	}
+	if !hasArg || len(rest) == 0 {
+		return Command{}, protoErr(CodeUsage, usage)
+	}
+	switch op {
+	case OpNick:
+		if !ValidNick(rest) {
+			return Command{}, protoErr(CodeBadNick, badNickDetail(rest))
+		}
+		return Command{Op: OpNick, Name: rest}, nil
+	case OpJoin:
+		if !ValidRoom(rest) {
+			return Command{}, protoErr(CodeBadRoom, badRoomDetail(rest))
+		}
+		return Command{Op: OpJoin, Name: rest}, nil
+	default: // OpMsg
+		nick, text, _ := bytes.Cut(rest, []byte{' '})
+		if !ValidNick(nick) {
+			return Command{}, protoErr(CodeBadNick, badNickDetail(nick))
+		}
+		if len(text) == 0 {
+			return Command{}, protoErr(CodeUsage, usage)
+		}
+		return Command{Op: OpMsg, Name: nick, Text: text}, nil
+	}
+}
+
+func badNickDetail(b []byte) string {
+	return quote(b) + ": a nick is 1 to " + strconv.Itoa(MaxNick) + " characters of A-Z a-z 0-9 _ -"
+}
+
+func badRoomDetail(b []byte) string {
+	return quote(b) + ": a room is 1 to " + strconv.Itoa(MaxRoom) + " characters of A-Z a-z 0-9 _ -"
+}
+
+// quote returns b for an error detail: see cut.
+func quote(b []byte) string { return cut(b, maxDetail) }
+
+// cut returns b as valid UTF-8 (invalid bytes become "?") of at most n
+// bytes: if b is longer, it is cut on a character boundary and ends with
+// "...".
+func cut(b []byte, n int) string {
+	b = bytes.ToValidUTF8(b, []byte("?"))
+	if len(b) <= n {
+		return string(b)
+	}
+	i := n - len("...")
+	for i > 0 && !utf8.RuneStart(b[i]) {
+		i--
+	}
+	return string(b[:i]) + "..."
+}
+
+// ValidNick reports whether b is a well-formed nick.
+func ValidNick(b []byte) bool { return validName(b, MaxNick) }
+
+// ValidRoom reports whether b is a well-formed room name.
+func ValidRoom(b []byte) bool { return validName(b, MaxRoom) }
+
+func validName(b []byte, max int) bool {
+	if len(b) == 0 || len(b) > max {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,317 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/handler"
+)
+
+// Reasons the chat closes a connection itself; they reach Session.Closed.
+var (
+	errQuit       = errors.New("chat: client quit")
+	errIdle       = errors.New("chat: idle timeout")
+	errBadFrame   = errors.New("chat: bad frame")
+	errServerFull = fmt.Errorf("chat: over the connection limit: %w", handler.ErrServerFull)
+)
+
+// session is one connection.
+type session struct {
+	hub     *hub
+	conn    handler.Conn
+	id      uint64
+	refused bool // over MaxConns: closed from Open, never counted
+
+	// wmu orders this connection's writes against a close that ends with
+	// BYE: closeWith writes BYE and closes under it, so nothing a fan-out
+	// writes can follow the BYE.
+	wmu  sync.Mutex
+	nick atomic.Pointer[string] // read by other goroutines (/who)
+
+	// The rest belongs to Data and Closed, which the engine never runs at
+	// once.
+	dec    *frame.Decoder
+	room   *room
+	bucket bucket
+	idle   *idleTimer
+	done   bool // closing on our own: ignore further input
+}
+
+var (
+	_ handler.Session  = (*session)(nil)
+	_ handler.Farewell = (*session)(nil)
+)
+
+// start greets the connection and puts it in the lobby.
+func (s *session) start() error {
+	h := s.hub
+	dec, err := frame.NewDecoder(h.opts.Framing, h.opts.MaxFrame)
+	if err != nil {
+		return err
+	}
+	s.dec = dec
+	s.bucket = newBucket(h.opts.MsgRate, h.opts.MsgBurst)
+	nick, err := h.claimGuest(s)
+	if err != nil {
+		return err
+	}
+	s.nick.Store(&nick)
+	s.send(h.enc.hello(nick))
+	r, err := h.join(s, Lobby, nil)
+	if err != nil {
+		return err
+	}
+	s.room = r
+	s.publish(EventJoin, r.name, nil)
+	s.idle = startIdle(h.opts.IdleTimeout, h.epoch, s.idleExpired)
+	return nil
+}
+
+func (s *session) nickname() string { return *s.nick.Load() }
+
+// send writes one frame.
+func (s *session) send(p []byte) {
+	s.wmu.Lock()
+	s.conn.Write(p) // an error means the connection is closing: drop
+	s.wmu.Unlock()
+}
+
+// closeWith writes final (the last frames: BYE, maybe after an ERR) and
+// closes the connection.
+func (s *session) closeWith(final []byte, reason error) {
+	s.wmu.Lock()
+	s.conn.Write(final)
+	s.conn.Close(reason)
+	s.wmu.Unlock()
+}
+
+func (s *session) sendErr(code, detail string) { s.send(s.hub.enc.err(code, detail)) }
+
+func (s *session) publish(kind EventKind, room string, text []byte) error {
+	return s.hub.bus.Publish(Event{Kind: kind, Room: room, Nick: s.nickname(), Text: text, Origin: s.hub.origin(s)})
+}
+
+// Data decodes every whole frame in in and handles it.
+func (s *session) Data(in []byte) (int, error) {
+	if s.done || s.dec == nil {
+		return len(in), nil
+	}
+	now := time.Now()
+	used := 0
+	for !s.done {
+		p, n, err := s.dec.Decode(in[used:])
+		if err != nil {
+			s.badFrame(err)
+			break
+		}
+		if n == 0 {
+			break
+		}
+		used += n
+		s.idle.touch(now)
+		s.handle(p, now)
+	}
+	if s.done {
+		return len(in), nil
+	}
+	return used, nil
+}
+
+// badFrame ends the connection after a framing error: a frame over
+// MaxFrame (its header or its length says so, before it is buffered) or an
+// empty length frame.
+func (s *session) badFrame(err error) {
+	s.done = true
+	code := CodeBadFrame
+	if errors.Is(err, frame.ErrTooLarge) {
+		code = CodeFrameTooLarge
+	}
+	s.closeWith(s.hub.enc.closing(code, err.Error()), fmt.Errorf("%w: %w", errBadFrame, err))
+}
+
+// handle answers one frame.
+func (s *session) handle(p []byte, now time.Time) {
+	if len(p) == 0 {
+		return // an empty line: nothing to say
+	}
+	cmd, perr := ParseCommand(p)
+	if perr == nil && cmd.Op == OpQuit {
+		s.done = true
+		s.closeWith(s.hub.enc.bye(ByeQuit), errQuit)
+		return
+	}
+	if !s.bucket.allow(now) {
+		s.sendErr(CodeRateLimited, "message dropped")
+		return
+	}
+	if !utf8.Valid(p) {
+		s.sendErr(CodeBadUTF8, "frame is not valid UTF-8")
+		return
+	}
+	if perr != nil {
+		var pe *Error
+		errors.As(perr, &pe)
+		s.sendErr(pe.Code, pe.Detail)
+		return
+	}
+	switch cmd.Op {
+	case OpSay:
+		s.say(cmd.Text)
+	case OpNick:
+		s.rename(string(cmd.Name))
+	case OpJoin:
+		s.switchRoom(string(cmd.Name))
+	case OpRooms:
+		s.rooms()
+	case OpWho:
+		s.who()
+	case OpMsg:
+		s.private(string(cmd.Name), cmd.Text)
+	case OpPing:
+		s.send(s.hub.enc.words("PONG"))
+	}
+}
+
+func (s *session) tooLong(n int) {
+	s.sendErr(CodeTooLong, "the message would make a "+strconv.Itoa(n)+"-byte frame; the limit is "+strconv.Itoa(s.hub.enc.max))
+}
+
+func (s *session) say(text []byte) {
+	if n := eventLen(EventMsg, s.room.name, s.nickname(), text); n > s.hub.enc.max {
+		s.tooLong(n)
+		return
+	}
+	if err := s.publish(EventMsg, s.room.name, text); err != nil {
+		s.sendErr(CodeUnavailable, err.Error())
+	}
+}
+
+func (s *session) rename(nick string) {
+	old := s.nickname()
+	if nick != old {
+		if err := s.hub.claim(s, nick); err != nil {
+			if errors.Is(err, ErrNickTaken) {
+				s.sendErr(CodeNickTaken, nick)
+			} else {
+				s.sendErr(CodeUnavailable, err.Error())
+			}
+			return
+		}
+		s.nick.Store(&nick)
+		s.hub.release(s, old)
+	}
+	s.send(s.hub.enc.words("OK", "nick", nick))
+}
+
+// switchRoom leaves the current room and joins name. OK join is written
+// before the connection becomes a member, so it precedes the new room's
+// traffic, and the old room's traffic stops before it.
+func (s *session) switchRoom(name string) {
+	ok := s.hub.enc.words("OK", "join", name)
+	if name == s.room.name {
+		s.send(ok)
+		return
+	}
+	old := s.room
+	s.leaveRoom()
+	r, err := s.hub.join(s, name, func() { s.send(ok) })
+	if err != nil {
+		s.sendErr(CodeUnavailable, err.Error())
+		if r, err = s.hub.join(s, old.name, nil); err != nil {
+			s.done = true
+			s.closeWith(s.hub.enc.closing(CodeUnavailable, err.Error()), err)
+			return
+		}
+	}
+	s.room = r
+	s.publish(EventJoin, r.name, nil)
+}
+
+// leaveRoom leaves the current room and tells its other members.
+func (s *session) leaveRoom() {
+	if s.room == nil {
+		return
+	}
+	s.hub.leave(s, s.room)
+	s.publish(EventLeave, s.room.name, nil)
+	s.room = nil
+}
+
+func (s *session) rooms() {
+	rooms, err := s.hub.bus.Rooms()
+	if err != nil {
+		s.sendErr(CodeUnavailable, err.Error())
+		return
+	}
+	items := make([]string, 0, len(rooms))
+	for r, n := range rooms {
+		items = append(items, r+":"+strconv.Itoa(n))
+	}
+	s.send(s.hub.list(nil, "rooms", items))
+}
+
+func (s *session) who() {
+	nicks, err := s.hub.bus.Who(s.room.name)
+	if err != nil {
+		s.sendErr(CodeUnavailable, err.Error())
+		return
+	}
+	s.send(s.hub.list(nil, "who", nicks))
+}
+
+func (s *session) private(to string, text []byte) {
+	from := s.nickname()
+	if n := eventLen(EventPriv, "", from, text); n > s.hub.enc.max {
+		s.tooLong(n)
+		return
+	}
+	err := s.hub.bus.Private(Event{Kind: EventPriv, Nick: from, To: to, Text: text, Origin: s.hub.origin(s)})
+	switch {
+	case errors.Is(err, ErrNoSuchNick):
+		s.sendErr(CodeNoSuchNick, to)
+	case err != nil:
+		s.sendErr(CodeUnavailable, err.Error())
+	default:
+		s.send(s.hub.enc.words("OK", "msg"))
+	}
+}
+
+// idleExpired runs on the idle timer's goroutine.
+func (s *session) idleExpired() { s.closeWith(s.hub.enc.bye(ByeIdleTimeout), errIdle) }
+
+// Farewell names the reason when the engine closes the connection on its
+// own. It reads nothing that Data changes, so it is safe to call at any
+// time from any goroutine.
+func (s *session) Farewell(reason error) []byte {
+	enc := s.hub.enc
+	switch {
+	case errors.Is(reason, handler.ErrOverflow):
+		return enc.closing(CodeSlowConsumer, "outbound buffer over its limit")
+	case errors.Is(reason, handler.ErrShutdown):
+		return enc.bye(ByeShuttingDown)
+	case errors.Is(reason, handler.ErrInputTooLarge):
+		return enc.closing(CodeFrameTooLarge, "unconsumed input over the server's limit")
+	case errors.Is(reason, handler.ErrServerFull):
+		return enc.closing(CodeServerFull, "the server is at its connection limit")
+	}
+	return enc.bye(ByeError)
+}
+
+// Closed leaves the room, frees the nick and the connection slot.
+func (s *session) Closed(error) {
+	s.idle.stop()
+	if s.refused {
+		return
+	}
+	s.leaveRoom()
+	if p := s.nick.Load(); p != nil {
+		s.hub.release(s, *p)
+	}
+	s.hub.conns.Add(-1)
+}
