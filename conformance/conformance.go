@@ -35,10 +35,11 @@ type Case struct {
 }
 
 // Run runs every case group against model: the seam checks, then each
-// app's.
+// app's (echo, chat).
 func Run(t *testing.T, model string) {
 	t.Run("seam", func(t *testing.T) { RunSeam(t, model) })
 	t.Run("echo", func(t *testing.T) { RunEcho(t, model) })
+	t.Run("chat", func(t *testing.T) { RunChat(t, model) })
 }
 
 // runCases runs each case on a fresh server, and fails a case that leaves

@@ -1,0 +1,781 @@
+package conformance
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/chat"
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/frame"
+)
+
+// chatCase is one check of the chat app (docs/protocol.md) against a model.
+type chatCase struct {
+	name string
+	run  func(t *testing.T, e *chatEnv)
+	// multi marks a case that needs clients served at the same time. A
+	// Sequential model serves one client at a time by design, so it
+	// skips these and runs only the single-client cases.
+	multi bool
+	// kinds are the framings the case runs under; nil means length only.
+	kinds []frame.Kind
+	opts  chat.Options
+	cfg   engine.Config
+}
+
+// chatEnv is what a chat case gets: a server running the case's options,
+// and the means to start more.
+type chatEnv struct {
+	model string
+	kind  frame.Kind
+	opts  chat.Options
+	cfg   engine.Config
+	s     *Server
+}
+
+// start runs another chat server under the same model and framing, with
+// opts (its Framing is replaced by the case's) and the case's engine
+// config.
+func (e *chatEnv) start(t *testing.T, opts chat.Options) *Server {
+	t.Helper()
+	opts.Framing = e.kind
+	h, err := chat.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() }) // runs after the server's shutdown
+	return Start(t, e.model, h, e.cfg)
+}
+
+// join connects a client in the case's framing; see mustJoin.
+func (e *chatEnv) join(t *testing.T, nick, room string) *chatClient {
+	t.Helper()
+	return mustJoin(t, e.s, e.kind, nick, room)
+}
+
+var bothFramings = []frame.Kind{frame.Length, frame.Line}
+
+// chatCases are the chat app's checks.
+func chatCases() []chatCase {
+	return []chatCase{
+		{name: "hello, commands and replies", run: chatCommands, kinds: bothFramings},
+		{name: "invalid UTF-8 gets ERR bad-utf8 and the connection stays", run: chatBadUTF8, kinds: bothFramings},
+		{name: "oversize length header gets ERR frame-too-large at once and a close", run: chatOversizeHeader, opts: chat.Options{MaxFrame: 1024}},
+		{name: "overlong line gets ERR frame-too-large and a close", run: chatOverlongLine, opts: chat.Options{MaxFrame: 1024}, kinds: []frame.Kind{frame.Line}},
+		{name: "empty length frame gets ERR bad-frame and a close", run: chatEmptyFrame},
+		{name: "a message too long for its MSG frame gets ERR too-long", run: chatTooLong, opts: chat.Options{MaxFrame: 1024}, kinds: bothFramings},
+		{name: "rate limit drops with ERR rate-limited; /quit still works", run: chatRateLimit, opts: chat.Options{MsgRate: 0.001, MsgBurst: 3}},
+		{name: "idle timeout: any frame resets it, silence ends with BYE idle-timeout", run: chatIdle, opts: chat.Options{IdleTimeout: 500 * time.Millisecond}},
+		{name: "shutdown says BYE shutting-down to each client", run: chatShutdownBye},
+		{name: "rooms, fan-out, presence, private messages and nicks", run: chatFanout, multi: true, kinds: bothFramings},
+		{name: "max-conns refuses with ERR server-full", run: chatMaxConns, multi: true, opts: chat.Options{MaxConns: 2}},
+		{name: "a stalled receiver is closed within 2s; 50 others get every message", run: chatSlowIsolation, multi: true,
+			opts: chat.Options{MaxFrame: 4096}, cfg: engine.Config{MaxPending: slowPending}},
+		{name: "a slow consumer gets ERR slow-consumer and BYE slow-consumer", run: chatSlowBye, multi: true,
+			opts: chat.Options{MaxFrame: 4096}, cfg: engine.Config{MaxPending: slowPending}},
+		{name: "graceful shutdown delivers every message read before BYE", run: chatShutdownLosesNothing, multi: true},
+		{name: "two hubs on one bus are one chat", run: chatTwoHubs, multi: true},
+		{name: "concurrent joins, leaves and messages keep per-sender order", run: chatStorm, multi: true},
+	}
+}
+
+// RunChat runs the chat cases against model, each on a fresh server. A
+// Sequential model runs only the single-client cases.
+func RunChat(t *testing.T, model string) {
+	m, err := engine.Lookup(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chatCases() {
+		kinds := c.kinds
+		if kinds == nil {
+			kinds = []frame.Kind{frame.Length}
+		}
+		for _, kind := range kinds {
+			name := c.name
+			if len(kinds) > 1 {
+				name += "/" + string(kind)
+			}
+			t.Run(name, func(t *testing.T) {
+				if c.multi && m.Sequential {
+					t.Skip("needs several clients at once; a sequential model serves one at a time")
+				}
+				checkLeaks(t)
+				e := &chatEnv{model: model, kind: kind, opts: c.opts, cfg: c.cfg}
+				e.s = e.start(t, c.opts)
+				c.run(t, e)
+			})
+		}
+	}
+}
+
+func chatCommands(t *testing.T, e *chatEnv) {
+	c, err := chatDialer{}.dial(t, e.s, e.kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mustNext("HELLO tcplab 1 guest-1")
+	c.nick = "guest-1"
+	c.mustCall("/ping", "PONG")
+	c.mustCall("/who", "OK who guest-1")
+	c.mustCall("/nick alice", "OK nick alice")
+	c.mustCall("/nick alice", "OK nick alice")
+	c.mustCall("/nick", "ERR usage /nick NAME")
+	c.mustCall("/nick bad name", `ERR bad-nick bad name: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -`)
+	c.mustCall("/nick "+strings.Repeat("n", 33), "ERR bad-nick "+strings.Repeat("n", 33)+": a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	c.mustCall("/nick "+strings.Repeat("n", 32), "OK nick "+strings.Repeat("n", 32))
+	c.mustCall("/nick Al_ice-9", "OK nick Al_ice-9")
+	c.mustCall("/who", "OK who Al_ice-9")
+	c.mustCall("/rooms", "OK rooms lobby:1")
+	c.mustCall("/join dev", "OK join dev")
+	c.mustCall("/join dev", "OK join dev")
+	c.mustCall("/join bad.room", "ERR bad-room bad.room: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
+	c.mustCall("/join "+strings.Repeat("r", 65), "ERR bad-room "+strings.Repeat("r", 61)+"...: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
+	c.mustCall("/join", "ERR usage /join ROOM")
+	c.mustCall("/rooms", "OK rooms dev:1")
+	c.mustCall("/msg Al_ice-9 hi  there ", "PRIV Al_ice-9 hi  there ")
+	c.mustNext("OK msg")
+	c.mustCall("/msg bob hi", "ERR no-such-nick bob")
+	c.mustCall("/msg Al_ice-9", "ERR usage /msg NICK TEXT")
+	c.mustCall("/msg b@d hi", "ERR bad-nick b@d: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	c.mustCall("/who there", "ERR usage /who takes no argument")
+	c.mustCall("/frobnicate now", "ERR unknown-command /frobnicate")
+	c.mustCall("/NICK x", "ERR unknown-command /NICK")
+	c.mustCall("/", "ERR unknown-command /")
+	// Messages go to the room, never back to the sender.
+	c.mustSend("hello room", "//not a command", "/ leading slash and space is unknown")
+	c.mustNext("ERR unknown-command /")
+	c.mustQuiet()
+	c.mustSend("/quit")
+	c.mustEnd("BYE quit")
+}
+
+func chatBadUTF8(t *testing.T, e *chatEnv) {
+	c := e.join(t, "", "")
+	c.mustCall("caf\xe9", "ERR bad-utf8 frame is not valid UTF-8")
+	c.mustCall("/nick \xff", "ERR bad-utf8 frame is not valid UTF-8")
+	c.mustCall("/nick é", "ERR bad-nick é: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	c.mustSend("café, naïve, 日本語") // valid: said to the room
+	c.mustQuiet()
+	c.mustCall("/msg "+c.nick+" 日本語", "PRIV "+c.nick+" 日本語")
+	c.mustNext("OK msg")
+}
+
+// chatOversizeHeader sends only a length header over the limit: the server
+// must answer at once, without waiting for (or allocating) the body.
+func chatOversizeHeader(t *testing.T, e *chatEnv) {
+	for _, size := range []uint32{1025, 1 << 31, 0xFFFFFFFF} {
+		c := e.join(t, "", "")
+		c.mustCall("/ping", "PONG")
+		if _, err := c.c.Write(binary.BigEndian.AppendUint32(nil, size)); err != nil {
+			t.Fatal(err)
+		}
+		c.mustEnd(
+			fmt.Sprintf("ERR frame-too-large frame too large: length header says %d bytes, max 1024", size),
+			"BYE frame-too-large")
+	}
+	// Exactly the limit is a frame.
+	c := e.join(t, "", "")
+	c.mustCall("/msg "+c.nick+" "+strings.Repeat("x", 1024-len("/msg  ")-len(c.nick)), "PRIV "+c.nick+" "+strings.Repeat("x", 1024-len("/msg  ")-len(c.nick)))
+}
+
+func chatOverlongLine(t *testing.T, e *chatEnv) {
+	c := e.join(t, "", "")
+	c.mustCall("/ping", "PONG")
+	if _, err := c.c.Write([]byte(strings.Repeat("a", 1025) + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.mustEnd("ERR frame-too-large frame too large: line of 1025 bytes, max 1024", "BYE frame-too-large")
+
+	// No newline at all: refused once more than a frame's worth arrived.
+	c = e.join(t, "", "")
+	if _, err := c.c.Write([]byte(strings.Repeat("a", 4000))); err != nil {
+		t.Fatal(err)
+	}
+	c.mustEnd("ERR frame-too-large frame too large: no newline within 1024 bytes", "BYE frame-too-large")
+}
+
+func chatEmptyFrame(t *testing.T, e *chatEnv) {
+	c := e.join(t, "", "")
+	if _, err := c.c.Write([]byte{0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	c.mustEnd("ERR bad-frame empty frame: length header is 0", "BYE bad-frame")
+}
+
+func chatTooLong(t *testing.T, e *chatEnv) {
+	c := e.join(t, "", "")
+	// "MSG lobby <nick> <text>" must fit in 1024 bytes.
+	fits := 1024 - len("MSG lobby  ") - len(c.nick)
+	c.mustSend(strings.Repeat("x", fits))
+	c.mustQuiet()
+	c.mustCall(strings.Repeat("x", fits+1), "ERR too-long the message would make a 1025-byte frame; the limit is 1024")
+	c.mustCall("/ping", "PONG") // still connected
+}
+
+func chatRateLimit(t *testing.T, e *chatEnv) {
+	c := e.join(t, "", "")
+	// A burst of 3, refilling at one token per 1000 s: the first three
+	// frames pass, the rest are dropped with an error.
+	c.mustSend("/ping", "/ping", "/ping", "/ping", "hello", "/who")
+	c.mustNext("PONG")
+	c.mustNext("PONG")
+	c.mustNext("PONG")
+	for range 3 {
+		c.mustNext("ERR rate-limited message dropped")
+	}
+	c.mustSend("/quit") // never rate-limited
+	c.mustEnd("BYE quit")
+
+	// 0 turns the limit off.
+	off := e.start(t, chat.Options{MsgRate: 0, MsgBurst: 0})
+	c = mustJoin(t, off, e.kind, "", "")
+	pings := make([]string, 500)
+	for i := range pings {
+		pings[i] = "/ping"
+	}
+	c.mustSend(pings...)
+	for range pings {
+		c.mustNext("PONG")
+	}
+}
+
+// chatIdle pings every 100 ms for three idle timeouts (500 ms), so the
+// connection stays only if each frame resets the timer, then goes quiet.
+func chatIdle(t *testing.T, e *chatEnv) {
+	c := e.join(t, "", "")
+	for range 15 {
+		c.mustCall("/ping", "PONG")
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.mustEnd("BYE idle-timeout")
+}
+
+func chatShutdownBye(t *testing.T, e *chatEnv) {
+	n := 5
+	if e.s.Model.Sequential {
+		n = 1
+	}
+	clients := make([]*chatClient, n)
+	for i := range clients {
+		clients[i] = e.join(t, "", "")
+		clients[i].mustSync()
+	}
+	e.s.Stop(t)
+	for _, c := range clients {
+		for {
+			f, err := c.next()
+			if err != nil {
+				t.Fatalf("%s: stream ended (%v) without BYE shutting-down", c.nick, err)
+			}
+			if f == "BYE shutting-down" {
+				break
+			}
+			if !strings.HasPrefix(f, "JOIN ") && !strings.HasPrefix(f, "LEAVE ") {
+				t.Fatalf("%s: unexpected %q before BYE", c.nick, f)
+			}
+		}
+		c.mustEnd()
+	}
+}
+
+func chatFanout(t *testing.T, e *chatEnv) {
+	a := e.join(t, "alice", "")
+	b := e.join(t, "", "")
+	a.mustNext("JOIN lobby guest-2")
+	b.mustCall("/nick bob", "OK nick bob")
+	b.nick = "bob"
+	c := e.join(t, "", "")
+	a.mustNext("JOIN lobby guest-3")
+	b.mustNext("JOIN lobby guest-3")
+	c.mustCall("/nick carol", "OK nick carol")
+	c.nick = "carol"
+
+	a.mustSend("hello all", "//slash", "Ünïcödé")
+	for _, r := range []*chatClient{b, c} {
+		r.mustNext("MSG lobby alice hello all")
+		r.mustNext("MSG lobby alice /slash")
+		r.mustNext("MSG lobby alice Ünïcödé")
+	}
+	a.mustQuiet() // a sender never gets its own message
+	b.mustCall("/who", "OK who alice bob carol")
+	b.mustCall("/rooms", "OK rooms lobby:3")
+
+	c.mustCall("/join dev", "OK join dev")
+	a.mustNext("LEAVE lobby carol")
+	b.mustNext("LEAVE lobby carol")
+	a.mustSend("still here")
+	b.mustNext("MSG lobby alice still here")
+	c.mustSend("in dev")
+	c.mustQuiet()
+	a.mustQuiet()
+	b.mustQuiet()
+
+	b.mustCall("/join dev", "OK join dev")
+	c.mustNext("JOIN dev bob")
+	a.mustNext("LEAVE lobby bob")
+	b.mustCall("/rooms", "OK rooms dev:2 lobby:1")
+	b.mustCall("/who", "OK who bob carol")
+	c.mustSend("hi bob")
+	b.mustNext("MSG dev carol hi bob")
+
+	a.mustCall("/msg carol psst", "OK msg")
+	c.mustNext("PRIV alice psst")
+	a.mustCall("/nick bob", "ERR nick-taken bob")
+	b.mustCall("/nick robert", "OK nick robert")
+	a.mustCall("/msg bob x", "ERR no-such-nick bob")
+	a.mustCall("/nick bob", "OK nick bob") // freed by the rename
+	a.mustCall("/msg robert x", "OK msg")
+	b.mustNext("PRIV bob x")
+
+	c.mustSend("/quit")
+	c.mustEnd("BYE quit")
+	b.mustNext("LEAVE dev carol")
+	b.c.Close() // gone without a word: its nick and room go too
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		a.mustSend("/rooms")
+		f := a.mustNextPrefix("OK rooms ")
+		if f == "OK rooms lobby:1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rooms still %q after the last member of dev left", f)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.mustCall("/nick robert", "OK nick robert")
+}
+
+func chatMaxConns(t *testing.T, e *chatEnv) {
+	a := e.join(t, "", "")
+	b := e.join(t, "", "")
+	a.mustNext("JOIN lobby " + b.nick)
+	refused, err := chatDialer{}.dial(t, e.s, e.kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused.mustEnd("ERR server-full too many connections", "BYE server-full")
+	a.mustCall("/who", "OK who "+a.nick+" "+b.nick)
+
+	// A slot frees when a client leaves.
+	b.mustSend("/quit")
+	b.mustEnd("BYE quit")
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		c, err := chatDialer{}.dial(t, e.s, e.kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(f, "HELLO ") {
+			return
+		}
+		if f != "ERR server-full too many connections" || time.Now().After(deadline) {
+			t.Fatalf("after a client left: %q", f)
+		}
+		c.c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// slowPending is the outbound bound of the slow-consumer cases: small, so
+// that a stalled client passes it quickly.
+const slowPending = 64 << 10
+
+// floodText is message i of a flood: an index, then padding to 2000 bytes.
+func floodText(i int) string {
+	return fmt.Sprintf("%06d %s", i, strings.Repeat("z", 2000-7))
+}
+
+// floodIndex returns i for a frame "MSG <room> <nick> <floodText(i)>", or
+// -1 if f is not such a frame.
+func floodIndex(f, room, nick string) int {
+	rest, ok := strings.CutPrefix(f, "MSG "+room+" "+nick+" ")
+	if !ok || len(rest) < 6 {
+		return -1
+	}
+	i, err := strconv.Atoi(rest[:6])
+	if err != nil || rest != floodText(i) {
+		return -1
+	}
+	return i
+}
+
+// chatSlowIsolation: 50 receivers read everything a sender floods into
+// their room, in batches they acknowledge; one more member never reads.
+// The stalled member must be closed (the others see it LEAVE) within 2 s of
+// passing the outbound bound, while the 50 get every message in order.
+//
+// The stalled client's socket has a small receive buffer and MSS, so the
+// kernel holds only about 100 KiB for it. The bound is passed no earlier
+// than the moment the sender has sent more than slowPending bytes of
+// frames, so the case measures from there: an upper bound on the real
+// delay. The 2 s is a failure limit, not a performance target.
+func chatSlowIsolation(t *testing.T, e *chatEnv) {
+	const receivers, batch, rounds = 50, 16, 16
+	const total = batch * rounds
+	sender := e.join(t, "sender", "flood")
+	rs := make([]*chatClient, receivers)
+	for i := range rs {
+		rs[i] = e.join(t, fmt.Sprintf("r%d", i), "flood")
+	}
+	staller, err := chatDialer{stall: true}.join(t, e.s, e.kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staller.mustCall("/nick staller", "OK nick staller")
+	staller.mustCall("/join flood", "OK join flood")
+	// From here on the staller reads nothing.
+	sender.mustSync()
+	for _, r := range rs {
+		r.mustSync()
+	}
+
+	acks := make(chan int, receivers)
+	errs := make(chan error, receivers)
+	left := make(chan time.Time, receivers)
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Go(func() {
+			next, sawLeave := 0, false
+			for next < total || !sawLeave {
+				f, err := r.next()
+				if err != nil {
+					errs <- fmt.Errorf("%s after %d messages: %w", r.nick, next, err)
+					return
+				}
+				switch i := floodIndex(f, "flood", "sender"); {
+				case i >= 0:
+					if i != next {
+						errs <- fmt.Errorf("%s: message %d arrived when %d was due", r.nick, i, next)
+						return
+					}
+					next++
+					if next%batch == 0 {
+						acks <- next / batch
+					}
+				case f == "LEAVE flood staller":
+					left <- time.Now()
+					sawLeave = true
+				case strings.HasPrefix(f, "JOIN ") || strings.HasPrefix(f, "LEAVE "):
+				default:
+					errs <- fmt.Errorf("%s: unexpected %q", r.nick, cutFrame(f))
+					return
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+
+	oneFrame, err := frame.Append(nil, e.kind, 0, []byte("MSG flood sender "+floodText(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frameLen := len(oneFrame)
+	var passStart time.Time
+	for round := range rounds {
+		msgs := make([]string, batch)
+		for i := range msgs {
+			msgs[i] = floodText(round*batch + i)
+		}
+		if passStart.IsZero() && (round+1)*batch*frameLen > slowPending {
+			passStart = time.Now()
+		}
+		sender.mustSend(msgs...)
+		for range receivers {
+			select {
+			case <-acks:
+			case err := <-errs:
+				t.Fatal(err)
+			case <-time.After(ioTimeout):
+				t.Fatalf("round %d: receivers did not get the batch within %v", round, ioTimeout)
+			}
+		}
+	}
+	var firstLeave time.Time
+	for range receivers {
+		select {
+		case at := <-left:
+			if firstLeave.IsZero() {
+				firstLeave = at
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(ioTimeout):
+			t.Fatalf("the stalled receiver was not closed within %v", ioTimeout)
+		}
+	}
+	if d := firstLeave.Sub(passStart); d > 2*time.Second {
+		t.Errorf("the stalled receiver was closed %v after passing the bound, want within 2s", d)
+	}
+	t.Logf("stalled receiver closed at most %v after passing the bound", firstLeave.Sub(passStart).Round(time.Millisecond))
+
+	// The stalled client got a prefix of the flood, then the end.
+	next := 0
+	for {
+		f, err := staller.next()
+		if err != nil {
+			break // EOF, or the connection reset, or a frame cut short
+		}
+		if i := floodIndex(f, "flood", "sender"); i >= 0 {
+			if i != next {
+				t.Fatalf("stalled client: message %d when %d was due", i, next)
+			}
+			next++
+		}
+	}
+	if next == 0 || next >= total {
+		t.Errorf("stalled client got %d of %d messages; want some but not all", next, total)
+	}
+}
+
+// chatSlowBye: a member that stops reading until it is past the bound and
+// then reads gets a prefix of the messages (possibly none: a fast sender
+// can fill the buffer before the first byte is written), then ERR
+// slow-consumer, BYE slow-consumer, and the end of the stream. It starts
+// reading as soon as the sender's /ping is answered, well within the
+// second the engine gives a farewell to get through.
+func chatSlowBye(t *testing.T, e *chatEnv) {
+	const total = 200 // 400 KB: far past the 64 KiB bound and the kernel buffers
+	sender := e.join(t, "sender", "slow")
+	staller, err := chatDialer{stall: true}.join(t, e.s, e.kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staller.mustCall("/nick staller", "OK nick staller")
+	staller.mustCall("/join slow", "OK join slow")
+	msgs := make([]string, total)
+	for i := range msgs {
+		msgs[i] = floodText(i)
+	}
+	sender.mustSend(msgs...)
+	if got := sender.mustSync(); len(got) == 0 || got[0] != "JOIN slow staller" {
+		t.Fatalf("sender got %q", got)
+	}
+	next := 0
+	for {
+		f, err := staller.next()
+		if err != nil {
+			t.Fatalf("stalled client after %d messages: %v", next, err)
+		}
+		if i := floodIndex(f, "slow", "sender"); i >= 0 {
+			if i != next {
+				t.Fatalf("message %d when %d was due", i, next)
+			}
+			next++
+			continue
+		}
+		if f != "ERR slow-consumer outbound buffer over its limit" {
+			t.Fatalf("after %d messages: %q", next, cutFrame(f))
+		}
+		break
+	}
+	staller.mustEnd("BYE slow-consumer")
+	if next >= total {
+		t.Errorf("slow consumer got all %d messages before its BYE; it was never over the bound", total)
+	}
+}
+
+// chatShutdownLosesNothing: senders flood a room while the server shuts
+// down. Whatever the server read from a sender before it stopped reading,
+// every receiver gets, in order, before BYE shutting-down: each receiver
+// ends with the same count per sender, at least the count the sender knew
+// was read (its /ping was answered after them).
+func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
+	const senders, receivers, before, during = 3, 5, 100, 20000
+	ss := make([]*chatClient, senders)
+	for i := range ss {
+		ss[i] = e.join(t, fmt.Sprintf("s%d", i), "news")
+	}
+	rs := make([]*chatClient, receivers)
+	for i := range rs {
+		rs[i] = e.join(t, fmt.Sprintf("r%d", i), "news")
+	}
+	for _, c := range append(ss, rs...) {
+		c.mustSync()
+	}
+	batch := func(from, n int) []string {
+		m := make([]string, n)
+		for i := range m {
+			m[i] = strconv.Itoa(from + i)
+		}
+		return m
+	}
+	for _, s := range ss {
+		s.mustSend(batch(0, before)...)
+	}
+	for _, s := range ss {
+		s.mustSync() // everything before the ping has been read
+	}
+
+	counts := make([][senders]int, receivers)
+	errs := make(chan error, receivers+senders)
+	var wg sync.WaitGroup
+	for ri, r := range rs {
+		wg.Go(func() {
+			for {
+				f, err := r.next()
+				if err != nil {
+					errs <- fmt.Errorf("%s: stream ended (%v) before BYE shutting-down", r.nick, err)
+					return
+				}
+				if f == "BYE shutting-down" {
+					if f, err := r.next(); err == nil {
+						errs <- fmt.Errorf("%s: %q after BYE", r.nick, f)
+					}
+					return
+				}
+				var si, n int
+				if _, err := fmt.Sscanf(f, "MSG news s%d %d", &si, &n); err != nil || si < 0 || si >= senders {
+					errs <- fmt.Errorf("%s: unexpected %q", r.nick, f)
+					return
+				}
+				if n != counts[ri][si] {
+					errs <- fmt.Errorf("%s: s%d's message %d arrived when %d was due", r.nick, si, n, counts[ri][si])
+					return
+				}
+				counts[ri][si]++
+			}
+		})
+	}
+	for _, s := range ss {
+		wg.Go(func() { // senders drain what others say, so they never stall
+			for {
+				if _, err := s.next(); err != nil {
+					return
+				}
+			}
+		})
+	}
+	for _, s := range ss {
+		s.mustSend(batch(before, during)...)
+	}
+	e.s.Stop(t)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for si := range senders {
+		for ri := range receivers {
+			if counts[ri][si] != counts[0][si] || counts[ri][si] < before {
+				t.Errorf("s%d's messages received: %v (per receiver); want all equal and at least %d", si, column(counts, si), before)
+				break
+			}
+		}
+	}
+	t.Logf("messages delivered before BYE, per sender: %v", counts[0])
+}
+
+func column(rows [][3]int, c int) []int {
+	out := make([]int, len(rows))
+	for i, r := range rows {
+		out[i] = r[c]
+	}
+	return out
+}
+
+// chatTwoHubs runs two servers whose handlers share one LocalNet: rooms,
+// presence, /who, /rooms, private messages and nick claims span both.
+func chatTwoHubs(t *testing.T, e *chatEnv) {
+	bus := chat.NewLocalNet()
+	s1 := e.start(t, chat.Options{Bus: bus.Join})
+	s2 := e.start(t, chat.Options{Bus: bus.Join})
+	a := mustJoin(t, s1, e.kind, "", "")
+	b, err := chatDialer{}.dial(t, s2, e.kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.mustNext("HELLO tcplab 1 guest-2") // guest-1 is taken on the other hub
+	b.nick = "guest-2"
+	a.mustNext("JOIN lobby guest-2")
+	a.mustSend("across")
+	b.mustNext("MSG lobby guest-1 across")
+	a.mustQuiet()
+	b.mustCall("/who", "OK who guest-1 guest-2")
+	b.mustCall("/rooms", "OK rooms lobby:2")
+	a.mustCall("/nick guest-2", "ERR nick-taken guest-2")
+	a.mustCall("/msg guest-2 psst", "OK msg")
+	b.mustNext("PRIV guest-1 psst")
+	b.mustCall("/join dev", "OK join dev")
+	a.mustNext("LEAVE lobby guest-2")
+	a.mustCall("/rooms", "OK rooms dev:1 lobby:1")
+	c := mustJoin(t, s1, e.kind, "carol", "dev")
+	a.mustNext("JOIN lobby guest-3") // carol's guest nick: guest-2 is taken
+	a.mustNext("LEAVE lobby carol")
+	b.mustNext("JOIN dev carol")
+	c.mustSend("hi b")
+	b.mustNext("MSG dev carol hi b")
+	a.mustQuiet()
+}
+
+// chatStorm has clients send messages while hopping between rooms, all at
+// once, so the race detector sees joins, leaves and fan-out overlap. Every
+// client must see each sender's messages in order and no error.
+func chatStorm(t *testing.T, e *chatEnv) {
+	const clients, steps = 8, 200
+	rooms := []string{"a", "b", "c"}
+	cs := make([]*chatClient, clients)
+	for i := range cs {
+		cs[i] = e.join(t, fmt.Sprintf("c%d", i), "a")
+	}
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for ci, c := range cs {
+		wg.Go(func() {
+			var script []string
+			for i := range steps {
+				if i%20 == 0 {
+					script = append(script, "/join "+rooms[(ci+i/20)%len(rooms)])
+				}
+				if i%50 == 25 {
+					script = append(script, "/who", "/rooms")
+				}
+				script = append(script, strconv.Itoa(i))
+			}
+			if err := c.send(append(script, "/quit")...); err != nil {
+				errs <- err
+				return
+			}
+			last := map[string]int{}
+			for {
+				f, err := c.next()
+				if err != nil {
+					errs <- fmt.Errorf("%s: %v before BYE quit", c.nick, err)
+					return
+				}
+				if f == "BYE quit" {
+					return
+				}
+				var room, from string
+				var n int
+				if _, err := fmt.Sscanf(f, "MSG %s %s %d", &room, &from, &n); err == nil {
+					if prev, ok := last[from]; ok && n <= prev {
+						errs <- fmt.Errorf("%s: %s's message %d after %d", c.nick, from, n, prev)
+						return
+					}
+					last[from] = n
+					continue
+				}
+				if strings.HasPrefix(f, "ERR ") {
+					errs <- fmt.Errorf("%s: %q", c.nick, f)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
