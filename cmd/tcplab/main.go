@@ -2,6 +2,8 @@
 // measures the models side by side.
 //
 //	tcplab serve --app echo --model goroutine --addr 127.0.0.1:7000
+//	tcplab serve --app chat --framing line
+//	tcplab chat --addr 127.0.0.1:7000 --nick alice --room dev
 //	tcplab models
 //	tcplab version
 package main
@@ -58,6 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newServeCmd(), newModelsCmd(), newVersionCmd())
+	root.AddCommand(newChatCmd())
 	return root
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -23,6 +24,7 @@ type serveOptions struct {
 	model    string
 	logLevel string
 	cfg      engine.Config
+	chat     chatFlags
 }
 
 // modelFlags are the flags that only some models read. Each model lists the
@@ -39,13 +41,14 @@ func newServeCmd() *cobra.Command {
 
 On a signal it stops accepting, lets queued writes flush for up to
 --drain-timeout, closes every connection and exits 0.`,
-		Example: "  tcplab serve --app echo --model goroutine --addr 127.0.0.1:7000\n  nc 127.0.0.1 7000",
+		Example: "  tcplab serve --app echo --model goroutine --addr 127.0.0.1:7000\n  nc 127.0.0.1 7000\n" +
+			"  tcplab serve --app chat --framing line   # then: nc 127.0.0.1 7000, or tcplab chat --nick alice --framing line",
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
 	d := engine.Config{}.WithDefaults()
-	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo")
+	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo or chat")
 	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.cfg.Addr, "addr", d.Addr, "address to listen on (0.0.0.0 or [::] only if you mean every interface)")
@@ -61,6 +64,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.MaxProcs, "max-procs", d.MaxProcs, "child processes (fork)")
 	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
 	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor)")
+	addChatFlags(f, &o.chat)
 	return cmd
 }
 
@@ -96,6 +100,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		return usageError{err}
 	}
 	warnIgnoredFlags(cmd.Flags(), model, warnLog)
+	warnIgnoredAppFlags(cmd.Flags(), a, warnLog)
 	if err := checkAddr(o.cfg.Addr, warnLog); err != nil {
 		return usageError{err}
 	}
@@ -105,6 +110,9 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	}
 
 	o.cfg.App = a.name
+	if c, ok := h.(io.Closer); ok {
+		defer c.Close() // after the server has shut down
+	}
 	srv, err := engine.Listen(model.Name, h, o.cfg)
 	if err != nil {
 		return err

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/frame"
+)
+
+// peer is a raw chat client for the tests: frames in, frames out.
+type peer struct {
+	t    *testing.T
+	c    net.Conn
+	kind frame.Kind
+	r    *frame.Reader
+}
+
+func dialPeer(t *testing.T, addr string, kind frame.Kind) *peer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r, err := frame.NewReader(c, kind, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{t: t, c: c, kind: kind, r: r}
+	p.expectPrefix("HELLO tcplab 1 guest-")
+	return p
+}
+
+func (p *peer) send(payload string) {
+	p.t.Helper()
+	b, err := frame.Append(nil, p.kind, 0, []byte(payload))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.c.Write(b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *peer) next() string {
+	p.t.Helper()
+	f, err := p.r.Next()
+	if err != nil {
+		p.t.Fatalf("reading a frame: %v", err)
+	}
+	return string(f)
+}
+
+func (p *peer) expect(want string) {
+	p.t.Helper()
+	if got := p.next(); got != want {
+		p.t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func (p *peer) expectPrefix(prefix string) string {
+	p.t.Helper()
+	got := p.next()
+	if !strings.HasPrefix(got, prefix) {
+		p.t.Fatalf("got %q, want %q...", got, prefix)
+	}
+	return got
+}
+
+// waitFor polls b until it matches re, failing after 10 s.
+func waitFor(t *testing.T, b interface{ String() string }, re string) {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(10 * time.Second)
+	for !rx.MatchString(b.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output never matched %q:\n%s", re, b.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestChatClientBothFramings drives `tcplab chat` through its standard
+// input against a real chat server, in each framing, and checks what a
+// second, raw client sees and what the interactive client prints.
+func TestChatClientBothFramings(t *testing.T) {
+	for _, kind := range []frame.Kind{frame.Length, frame.Line} {
+		t.Run(string(kind), func(t *testing.T) {
+			addr, _, stop := startServe(t, "--app", "chat", "--framing", string(kind), "--addr", "127.0.0.1:0")
+			bob := dialPeer(t, addr, kind)
+			bob.send("/nick bob")
+			bob.expect("OK nick bob")
+			bob.send("/join dev")
+			bob.expect("OK join dev")
+
+			stdin, typing := io.Pipe()
+			out := &syncBuffer{}
+			var errb syncBuffer
+			root := newRoot(out, &errb)
+			root.SetIn(stdin)
+			root.SetArgs([]string{"chat", "--addr", addr, "--nick", "alice", "--room", "dev", "--framing", string(kind)})
+			done := make(chan error, 1)
+			go func() { done <- root.ExecuteContext(context.Background()) }()
+
+			waitFor(t, out, `\*\*\* connected to `+regexp.QuoteMeta(addr)+` as alice in dev`)
+			bob.expect("JOIN dev alice")
+			for _, l := range []string{"hello bob", "", "//slash", "/who", "/msg bob psst", "/frob"} {
+				fmt.Fprintln(typing, l)
+			}
+			bob.expect("MSG dev alice hello bob")
+			bob.expect("MSG dev alice /slash")
+			bob.expect("PRIV alice psst")
+			waitFor(t, out, `(?m)^OK who alice bob\nOK msg\nERR unknown-command /frob\n`)
+			bob.send("hi alice")
+			waitFor(t, out, `(?m)^\[dev\] <bob> hi alice$`)
+			bob.send("/msg alice back")
+			bob.expect("OK msg")
+			waitFor(t, out, `(?m)^\[private\] <bob> back$`)
+			fmt.Fprintln(typing, "/help")
+			waitFor(t, out, `(?m)^  /msg NICK TEXT`)
+
+			typing.Close() // end of input: the client says /quit and exits 0
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("client: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("client did not exit within 15s of the end of its input")
+			}
+			if !strings.HasSuffix(out.String(), "BYE quit\n") {
+				t.Errorf("output does not end with BYE quit:\n%s", out)
+			}
+			bob.expect("LEAVE dev alice")
+			if code := stop(); code != 0 {
+				t.Fatalf("serve exit %d", code)
+			}
+		})
+	}
+}
+
+// TestChatClientCtrlC runs the real binary and interrupts it: it leaves
+// the chat and exits 0.
+func TestChatClientCtrlC(t *testing.T) {
+	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
+	defer stop()
+	bob := dialPeer(t, addr, frame.Length)
+
+	cmd := exec.Command(os.Args[0], "chat", "--addr", addr, "--nick", "carol")
+	cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1")
+	stdin, err := cmd.StdinPipe() // kept open: the client waits for input
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "*** connected to") {
+	}
+	bob.expectPrefix("JOIN lobby guest-")
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Fatalf("after Ctrl-C: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15s after Ctrl-C")
+	}
+	bob.expect("LEAVE lobby carol")
+}
+
+func TestChatClientBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"chat", "--nick", "bad name"},
+		{"chat", "--room", "no/slashes"},
+		{"chat", "--framing", "xml"},
+		{"chat", "--max-frame", "10"},
+		{"chat", "extra"},
+	} {
+		code, _, stderr := runCmd(t, args...)
+		if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "tcplab: ") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and one line", args, code, stderr)
+		}
+	}
+	// Nobody listening: a one-line error, exit 1.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	code, _, stderr := runCmd(t, "chat", "--addr", addr)
+	if code != 1 || !strings.HasPrefix(stderr, "tcplab: connect to "+addr) || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("no server: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestChatClientNickTaken(t *testing.T) {
+	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
+	defer stop()
+	bob := dialPeer(t, addr, frame.Length)
+	bob.send("/nick bob")
+	bob.expect("OK nick bob")
+	code, _, stderr := runCmd(t, "chat", "--addr", addr, "--nick", "bob")
+	if code != 1 || stderr != "tcplab: /nick bob: ERR nick-taken bob\n" {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestServeChatBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--framing", "xml"},
+		{"--max-frame", "0"},
+		{"--max-frame", "3000000"}, // over --max-inbound
+		{"--max-pending", "1000"},  // no room for a server frame
+		{"--max-conns", "0"},
+		{"--msg-rate", "-1"},
+		{"--msg-burst", "-1"},
+		{"--idle-timeout", "-1s"},
+	} {
+		args = append([]string{"serve", "--app", "chat", "--addr", "127.0.0.1:0"}, args...)
+		code, _, stderr := runCmd(t, args...)
+		if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "tcplab: ") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and one line", args, code, stderr)
+		}
+	}
+}
+
+func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
+	addr, log, stop := startServe(t, "--app", "echo", "--addr", "127.0.0.1:0", "--framing", "line")
+	echoOnce(t, addr, "x")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !regexp.MustCompile(`warning.*flag=--framing app=echo`).MatchString(log.String()) {
+		t.Errorf("no warning about --framing with --app echo:\n%s", log)
+	}
+}
+
+// TestChatSIGTERMDeliversThenSaysBye runs the real binary: a message sent
+// before SIGTERM reaches the other client before its BYE shutting-down.
+func TestChatSIGTERMDeliversThenSaysBye(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "serve", "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if m := servingAddr.FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatal("the server never reported its address")
+	}
+	go io.Copy(io.Discard, stderr)
+	a := dialPeer(t, addr, frame.Line)
+	b := dialPeer(t, addr, frame.Line)
+	a.expectPrefix("JOIN lobby guest-")
+	for i := range 100 {
+		b.send(fmt.Sprintf("message %d", i))
+	}
+	b.send("/ping")
+	b.expect("PONG") // all 100 were read
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		a.expectPrefix(fmt.Sprintf("MSG lobby guest-2 message %d", i))
+	}
+	a.expect("BYE shutting-down")
+	if _, err := a.r.Next(); err != io.EOF {
+		t.Errorf("after BYE: %v, want EOF", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
