@@ -11,6 +11,9 @@ import (
 	"github.com/tcplab/tcplab/handler"
 )
 
+// chatServeExample is the serve command's example of the chat app.
+const chatServeExample = "  tcplab serve --app chat --framing line   # then: nc 127.0.0.1 7000, or tcplab chat --nick alice --framing line"
+
 // chatFlags are the serve command's flags for --app chat.
 type chatFlags struct {
 	framing  string

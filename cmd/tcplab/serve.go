@@ -41,10 +41,9 @@ func newServeCmd() *cobra.Command {
 
 On a signal it stops accepting, lets queued writes flush for up to
 --drain-timeout, closes every connection and exits 0.`,
-		Example: "  tcplab serve --app echo --model goroutine --addr 127.0.0.1:7000\n  nc 127.0.0.1 7000\n" +
-			"  tcplab serve --app chat --framing line   # then: nc 127.0.0.1 7000, or tcplab chat --nick alice --framing line",
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+		Example: "  tcplab serve --app echo --model goroutine --addr 127.0.0.1:7000\n  nc 127.0.0.1 7000\n" + chatServeExample,
+		Args:    noArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
 	d := engine.Config{}.WithDefaults()
