@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -281,10 +280,9 @@ func (n node) Rooms() map[string]int {
 	return rooms
 }
 
-// list frames "OK <what> item item ...", sorted, cutting the list with
-// "..." where the frame would pass the server's frame limit.
+// list frames "OK <what> item item ...", cutting the list with "..."
+// where the frame would pass the server's frame limit.
 func (h *hub) list(dst []byte, what string, items []string) []byte {
-	slices.Sort(items)
 	p := append([]byte("OK "), what...)
 	for _, it := range items {
 		if len(p)+1+len(it)+len(" ...") > h.enc.max {

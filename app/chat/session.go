@@ -3,6 +3,8 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -249,9 +251,10 @@ func (s *session) rooms() {
 		s.sendErr(CodeUnavailable, err.Error())
 		return
 	}
-	items := make([]string, 0, len(rooms))
-	for r, n := range rooms {
-		items = append(items, r+":"+strconv.Itoa(n))
+	names := slices.Sorted(maps.Keys(rooms))
+	items := make([]string, len(names))
+	for i, r := range names {
+		items[i] = r + ":" + strconv.Itoa(rooms[r])
 	}
 	s.send(s.hub.list(nil, "rooms", items))
 }
@@ -262,6 +265,7 @@ func (s *session) who() {
 		s.sendErr(CodeUnavailable, err.Error())
 		return
 	}
+	slices.Sort(nicks)
 	s.send(s.hub.list(nil, "who", nicks))
 }
 

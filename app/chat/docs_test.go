@@ -1,0 +1,76 @@
+package chat
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// tableKeys returns the first column (the text in backquotes) of the table
+// under the heading in docs/protocol.md.
+func tableKeys(t *testing.T, heading string) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("docs/protocol.md has no %q", heading)
+	}
+	if i := strings.Index(section, "\n#"); i >= 0 {
+		section = section[:i]
+	}
+	var keys []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)`").FindAllStringSubmatch(section, -1) {
+		keys = append(keys, m[1])
+	}
+	return keys
+}
+
+// TestDocsListEveryErrorCode pins docs/protocol.md to the code: the error
+// code table lists exactly ErrorCodes, in order.
+func TestDocsListEveryErrorCode(t *testing.T) {
+	if got := tableKeys(t, "## Error codes"); !slices.Equal(got, ErrorCodes()) {
+		t.Errorf("docs list codes %q\ncode has %q", got, ErrorCodes())
+	}
+}
+
+func TestDocsListEveryByeReason(t *testing.T) {
+	want := []string{ByeQuit, ByeShuttingDown, ByeIdleTimeout, CodeSlowConsumer, CodeServerFull,
+		CodeFrameTooLarge, CodeBadFrame, CodeUnavailable, ByeError}
+	if got := tableKeys(t, "## BYE reasons"); !slices.Equal(got, want) {
+		t.Errorf("docs list BYE reasons %q, want %q", got, want)
+	}
+}
+
+// TestDocsListEveryCommand checks that each command in the docs' table
+// parses as documented and that the parser knows no other.
+func TestDocsListEveryCommand(t *testing.T) {
+	var words []string
+	for _, k := range tableKeys(t, "## Client to server") {
+		if !strings.HasPrefix(k, "/") || strings.HasPrefix(k, "//") {
+			continue
+		}
+		word, _, _ := strings.Cut(k[1:], " ")
+		words = append(words, word)
+		if _, _, ok := lookupCommand([]byte(word)); !ok {
+			t.Errorf("docs list /%s; the parser does not know it", word)
+		}
+	}
+	if len(words) != 7 {
+		t.Errorf("docs list %d commands (%q), the parser knows 7", len(words), words)
+	}
+}
+
+func TestDocsDefaults(t *testing.T) {
+	d := DefaultOptions()
+	if d.MaxFrame != 1<<20 || d.MaxConns != 10000 || d.MsgRate != 100 || d.MsgBurst != 200 || d.IdleTimeout.String() != "5m0s" || d.Framing != "length" {
+		t.Errorf("defaults %+v differ from the Limits table", d)
+	}
+	if got := tableKeys(t, "## Limits"); !slices.Equal(got, []string{"--framing", "--max-frame", "--max-pending", "--max-conns", "--msg-rate", "--msg-burst", "--idle-timeout"}) {
+		t.Errorf("limits table lists %q", got)
+	}
+}
