@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/frame"
 )
@@ -306,4 +307,40 @@ func TestChatSIGTERMDeliversThenSaysBye(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
+}
+
+func TestFormatChatFrame(t *testing.T) {
+	for in, want := range map[string]string{
+		"MSG dev bob hi  there": "[dev] <bob> hi  there",
+		"PRIV bob psst":         "[private] <bob> psst",
+		"JOIN dev bob":          "*** bob joined dev",
+		"LEAVE dev bob":         "*** bob left dev",
+		"OK who a b":            "OK who a b",
+		"MSG dev bob \x1b[2J":   `[dev] <bob> \x1b[2J`,
+		"MSG":                   "[] <> ",
+		"BYE quit":              "BYE quit",
+	} {
+		if got := formatChatFrame(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzFormatChatFrame: whatever a server sends, the client prints one line
+// of valid UTF-8 with no control characters but tabs.
+func FuzzFormatChatFrame(f *testing.F) {
+	for _, s := range []string{"MSG a b c", "PRIV x", "JOIN", "LEAVE a", "\x1b]0;title\x07", "a\nb", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := formatChatFrame(in)
+		if !utf8.ValidString(out) {
+			t.Fatalf("%q: output %q is not UTF-8", in, out)
+		}
+		for _, r := range out {
+			if r != '\t' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) {
+				t.Fatalf("%q: output %q holds control character %U", in, out, r)
+			}
+		}
+	})
 }
