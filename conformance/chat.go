@@ -84,6 +84,13 @@ func chatCases() []chatCase {
 	}
 }
 
+// chatWorkers is the worker count the chat cases ask for, so that a model
+// with a worker pool serves the largest case's 52 clients at once.
+const chatWorkers = 64
+
+// servesManyAtOnce reports whether m can run the multi-client cases.
+func servesManyAtOnce(m engine.Model) bool { return !m.Sequential }
+
 // RunChat runs the chat cases against model, each on a fresh server. A
 // Sequential model runs only the single-client cases.
 func RunChat(t *testing.T, model string) {
@@ -92,6 +99,9 @@ func RunChat(t *testing.T, model string) {
 		t.Fatal(err)
 	}
 	for _, c := range chatCases() {
+		if c.cfg.Workers == 0 {
+			c.cfg.Workers = chatWorkers
+		}
 		kinds := c.kinds
 		if kinds == nil {
 			kinds = []frame.Kind{frame.Length}
@@ -102,7 +112,7 @@ func RunChat(t *testing.T, model string) {
 				name += "/" + string(kind)
 			}
 			t.Run(name, func(t *testing.T) {
-				if c.multi && m.Sequential {
+				if c.multi && !servesManyAtOnce(m) {
 					t.Skip("needs several clients at once; a sequential model serves one at a time")
 				}
 				checkLeaks(t)
@@ -268,17 +278,14 @@ func chatShutdownBye(t *testing.T, e *chatEnv) {
 	}
 	e.s.Stop(t)
 	for _, c := range clients {
-		for {
-			f, err := c.next()
-			if err != nil {
-				t.Fatalf("%s: stream ended (%v) without BYE shutting-down", c.nick, err)
-			}
-			if f == "BYE shutting-down" {
-				break
-			}
+		err := c.readUntil("BYE shutting-down", func(f string) error {
 			if !strings.HasPrefix(f, "JOIN ") && !strings.HasPrefix(f, "LEAVE ") {
-				t.Fatalf("%s: unexpected %q before BYE", c.nick, f)
+				return fmt.Errorf("unexpected %q before BYE", f)
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 		c.mustEnd()
 	}
@@ -622,28 +629,24 @@ func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
 	var wg sync.WaitGroup
 	for ri, r := range rs {
 		wg.Go(func() {
-			for {
-				f, err := r.next()
-				if err != nil {
-					errs <- fmt.Errorf("%s: stream ended (%v) before BYE shutting-down", r.nick, err)
-					return
-				}
-				if f == "BYE shutting-down" {
-					if f, err := r.next(); err == nil {
-						errs <- fmt.Errorf("%s: %q after BYE", r.nick, f)
-					}
-					return
-				}
+			err := r.readUntil("BYE shutting-down", func(f string) error {
 				var si, n int
 				if _, err := fmt.Sscanf(f, "MSG news s%d %d", &si, &n); err != nil || si < 0 || si >= senders {
-					errs <- fmt.Errorf("%s: unexpected %q", r.nick, f)
-					return
+					return fmt.Errorf("unexpected %q", f)
 				}
 				if n != counts[ri][si] {
-					errs <- fmt.Errorf("%s: s%d's message %d arrived when %d was due", r.nick, si, n, counts[ri][si])
-					return
+					return fmt.Errorf("s%d's message %d arrived when %d was due", si, n, counts[ri][si])
 				}
 				counts[ri][si]++
+				return nil
+			})
+			if err == nil {
+				if f, nerr := r.next(); nerr == nil {
+					err = fmt.Errorf("%s: %q after BYE", r.nick, f)
+				}
+			}
+			if err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -747,29 +750,22 @@ func chatStorm(t *testing.T, e *chatEnv) {
 				return
 			}
 			last := map[string]int{}
-			for {
-				f, err := c.next()
-				if err != nil {
-					errs <- fmt.Errorf("%s: %v before BYE quit", c.nick, err)
-					return
-				}
-				if f == "BYE quit" {
-					return
-				}
+			err := c.readUntil("BYE quit", func(f string) error {
 				var room, from string
 				var n int
 				if _, err := fmt.Sscanf(f, "MSG %s %s %d", &room, &from, &n); err == nil {
 					if prev, ok := last[from]; ok && n <= prev {
-						errs <- fmt.Errorf("%s: %s's message %d after %d", c.nick, from, n, prev)
-						return
+						return fmt.Errorf("%s's message %d after %d", from, n, prev)
 					}
 					last[from] = n
-					continue
 				}
 				if strings.HasPrefix(f, "ERR ") {
-					errs <- fmt.Errorf("%s: %q", c.nick, f)
-					return
+					return fmt.Errorf("%q", f)
 				}
+				return nil
+			})
+			if err != nil {
+				errs <- err
 			}
 		})
 	}

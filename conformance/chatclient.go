@@ -195,6 +195,24 @@ func (c *chatClient) mustEnd(want ...string) {
 	}
 }
 
+// readUntil reads frames until the frame last, passing every other frame
+// to each. It returns each's first error, or an error if the stream ends
+// first. It is for goroutines other than the test's.
+func (c *chatClient) readUntil(last string, each func(f string) error) error {
+	for {
+		f, err := c.next()
+		if err != nil {
+			return fmt.Errorf("%s: stream ended (%v) before %q", c.nick, err, last)
+		}
+		if f == last {
+			return nil
+		}
+		if err := each(f); err != nil {
+			return fmt.Errorf("%s: %w", c.nick, err)
+		}
+	}
+}
+
 func cutFrame(s string) string {
 	if len(s) > 100 {
 		return s[:100] + "..."

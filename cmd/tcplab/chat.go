@@ -292,19 +292,10 @@ func (s *chatSession) quit() error {
 	if err := s.send("/quit"); err != nil {
 		return nil // the connection is gone already: nothing to say goodbye to
 	}
-	timer := time.NewTimer(s.o.timeout)
-	defer timer.Stop()
-	for {
-		select {
-		case f, ok := <-s.frames:
-			if !ok {
-				return nil
-			}
-			s.print(f)
-		case <-timer.C:
-			return nil
-		}
+	if bye, err := s.await(func(f string) bool { return strings.HasPrefix(f, "BYE ") }); err == nil {
+		s.print(bye)
 	}
+	return nil
 }
 
 // ended explains the end of the connection: fine after a BYE, an error

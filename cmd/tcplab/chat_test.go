@@ -262,30 +262,11 @@ func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
 	}
 }
 
-// TestChatSIGTERMDeliversThenSaysBye runs the real binary: a message sent
-// before SIGTERM reaches the other client before its BYE shutting-down.
-func TestChatSIGTERMDeliversThenSaysBye(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "serve", "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := bufio.NewScanner(stderr)
-	var addr string
-	for addr == "" && lines.Scan() {
-		if m := servingAddr.FindStringSubmatch(lines.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatal("the server never reported its address")
-	}
-	go io.Copy(io.Discard, stderr)
+// TestChatShutdownDeliversThenSaysBye stops a chat server the way SIGTERM
+// does (the signal cancels serve's context): a message the server read
+// reaches the other client before its BYE shutting-down.
+func TestChatShutdownDeliversThenSaysBye(t *testing.T) {
+	addr, _, stop := startServe(t, "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
 	a := dialPeer(t, addr, frame.Line)
 	b := dialPeer(t, addr, frame.Line)
 	a.expectPrefix("JOIN lobby guest-")
@@ -294,18 +275,15 @@ func TestChatSIGTERMDeliversThenSaysBye(t *testing.T) {
 	}
 	b.send("/ping")
 	b.expect("PONG") // all 100 were read
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exit %d", code)
 	}
 	for i := range 100 {
-		a.expectPrefix(fmt.Sprintf("MSG lobby guest-2 message %d", i))
+		a.expect(fmt.Sprintf("MSG lobby guest-2 message %d", i))
 	}
 	a.expect("BYE shutting-down")
 	if _, err := a.r.Next(); err != io.EOF {
 		t.Errorf("after BYE: %v, want EOF", err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 }
 
