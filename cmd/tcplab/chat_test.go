@@ -28,6 +28,17 @@ type peer struct {
 
 func dialPeer(t *testing.T, addr string, kind frame.Kind) *peer {
 	t.Helper()
+	p, first := tryPeer(t, addr, kind)
+	if p == nil {
+		t.Fatalf("first frame %q, want HELLO", first)
+	}
+	return p
+}
+
+// tryPeer connects and reads the first frame: a peer if it is HELLO,
+// otherwise nil (and the connection closed) and the frame.
+func tryPeer(t *testing.T, addr string, kind frame.Kind) (*peer, string) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +50,12 @@ func dialPeer(t *testing.T, addr string, kind frame.Kind) *peer {
 		t.Fatal(err)
 	}
 	p := &peer{t: t, c: c, kind: kind, r: r}
-	p.expectPrefix("HELLO tcplab 1 guest-")
-	return p
+	first := p.next()
+	if !strings.HasPrefix(first, "HELLO tcplab 1 guest-") {
+		c.Close()
+		return nil, first
+	}
+	return p, first
 }
 
 func (p *peer) send(payload string) {
@@ -321,4 +336,47 @@ func FuzzFormatChatFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestServeChatFlagsReachTheServer checks that each chat flag of serve
+// takes effect, over real TCP.
+func TestServeChatFlagsReachTheServer(t *testing.T) {
+	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0", "--framing", "line",
+		"--max-conns", "1", "--msg-rate", "0.001", "--msg-burst", "3", "--idle-timeout", "500ms",
+		"--max-frame", "2000", "--max-pending", "4096")
+	defer stop()
+	a := dialPeer(t, addr, frame.Line)
+	// --max-pending 4096 makes the server frame limit 1024 bytes.
+	a.send(strings.Repeat("x", 1024))
+	a.expect("ERR too-long the message would make a 1042-byte frame; the limit is 1024")
+	// --max-conns 1.
+	full, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	full.SetDeadline(time.Now().Add(10 * time.Second))
+	if rest, _ := io.ReadAll(full); string(rest) != "ERR server-full too many connections\nBYE server-full\n" {
+		t.Errorf("second connection got %q", rest)
+	}
+	// --msg-burst 3 (the long line above took one token).
+	a.send("/ping")
+	a.send("/ping")
+	a.send("/ping")
+	a.expect("PONG")
+	a.expect("PONG")
+	a.expect("ERR rate-limited message dropped")
+	// --idle-timeout 500ms.
+	a.expect("BYE idle-timeout")
+	// --max-frame 2000, once a's slot is free.
+	var b *peer
+	for deadline := time.Now().Add(10 * time.Second); b == nil; {
+		var first string
+		if b, first = tryPeer(t, addr, frame.Line); b == nil && time.Now().After(deadline) {
+			t.Fatalf("after the idle client left: %q", first)
+		}
+	}
+	b.send(strings.Repeat("y", 2001))
+	b.expect("ERR frame-too-large frame too large: line of 2001 bytes, max 2000")
+	b.expect("BYE frame-too-large")
 }
