@@ -63,6 +63,7 @@ type Error struct {
 	Detail string
 }
 
+// Error returns "<code>: <detail>".
 func (e *Error) Error() string { return e.Code + ": " + e.Detail }
 
 func protoErr(code, detail string) error { return &Error{Code: code, Detail: detail} }
