@@ -84,19 +84,39 @@ func chatCases() []chatCase {
 	}
 }
 
+// chatClients is the most clients a chat case holds at once: the
+// stalled-receiver case's 50 receivers, the stalled one and the sender.
+const chatClients = 52
+
 // chatWorkers is the worker count the chat cases ask for, so that a model
-// with a worker pool serves the largest case's 52 clients at once.
+// with a worker pool serves chatClients at once.
 const chatWorkers = 64
 
-// servesManyAtOnce reports whether m can run the multi-client cases.
-func servesManyAtOnce(m engine.Model) bool { return !m.Sequential }
+// servesManyAtOnce reports whether m, configured with cfg, serves
+// chatClients connections at once, as the multi-client cases need.
+func servesManyAtOnce(m engine.Model, cfg engine.Config) bool {
+	switch {
+	case m.Sequential:
+		return false
+	case m.Concurrency != nil:
+		return m.Concurrency(cfg.WithDefaults()) >= chatClients
+	}
+	return true
+}
 
 // RunChat runs the chat cases against model, each on a fresh server. A
-// Sequential model runs only the single-client cases.
+// model that serves fewer than chatClients connections at once (a
+// Sequential one) runs only the single-client cases. A model that serves
+// connections in other processes (fork, prefork) is skipped: each of its
+// processes would hold a separate hub, and chat across processes needs a
+// cross-process Bus.
 func RunChat(t *testing.T, model string) {
 	m, err := engine.Lookup(model)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.Child != nil {
+		t.Skip("connections are served in separate processes; chat across processes needs a cross-process bus")
 	}
 	for _, c := range chatCases() {
 		if c.cfg.Workers == 0 {
@@ -112,8 +132,8 @@ func RunChat(t *testing.T, model string) {
 				name += "/" + string(kind)
 			}
 			t.Run(name, func(t *testing.T) {
-				if c.multi && !servesManyAtOnce(m) {
-					t.Skip("needs several clients at once; a sequential model serves one at a time")
+				if c.multi && !servesManyAtOnce(m, c.cfg) {
+					t.Skipf("needs %d clients served at once; this model serves fewer", chatClients)
 				}
 				checkLeaks(t)
 				e := &chatEnv{model: model, kind: kind, opts: c.opts, cfg: c.cfg}
@@ -268,8 +288,8 @@ func chatIdle(t *testing.T, e *chatEnv) {
 
 func chatShutdownBye(t *testing.T, e *chatEnv) {
 	n := 5
-	if e.s.Model.Sequential {
-		n = 1
+	if c := e.s.Concurrency(); c > 0 && c < n {
+		n = c
 	}
 	clients := make([]*chatClient, n)
 	for i := range clients {

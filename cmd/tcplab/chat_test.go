@@ -257,6 +257,8 @@ func TestServeChatBadFlags(t *testing.T) {
 		{"--msg-rate", "-1"},
 		{"--msg-burst", "-1"},
 		{"--idle-timeout", "-1s"},
+		{"--model", "prefork"}, // no cross-process bus yet
+		{"--model", "fork"},
 	} {
 		args = append([]string{"serve", "--app", "chat", "--addr", "127.0.0.1:0"}, args...)
 		code, _, stderr := runCmd(t, args...)

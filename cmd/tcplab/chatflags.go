@@ -76,6 +76,9 @@ func (c *chatFlags) options(cfg engine.Config) (chat.Options, error) {
 
 // newChatApp builds the chat handler from the serve command's flags.
 func newChatApp(o *serveOptions) (handler.Handler, error) {
+	if m, err := engine.Lookup(o.model); err == nil && m.Child != nil {
+		return nil, fmt.Errorf("--app chat --model %s: each process would be a separate chat; chat across processes needs a cross-process bus, not built yet", m.Name)
+	}
 	opts, err := o.chat.options(o.cfg)
 	if err != nil {
 		return nil, err
