@@ -109,18 +109,18 @@ func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) boo
 	return true
 }
 
-// closeState returns the close reason and deadline.
-func (c *conn) closeState() (error, time.Time) {
+// closeReason returns the reason given when closing started.
+func (c *conn) closeReason() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reason, c.deadline
+	return c.reason
 }
 
-// session returns the session, nil before Open has returned.
-func (c *conn) session() handler.Session {
+// closeDeadline returns the flush deadline set when closing started.
+func (c *conn) closeDeadline() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sess
+	return c.deadline
 }
 
 // notify is the outbound buffer's callback: data waits that the loop has

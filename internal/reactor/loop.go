@@ -474,8 +474,7 @@ func (l *loop) finish(c *conn) {
 	if c.removed {
 		return
 	}
-	_, deadline := c.closeState()
-	at := l.clock(deadline)
+	at := l.clock(c.closeDeadline())
 	if at <= l.now() {
 		l.remove(c)
 		return
@@ -502,9 +501,8 @@ func (l *loop) remove(c *conn) {
 		l.s.pool.closed(c)
 		return
 	}
-	reason, _ := c.closeState()
 	c.in = nil
-	c.sess.Closed(reason)
+	c.sess.Closed(c.closeReason())
 }
 
 // quiesce is shutdown's first phase on this loop: stop accepting and
@@ -623,8 +621,7 @@ func (l *loop) runTimers() {
 // write timeout while the socket is full.
 func (l *loop) expire(c *conn, now time.Duration) {
 	if c.finishing {
-		_, deadline := c.closeState()
-		at := l.clock(deadline)
+		at := l.clock(c.closeDeadline())
 		if now >= at {
 			l.remove(c)
 			return
