@@ -32,8 +32,10 @@ type conn struct {
 	// Owned by the loop.
 	fd         int
 	gen        int32
-	interest   uint32        // the epoll events registered
-	wantOut    bool          // the socket is full: EPOLLOUT armed
+	wantOut    bool          // the socket is full: waiting for an output edge
+	rdReady    bool          // the socket may hold unread bytes
+	rdHup      bool          // the peer has shut down its side: reads end in EOF
+	inReady    bool          // in the loop's ready list
 	inFull     bool          // reactor-pool: enough bytes wait for the session; stop reading
 	eof        bool          // reactor-pool: the peer finished or failed; read no more
 	finishing  bool          // closing: reading stopped, flushing until done or the deadline

@@ -48,11 +48,14 @@ type task struct {
 type loop struct {
 	s *Server
 	poller
-	events  []unix.EpollEvent
-	buf     []byte  // the read buffer every connection of this loop shares
-	conns   []*conn // by fd
-	n       int     // connections registered
-	nextGen int32
+	events []unix.EpollEvent
+	buf    []byte  // the read buffer every connection of this loop shares
+	conns  []*conn // by fd
+	n      int     // connections registered
+	// ready holds connections whose socket may have more bytes than the
+	// last read took: edge-triggered epoll will not report them again.
+	ready, readySpare []*conn
+	nextGen           int32
 	// listeners are the listening sockets this loop accepts on.
 	listeners []int
 	epoch     time.Time
@@ -123,6 +126,9 @@ func (l *loop) run(done func()) {
 	defer runtime.UnlockOSThread()
 	for !l.stopping || l.n > 0 {
 		timeout := l.timeout()
+		if len(l.ready) > 0 {
+			timeout = 0
+		}
 		if timeout != 0 {
 			l.sleeping.Store(true)
 			if l.queued.Load() {
@@ -141,6 +147,9 @@ func (l *loop) run(done func()) {
 		}
 		if l.queued.Load() {
 			l.runTasks()
+		}
+		if len(l.ready) > 0 {
+			l.runReady()
 		}
 		if len(l.timers) > 0 {
 			l.runTimers()
@@ -184,15 +193,21 @@ func (l *loop) event(ev unix.EpollEvent) {
 		return // the fd was closed earlier in this batch
 	}
 	bad := ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0
-	if c.interest&unix.EPOLLIN != 0 && (ev.Events&unix.EPOLLIN != 0 || bad) {
-		l.readable(c)
+	if ev.Events&unix.EPOLLRDHUP != 0 {
+		c.rdHup = true
+	}
+	if ev.Events&unix.EPOLLIN != 0 || bad {
+		c.rdReady = true
+		if l.canRead(c) {
+			l.readable(c)
+		}
 	}
 	if !c.removed && c.wantOut && (ev.Events&unix.EPOLLOUT != 0 || bad) {
 		l.flush(c)
 	}
-	if !c.removed && bad && c.interest&unix.EPOLLIN == 0 {
-		// Neither a read nor a write will report it, and a level-triggered
-		// error repeats forever: the connection is dead.
+	if !c.removed && bad && !c.wantOut && !l.canRead(c) {
+		// No read or write is due to report it, and edge-triggered epoll
+		// will not say it again: the connection is dead.
 		c.startClosing(sockError(c.fd, errHangUp), false, time.Now())
 		l.remove(c)
 	}
@@ -243,8 +258,7 @@ func (l *loop) register(c *conn) {
 		l.nextGen = 1
 	}
 	c.gen = l.nextGen
-	c.interest = l.interest(c)
-	if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, c.interest, c.gen); err != nil {
+	if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, connEvents, c.gen); err != nil {
 		l.s.o.Logger.Warn("reactor: dropping connection", "err", err)
 		unix.Close(c.fd)
 		l.load.Add(-1)
@@ -272,28 +286,39 @@ func (l *loop) register(c *conn) {
 	}
 }
 
-// interest is the epoll event set c needs now.
-func (l *loop) interest(c *conn) uint32 {
-	var ev uint32
-	if !l.quiet && !c.finishing && !c.eof && !c.inFull && !c.paused.Load() {
-		ev |= unix.EPOLLIN
-	}
-	if c.wantOut {
-		ev |= unix.EPOLLOUT
-	}
-	return ev
+// connEvents is every connection's registration, made once: edge-
+// triggered input and output, and the peer's FIN. Output edges come only
+// after a write found the socket full, so nothing is re-registered to
+// pause reading or to wait for space.
+const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+// canRead reports whether c may be read now: not paused by backpressure,
+// not closing, and (reactor-pool) not holding a Data call's worth of
+// unconsumed bytes.
+func (l *loop) canRead(c *conn) bool {
+	return !l.quiet && !c.finishing && !c.eof && !c.inFull && !c.paused.Load()
 }
 
-func (l *loop) updateInterest(c *conn) {
-	want := l.interest(c)
-	if want == c.interest || c.removed {
-		return
+// readLater queues c for a read on this pass of the loop: its socket may
+// hold bytes that no new edge will announce.
+func (l *loop) readLater(c *conn) {
+	if !c.inReady && c.rdReady {
+		c.inReady = true
+		l.ready = append(l.ready, c)
 	}
-	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, want, c.gen); err != nil {
-		l.s.o.Logger.Warn("reactor: cannot change events", "err", err)
-		return
+}
+
+func (l *loop) runReady() {
+	batch := l.ready
+	l.ready = l.readySpare
+	for i, c := range batch {
+		batch[i] = nil
+		c.inReady = false
+		if !c.removed && c.rdReady && l.canRead(c) {
+			l.readable(c)
+		}
 	}
-	c.interest = want
+	l.readySpare = batch[:0]
 }
 
 // readable reads once from c (level-triggered: if more is waiting, the
@@ -303,19 +328,26 @@ func (l *loop) readable(c *conn) {
 		l.finish(c) // a close was posted but not handled yet: read no more
 		return
 	}
-	n, errno := rawRead(c.fd, l.buf[:l.s.chunk])
+	want := l.s.chunk
+	n, errno := rawRead(c.fd, l.buf[:want])
 	if n > 0 {
 		l.bytesIn.Add(uint64(n))
+		// A read that took less than it asked for emptied the socket; one
+		// that filled the buffer may have left more behind, and after the
+		// peer's FIN the end of input is still to be read.
+		if c.rdReady = n == want || c.rdHup; c.rdReady {
+			l.readLater(c)
+		}
 		if l.s.pool != nil {
 			if l.s.pool.input(c, l.buf[:n]) {
 				c.inFull = true
-				l.updateInterest(c)
 			}
 			return
 		}
 		l.deliver(c, l.buf[:n])
 		return
 	}
+	c.rdReady = false
 	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return
 	}
@@ -327,7 +359,6 @@ func (l *loop) readable(c *conn) {
 		// The executor may not have delivered everything read so far: it
 		// closes the connection once it has.
 		c.eof = true
-		l.updateInterest(c)
 		l.s.pool.endOfInput(c, reason)
 		return
 	}
@@ -371,8 +402,7 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 		c.in = append(c.in[:0], rest...) // rest may overlap c.in: append copies forward
 	}
 	if c.wantOut && !c.paused.Load() && c.out.Len() > l.s.o.HighWater {
-		c.paused.Store(true)
-		l.updateInterest(c)
+		c.paused.Store(true) // reading stops; TCP flow control holds the peer back
 	}
 }
 
@@ -439,15 +469,15 @@ func (l *loop) flush(c *conn) {
 }
 
 // drained resumes reading a paused connection once its outbound buffer is
-// under the low-water mark, and brings the epoll events up to date.
+// under the low-water mark.
 func (l *loop) drained(c *conn) {
 	if c.paused.Load() && c.out.Len() <= l.s.o.LowWater {
 		c.paused.Store(false)
 		if l.s.pool != nil {
 			l.s.pool.kick(c)
 		}
+		l.readLater(c)
 	}
-	l.updateInterest(c)
 }
 
 // recheck is a reactor-pool executor's request to look at c's reading
@@ -456,8 +486,9 @@ func (l *loop) recheck(c *conn) {
 	if c.removed {
 		return
 	}
-	if c.inFull && !c.finishing {
-		c.inFull = l.s.pool.full(c)
+	if c.inFull && !l.s.pool.full(c) {
+		c.inFull = false
+		l.readLater(c)
 	}
 	l.drained(c)
 }
@@ -469,7 +500,6 @@ func (l *loop) finish(c *conn) {
 		return
 	}
 	c.finishing = true
-	l.updateInterest(c)
 	l.flush(c)
 	if c.removed {
 		return
@@ -513,11 +543,6 @@ func (l *loop) quiesce() {
 		unix.Close(fd)
 	}
 	l.listeners = nil
-	for _, c := range l.conns {
-		if c != nil {
-			l.updateInterest(c)
-		}
-	}
 }
 
 // closeAll is shutdown's second phase: close every connection with

@@ -22,6 +22,7 @@ type execState struct {
 	done      bool // Closed has run
 	eof       bool // the peer finished (or failed) after the bytes in in
 	eofErr    error
+	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
 }
@@ -117,6 +118,7 @@ func (p *pool) input(c *conn, b []byte) (full bool) {
 	c.mu.Lock()
 	c.ex.in = append(c.ex.in, b...)
 	full = len(c.ex.in)-c.ex.seen >= p.s.chunk
+	c.ex.stalled = full
 	p.wake(c)
 	c.mu.Unlock()
 	return full
@@ -211,7 +213,6 @@ func (p *pool) deliver(c *conn, fresh int) {
 	ex := &c.ex
 	n := ex.seen + min(fresh, s.chunk)
 	view := ex.in[:n] // the loop only appends, never moves these bytes
-	wasFull := fresh >= s.chunk
 	sess := c.sess
 	c.mu.Unlock()
 	used, err := sess.Data(view)
@@ -237,7 +238,10 @@ func (p *pool) deliver(c *conn, fresh int) {
 		c.mu.Lock()
 		return
 	}
-	recheck := wasFull && len(ex.in)-ex.seen < s.chunk
+	recheck := ex.stalled && len(ex.in)-ex.seen < s.chunk
+	if recheck {
+		ex.stalled = false
+	}
 	if over && !c.paused.Load() {
 		c.paused.Store(true)
 		recheck = true

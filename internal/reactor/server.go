@@ -26,8 +26,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +100,7 @@ func New(h handler.Handler, o Options) (*Server, error) {
 	if o.Workers > 0 {
 		s.pool = newPool(s)
 	}
+	spareP(o.Loops, o.Logger)
 	for range o.Loops {
 		l, err := newLoop(s)
 		if err != nil {
@@ -314,6 +317,21 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 	}
 	s.spare = openSpare()
 	return errno == 0 || errno == unix.EAGAIN
+}
+
+// spareP makes sure the Go scheduler has a processor (P) more than there
+// are loops. A loop waiting in epoll_wait keeps its P inside the system
+// call; when no other P is idle, the runtime's monitor thread takes that P
+// back after 20 µs and wakes another thread to look for work, every time
+// the loop sleeps, and keeps itself polling every 20 µs. With an idle P
+// there is nothing to hand the P to, and none of that happens. This is
+// the one process-wide setting the reactor changes, and it only raises
+// GOMAXPROCS.
+func spareP(loops int, log *slog.Logger) {
+	if have := runtime.GOMAXPROCS(0); have < loops+1 {
+		runtime.GOMAXPROCS(loops + 1)
+		log.Info("reactor: raised GOMAXPROCS so waiting loops keep their threads", "from", have, "to", loops+1)
+	}
 }
 
 func openSpare() int {
