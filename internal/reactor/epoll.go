@@ -3,6 +3,7 @@ package reactor
 import (
 	"fmt"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -84,18 +85,21 @@ func (p poller) drainWake(scratch *[8]byte) {
 	unix.RawSyscall(unix.SYS_READ, uintptr(p.efd), uintptr(unsafe.Pointer(&scratch[0])), 8)
 }
 
+// rawRead and rawWrite use recvfrom and sendto rather than read and
+// write: MSG_NOSIGNAL turns a write to a reset connection into EPIPE
+// instead of a SIGPIPE for the runtime to field.
 func rawRead(fd int, p []byte) (int, unix.Errno) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	r, _, e := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 	if e != 0 {
-		return 0, e
+		return 0, unix.Errno(e)
 	}
 	return int(r), 0
 }
 
 func rawWrite(fd int, p []byte) (int, unix.Errno) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
-		return 0, e
+		return 0, unix.Errno(e)
 	}
 	return int(r), 0
 }

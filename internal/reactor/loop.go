@@ -89,6 +89,9 @@ type loop struct {
 
 	_ [64]byte
 
+	// in and out count bytes on the loop; run publishes them to bytesIn
+	// and bytesOut once a pass, so the hot path has no atomic add.
+	in, out           uint64
 	bytesIn, bytesOut atomic.Uint64
 }
 
@@ -154,6 +157,18 @@ func (l *loop) run(done func()) {
 		if len(l.timers) > 0 {
 			l.runTimers()
 		}
+		l.publish()
+	}
+	l.publish()
+}
+
+// publish makes the loop's byte counts visible to Stats.
+func (l *loop) publish() {
+	if l.in != l.bytesIn.Load() {
+		l.bytesIn.Store(l.in)
+	}
+	if l.out != l.bytesOut.Load() {
+		l.bytesOut.Store(l.out)
 	}
 }
 
@@ -276,9 +291,7 @@ func (l *loop) register(c *conn) {
 		c.mu.Lock()
 		c.sess = sess
 		c.mu.Unlock()
-		if c.out.Unhold() {
-			l.flush(c)
-		}
+		l.flushHeld(c)
 	}
 	if l.stopping && !c.removed {
 		c.startClosing(handler.ErrShutdown, true, l.stopDeadline)
@@ -331,7 +344,7 @@ func (l *loop) readable(c *conn) {
 	want := l.s.chunk
 	n, errno := rawRead(c.fd, l.buf[:want])
 	if n > 0 {
-		l.bytesIn.Add(uint64(n))
+		l.in += uint64(n)
 		// A read that took less than it asked for emptied the socket; one
 		// that filled the buffer may have left more behind, and after the
 		// peer's FIN the end of input is still to be read.
@@ -376,9 +389,7 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 	}
 	c.out.Hold()
 	used, err := c.sess.Data(in)
-	if c.out.Unhold() {
-		l.flush(c)
-	}
+	l.flushHeld(c)
 	if c.removed {
 		return
 	}
@@ -414,28 +425,35 @@ func checkConsumed(used, n int) error {
 	return nil
 }
 
+// flushHeld ends the hold taken around a session call on the loop and
+// writes what the call wrote, taking the flush token in the same step.
+func (l *loop) flushHeld(c *conn) {
+	if b := c.out.UnholdTake(); b != nil {
+		c.batch, c.off = b, 0
+		l.flush(c)
+	}
+}
+
 // flush writes c's outbound data until it is drained or the socket is
 // full. Only the loop flushes, so the flush token is the loop's whenever
 // it wants it; a batch the socket could not take whole stays in c.batch
 // with EPOLLOUT armed.
 func (l *loop) flush(c *conn) {
 	progressed := false
-	for {
-		if c.batch == nil {
-			if c.batch = c.out.Take(); c.batch == nil {
-				break
-			}
-			c.off = 0
-		}
+	if c.batch == nil {
+		c.batch, c.off = c.out.Take(), 0
+	}
+	for c.batch != nil {
 		rest := c.batch[c.off:]
 		n, errno := rawWrite(c.fd, rest)
 		if n > 0 {
-			l.bytesOut.Add(uint64(n))
+			l.out += uint64(n)
 			progressed = true
 		}
 		if n == len(rest) {
-			c.batch = c.out.Next(c.batch)
-			c.off = 0
+			// Next gives the token back when nothing is pending; a later
+			// write then notifies the loop again.
+			c.batch, c.off = c.out.Next(c.batch), 0
 			continue
 		}
 		if errno == unix.EINTR {
