@@ -30,10 +30,10 @@ type Buffer struct {
 	inflight int    // bytes of the taken batch not yet reported sent
 	spare    []byte // an empty batch buffer kept for reuse
 	max      int
-	closed   bool // Write refuses; Final still allowed
+	closed   bool        // Write refuses; Final still allowed
 	held     atomic.Bool // the owner will flush after its callback: don't notify
-	notified bool // notify was called and no Take has happened since
-	flushing bool // the flush token is taken
+	notified bool        // notify was called and no Take has happened since
+	flushing bool        // the flush token is taken
 	notify   func()
 }
 
