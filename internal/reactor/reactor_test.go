@@ -38,12 +38,7 @@ func testOptions() Options {
 // checking that Serve returned nil.
 func start(t *testing.T, h handler.Handler, o Options) *Server {
 	t.Helper()
-	s, err := New(h, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
+	s, served := serve(t, h, o)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -55,6 +50,31 @@ func start(t *testing.T, h handler.Handler, o Options) *Server {
 		}
 	})
 	return s
+}
+
+// serve starts a server whose shutdown is the test's business; Serve's
+// result arrives on the channel.
+func serve(t *testing.T, h handler.Handler, o Options) (*Server, <-chan error) {
+	t.Helper()
+	s, err := New(h, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	return s, served
+}
+
+// expectShutdownClose checks that Serve returned nil and that the session
+// was closed for the shutdown.
+func expectShutdownClose(t *testing.T, served <-chan error, h *lines) {
+	t.Helper()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if reason := <-h.closed; !errors.Is(reason, handler.ErrShutdown) {
+		t.Fatalf("Closed(%v), want %v", reason, handler.ErrShutdown)
+	}
 }
 
 func dial(t *testing.T, s *Server) net.Conn {
@@ -472,12 +492,7 @@ func TestPoolKeepsOrderPerConnection(t *testing.T) {
 func TestShutdownWaitsForDataThenSaysFarewell(t *testing.T) {
 	models(t, func(t *testing.T, o Options) {
 		h := newLines(t)
-		s, err := New(h, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- s.Serve() }()
+		s, served := serve(t, h, o)
 		c := dial(t, s)
 		io.WriteString(c, "block\n")
 		<-h.blocked
@@ -498,12 +513,7 @@ func TestShutdownWaitsForDataThenSaysFarewell(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if err := <-served; err != nil {
-			t.Fatal(err)
-		}
-		if reason := <-h.closed; !errors.Is(reason, handler.ErrShutdown) {
-			t.Fatalf("Closed(%v), want %v", reason, handler.ErrShutdown)
-		}
+		expectShutdownClose(t, served, h)
 	})
 }
 
@@ -513,12 +523,7 @@ func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
 	models(t, func(t *testing.T, o Options) {
 		o.MaxPending = 32 << 20
 		h := newLines(t)
-		s, err := New(h, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- s.Serve() }()
+		s, served := serve(t, h, o)
 		c := dial(t, s)
 		io.WriteString(c, "flood\n")
 		time.Sleep(50 * time.Millisecond) // the flood fills the socket
@@ -527,11 +532,6 @@ func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
 		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("shutdown = %v, want the drain cut short", err)
 		}
-		if err := <-served; err != nil {
-			t.Fatal(err)
-		}
-		if reason := <-h.closed; !errors.Is(reason, handler.ErrShutdown) {
-			t.Fatalf("Closed(%v), want %v", reason, handler.ErrShutdown)
-		}
+		expectShutdownClose(t, served, h)
 	})
 }

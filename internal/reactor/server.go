@@ -304,13 +304,13 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 	unix.Close(s.spare)
 	fd, _, errno := rawAccept(lfd, sa)
 	if errno == 0 {
+		s.refused.Add(1) // counted before the peer can see the close
 		if r, ok := s.h.(handler.Refuser); ok {
 			if msg := r.Refuse(handler.ErrServerFull); len(msg) > 0 {
 				rawWrite(fd, msg)
 			}
 		}
 		unix.Close(fd)
-		s.refused.Add(1)
 		if !s.refusing.Swap(true) {
 			s.o.Logger.Warn("reactor: out of file descriptors; refusing new connections")
 		}
