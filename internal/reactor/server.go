@@ -209,12 +209,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 
+	// Twice: after the first round no loop accepts, and the second makes
+	// sure every loop has registered the connections others accepted
+	// before stopping, so (reactor-pool) their Open is queued before the
+	// workers are waited for.
 	ack := make(chan struct{}, len(s.loops))
-	for _, l := range s.loops {
-		l.post(task{kind: taskQuiesce, ack: ack})
-	}
-	for range s.loops {
-		<-ack
+	for range 2 {
+		for _, l := range s.loops {
+			l.post(task{kind: taskQuiesce, ack: ack})
+		}
+		for range s.loops {
+			<-ack
+		}
 	}
 	if s.pool != nil {
 		s.pool.quiesce()
