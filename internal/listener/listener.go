@@ -111,27 +111,54 @@ func Listen(addr string, o Options) (*net.TCPListener, error) {
 // through SO_REUSEPORT; if addr asks for port 0, the first bind picks the
 // port and the others join it.
 func ListenN(addr string, n int, o Options) ([]*net.TCPListener, error) {
-	if n < 1 {
-		return nil, fmt.Errorf("listen %s: %d listeners: must be at least 1", addr, n)
+	fds, bound, err := FDs(addr, n, o)
+	if err != nil {
+		return nil, err
 	}
-	if n > 1 {
-		o.ReusePort = true
-	}
+	addr = bound.String()
 	var lns []*net.TCPListener
-	for i := range n {
-		ln, err := Listen(addr, o)
+	for i, fd := range fds {
+		ln, err := wrap(fd, addr)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()
 			}
+			for _, fd := range fds[i+1:] {
+				unix.Close(fd)
+			}
 			return nil, err
-		}
-		if i == 0 {
-			addr = ln.Addr().String()
 		}
 		lns = append(lns, ln)
 	}
 	return lns, nil
+}
+
+// FDs binds n raw listening sockets on addr like FD, sharing the address
+// through SO_REUSEPORT when n > 1 (the first bind picks a port 0), and
+// returns them with the bound address.
+func FDs(addr string, n int, o Options) ([]int, *net.TCPAddr, error) {
+	if n < 1 {
+		return nil, nil, fmt.Errorf("listen %s: %d listeners: must be at least 1", addr, n)
+	}
+	if n > 1 {
+		o.ReusePort = true
+	}
+	var fds []int
+	var bound *net.TCPAddr
+	for i := range n {
+		fd, a, err := FD(addr, o)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, nil, err
+		}
+		if i == 0 {
+			bound, addr = a, a.String()
+		}
+		fds = append(fds, fd)
+	}
+	return fds, bound, nil
 }
 
 func wrap(fd int, addr string) (*net.TCPListener, error) {

@@ -13,6 +13,7 @@ package outbuf
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/tcplab/tcplab/handler"
 )
@@ -29,10 +30,10 @@ type Buffer struct {
 	inflight int    // bytes of the taken batch not yet reported sent
 	spare    []byte // an empty batch buffer kept for reuse
 	max      int
-	closed   bool // Write refuses; Final still allowed
-	held     bool // the owner will flush after its callback: don't notify
-	notified bool // notify was called and no Take has happened since
-	flushing bool // the flush token is taken
+	closed   bool        // Write refuses; Final still allowed
+	held     atomic.Bool // the owner will flush after its callback: don't notify
+	notified bool        // notify was called and no Take has happened since
+	flushing bool        // the flush token is taken
 	notify   func()
 }
 
@@ -71,7 +72,7 @@ func (b *Buffer) Write(p []byte) error {
 // wantNotify reports whether the owner must be told about pending data, and
 // records that it has been. Called with mu held.
 func (b *Buffer) wantNotify() bool {
-	if b.held || b.notified || b.flushing || len(b.pending) == 0 {
+	if b.held.Load() || b.notified || b.flushing || len(b.pending) == 0 {
 		return false
 	}
 	b.notified = true
@@ -79,20 +80,36 @@ func (b *Buffer) wantNotify() bool {
 }
 
 // Hold tells the buffer that its owner is running a callback and will
-// flush afterwards, so writes meanwhile need no notification.
+// flush afterwards, so writes meanwhile need no notification. It takes no
+// lock: a writer racing with it at worst notifies once more.
 func (b *Buffer) Hold() {
-	b.mu.Lock()
-	b.held = true
-	b.mu.Unlock()
+	b.held.Store(true)
 }
 
 // Unhold ends a Hold. It reports whether data is pending.
 func (b *Buffer) Unhold() bool {
 	b.mu.Lock()
-	b.held = false
+	b.held.Store(false)
 	has := len(b.pending) > 0
 	b.mu.Unlock()
 	return has
+}
+
+// UnholdTake ends a Hold and, if data is pending and no other flusher holds
+// the token, takes the token and returns the batch, as Take would. It is
+// Unhold followed by Take under one lock, for an owner that flushes right
+// after its callback (an event loop's reply path).
+func (b *Buffer) UnholdTake() []byte {
+	b.mu.Lock()
+	b.held.Store(false)
+	if b.flushing || len(b.pending) == 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	b.flushing = true
+	batch := b.swap()
+	b.mu.Unlock()
+	return batch
 }
 
 // Take acquires the flush token and returns the pending bytes as a batch.

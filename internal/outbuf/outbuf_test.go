@@ -143,3 +143,44 @@ func TestConcurrentWritersKeepOrderAndAtomicity(t *testing.T) {
 		next[w]++
 	}
 }
+
+func TestUnholdTakeTakesWhatTheCallbackWrote(t *testing.T) {
+	var notified atomic.Int32
+	b := New(100, func() { notified.Add(1) })
+	b.Hold()
+	if err := b.Write([]byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	if notified.Load() != 0 {
+		t.Fatal("a write during Hold notified")
+	}
+	batch := b.UnholdTake()
+	if string(batch) != "reply" {
+		t.Fatalf("UnholdTake = %q, want the held write", batch)
+	}
+	// The token is taken: a second flusher gets nothing, and writes wait
+	// for Next without notifying.
+	if b.Take() != nil {
+		t.Fatal("Take succeeded while UnholdTake holds the token")
+	}
+	b.Write([]byte("more"))
+	if notified.Load() != 0 {
+		t.Fatal("a write while the token is held notified")
+	}
+	if next := b.Next(batch); string(next) != "more" {
+		t.Fatalf("Next = %q", next)
+	}
+	if b.Next(nil) != nil || !b.Idle() {
+		t.Fatal("buffer not idle after the last batch")
+	}
+	// With nothing written, UnholdTake ends the hold and takes nothing;
+	// later writes notify again.
+	b.Hold()
+	if b.UnholdTake() != nil {
+		t.Fatal("UnholdTake with nothing pending returned a batch")
+	}
+	b.Write([]byte("x"))
+	if notified.Load() != 1 {
+		t.Fatalf("notified %d times after the hold ended, want 1", notified.Load())
+	}
+}

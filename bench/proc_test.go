@@ -1,0 +1,273 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+// binDir holds the binaries the tests build, removed when they end.
+var binDir string
+
+type cleanupRunner struct{ m *testing.M }
+
+func (r cleanupRunner) Run() int {
+	defer os.RemoveAll(binDir)
+	return r.m.Run()
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tcplab-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	goleak.VerifyTestMain(cleanupRunner{m})
+}
+
+var (
+	buildOnce sync.Map // binary name -> *buildResult
+)
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildBinary builds a binary once per test run: "tcplab" from ./cmd/tcplab
+// without the race detector (the memory figures must be the product's), or
+// "cecho" from cecho.c with the system cc. It skips the test when cc is
+// missing.
+func buildBinary(t testing.TB, name string) string {
+	t.Helper()
+	v, _ := buildOnce.LoadOrStore(name, &buildResult{})
+	r := v.(*buildResult)
+	r.once.Do(func() {
+		r.path = filepath.Join(binDir, name)
+		var cmd *exec.Cmd
+		switch name {
+		case "tcplab":
+			goBin, err := exec.LookPath("go")
+			if err != nil {
+				r.err = fmt.Errorf("no go command to build tcplab: %w", err)
+				return
+			}
+			cmd = exec.Command(goBin, "build", "-o", r.path, "./cmd/tcplab")
+			cmd.Dir = ".."
+		case "cecho":
+			cc, err := exec.LookPath("cc")
+			if err != nil {
+				r.err = errSkip{"no C compiler (cc) on this machine: skipping the C reference server"}
+				return
+			}
+			cmd = exec.Command(cc, "-O2", "-o", r.path, "cecho.c")
+		default:
+			r.err = fmt.Errorf("unknown binary %q", name)
+			return
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			r.err = fmt.Errorf("build %s: %w\n%s", name, err, out)
+		}
+	})
+	if s, ok := r.err.(errSkip); ok {
+		t.Skip(s.msg)
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.path
+}
+
+type errSkip struct{ msg string }
+
+func (e errSkip) Error() string { return e.msg }
+
+// child is a server running in its own process.
+type child struct {
+	cmd  *exec.Cmd
+	Addr string
+	Pid  int
+	out  chan error // Wait's result
+	log  *logTail
+}
+
+var listening = []*regexp.Regexp{
+	regexp.MustCompile(`msg=serving .*addr=(\S+)`), // tcplab serve
+	regexp.MustCompile(`^listening on (\S+)`),      // cecho
+}
+
+// startServer runs a server binary, waits for the address it reports
+// (tcplab on stderr, cecho on stdout), and stops it when the test ends.
+func startServer(t testing.TB, bin string, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	c := &child{cmd: cmd, Pid: cmd.Process.Pid, out: make(chan error, 1), log: &logTail{}}
+	addr := make(chan string, 2)
+	var readers sync.WaitGroup
+	for _, r := range []io.Reader{stdout, stderr} {
+		readers.Go(func() {
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				line := sc.Text()
+				c.log.add(line)
+				for _, re := range listening {
+					if m := re.FindStringSubmatch(line); m != nil {
+						addr <- m[1]
+					}
+				}
+			}
+		})
+	}
+	go func() {
+		readers.Wait()
+		c.out <- cmd.Wait()
+	}()
+	t.Cleanup(func() { c.Stop(t) })
+	select {
+	case c.Addr = <-addr:
+	case err := <-c.out:
+		c.out <- err
+		t.Fatalf("%s exited before listening: %v\n%s", bin, err, c.log)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not report its address within 20s\n%s", bin, c.log)
+	}
+	return c
+}
+
+// Stop sends SIGTERM and waits for a clean exit (SIGKILL after 20s).
+func (c *child) Stop(t testing.TB) {
+	t.Helper()
+	if c.cmd == nil {
+		return
+	}
+	defer func() { c.cmd = nil }()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-c.out:
+		if err != nil {
+			t.Errorf("server exited with %v\n%s", err, c.log)
+		}
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.out
+		t.Errorf("server ignored SIGTERM for 20s; killed\n%s", c.log)
+	}
+}
+
+// RSS returns the process's resident set size in bytes.
+func (c *child) RSS(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/PID/status")
+	return 0
+}
+
+// FDs returns how many file descriptors the process has open.
+func (c *child) FDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// CPU returns the process's user plus system CPU time so far, from
+// /proc/PID/stat.
+func (c *child) CPU(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line, in clock ticks (100 per second
+	// on Linux).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("parse %s: %v %v", s, err1, err2)
+	}
+	return time.Duration(utime+stime) * time.Second / 100
+}
+
+// Pin moves every thread of the process to cpu. New threads inherit it.
+func (c *child) Pin(t testing.TB, cpu int) { pinThreads(t, c.Pid, cpu) }
+
+// pinThreads sets the CPU affinity of every thread of process pid.
+func pinThreads(t testing.TB, pid, cpu int) {
+	t.Helper()
+	var set unix.CPUSet
+	set.Set(cpu)
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			t.Fatalf("pin thread %d to CPU %d: %v", tid, cpu, err)
+		}
+	}
+}
+
+// logTail keeps a child's last lines for failure messages.
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logTail) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, s)
+	if len(l.lines) > 20 {
+		l.lines = l.lines[1:]
+	}
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}

@@ -1,0 +1,273 @@
+package reactor
+
+import (
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// maxRunCalls is how many Data calls one connection gets per turn on a
+// worker before it goes to the back of the queue, so a busy connection
+// cannot hold a worker while others wait.
+const maxRunCalls = 4
+
+// execState is a reactor-pool connection's executor: the handler events
+// waiting to run on a worker, kept in order and run by at most one worker
+// at a time. Guarded by the conn's mu.
+type execState struct {
+	scheduled bool // in the pool's queue or running on a worker
+	opened    bool // Open has returned
+	gone      bool // the socket is closed: Closed is due
+	done      bool // Closed has run
+	eof       bool // the peer finished (or failed) after the bytes in in
+	eofErr    error
+	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
+	in        []byte // bytes read by the loop and not yet consumed
+	seen      int    // bytes at the front of in that Data has already seen
+}
+
+// pool runs handler calls for reactor-pool: the loops read and write, and
+// a fixed set of workers run Open, Data and Closed. A connection is in the
+// queue at most once, so its events never run concurrently and keep their
+// order.
+type pool struct {
+	s     *Server
+	mu    sync.Mutex
+	work  sync.Cond // a connection was queued, or stop
+	idle  sync.Cond // busy reached zero
+	queue []*conn
+	head  int
+	busy  int // connections queued or running
+	stop  bool
+	wg    sync.WaitGroup
+}
+
+func newPool(s *Server) *pool {
+	p := &pool{s: s}
+	p.work.L = &p.mu
+	p.idle.L = &p.mu
+	return p
+}
+
+// start runs the workers.
+func (p *pool) start(workers int) {
+	for range workers {
+		p.wg.Go(p.worker)
+	}
+}
+
+func (p *pool) worker() {
+	for {
+		p.mu.Lock()
+		for p.head == len(p.queue) && !p.stop {
+			p.work.Wait()
+		}
+		if p.head == len(p.queue) {
+			p.mu.Unlock()
+			return
+		}
+		c := p.queue[p.head]
+		p.queue[p.head] = nil
+		if p.head++; p.head == len(p.queue) {
+			p.queue, p.head = p.queue[:0], 0
+		}
+		p.mu.Unlock()
+
+		again := p.run(c)
+
+		p.mu.Lock()
+		if again {
+			p.queue = append(p.queue, c)
+			p.work.Signal()
+		} else if p.busy--; p.busy == 0 {
+			p.idle.Broadcast()
+		}
+		p.mu.Unlock()
+	}
+}
+
+// schedule queues c. The caller holds c.mu and has seen it unscheduled.
+func (p *pool) schedule(c *conn) {
+	c.ex.scheduled = true
+	p.mu.Lock()
+	p.queue = append(p.queue, c)
+	p.busy++
+	p.mu.Unlock()
+	p.work.Signal()
+}
+
+// wake schedules c unless it is queued, running or finished. The caller
+// holds c.mu.
+func (p *pool) wake(c *conn) {
+	if !c.ex.scheduled && !c.ex.done {
+		p.schedule(c)
+	}
+}
+
+// open is called by the loop for a new connection: Open runs first.
+func (p *pool) open(c *conn) {
+	c.mu.Lock()
+	p.wake(c)
+	c.mu.Unlock()
+}
+
+// input appends bytes the loop read and reports whether enough are
+// waiting that the loop should stop reading (one Data call's worth).
+func (p *pool) input(c *conn, b []byte) (full bool) {
+	c.mu.Lock()
+	c.ex.in = append(c.ex.in, b...)
+	full = len(c.ex.in)-c.ex.seen >= p.s.chunk
+	c.ex.stalled = full
+	p.wake(c)
+	c.mu.Unlock()
+	return full
+}
+
+// full reports whether a Data call's worth of bytes still waits.
+func (p *pool) full(c *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ex.in)-c.ex.seen >= p.s.chunk
+}
+
+// endOfInput records that the peer finished (reason nil) or failed after
+// the bytes read so far. The executor closes the connection once the
+// session has seen them.
+func (p *pool) endOfInput(c *conn, reason error) {
+	c.mu.Lock()
+	c.ex.eof, c.ex.eofErr = true, reason
+	p.wake(c)
+	c.mu.Unlock()
+}
+
+// kick runs c's executor again after backpressure lifted.
+func (p *pool) kick(c *conn) {
+	c.mu.Lock()
+	if len(c.ex.in) > c.ex.seen || c.ex.eof {
+		p.wake(c)
+	}
+	c.mu.Unlock()
+}
+
+// closed is called by the loop once c's socket is closed: Closed is due.
+func (p *pool) closed(c *conn) {
+	c.mu.Lock()
+	c.ex.gone = true
+	p.wake(c)
+	c.mu.Unlock()
+}
+
+// run executes c's due events on this worker: Open, then Data while bytes
+// wait and nothing stops it, then the close that follows end of input, and
+// Closed once the socket is gone. It reports whether c should go to the
+// back of the queue with work left.
+func (p *pool) run(c *conn) (again bool) {
+	s := p.s
+	ex := &c.ex
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for calls := 0; ; {
+		fresh := len(ex.in) - ex.seen
+		switch {
+		case !ex.opened:
+			c.mu.Unlock()
+			sess := s.h.Open(c)
+			c.mu.Lock()
+			c.sess, ex.opened = sess, true
+
+		case ex.gone:
+			ex.done, ex.scheduled = true, false
+			ex.in = nil
+			sess, reason := c.sess, c.reason
+			c.mu.Unlock()
+			sess.Closed(reason)
+			c.mu.Lock()
+			return false
+
+		case fresh > 0 && !c.closing.Load() && !c.paused.Load() && !s.quiet.Load():
+			if calls == maxRunCalls {
+				return true
+			}
+			calls++
+			p.deliver(c, fresh)
+
+		case ex.eof && fresh == 0 && !c.closing.Load():
+			reason := ex.eofErr
+			c.mu.Unlock()
+			c.closeWith(reason, false, time.Now().Add(s.o.DrainTimeout))
+			c.mu.Lock()
+
+		default:
+			ex.scheduled = false
+			return false
+		}
+	}
+}
+
+// deliver runs one Data call with what the session left unconsumed plus
+// up to one chunk of fresh bytes. Called with c.mu held; it releases it
+// during the call.
+func (p *pool) deliver(c *conn, fresh int) {
+	s := p.s
+	ex := &c.ex
+	n := ex.seen + min(fresh, s.chunk)
+	view := ex.in[:n] // the loop only appends, never moves these bytes
+	sess := c.sess
+	c.mu.Unlock()
+	used, err := sess.Data(view)
+	if err == nil {
+		err = checkConsumed(used, n)
+	}
+	over := c.out.Len() > s.o.HighWater
+	c.mu.Lock()
+	if err != nil {
+		c.mu.Unlock()
+		c.closeWith(err, false, time.Now().Add(s.o.DrainTimeout))
+		c.mu.Lock()
+		return
+	}
+	ex.in = ex.in[:copy(ex.in, ex.in[used:])]
+	ex.seen = n - used
+	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
+		ex.in = nil
+	}
+	if ex.seen > s.o.MaxInbound {
+		c.mu.Unlock()
+		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.o.DrainTimeout))
+		c.mu.Lock()
+		return
+	}
+	recheck := ex.stalled && len(ex.in)-ex.seen < s.chunk
+	if recheck {
+		ex.stalled = false
+	}
+	if over && !c.paused.Load() {
+		c.paused.Store(true)
+		recheck = true
+	}
+	if recheck {
+		c.l.post(task{kind: taskInput, c: c})
+	}
+}
+
+// quiesce is shutdown's first phase for the workers: no Data starts from
+// now on, and quiesce returns once every queued or running connection has
+// finished its turn.
+func (p *pool) quiesce() {
+	p.s.quiet.Store(true)
+	p.mu.Lock()
+	for p.busy > 0 {
+		p.idle.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// shutdown stops the workers once the queue is empty and waits for them.
+func (p *pool) shutdown() {
+	p.mu.Lock()
+	p.stop = true
+	p.work.Broadcast()
+	p.mu.Unlock()
+	p.wg.Wait()
+}

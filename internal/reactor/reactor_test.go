@@ -1,0 +1,537 @@
+package reactor
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// ioTimeout bounds every client read and write: a failure limit, not a
+// performance target.
+const ioTimeout = 10 * time.Second
+
+// testOptions are small, valid options on 127.0.0.1.
+func testOptions() Options {
+	return Options{
+		Addr: "127.0.0.1:0", Backlog: 128, Listeners: 1, Loops: 2, Balance: RoundRobin,
+		MaxPending: 1 << 20, MaxInbound: 1 << 20, HighWater: 512 << 10, LowWater: 128 << 10,
+		WriteTimeout: 10 * time.Second, DrainTimeout: 5 * time.Second,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+// start serves h with o and shuts the server down when the test ends,
+// checking that Serve returned nil.
+func start(t *testing.T, h handler.Handler, o Options) *Server {
+	t.Helper()
+	s, served := serve(t, h, o)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	return s
+}
+
+// serve starts a server whose shutdown is the test's business; Serve's
+// result arrives on the channel.
+func serve(t *testing.T, h handler.Handler, o Options) (*Server, <-chan error) {
+	t.Helper()
+	s, err := New(h, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	return s, served
+}
+
+// expectShutdownClose checks that Serve returned nil and that the session
+// was closed for the shutdown.
+func expectShutdownClose(t *testing.T, served <-chan error, h *lines) {
+	t.Helper()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if reason := <-h.closed; !errors.Is(reason, handler.ErrShutdown) {
+		t.Fatalf("Closed(%v), want %v", reason, handler.ErrShutdown)
+	}
+}
+
+func dial(t *testing.T, s *Server) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", s.Addr().String(), ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// lines is a line-oriented test handler: "ping" answers "pong", "block"
+// blocks Data until release is closed (a CPU-heavy or stuck handler),
+// "flood" has a goroutine write 16 MiB (more than loopback socket buffers
+// hold), and every other line is echoed. Its sessions report their close reason on
+// closed, and fail the test if two Data calls of one session overlap or
+// Data follows Closed. It refuses connections with "REFUSED <reason>" and
+// says "BYE <reason>" on engine-initiated closes.
+type lines struct {
+	t       *testing.T
+	release chan struct{}
+	blocked chan struct{} // gets a token when Data starts blocking
+	closed  chan error
+}
+
+func newLines(t *testing.T) *lines {
+	return &lines{t: t, release: make(chan struct{}), blocked: make(chan struct{}, 16), closed: make(chan error, 1024)}
+}
+
+func (h *lines) Open(c handler.Conn) handler.Session { return &lineSession{h: h, c: c} }
+
+func (h *lines) Refuse(reason error) []byte { return []byte("REFUSED " + reason.Error() + "\n") }
+
+type lineSession struct {
+	h      *lines
+	c      handler.Conn
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	inData bool
+	gone   bool
+}
+
+func (s *lineSession) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inData || s.gone {
+		s.h.t.Errorf("Data overlapping another call (%v) or after Closed (%v)", s.inData, s.gone)
+	}
+	s.inData = true
+}
+
+func (s *lineSession) Data(in []byte) (int, error) {
+	s.enter()
+	defer func() { s.mu.Lock(); s.inData = false; s.mu.Unlock() }()
+	used := 0
+	for {
+		i := strings.IndexByte(string(in[used:]), '\n')
+		if i < 0 {
+			return used, nil
+		}
+		line := string(in[used : used+i])
+		used += i + 1
+		switch line {
+		case "ping":
+			s.c.Write([]byte("pong\n"))
+		case "flood":
+			s.wg.Go(func() {
+				chunk := make([]byte, 64<<10)
+				for range 256 {
+					if s.c.Write(chunk) != nil {
+						return
+					}
+				}
+			})
+		case "block":
+			s.h.blocked <- struct{}{}
+			<-s.h.release
+			s.c.Write([]byte("unblocked\n"))
+		default:
+			s.c.Write([]byte(line + "\n"))
+		}
+	}
+}
+
+func (s *lineSession) Farewell(reason error) []byte { return []byte("BYE " + reason.Error() + "\n") }
+
+func (s *lineSession) Closed(reason error) {
+	s.mu.Lock()
+	if s.gone || s.inData {
+		s.h.t.Errorf("Closed twice (%v) or during Data (%v)", s.gone, s.inData)
+	}
+	s.gone = true
+	s.mu.Unlock()
+	s.wg.Wait() // the flood stops at its next Write
+	s.h.closed <- reason
+}
+
+func expectLine(t *testing.T, r *bufio.Reader, want string) {
+	t.Helper()
+	got, err := r.ReadString('\n')
+	if err != nil || got != want+"\n" {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+}
+
+// models runs f for reactor (handlers on the loops) and reactor-pool
+// (handlers on workers).
+func models(t *testing.T, f func(t *testing.T, o Options)) {
+	for _, m := range []struct {
+		name    string
+		workers int
+	}{{"reactor", 0}, {"reactor-pool", 2}} {
+		t.Run(m.name, func(t *testing.T) {
+			o := testOptions()
+			o.Workers = m.workers
+			f(t, o)
+		})
+	}
+}
+
+func TestValidateRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(o *Options)
+		want   string
+	}{
+		{"no loops", func(o *Options) { o.Loops = 0 }, "loops 0"},
+		{"negative workers", func(o *Options) { o.Workers = -1 }, "workers -1"},
+		{"unknown balance", func(o *Options) { o.Balance = "random" }, `balance "random"`},
+		{"water marks upside down", func(o *Options) { o.LowWater = o.HighWater + 1 }, "low-water"},
+		{"high water over the bound", func(o *Options) { o.HighWater = o.MaxPending + 1 }, "high-water"},
+		{"no write timeout", func(o *Options) { o.WriteTimeout = 0 }, "write timeout"},
+		{"no logger", func(o *Options) { o.Logger = nil }, "logger"},
+		{"bad address", func(o *Options) { o.Addr = "not-an-address" }, "not-an-address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions()
+			tc.change(&o)
+			s, err := New(newLines(t), o)
+			if err == nil {
+				s.Shutdown(context.Background())
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q: want one line mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestServeTwiceAndShutdownBeforeServe(t *testing.T) {
+	s := start(t, newLines(t), testOptions())
+	time.Sleep(10 * time.Millisecond) // let the first Serve start
+	if err := s.Serve(); err == nil {
+		t.Fatal("second Serve returned nil")
+	}
+
+	unserved, err := New(newLines(t), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unserved.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown before serve: %v", err)
+	}
+	if err := unserved.Serve(); err != nil {
+		t.Fatalf("serve after shutdown: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", unserved.Addr().String(), time.Second); err == nil {
+		t.Fatal("the listener is still open after shutdown")
+	}
+}
+
+// TestWriteTimeout: a peer that never reads gets its connection closed
+// once the socket has taken nothing for WriteTimeout.
+func TestWriteTimeout(t *testing.T) {
+	models(t, func(t *testing.T, o Options) {
+		o.WriteTimeout = 200 * time.Millisecond
+		o.MaxPending = 32 << 20
+		h := newLines(t)
+		s := start(t, h, o)
+		c := dial(t, s)
+		io.WriteString(c, "flood\n")
+		select {
+		case reason := <-h.closed:
+			if !errors.Is(reason, ErrWriteTimeout) {
+				t.Fatalf("closed with %v, want %v", reason, ErrWriteTimeout)
+			}
+		case <-time.After(ioTimeout):
+			t.Fatal("a peer that reads nothing was not timed out")
+		}
+	})
+}
+
+// TestBusyLoopTakesWritesWithoutWakeups: writes from another goroutine to
+// connections of a loop that is busy cost no system call at all; the loop
+// flushes them all when it gets to its queue, in order.
+func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) {
+	o := testOptions()
+	o.Loops = 1
+	h := newLines(t)
+	conns := make(chan handler.Conn, 100)
+	opener := handler.Func(func(c handler.Conn) handler.Session {
+		conns <- c
+		return h.Open(c)
+	})
+	s := start(t, opener, o)
+	l := s.loops[0]
+
+	const n, msgs = 50, 200
+	clients := make([]*bufio.Reader, n)
+	server := make([]handler.Conn, n)
+	for i := range n {
+		c := dial(t, s)
+		clients[i] = bufio.NewReader(c)
+		server[i] = <-conns
+	}
+	busy := dial(t, s)
+	io.WriteString(busy, "block\n")
+	<-h.blocked // the only loop is inside Data now
+
+	before := l.wakeups.Load()
+	for m := range msgs {
+		for i := range n {
+			if err := server[i].Write(fmt.Appendf(nil, "%d %d\n", i, m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if w := l.wakeups.Load() - before; w != 0 {
+		t.Fatalf("%d writes to a busy loop's connections cost %d eventfd wake-ups, want 0", n*msgs, w)
+	}
+	close(h.release)
+	for i, r := range clients {
+		for m := range msgs {
+			expectLine(t, r, fmt.Sprintf("%d %d", i, m))
+		}
+	}
+	expectLine(t, bufio.NewReader(busy), "unblocked")
+}
+
+// TestSleepingLoopWakesOncePerBurst: a burst of writes from another
+// goroutine wakes a sleeping loop far fewer times than it writes.
+func TestSleepingLoopWakesOncePerBurst(t *testing.T) {
+	o := testOptions()
+	o.Loops = 1
+	conns := make(chan handler.Conn, 100)
+	h := newLines(t)
+	s := start(t, handler.Func(func(c handler.Conn) handler.Session {
+		conns <- c
+		return h.Open(c)
+	}), o)
+	const n, msgs = 100, 100
+	clients := make([]*bufio.Reader, n)
+	server := make([]handler.Conn, n)
+	for i := range n {
+		clients[i] = bufio.NewReader(dial(t, s))
+		server[i] = <-conns
+	}
+	time.Sleep(20 * time.Millisecond) // the loop has gone to sleep
+	before := s.loops[0].wakeups.Load()
+	for m := range msgs {
+		for i := range n {
+			server[i].Write(fmt.Appendf(nil, "%d\n", m))
+		}
+	}
+	for _, r := range clients {
+		for m := range msgs {
+			expectLine(t, r, fmt.Sprint(m))
+		}
+	}
+	w := s.loops[0].wakeups.Load() - before
+	t.Logf("%d writes from another goroutine: %d eventfd wake-ups", n*msgs, w)
+	if w < 1 || w > n*msgs/10 {
+		t.Fatalf("%d writes cost %d wake-ups, want between 1 and %d", n*msgs, w, n*msgs/10)
+	}
+}
+
+// TestBalance places connections over two loops from one listener. The
+// first six alternate; closing the three on loop 1 then separates the
+// policies: round-robin keeps alternating, least-conns fills loop 1.
+func TestBalance(t *testing.T) {
+	for _, tc := range []struct {
+		balance      string
+		want0, want1 int64
+	}{{RoundRobin, 4, 1}, {LeastConns, 3, 2}} {
+		t.Run(tc.balance, func(t *testing.T) {
+			o := testOptions()
+			o.Balance = tc.balance
+			h := newLines(t)
+			s := start(t, h, o)
+			var cs []net.Conn
+			for range 6 {
+				c := dial(t, s)
+				r := bufio.NewReader(c)
+				io.WriteString(c, "ping\n")
+				expectLine(t, r, "pong") // placed and opened before the next dial
+				cs = append(cs, c)
+			}
+			waitLoads(t, s, 3, 3)
+			for i := 1; i < 6; i += 2 {
+				cs[i].Close()
+			}
+			waitLoads(t, s, 3, 0)
+			for range 2 {
+				c := dial(t, s)
+				io.WriteString(c, "ping\n")
+				expectLine(t, bufio.NewReader(c), "pong")
+			}
+			waitLoads(t, s, tc.want0, tc.want1)
+		})
+	}
+}
+
+func waitLoads(t *testing.T, s *Server, want0, want1 int64) {
+	t.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		l0, l1 := s.loops[0].load.Load(), s.loops[1].load.Load()
+		if l0 == want0 && l1 == want1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loops hold %d and %d connections, want %d and %d", l0, l1, want0, want1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestListenerPerLoop: with --listeners equal to --loops each loop owns a
+// SO_REUSEPORT listener and serves what it accepts.
+func TestListenerPerLoop(t *testing.T) {
+	o := testOptions()
+	o.Listeners = 2
+	s, err := New(newLines(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range s.loops {
+		if len(l.listeners) != 1 {
+			t.Fatalf("loop %d owns %d listeners, want 1", i, len(l.listeners))
+		}
+	}
+	if s.shared {
+		t.Fatal("connections would be re-placed although every loop has a listener")
+	}
+	s.Shutdown(context.Background())
+
+	s = start(t, newLines(t), o)
+	for range 40 {
+		c := dial(t, s)
+		io.WriteString(c, "ping\n")
+		expectLine(t, bufio.NewReader(c), "pong")
+	}
+	if s.loops[0].load.Load() == 0 || s.loops[1].load.Load() == 0 {
+		t.Fatalf("40 connections over two reuseport listeners all went to one loop (%d, %d)",
+			s.loops[0].load.Load(), s.loops[1].load.Load())
+	}
+}
+
+// TestPoolSlowHandlerDoesNotStallTheLoop: in reactor-pool a handler stuck
+// in Data holds one worker; the loop and the other workers go on serving.
+func TestPoolSlowHandlerDoesNotStallTheLoop(t *testing.T) {
+	o := testOptions()
+	o.Loops, o.Workers = 1, 2
+	h := newLines(t)
+	s := start(t, h, o)
+	slow := dial(t, s)
+	io.WriteString(slow, "block\n")
+	<-h.blocked
+	for range 20 {
+		c := dial(t, s)
+		io.WriteString(c, "ping\n")
+		expectLine(t, bufio.NewReader(c), "pong")
+	}
+	close(h.release)
+	expectLine(t, bufio.NewReader(slow), "unblocked")
+}
+
+// TestPoolKeepsOrderPerConnection: many pipelined lines on many
+// connections, with more workers than loops, come back in order; the
+// session's checks fail the test if Data calls of one connection overlap.
+func TestPoolKeepsOrderPerConnection(t *testing.T) {
+	o := testOptions()
+	o.Workers = 4
+	s := start(t, newLines(t), o)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		c := dial(t, s)
+		wg.Go(func() {
+			go func() {
+				w := bufio.NewWriter(c)
+				for m := range 500 {
+					fmt.Fprintf(w, "%d-%d\n", i, m)
+				}
+				w.Flush()
+			}()
+			r := bufio.NewReader(c)
+			for m := range 500 {
+				got, err := r.ReadString('\n')
+				if want := fmt.Sprintf("%d-%d\n", i, m); got != want || err != nil {
+					t.Errorf("connection %d: got %q, %v; want %q", i, got, err, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestShutdownWaitsForDataThenSaysFarewell: shutdown's first phase waits
+// for a Data call in progress; the reply it writes reaches the peer before
+// the farewell, and the connection then ends.
+func TestShutdownWaitsForDataThenSaysFarewell(t *testing.T) {
+	models(t, func(t *testing.T, o Options) {
+		h := newLines(t)
+		s, served := serve(t, h, o)
+		c := dial(t, s)
+		io.WriteString(c, "block\n")
+		<-h.blocked
+		done := make(chan error, 1)
+		go func() { done <- s.Shutdown(context.Background()) }()
+		select {
+		case err := <-done:
+			t.Fatalf("shutdown returned (%v) while Data was still running", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(h.release)
+		r := bufio.NewReader(c)
+		expectLine(t, r, "unblocked")
+		expectLine(t, r, "BYE "+handler.ErrShutdown.Error())
+		if _, err := r.ReadByte(); err != io.EOF {
+			t.Fatalf("after the farewell: %v, want EOF", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		expectShutdownClose(t, served, h)
+	})
+}
+
+// TestShutdownCutsTheDrainAtTheDeadline: a peer that reads nothing cannot
+// hold shutdown past its context's deadline.
+func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
+	models(t, func(t *testing.T, o Options) {
+		o.MaxPending = 32 << 20
+		h := newLines(t)
+		s, served := serve(t, h, o)
+		c := dial(t, s)
+		io.WriteString(c, "flood\n")
+		time.Sleep(50 * time.Millisecond) // the flood fills the socket
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("shutdown = %v, want the drain cut short", err)
+		}
+		expectShutdownClose(t, served, h)
+	})
+}

@@ -1,0 +1,349 @@
+// Package reactor is the epoll machinery under the reactor and
+// reactor-pool models: N event loops, each an epoll instance on its own
+// locked OS thread, serving non-blocking sockets with no goroutine per
+// connection.
+//
+// The design, in short (docs/architecture.md has the long form):
+//
+//   - Level-triggered epoll. A readable connection gets one read per
+//     wake-up into the loop's shared 64 KiB buffer, so a busy connection
+//     cannot starve the others and no extra read is spent to see EAGAIN.
+//   - Bytes the session leaves unconsumed are kept per connection (bounded
+//     by MaxInbound); a connection with none keeps no input buffer.
+//   - Writes go to the connection's bounded internal/outbuf buffer. A reply
+//     written from Data on the loop is flushed inline after Data returns;
+//     a write from another goroutine posts the connection to its loop.
+//     EPOLLOUT is armed only while the socket is full.
+//   - Backpressure: above the high-water mark EPOLLIN is switched off until
+//     the buffer drains under the low-water mark.
+//   - Cross-goroutine messages reach a loop through a queue; the eventfd is
+//     written only when the loop sleeps, so a burst costs one wake-up.
+//   - With Workers set (reactor-pool) the loops still do all the I/O and
+//     handler calls run on a worker pool, in order per connection.
+package reactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/listener"
+	"github.com/tcplab/tcplab/internal/outbuf"
+)
+
+// Server is a set of event loops serving one handler.
+type Server struct {
+	h     handler.Handler
+	o     Options
+	addr  *net.TCPAddr
+	local netip.AddrPort // every connection's local address, unless bound to a wildcard
+	chunk int            // most fresh bytes passed to one Data call
+	loops []*loop
+	// shared is set when one listener feeds every loop: its owner places
+	// each connection by Balance.
+	shared bool
+	rr     atomic.Uint64
+	pool   *pool // reactor-pool only
+
+	accepted, refused, acceptErrors, overflows atomic.Uint64
+	open                                       atomic.Int64
+	quiet                                      atomic.Bool // shutdown phase 1 done: no Data starts
+
+	// spare is a descriptor held in reserve: out of descriptors, the
+	// server closes it to accept one connection and refuse it, rather
+	// than leave clients hanging in the backlog.
+	spareMu  sync.Mutex
+	spare    int
+	refusing atomic.Bool
+
+	mu      sync.Mutex
+	serving bool
+	shut    bool
+	loopsWG sync.WaitGroup
+	done    chan struct{} // closed when Shutdown has finished
+	fatal   chan error
+}
+
+// New binds the listeners and prepares the loops; Serve starts them.
+func New(h handler.Handler, o Options) (*Server, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	fds, addr, err := listener.FDs(o.Addr, o.Listeners, listener.Options{Backlog: o.Backlog, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		h:      h,
+		o:      o,
+		addr:   addr,
+		chunk:  max(1, min(readBufSize, o.HighWater)),
+		shared: len(fds) == 1 && o.Loops > 1,
+		spare:  openSpare(),
+		done:   make(chan struct{}),
+		fatal:  make(chan error, 1),
+	}
+	if !addr.IP.IsUnspecified() {
+		ip, _ := netip.AddrFromSlice(addr.IP)
+		s.local = netip.AddrPortFrom(ip.Unmap(), uint16(addr.Port))
+	}
+	if o.Workers > 0 {
+		s.pool = newPool(s)
+	}
+	spareP(o.Loops, o.Logger)
+	for range o.Loops {
+		l, err := newLoop(s)
+		if err != nil {
+			s.release(fds)
+			return nil, err
+		}
+		s.loops = append(s.loops, l)
+	}
+	for i, fd := range fds {
+		l := s.loops[i%len(s.loops)]
+		if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
+			s.release(fds)
+			return nil, err
+		}
+		l.listeners = append(l.listeners, fd)
+	}
+	return s, nil
+}
+
+// release closes everything New opened, on a failed New or a Shutdown
+// before Serve.
+func (s *Server) release(listeners []int) {
+	for _, fd := range listeners {
+		unix.Close(fd)
+	}
+	for _, l := range s.loops {
+		l.poller.close()
+	}
+	s.spareMu.Lock()
+	if s.spare >= 0 {
+		unix.Close(s.spare)
+		s.spare = -1
+	}
+	s.spareMu.Unlock()
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Serve runs the loops until Shutdown, then returns nil. It returns an
+// error at once if a loop fails (a listener broke); call Shutdown then.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("reactor: Serve called twice")
+	}
+	s.serving = true
+	if s.shut {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.pool != nil {
+		s.pool.start(s.o.Workers)
+	}
+	for _, l := range s.loops {
+		s.loopsWG.Add(1)
+		go l.run(s.loopsWG.Done)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case err := <-s.fatal:
+		return err
+	}
+}
+
+// fail reports a loop's fatal error to Serve (the first one wins).
+func (s *Server) fail(err error) {
+	select {
+	case s.fatal <- err:
+	default:
+	}
+}
+
+// Shutdown stops the server in two phases. First every loop stops
+// accepting and reading, and (reactor-pool) every queued or running
+// handler call finishes; no Data runs after that. Then every connection is
+// closed with handler.ErrShutdown: its farewell follows everything already
+// written, queued bytes flush until ctx's deadline (or DrainTimeout), and
+// whatever is left is closed. It returns once the loops and workers have
+// stopped, with an error wrapping context.DeadlineExceeded if the drain
+// was cut short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.shut = true
+	serving := s.serving
+	s.mu.Unlock()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(s.o.DrainTimeout)
+	}
+	if !serving {
+		var fds []int
+		for _, l := range s.loops {
+			fds = append(fds, l.listeners...)
+		}
+		s.release(fds)
+		close(s.done)
+		return nil
+	}
+
+	// Twice: after the first round no loop accepts, and the second makes
+	// sure every loop has registered the connections others accepted
+	// before stopping, so (reactor-pool) their Open is queued before the
+	// workers are waited for.
+	ack := make(chan struct{}, len(s.loops))
+	for range 2 {
+		for _, l := range s.loops {
+			l.post(task{kind: taskQuiesce, ack: ack})
+		}
+		for range s.loops {
+			<-ack
+		}
+	}
+	if s.pool != nil {
+		s.pool.quiesce()
+	}
+	s.quiet.Store(true)
+	for _, l := range s.loops {
+		l.post(task{kind: taskCloseAll, deadline: deadline})
+	}
+	s.loopsWG.Wait()
+	if s.pool != nil {
+		s.pool.shutdown()
+	}
+	cut := false
+	for _, l := range s.loops {
+		cut = cut || l.cut
+	}
+	s.release(nil)
+	close(s.done)
+	if cut {
+		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
+	}
+	return nil
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Accepted:     s.accepted.Load(),
+		Open:         s.open.Load(),
+		Refused:      s.refused.Load(),
+		AcceptErrors: s.acceptErrors.Load(),
+		Overflows:    s.overflows.Load(),
+	}
+	for _, l := range s.loops {
+		st.BytesIn += l.bytesIn.Load()
+		st.BytesOut += l.bytesOut.Load()
+	}
+	return st
+}
+
+// place gives a connection accepted on loop from to a loop: from itself
+// when each loop has its own listener, otherwise by the balance policy.
+func (s *Server) place(from *loop, fd int, remote netip.AddrPort) {
+	setNoDelay(fd)
+	to := from
+	if s.shared {
+		to = s.pick()
+	}
+	to.load.Add(1)
+	c := &conn{l: to, fd: fd, remote: remote, local: s.local}
+	if !c.local.IsValid() {
+		c.local = localAddr(fd, &from.sa)
+	}
+	c.out = outbuf.New(s.o.MaxPending, c.notify)
+	if to == from {
+		to.register(c)
+	} else {
+		to.post(task{kind: taskAdd, c: c})
+	}
+}
+
+// pick chooses a loop for a new connection.
+func (s *Server) pick() *loop {
+	if s.o.Balance == LeastConns {
+		best := s.loops[0]
+		for _, l := range s.loops[1:] {
+			if l.load.Load() < best.load.Load() {
+				best = l
+			}
+		}
+		return best
+	}
+	return s.loops[(s.rr.Add(1)-1)%uint64(len(s.loops))]
+}
+
+// refuse accepts one pending connection on the spare descriptor, sends
+// the handler's refusal and closes it. It reports false if no spare
+// descriptor could be had.
+func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	if s.spare < 0 {
+		if s.spare = openSpare(); s.spare < 0 {
+			return false
+		}
+	}
+	unix.Close(s.spare)
+	fd, _, errno := rawAccept(lfd, sa)
+	if errno == 0 {
+		s.refused.Add(1) // counted before the peer can see the close
+		if r, ok := s.h.(handler.Refuser); ok {
+			if msg := r.Refuse(handler.ErrServerFull); len(msg) > 0 {
+				rawWrite(fd, msg)
+			}
+		}
+		unix.Close(fd)
+		if !s.refusing.Swap(true) {
+			s.o.Logger.Warn("reactor: out of file descriptors; refusing new connections")
+		}
+	}
+	s.spare = openSpare()
+	return errno == 0 || errno == unix.EAGAIN
+}
+
+// spareP makes sure the Go scheduler has a processor (P) more than there
+// are loops. A loop waiting in epoll_wait keeps its P inside the system
+// call; when no other P is idle, the runtime's monitor thread takes that P
+// back after 20 µs and wakes another thread to look for work, every time
+// the loop sleeps, and keeps itself polling every 20 µs. With an idle P
+// there is nothing to hand the P to, and none of that happens. This is
+// the one process-wide setting the reactor changes, and it only raises
+// GOMAXPROCS.
+func spareP(loops int, log *slog.Logger) {
+	if have := runtime.GOMAXPROCS(0); have < loops+1 {
+		runtime.GOMAXPROCS(loops + 1)
+		log.Info("reactor: raised GOMAXPROCS so waiting loops keep their threads", "from", have, "to", loops+1)
+	}
+}
+
+func openSpare() int {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
