@@ -84,16 +84,24 @@ func (c *streamConn) signal(ch chan struct{}) {
 // (plus the session's farewell if the engine initiated the close) flush
 // until deadline, and then the socket closes.
 func (c *streamConn) closeWith(reason error, byEngine bool, deadline time.Time) {
+	if c.mark(reason, byEngine, deadline) {
+		c.release(deadline)
+	}
+}
+
+// mark is closeWith's first half: it records the reason and closes the
+// outbound buffer behind the farewell, so nothing written later can follow
+// it. It reports false if the connection was already closing.
+func (c *streamConn) mark(reason error, byEngine bool, deadline time.Time) bool {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closing = true
 	c.reason = reason
 	c.deadline = deadline
 	sess := c.sess
-	close(c.stop)
 	c.mu.Unlock()
 
 	var final []byte
@@ -101,6 +109,15 @@ func (c *streamConn) closeWith(reason error, byEngine bool, deadline time.Time) 
 		final = f.Farewell(reason)
 	}
 	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
+	return true
+}
+
+// release is closeWith's second half: it wakes the reader and the writer
+// so the connection flushes and ends. Shutdown marks every connection
+// before releasing any, so no session's Closed (a chat LEAVE, say) can
+// write to another connection ahead of its farewell.
+func (c *streamConn) release(deadline time.Time) {
+	close(c.stop)
 	c.nc.SetReadDeadline(time.Now())
 	c.nc.SetWriteDeadline(deadline)
 	c.signal(c.wake)
@@ -363,8 +380,14 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	for _, c := range conns {
 		c.quiesce()
 	}
+	var marked []*streamConn
 	for _, c := range conns {
-		c.closeWith(handler.ErrShutdown, true, deadline)
+		if c.mark(handler.ErrShutdown, true, deadline) {
+			marked = append(marked, c)
+		}
+	}
+	for _, c := range marked {
+		c.release(deadline)
 	}
 	return waitBy(&s.wg, deadline, func() {
 		s.mu.Lock()

@@ -31,7 +31,8 @@ const (
 	taskClose                    // c started closing on another goroutine
 	taskInput                    // reactor-pool: the session consumed input or paused; recheck reading
 	taskQuiesce                  // shutdown phase 1: stop accepting and reading, then ack
-	taskCloseAll                 // shutdown phase 2: close every connection by deadline
+	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
+	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
 )
 
 // task is a message to a loop from any goroutine.
@@ -258,6 +259,9 @@ func (l *loop) do(t task) {
 		l.recheck(c)
 	case taskQuiesce:
 		l.quiesce()
+		t.ack <- struct{}{}
+	case taskMarkAll:
+		l.markAll(t.deadline)
 		t.ack <- struct{}{}
 	case taskCloseAll:
 		l.closeAll(t.deadline)
@@ -563,16 +567,27 @@ func (l *loop) quiesce() {
 	l.listeners = nil
 }
 
-// closeAll is shutdown's second phase: close every connection with
-// handler.ErrShutdown, its farewell after all it was sent, and force the
-// rest closed at deadline.
+// markAll starts shutdown's second phase: every connection is marked
+// closing with handler.ErrShutdown and its farewell queued after all it was
+// sent. Every loop does this before any loop closes a socket, so no
+// session's Closed (a chat LEAVE, say) can write to a connection ahead of
+// its farewell.
+func (l *loop) markAll(deadline time.Time) {
+	for _, c := range l.conns {
+		if c != nil {
+			c.startClosing(handler.ErrShutdown, true, deadline)
+		}
+	}
+}
+
+// closeAll finishes shutdown's second phase: flush and close every
+// connection, forcing the rest closed at deadline.
 func (l *loop) closeAll(deadline time.Time) {
 	l.stopping = true
 	l.stopDeadline = deadline
 	heap.Push(&l.timers, timer{at: l.clock(deadline), lfd: -1})
 	for _, c := range l.conns {
 		if c != nil {
-			c.startClosing(handler.ErrShutdown, true, deadline)
 			l.finish(c)
 		}
 	}

@@ -227,6 +227,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.quiet.Store(true)
 	for _, l := range s.loops {
+		l.post(task{kind: taskMarkAll, deadline: deadline, ack: ack})
+	}
+	for range s.loops {
+		<-ack
+	}
+	for _, l := range s.loops {
 		l.post(task{kind: taskCloseAll, deadline: deadline})
 	}
 	s.loopsWG.Wait()
