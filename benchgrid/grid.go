@@ -97,6 +97,8 @@ type ServerCost struct {
 	// (of threads alive at its end).
 	Voluntary   uint64 `json:"voluntary_switches"`
 	Involuntary uint64 `json:"involuntary_switches"`
+	// CPUs are the CPUs the server's main thread may run on.
+	CPUs string `json:"cpus"`
 }
 
 // Results is a whole grid run.

@@ -243,6 +243,9 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 			return
 		}
 	}
+	if cpus, err := cpupin.Affinity(pid); err == nil {
+		c.Server.CPUs = cpupin.FormatList(cpus)
+	}
 	before, err := procstat.Tree(pid)
 	if err != nil {
 		c.Status, c.Cause = StatusError, err.Error()
@@ -253,7 +256,9 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 	cfg.Addr, cfg.App, cfg.Conns = srv.addr, c.App, c.Clients
 	res, err := load.Run(ctx, cfg)
 	after, aerr := procstat.Tree(pid)
+	cpus := c.Server.CPUs
 	c.Server = sm.finish()
+	c.Server.CPUs = cpus
 	if err != nil {
 		c.Status, c.Cause = StatusError, err.Error()
 		return
