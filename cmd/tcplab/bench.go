@@ -47,8 +47,10 @@ type benchOptions struct {
 	cfg      load.Config
 }
 
-func newBenchCmd() *cobra.Command {
-	o := &benchOptions{}
+func newBenchCmd() *cobra.Command { return newBenchCmdWith(&benchOptions{}) }
+
+// newBenchCmdWith returns the bench command writing its flags to o.
+func newBenchCmdWith(o *benchOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run the benchmark grid (models x backlogs x clients) and write a report",
@@ -151,9 +153,9 @@ func (o *benchOptions) options(cmd *cobra.Command) (benchgrid.Options, error) {
 		}
 	}
 	cfg := o.cfg
-	cfg.App, cfg.Conns = o.app, o.clients[0]
-	if err := cfg.WithDefaults().Validate(); err != nil {
-		return benchgrid.Options{}, usageError{err}
+	cfg.App, cfg.Conns, cfg.Addr = o.app, o.clients[0], load.DefaultAddr // each cell sets its own address
+	if _, err := typedConfig(cfg); err != nil {
+		return benchgrid.Options{}, err
 	}
 	if o.out == "" {
 		return benchgrid.Options{}, usageError{errors.New("--out: give a directory")}

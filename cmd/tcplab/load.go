@@ -68,9 +68,9 @@ func (o *loadOptions) run(cmd *cobra.Command) error {
 	if o.cfg.App != load.AppChat && cmd.Flags().Changed("framing") {
 		return usageError{errors.New("--framing applies to --app chat")}
 	}
-	cfg := o.cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+	cfg, err := typedConfig(o.cfg)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -98,6 +98,19 @@ func (o *loadOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("no connection succeeded (%s)", firstOr(res.FirstError, "no error recorded"))
 	}
 	return contextErr(ctx)
+}
+
+// typedConfig validates a load configuration read from flags and fills in
+// its defaults. Every flag carries its default, so a zero was typed and is
+// refused, except where the flag documents 0 as "the default" (chat
+// --rate and --senders) and for the chat settings bench has no flags for.
+func typedConfig(c load.Config) (load.Config, error) {
+	def := c.WithDefaults()
+	c.Senders, c.Rate, c.Framing, c.Room = def.Senders, def.Rate, def.Framing, def.Room
+	if err := c.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	return def, nil
 }
 
 // contextErr reports an interrupted run.
