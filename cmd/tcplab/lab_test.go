@@ -70,36 +70,6 @@ func TestLoadWithoutServerExits1AfterItsResult(t *testing.T) {
 	}
 }
 
-func TestLoadAndBenchBadInputExits2WithOneLine(t *testing.T) {
-	for _, args := range [][]string{
-		{"load", "--conns", "0"},
-		{"load", "--duration", "0s"},
-		{"bench", "--duration", "0s"},
-		{"load", "--app", "smtp"},
-		{"load", "--rate", "-5"},
-		{"load", "--framing", "line"},
-		{"load", "--app", "chat", "--per-conn", "3"},
-		{"load", "--addr", "no-port"},
-		{"bench", "--models", "no-such-model"},
-		{"bench", "--pin", "0"},
-		{"bench", "--pin", "0:1000"},
-		{"bench", "--pin", "x:1"},
-		{"bench", "--quick", "--seed-grid"},
-		{"bench", "--seed-grid", "--app", "echo"},
-		{"bench", "--clients", "0"},
-		{"bench", "--duration", "-1s"},
-		{"doctor", "extra"},
-	} {
-		code, _, stderr := runCmd(t, args...)
-		if code != 2 {
-			t.Errorf("%q: exit %d, want 2 (%s)", args, code, stderr)
-		}
-		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: ") {
-			t.Errorf("%q: stderr %q, want one line", args, stderr)
-		}
-	}
-}
-
 func TestDoctorPrintsEachLimitWithWhatItCaps(t *testing.T) {
 	code, out, _ := runCmd(t, "doctor")
 	if code != 0 {

@@ -99,16 +99,20 @@ func ParseStat(b []byte) (Stat, error) {
 }
 
 // ReadStat reads /proc/PID/stat.
-func ReadStat(pid int) (Stat, error) {
-	b, err := os.ReadFile(filepath.Join(Proc, strconv.Itoa(pid), "stat"))
+func ReadStat(pid int) (Stat, error) { return read(pid, "stat", ParseStat) }
+
+// read parses the file /proc/PID/name.
+func read[T any](pid int, name string, parse func([]byte) (T, error)) (T, error) {
+	b, err := os.ReadFile(filepath.Join(Proc, strconv.Itoa(pid), name))
 	if err != nil {
-		return Stat{}, fmt.Errorf("procstat: %w", err)
+		var zero T
+		return zero, fmt.Errorf("procstat: %w", err)
 	}
-	s, err := ParseStat(b)
+	v, err := parse(b)
 	if err != nil {
-		return s, fmt.Errorf("pid %d: %w", pid, err)
+		return v, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	return s, nil
+	return v, nil
 }
 
 // Status is the part of /proc/PID/status this package uses.
@@ -177,17 +181,7 @@ func ParseStatus(b []byte) (Status, error) {
 }
 
 // ReadStatus reads /proc/PID/status.
-func ReadStatus(pid int) (Status, error) {
-	b, err := os.ReadFile(filepath.Join(Proc, strconv.Itoa(pid), "status"))
-	if err != nil {
-		return Status{}, fmt.Errorf("procstat: %w", err)
-	}
-	s, err := ParseStatus(b)
-	if err != nil {
-		return s, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return s, nil
-}
+func ReadStatus(pid int) (Status, error) { return read(pid, "status", ParseStatus) }
 
 // Sample is what a process tree (a process and its live descendants) has
 // cost up to one moment.
@@ -246,16 +240,13 @@ func Switches(pid int) (voluntary, involuntary uint64) {
 	if err != nil {
 		return 0, 0
 	}
-	dir := filepath.Join(Proc, strconv.Itoa(pid), "task")
 	for _, t := range tids {
-		b, err := os.ReadFile(filepath.Join(dir, strconv.Itoa(t), "status"))
+		ts, err := read(pid, filepath.Join("task", strconv.Itoa(t), "status"), ParseStatus)
 		if err != nil {
 			continue // the thread exited
 		}
-		if ts, err := ParseStatus(b); err == nil {
-			voluntary += ts.Voluntary
-			involuntary += ts.Involuntary
-		}
+		voluntary += ts.Voluntary
+		involuntary += ts.Involuntary
 	}
 	return voluntary, involuntary
 }
