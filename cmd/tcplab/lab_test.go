@@ -34,8 +34,8 @@ func TestLoadJSONLastLineHasTheFields(t *testing.T) {
 	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
 	defer stop()
 	code, out, stderr := runCmd(t, "load", "--addr", addr, "--conns", "3", "--duration", "200ms", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q: want 0 and no progress off a terminal", code, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var got map[string]any
@@ -152,6 +152,11 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 	}
 	if err := report.Offline(out); err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []string{"bench: 3 cells", "[1/3] goroutine clients=3 backlog=8: success", "[3/3] " + unsupportedModel + " clients=3 backlog=8: skipped"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, stderr)
+		}
 	}
 	var res benchgrid.Results
 	b, err := os.ReadFile(filepath.Join(out, report.JSONFile))
