@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -74,7 +75,7 @@ func writeCharts(dir string, res *benchgrid.Results) ([]chart, error) {
 	save := func(p *plot.Plot, name string) error {
 		c := chart{Title: p.Title.Text, SVG: name + ".svg", PNG: name + ".png"}
 		for _, f := range []string{c.SVG, c.PNG} {
-			if err := p.Save(chartW, chartH, dir+"/"+f); err != nil {
+			if err := savePlot(p, filepath.Join(dir, f)); err != nil {
 				return fmt.Errorf("%s: %w", f, err)
 			}
 		}
@@ -115,6 +116,17 @@ func writeCharts(dir string, res *benchgrid.Results) ([]chart, error) {
 		return out, err
 	}
 	return out, save(p, "cpu-per-msg")
+}
+
+// savePlot saves p, turning a panic inside the plotting library (it panics
+// on some degenerate axes) into an error.
+func savePlot(p *plot.Plot, path string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("plot: %v", r)
+		}
+	}()
+	return p.Save(chartW, chartH, path)
 }
 
 // safeName keeps a model name usable as a file name.
@@ -261,6 +273,17 @@ func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cel
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return nil, err
+	}
+	if log {
+		// Pad the range by a factor of two each way: gonum's own padding
+		// can go below zero, which a log axis cannot show.
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i := 1; i < len(args); i += 2 {
+			for _, xy := range args[i].(plotter.XYs) {
+				lo, hi = min(lo, xy.Y), max(hi, xy.Y)
+			}
+		}
+		p.Y.Min, p.Y.Max = lo/2, hi*2
 	}
 	p.Legend.Top = true
 	return p, nil

@@ -159,3 +159,21 @@ func TestOfflineRefusesRemoteAndMissingReferences(t *testing.T) {
 		}
 	}
 }
+
+// TestOneCellGridCharts draws a grid of a single cell, which gives every
+// axis a range of one value.
+func TestOneCellGridCharts(t *testing.T) {
+	res := sampleResults()
+	res.Cells = res.Cells[:1]
+	dir := t.TempDir()
+	files, err := Write(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3+2*4 {
+		t.Errorf("%d files: %v", len(files), files)
+	}
+	if err := Offline(dir); err != nil {
+		t.Fatal(err)
+	}
+}

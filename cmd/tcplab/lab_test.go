@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/tcplab/tcplab/benchgrid"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/cpupin"
 	"github.com/tcplab/tcplab/internal/netstat"
 	"github.com/tcplab/tcplab/report"
 )
@@ -195,5 +197,40 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestBenchPinsServerAndClient runs one cell with --pin and checks where
+// the server and the load generator were allowed to run, and that this
+// process gets its CPUs back.
+func TestBenchPinsServerAndClient(t *testing.T) {
+	t.Setenv("TCPLAB_TEST_MAIN", "1")
+	online, err := cpupin.Online()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := cpupin.Affinity(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := strconv.Itoa(online[0]), strconv.Itoa(online[len(online)-1])
+	out := t.TempDir()
+	code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine", "--clients", "2", "--backlog", "8",
+		"--duration", "200ms", "--pin", server+":"+client, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res benchgrid.Results
+	b, _ := os.ReadFile(filepath.Join(out, report.JSONFile))
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	c := res.Cells[0]
+	if c.Status != benchgrid.StatusOK || c.Server.CPUs != server || c.Load.ClientCPUs != client || res.Meta.ServerCPUs != server {
+		t.Fatalf("status %s (%s): server ran on %q, client on %q; want %s and %s", c.Status, c.Cause, c.Server.CPUs, c.Load.ClientCPUs, server, client)
+	}
+	after, err := cpupin.Affinity(os.Getpid())
+	if err != nil || !slices.Equal(after, before) {
+		t.Fatalf("this process runs on %v after bench, was %v", after, before)
 	}
 }

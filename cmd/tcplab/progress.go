@@ -65,6 +65,6 @@ func (lb *liveBar) done() {
 	if lb == nil {
 		return
 	}
-	lb.bar.SetTotal(-1, true)
+	lb.bar.SetCurrent(lb.total) // reaching its total completes a bar
 	lb.p.Wait()
 }
