@@ -31,7 +31,10 @@ const (
 	quickDuration       = time.Second
 	quickConnectTimeout = time.Second
 	seedDuration        = 2 * time.Second
-	defaultBenchOut     = "tcplab-report"
+	// seedRate keeps the seed grid's fan-out (rate x clients deliveries
+	// per second, 40,000 at 400 clients) within what 2 cores can carry.
+	seedRate        = 100
+	defaultBenchOut = "tcplab-report"
 )
 
 // benchOptions holds the bench command's flags.
@@ -128,6 +131,9 @@ func (o *benchOptions) options(cmd *cobra.Command) (benchgrid.Options, error) {
 		}
 		if !changed("duration") {
 			o.cfg.Duration = seedDuration
+		}
+		if !changed("rate") {
+			o.cfg.Rate = seedRate
 		}
 	}
 	models, err := pickModels(o.models)

@@ -126,7 +126,8 @@ func TestBareBenchIsTheQuickGridOverEveryModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.App != "chat" || len(opts.Plan()) != 100 || opts.Preset != "seed" {
+	if opts.App != "chat" || len(opts.Plan()) != 100 || opts.Preset != "seed" ||
+		!slices.Equal(opts.Backlogs, benchgrid.SeedBacklogs()) || !slices.Equal(opts.Clients, benchgrid.SeedClients()) {
 		t.Errorf("seed grid: app %s, %d cells, preset %s", opts.App, len(opts.Plan()), opts.Preset)
 	}
 }
