@@ -224,6 +224,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			c.Status, c.Cause = StatusSkipped, cause
 		} else {
 			o.runCell(ctx, c)
+			if ctx.Err() != nil && c.Status == StatusOK {
+				c.Status, c.Cause = StatusError, "interrupted: the load was cut short"
+			}
 			if c.Status == StatusSkipped {
 				skipped[c.Model] = c.Cause
 			}
