@@ -9,8 +9,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,11 +90,7 @@ func TestBenchRunsChatCells(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	var res benchgrid.Results
-	b, _ := os.ReadFile(filepath.Join(out, report.JSONFile))
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+	res := readResults(t, out)
 	if len(res.Cells) != 1 || res.Cells[0].Status != benchgrid.StatusOK || res.Cells[0].Load.Delivered == 0 {
 		t.Fatalf("cells %+v", res.Cells)
 	}

@@ -161,14 +161,7 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 			t.Errorf("progress lacks %q:\n%s", want, stderr)
 		}
 	}
-	var res benchgrid.Results
-	b, err := os.ReadFile(filepath.Join(out, report.JSONFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+	res := readResults(t, out)
 	if len(res.Cells) != 3 {
 		t.Fatalf("%d cells", len(res.Cells))
 	}
@@ -221,11 +214,7 @@ func TestBenchPinsServerAndClient(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	var res benchgrid.Results
-	b, _ := os.ReadFile(filepath.Join(out, report.JSONFile))
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+	res := readResults(t, out)
 	c := res.Cells[0]
 	if c.Status != benchgrid.StatusOK || c.Server.CPUs != server || c.Load.ClientCPUs != client || res.Meta.ServerCPUs != server {
 		t.Fatalf("status %s (%s): server ran on %q, client on %q; want %s and %s", c.Status, c.Cause, c.Server.CPUs, c.Load.ClientCPUs, server, client)
@@ -234,4 +223,18 @@ func TestBenchPinsServerAndClient(t *testing.T) {
 	if err != nil || !slices.Equal(after, before) {
 		t.Fatalf("this process runs on %v after bench, was %v", after, before)
 	}
+}
+
+// readResults reads the results.json a bench run wrote to dir.
+func readResults(t *testing.T, dir string) benchgrid.Results {
+	t.Helper()
+	var res benchgrid.Results
+	b, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
