@@ -59,8 +59,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newServeCmd(), newModelsCmd(), newVersionCmd())
-	root.AddCommand(newChatCmd())
+	root.AddCommand(newServeCmd(), newModelsCmd(), newVersionCmd(), newChatCmd(), newLoadCmd(), newBenchCmd(), newDoctorCmd())
 	return root
 }
 

@@ -44,6 +44,23 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"serve", "--workers", "0", "--model", "goroutine"},
 		{"no-such-command"},
 		{"serve", "stray-argument"},
+		{"load", "--conns", "0"},
+		{"load", "--duration", "0s"},
+		{"bench", "--duration", "0s"},
+		{"load", "--app", "smtp"},
+		{"load", "--rate", "-5"},
+		{"load", "--framing", "line"},
+		{"load", "--app", "chat", "--per-conn", "3"},
+		{"load", "--addr", "no-port"},
+		{"bench", "--models", "no-such-model"},
+		{"bench", "--pin", "0"},
+		{"bench", "--pin", "0:1000"},
+		{"bench", "--pin", "x:1"},
+		{"bench", "--quick", "--seed-grid"},
+		{"bench", "--seed-grid", "--app", "echo"},
+		{"bench", "--clients", "0"},
+		{"bench", "--duration", "-1s"},
+		{"doctor", "extra"},
 	} {
 		code, _, stderr := runCmd(t, args...)
 		if code != 2 {

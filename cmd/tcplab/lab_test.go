@@ -1,0 +1,240 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tcplab/tcplab/benchgrid"
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/cpupin"
+	"github.com/tcplab/tcplab/internal/netstat"
+	"github.com/tcplab/tcplab/report"
+)
+
+// unsupportedModel stands for a model this machine cannot run (as uring is
+// where the kernel refuses io_uring). It exists only in this test binary,
+// which is also the tcplab binary bench starts (TCPLAB_TEST_MAIN).
+const unsupportedModel = "test-unsupported"
+
+func init() {
+	engine.Register(engine.Model{
+		Name: unsupportedModel, Summary: "a model that refuses to start (tests only)", Limits: "none",
+		New: func(handler.Handler, engine.Config) (engine.Server, error) {
+			return nil, fmt.Errorf("%w: this test kernel refuses it", engine.ErrUnsupported)
+		},
+	})
+}
+
+func TestLoadJSONLastLineHasTheFields(t *testing.T) {
+	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
+	defer stop()
+	code, out, stderr := runCmd(t, "load", "--addr", addr, "--conns", "3", "--duration", "200ms", "--json")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q: want 0 and no progress off a terminal", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("last line %q: %v", lines[len(lines)-1], err)
+	}
+	for _, k := range []string{"ok_conns", "failed_conns", "msgs_per_s", "bytes_per_s", "client_cpu_pct"} {
+		if _, ok := got[k].(float64); !ok {
+			t.Errorf("%s: %v, want a number", k, got[k])
+		}
+	}
+	if _, ok := got["client_saturated"].(bool); !ok {
+		t.Errorf("client_saturated: %v, want a boolean", got["client_saturated"])
+	}
+	lat, _ := got["latency_us"].(map[string]any)
+	for _, k := range []string{"p50", "p90", "p99", "p999", "max"} {
+		if v, ok := lat[k].(float64); !ok || v <= 0 {
+			t.Errorf("latency_us.%s: %v, want a positive number", k, lat[k])
+		}
+	}
+	if got["ok_conns"] != 3.0 || got["failed_conns"] != 0.0 || got["msgs_per_s"].(float64) <= 0 {
+		t.Errorf("ok %v failed %v msgs/s %v", got["ok_conns"], got["failed_conns"], got["msgs_per_s"])
+	}
+}
+
+func TestLoadWithoutServerExits1AfterItsResult(t *testing.T) {
+	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
+	stop() // nothing listens there now
+	code, out, stderr := runCmd(t, "load", "--addr", addr, "--conns", "2", "--duration", "100ms")
+	if code != 1 || !strings.Contains(out, "failed 2") || !strings.Contains(stderr, "no connection succeeded") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+}
+
+func TestDoctorPrintsEachLimitWithWhatItCaps(t *testing.T) {
+	code, out, _ := runCmd(t, "doctor")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	names := []string{"nofile soft", "nofile hard", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+		"net.ipv4.tcp_syncookies", "net.ipv4.ip_local_port_range"}
+	if len(lines) != len(names) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(names), out)
+	}
+	for i, name := range names {
+		rest, ok := strings.CutPrefix(lines[i], name)
+		if !ok || len(strings.Fields(rest)) < 4 {
+			t.Errorf("line %q: want %q, its value and what it caps", lines[i], name)
+		}
+	}
+	somax, err := netstat.Sysctl("net.core.somaxconn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("backlog > %s is silently cut to %s", somax, somax); !strings.Contains(lines[2], want) {
+		t.Errorf("somaxconn line %q lacks %q", lines[2], want)
+	}
+	ports, err := netstat.LocalPortRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d ephemeral ports", ports.Size()); !strings.Contains(lines[5], want) {
+		t.Errorf("port range line %q lacks %q", lines[5], want)
+	}
+}
+
+func TestBareBenchIsTheQuickGridOverEveryModel(t *testing.T) {
+	var names []string
+	for _, m := range engine.Models() {
+		names = append(names, m.Name)
+	}
+	for _, args := range [][]string{{}, {"--quick"}} {
+		opts, err := optionsFor(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.Preset != "quick" || !slices.Equal(opts.Models, names) || opts.App != "echo" {
+			t.Errorf("bench %q: preset %s, models %v, app %s; want quick over %v", args, opts.Preset, opts.Models, opts.App, names)
+		}
+		if !slices.Equal(opts.Clients, quickClients()) || !slices.Equal(opts.Backlogs, quickBacklogs()) || opts.Load.Duration != quickDuration {
+			t.Errorf("bench %q: grid %v x %v, %v", args, opts.Clients, opts.Backlogs, opts.Load.Duration)
+		}
+	}
+	opts, err := optionsFor("--seed-grid", "--models", "goroutine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.App != "chat" || len(opts.Plan()) != 100 || opts.Preset != "seed" ||
+		!slices.Equal(opts.Backlogs, benchgrid.SeedBacklogs()) || !slices.Equal(opts.Clients, benchgrid.SeedClients()) {
+		t.Errorf("seed grid: app %s, %d cells, preset %s", opts.App, len(opts.Plan()), opts.Preset)
+	}
+}
+
+// optionsFor parses a bench command line into its grid without running it.
+func optionsFor(args ...string) (benchgrid.Options, error) {
+	o := &benchOptions{}
+	cmd := newBenchCmdWith(o)
+	if err := cmd.ParseFlags(args); err != nil {
+		return benchgrid.Options{}, err
+	}
+	return o.options(cmd)
+}
+
+// TestBenchWritesTheReportAndSkipsWhatCannotRun runs a small real grid: two
+// models that serve and one that cannot start. The servers are separate
+// processes of this binary.
+func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
+	t.Setenv("TCPLAB_TEST_MAIN", "1")
+	out := t.TempDir()
+	code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine,seq,"+unsupportedModel,
+		"--clients", "3", "--backlog", "8", "--duration", "600ms", "--connect-timeout", "300ms", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if err := report.Offline(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"bench: 3 cells", "[1/3] goroutine clients=3 backlog=8: success", "[3/3] " + unsupportedModel + " clients=3 backlog=8: skipped"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, stderr)
+		}
+	}
+	res := readResults(t, out)
+	if len(res.Cells) != 3 {
+		t.Fatalf("%d cells", len(res.Cells))
+	}
+	for _, c := range res.Cells[:2] {
+		if c.Status != benchgrid.StatusOK || c.Load == nil {
+			t.Fatalf("%s: %s %s", c.Model, c.Status, c.Cause)
+		}
+		if c.Load.OKConns < 1 || c.Load.Msgs == 0 || c.Server.CPUSeconds <= 0 || c.Server.CPUPerMsgUs <= 0 ||
+			c.Server.PeakRSS == 0 || c.Server.Threads < 1 || c.Server.Procs != 1 {
+			t.Errorf("%s: load %+v server %+v", c.Model, c.Load, c.Server)
+		}
+	}
+	// seq serves one connection at a time, for the whole run; its other
+	// two wait out the connect timeout in the backlog.
+	if seq := res.Cells[1].Load; seq.OKConns != 1 || seq.FailedConns != 2 {
+		t.Errorf("seq: ok %d failed %d, want 1 and 2", seq.OKConns, seq.FailedConns)
+	}
+	skip := res.Cells[2]
+	if skip.Status != benchgrid.StatusSkipped || !strings.Contains(skip.Cause, "this test kernel refuses it") {
+		t.Errorf("unsupported model: %s %q", skip.Status, skip.Cause)
+	}
+	html, _ := os.ReadFile(filepath.Join(out, report.HTMLFile))
+	if !strings.Contains(string(html), unsupportedModel) || !strings.Contains(stdout, "skipped "+unsupportedModel) {
+		t.Errorf("the skipped model is not reported:\n%s", stdout)
+	}
+	for _, f := range []string{report.CSVFile, "throughput.svg", "throughput.png", "success-1-goroutine.svg"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestBenchPinsServerAndClient runs one cell with --pin and checks where
+// the server and the load generator were allowed to run, and that this
+// process gets its CPUs back.
+func TestBenchPinsServerAndClient(t *testing.T) {
+	t.Setenv("TCPLAB_TEST_MAIN", "1")
+	online, err := cpupin.Online()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := cpupin.Affinity(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := strconv.Itoa(online[0]), strconv.Itoa(online[len(online)-1])
+	out := t.TempDir()
+	code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine", "--clients", "2", "--backlog", "8",
+		"--duration", "200ms", "--pin", server+":"+client, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	res := readResults(t, out)
+	c := res.Cells[0]
+	if c.Status != benchgrid.StatusOK || c.Server.CPUs != server || c.Load.ClientCPUs != client || res.Meta.ServerCPUs != server {
+		t.Fatalf("status %s (%s): server ran on %q, client on %q; want %s and %s", c.Status, c.Cause, c.Server.CPUs, c.Load.ClientCPUs, server, client)
+	}
+	after, err := cpupin.Affinity(os.Getpid())
+	if err != nil || !slices.Equal(after, before) {
+		t.Fatalf("this process runs on %v after bench, was %v", after, before)
+	}
+}
+
+// readResults reads the results.json a bench run wrote to dir.
+func readResults(t *testing.T, dir string) benchgrid.Results {
+	t.Helper()
+	var res benchgrid.Results
+	b, err := os.ReadFile(filepath.Join(dir, report.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}

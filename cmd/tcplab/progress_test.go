@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns a pseudo-terminal's master and slave ends.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 100}); err != nil {
+		m.Close()
+		s.Close()
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// TestLoadShowsProgressOnATerminal runs load with a terminal as stderr and
+// expects the live bar there, while stdout keeps the summary.
+func TestLoadShowsProgressOnATerminal(t *testing.T) {
+	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
+	defer stop()
+	master, slave := openPTY(t)
+	defer master.Close()
+	if !isTerminal(slave) || isTerminal(io.Discard) {
+		t.Fatal("isTerminal cannot tell a terminal")
+	}
+	var screen bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		io.Copy(&screen, master) // ends with EIO once the slave closes
+		close(read)
+	}()
+	var out bytes.Buffer
+	code := run(context.Background(), []string{"load", "--addr", addr, "--conns", "2", "--duration", "600ms"}, &out, slave)
+	slave.Close()
+	<-read
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, screen.String())
+	}
+	if s := screen.String(); !strings.Contains(s, "load ") || !strings.Contains(s, "%") || !strings.Contains(s, "ok 2") {
+		t.Errorf("no live progress on the terminal: %q", s)
+	}
+	if !strings.Contains(out.String(), "connections  ok 2") {
+		t.Errorf("summary %q", out.String())
+	}
+}

@@ -1,0 +1,68 @@
+package load
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestParseServerFrame(t *testing.T) {
+	for in, want := range map[string]serverFrame{
+		"HELLO tcplab 1 guest-7":        {"HELLO", "tcplab", "1", "guest-7"},
+		"MSG lobby alice hi there, all": {"MSG", "lobby", "alice", "hi there, all"},
+		"ERR rate-limited slow down":    {"ERR", "rate-limited", "slow", "down"},
+		"BYE slow-consumer":             {"BYE", "slow-consumer", "", ""},
+		"":                              {},
+	} {
+		if got := parseServerFrame([]byte(in)); got != want {
+			t.Errorf("%q: %+v, want %+v", in, got, want)
+		}
+	}
+}
+
+func TestStampRoundTrip(t *testing.T) {
+	for _, size := range []int{1, 20, 64, 1000} {
+		text := appendStamp(nil, 1500*time.Microsecond, 1600*time.Microsecond, size)
+		if len(text) < size {
+			t.Errorf("size %d: text of %d bytes", size, len(text))
+		}
+		due, sent, ok := parseStamp(string(text))
+		if !ok || due != 1500*time.Microsecond || sent != 1600*time.Microsecond {
+			t.Errorf("size %d: %q parsed as %v %v %v", size, text, due, sent, ok)
+		}
+	}
+	for _, bad := range []string{"", "lt", "lt 1", "lt 1 2", "lt x 2 ", "lt -1 2 ", "hello 1 2 ", "lt 1 99999999999999999999 "} {
+		if _, _, ok := parseStamp(bad); ok {
+			t.Errorf("parseStamp(%q) succeeded", bad)
+		}
+	}
+}
+
+func FuzzParseStamp(f *testing.F) {
+	f.Add("lt 1 2 xxx")
+	f.Add("lt 12345 67890 ")
+	f.Fuzz(func(t *testing.T, s string) {
+		due, sent, ok := parseStamp(s)
+		if !ok {
+			return
+		}
+		again, sent2, ok := parseStamp(string(appendStamp(nil, due, sent, 0)))
+		if !ok || again != due || sent2 != sent {
+			t.Fatalf("%q: %v %v did not survive a round trip", s, due, sent)
+		}
+	})
+}
+
+func FuzzParseServerFrame(f *testing.F) {
+	f.Add([]byte("MSG lobby alice lt 1 2 x"))
+	f.Add([]byte("HELLO tcplab 1 guest-1"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		fr := parseServerFrame(p)
+		// The four parts and the (at most three) spaces between them are
+		// the whole frame.
+		spaces := min(bytes.Count(p, []byte(" ")), 3)
+		if len(fr.verb)+len(fr.a)+len(fr.b)+len(fr.rest)+spaces != len(p) || bytes.Contains([]byte(fr.verb+fr.a+fr.b), []byte(" ")) {
+			t.Fatalf("%q split into %+v", p, fr)
+		}
+	})
+}

@@ -1,0 +1,204 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/backoff"
+)
+
+// runEcho runs one goroutine per connection slot. A slot holds one
+// connection at a time: for the whole run, or for PerConn messages and
+// then a new one.
+func (r *run) runEcho() {
+	var wg sync.WaitGroup
+	for i := range r.cfg.Conns {
+		wg.Go(func() { r.echoSlot(i) })
+	}
+	wg.Wait()
+}
+
+// pacer yields the times an open-loop slot's messages are due, and sleeps
+// until them. A nil pacer is closed loop: nothing is due ahead of time.
+type pacer struct {
+	due      time.Time
+	interval time.Duration
+	timer    *time.Timer
+}
+
+func (r *run) newPacer(i int) *pacer {
+	if r.cfg.Rate <= 0 {
+		return nil
+	}
+	interval := time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * float64(time.Second))
+	phase := interval * time.Duration(i) / time.Duration(r.cfg.Conns)
+	return &pacer{due: r.slotStart(i).Add(phase), interval: interval}
+}
+
+// next returns the next due time and waits for it; ok is false once the
+// run's deadline or ctx stops the slot.
+func (p *pacer) next(r *run) (due time.Time, ok bool) {
+	p.due = p.due.Add(p.interval)
+	if !p.due.Before(r.deadline) {
+		return p.due, false
+	}
+	d := time.Until(p.due)
+	if d <= 0 {
+		return p.due, r.ctx.Err() == nil
+	}
+	if p.timer == nil {
+		p.timer = time.NewTimer(d)
+	} else {
+		p.timer.Reset(d)
+	}
+	select {
+	case <-p.timer.C:
+		return p.due, true
+	case <-r.ctx.Done():
+		p.timer.Stop()
+		return p.due, false
+	}
+}
+
+func (p *pacer) stop() {
+	if p != nil && p.timer != nil {
+		p.timer.Stop()
+	}
+}
+
+func (r *run) echoSlot(i int) {
+	b := r.rec.batch(i)
+	defer b.flush()
+	msg := make([]byte, r.cfg.Size)
+	pattern := fmt.Appendf(nil, "conn %d ", i)
+	for j := range msg {
+		msg[j] = pattern[j%len(pattern)]
+	}
+	got := make([]byte, r.cfg.Size)
+	if !r.sleepUntil(r.slotStart(i)) {
+		return
+	}
+	p := r.newPacer(i)
+	defer p.stop()
+	var bo backoff.Backoff
+	for first := true; first || r.cfg.PerConn > 0 && time.Now().Before(r.deadline) && r.ctx.Err() == nil; first = false {
+		c, err := r.connectEcho(i, msg, got, b)
+		if err != nil {
+			if r.ctx.Err() != nil {
+				return // cancelled: not the server's failure
+			}
+			r.fail(err, false)
+			if r.cfg.PerConn > 0 {
+				wait, _ := bo.Fail()
+				r.sleepUntil(time.Now().Add(wait))
+			}
+			continue
+		}
+		bo.Reset()
+		r.succeeded()
+		err = r.echoLoop(c, msg, got, b, p)
+		c.Close()
+		if err != nil && !r.ended(err) {
+			r.fail(err, true)
+		}
+	}
+}
+
+// conn is a connection the run's ctx can interrupt.
+type conn struct {
+	net.Conn
+	r    *run
+	stop func() bool
+}
+
+func (c *conn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}
+
+// setDeadline sets the read and write deadline, keeping it in the past
+// once ctx is cancelled.
+func (c *conn) setDeadline(t time.Time) {
+	c.SetDeadline(t)
+	if c.r.ctx.Err() != nil {
+		c.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// dial connects slot i's next connection; the caller then has until limit
+// for the first round trip.
+func (r *run) dial(i int) (c *conn, limit time.Time, err error) {
+	limit = time.Now().Add(r.cfg.ConnectTimeout)
+	ctx, cancel := context.WithDeadline(r.ctx, limit)
+	defer cancel()
+	nc, err := dialer(r.src, i).DialContext(ctx, "tcp", r.cfg.Addr)
+	if err != nil {
+		return nil, limit, err
+	}
+	c = &conn{Conn: nc, r: r}
+	c.stop = r.watch(nc)
+	c.setDeadline(limit)
+	return c, limit, nil
+}
+
+// connectEcho dials and proves the connection with one echo within the
+// connect timeout. The proving echo counts as a message.
+func (r *run) connectEcho(i int, msg, got []byte, b *batch) (*conn, error) {
+	c, _, err := r.dial(i)
+	if err != nil {
+		return nil, err
+	}
+	sent := time.Now()
+	if err := roundTrip(c, msg, got); err != nil {
+		c.Close()
+		return nil, err
+	}
+	d := time.Since(sent)
+	b.add(d, d, len(msg))
+	return c, nil
+}
+
+// echoLoop sends messages until the deadline, or until the connection has
+// carried PerConn of them (the proving one included).
+func (r *run) echoLoop(c *conn, msg, got []byte, b *batch, p *pacer) error {
+	c.setDeadline(r.deadline)
+	for n := 1; r.cfg.PerConn == 0 || n < r.cfg.PerConn; n++ {
+		var due time.Time
+		if p != nil {
+			var ok bool
+			if due, ok = p.next(r); !ok {
+				return nil
+			}
+		} else if !time.Now().Before(r.deadline) {
+			return nil
+		}
+		sent := time.Now()
+		if p == nil {
+			due = sent
+		}
+		if err := roundTrip(c, msg, got); err != nil {
+			return err
+		}
+		now := time.Now()
+		b.add(now.Sub(due), now.Sub(sent), len(msg))
+	}
+	return nil
+}
+
+func roundTrip(c net.Conn, msg, got []byte) error {
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return errMismatch
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tcplab/tcplab/benchgrid"
+	"github.com/tcplab/tcplab/load"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// sampleResults builds results for two models that ran and one that was skipped.
+// The numbers are inputs to draw, not measurements.
+func sampleResults() *benchgrid.Results {
+	res := &benchgrid.Results{Meta: benchgrid.Meta{
+		Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Command: "tcplab bench --quick", Preset: "quick",
+		App: "echo", Models: []string{"goroutine", "seq", "uring"}, Clients: []int{20, 200}, Backlogs: []int{16, 256},
+		Duration: 1, Host: "test", Kernel: "6.1", CPUs: 2, GoVersion: "go1.26",
+	}}
+	for i, m := range []string{"goroutine", "seq"} {
+		for _, b := range res.Meta.Backlogs {
+			for _, c := range res.Meta.Clients {
+				ok := c
+				if b < c {
+					ok = b
+				}
+				lr := &load.Result{OKConns: ok, FailedConns: c - ok, SuccessRate: float64(ok) / float64(c),
+					Msgs: uint64(1000 * (i + 1) * c), MsgsPerS: float64(1000 * (i + 1) * c),
+					Latency: load.Percentiles{P50: 10, P90: 20, P99: float64(40 * c), P999: 90, Max: 100}}
+				res.Cells = append(res.Cells, benchgrid.Cell{Model: m, App: "echo", Clients: c, Backlog: b,
+					Status: benchgrid.StatusOK, Load: lr, Server: benchgrid.ServerCost{CPUSeconds: float64(i+1) * 0.5, PeakRSS: 8 << 20}})
+			}
+		}
+	}
+	res.Cells = append(res.Cells, benchgrid.Cell{Model: "uring", App: "echo", Clients: 20, Backlog: 16,
+		Status: benchgrid.StatusSkipped, Cause: "model uring: model not supported here: io_uring_setup: operation not permitted"})
+	return res
+}
+
+func TestWriteProducesEveryFileOffline(t *testing.T) {
+	dir := t.TempDir()
+	res := sampleResults()
+	files, err := Write(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// json, csv, html, and SVG+PNG for 2 heat maps, throughput, p99, cpu.
+	if len(files) != 3+2*5 {
+		t.Errorf("%d files: %v", len(files), files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("%s: %d bytes, %v", f, len(b), err)
+		}
+		switch filepath.Ext(f) {
+		case ".png":
+			if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+				t.Errorf("%s is not a PNG", f)
+			}
+		case ".svg":
+			if !bytes.Contains(b, []byte("<svg")) {
+				t.Errorf("%s is not an SVG", f)
+			}
+		}
+	}
+	if err := Offline(dir); err != nil {
+		t.Fatal(err)
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, HTMLFile))
+	for _, want := range []string{"uring", "io_uring_setup: operation not permitted", "Connection success rate, goroutine",
+		"Throughput against clients", "p99 latency", "Server CPU per message", "tcplab bench --quick"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("index.html lacks %q", want)
+		}
+	}
+	// Each chart has its title and axis labels, with units.
+	for svg, texts := range map[string][]string{
+		"throughput.svg":          {"Throughput against clients", "clients (connections)", "messages per second"},
+		"p99.svg":                 {"p99 latency against clients", "clients (connections)", "p99 latency (ms"},
+		"cpu-per-msg.svg":         {"Server CPU per message", "model", "per message (µs)"},
+		"success-1-goroutine.svg": {"Connection success rate, goroutine", "clients (connections)", "listen backlog (connections)"},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, svg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range texts {
+			if !bytes.Contains(b, []byte(want)) {
+				t.Errorf("%s lacks %q", svg, want)
+			}
+		}
+	}
+
+	var back benchgrid.Results
+	b, _ := os.ReadFile(filepath.Join(dir, JSONFile))
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Cells, res.Cells) || back.Meta.Command != res.Meta.Command {
+		t.Error("results.json does not hold the results")
+	}
+	f, _ := os.Open(filepath.Join(dir, CSVFile))
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(res.Cells)+1 {
+		t.Fatalf("%d csv rows for %d cells", len(rows), len(res.Cells))
+	}
+	last := rows[len(rows)-1]
+	if last[0] != "uring" || last[4] != benchgrid.StatusSkipped || !strings.Contains(last[5], "not supported") {
+		t.Errorf("skipped row %q", last)
+	}
+}
+
+func TestWriteWithNothingToChart(t *testing.T) {
+	dir := t.TempDir()
+	res := sampleResults()
+	res.Cells = res.Cells[len(res.Cells)-1:]
+	files, err := Write(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3 {
+		t.Errorf("files %v, want json, csv and html", files)
+	}
+	if err := Offline(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOfflineRefusesRemoteAndMissingReferences(t *testing.T) {
+	for _, page := range []string{
+		`<img src="https://example.com/x.png">`,
+		`<script src="//cdn.example/x.js"></script>`,
+		`<a href="/etc/passwd">x</a>`,
+		`<a href="../secret">x</a>`,
+		`<img src="missing.svg">`,
+		`<style>body { background: url(http://example.com/bg.png) }</style>`,
+		`<style>@import "https://example.com/a.css";</style>`,
+		`<p>no references at all</p>`,
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, HTMLFile), []byte(page), 0o644)
+		if err := Offline(dir); err == nil {
+			t.Errorf("Offline accepted %s", page)
+		}
+	}
+}
+
+// TestOneCellGridCharts draws a grid of a single cell, which gives every
+// axis a range of one value.
+func TestOneCellGridCharts(t *testing.T) {
+	res := sampleResults()
+	res.Cells = res.Cells[:1]
+	dir := t.TempDir()
+	files, err := Write(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3+2*4 {
+		t.Errorf("%d files: %v", len(files), files)
+	}
+	if err := Offline(dir); err != nil {
+		t.Fatal(err)
+	}
+}
