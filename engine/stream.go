@@ -363,6 +363,9 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	for _, c := range conns {
 		c.quiesce()
 	}
+	if q, ok := s.h.(handler.Quiescer); ok {
+		q.Quiesced(deadline)
+	}
 	for _, c := range conns {
 		c.closeWith(handler.ErrShutdown, true, deadline)
 	}
