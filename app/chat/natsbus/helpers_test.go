@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -46,7 +47,10 @@ type node struct {
 // testBusOptions are bus options for tests: the timeouts are failure
 // limits, generous for a loaded machine.
 func testBusOptions(urls string) natsbus.Options {
-	return natsbus.Options{URLs: urls, GatherStall: 300 * time.Millisecond, GatherMax: 3 * time.Second, Timeout: 5 * time.Second}
+	return natsbus.Options{
+		URLs: urls, GatherStall: 300 * time.Millisecond, GatherMax: 3 * time.Second, Timeout: 5 * time.Second,
+		Logger: slog.New(slog.DiscardHandler),
+	}
 }
 
 func startNode(t *testing.T, o natsbus.Options) *node {

@@ -108,7 +108,7 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		quit:  make(chan struct{}),
 	}
 	l.bufs.New = func() any { return new([]byte) }
-	nc, err := nats.Connect(o.URLs,
+	nopts := []nats.Option{
 		nats.Name("tcplab chat node"),
 		nats.NoEcho(),
 		nats.Timeout(o.Timeout),
@@ -119,7 +119,11 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		nats.DisconnectErrHandler(l.disconnected),
 		nats.ReconnectHandler(l.reconnected),
 		nats.ErrorHandler(l.asyncError),
-	)
+	}
+	if o.InOrder {
+		nopts = append(nopts, nats.DontRandomize())
+	}
+	nc, err := nats.Connect(o.URLs, nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: connect to %s: %w", o.URLs, err)
 	}
@@ -131,6 +135,7 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		l.roomsSub, err = nc.ChanSubscribe(l.subj.rooms, l.ctl)
 	}
 	if err != nil {
+		l.closed = true // no disconnect notice
 		nc.Close()
 		return nil, err
 	}

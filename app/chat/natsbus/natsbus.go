@@ -101,6 +101,9 @@ type Options struct {
 	// ReconnectWait is the pause before trying a server again after a
 	// failed attempt. Default 250ms.
 	ReconnectWait time.Duration
+	// InOrder connects to URLs in the order given; by default a node
+	// picks them in random order, which spreads nodes over the servers.
+	InOrder bool
 	// ReconnectBufSize bounds the bytes of events held while the node is
 	// reconnecting. Default 8 MiB.
 	ReconnectBufSize int
