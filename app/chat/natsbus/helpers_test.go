@@ -216,3 +216,29 @@ func (c *client) quiet() {
 }
 
 func (c *client) String() string { return fmt.Sprintf("client %s", c.nick) }
+
+// expectPrefix reads frames until one starts with prefix, skipping
+// presence and other notices.
+func (c *client) expectPrefix(prefix string) string {
+	c.t.Helper()
+	for {
+		f := c.next()
+		if strings.HasPrefix(f, prefix) {
+			return f
+		}
+		if !isPresence(f) {
+			c.t.Fatalf("%s: got %q, want %s...", c.nick, f, prefix)
+		}
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

@@ -222,8 +222,13 @@ func (l *link) Publish(ev chat.Event) error {
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	rs.seq++
-	return l.send(l.subj.room+ev.Room, &ev, position{epoch: rs.epoch, seq: rs.seq})
+	err := l.send(l.subj.room+ev.Room, &ev, position{epoch: rs.epoch, seq: rs.seq + 1})
+	if err == nil {
+		// An event NATS refused takes no number: its sender is told, and
+		// the receivers must not count it lost as well.
+		rs.seq++
+	}
+	return err
 }
 
 // send publishes ev on subject.
@@ -454,7 +459,7 @@ func (l *link) NextGuest() (uint64, error)  { return l.claims.nextGuest() }
 // delivered nothing for DrainQuiet (and nothing waits in the queue), until
 // deadline at the latest.
 func (l *link) Drain(deadline time.Time) {
-	if wait := time.Until(deadline); wait > 0 {
+	if wait := time.Until(deadline); wait > 0 && l.nc.IsConnected() {
 		l.nc.FlushTimeout(min(wait, l.opts.Timeout))
 	}
 	const tick = 10 * time.Millisecond
@@ -481,7 +486,9 @@ func (l *link) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	l.claims.close()
-	l.nc.FlushTimeout(l.opts.Timeout)
+	if l.nc.IsConnected() {
+		l.nc.FlushTimeout(l.opts.Timeout)
+	}
 	l.nc.Close()
 	close(l.quit)
 	l.wg.Wait()

@@ -231,8 +231,8 @@ type Net struct {
 	opts  Options
 	stats counters
 
-	mu     sync.Mutex
-	joined bool
+	mu   sync.Mutex
+	link *link // once joined
 }
 
 // New checks the options and returns an unattached Net.
@@ -254,13 +254,13 @@ func (n *Net) Stats() Stats { return n.stats.snapshot() }
 func (n *Net) Join(node chat.Node) (chat.Bus, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.joined {
+	if n.link != nil {
 		return nil, errors.New("natsbus: a Net attaches one node; make another with New")
 	}
 	l, err := dial(n, node)
 	if err != nil {
 		return nil, err
 	}
-	n.joined = true
+	n.link = l
 	return l, nil
 }
