@@ -411,7 +411,7 @@ func (l *link) gather(subject string) ([]string, error) {
 			return items, nil
 		}
 		m, err := sub.NextMsg(wait)
-		if errors.Is(err, nats.ErrTimeout) {
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
 			return items, nil
 		}
 		if err != nil {
