@@ -172,11 +172,20 @@ func (l *link) isClosed() bool {
 	return l.closed
 }
 
-// Subscribe subscribes to the room's events and its /who requests. The
-// requests that follow on this connection reach the server after the
-// subscriptions, so by the time the hub's JOIN is out, the room's traffic
-// on this server comes here.
+// Subscribe subscribes to the room's events and its /who requests, and
+// waits until the server has them (a flush), so that the room's traffic
+// reaches the node from the moment its client is told OK join.
 func (l *link) Subscribe(room string) error {
+	if err := l.subscribe(room); err != nil {
+		return err
+	}
+	if l.nc.IsConnected() {
+		l.nc.FlushTimeout(l.opts.Timeout)
+	}
+	return nil
+}
+
+func (l *link) subscribe(room string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
