@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tcplab/tcplab/app/chat"
 )
@@ -128,9 +129,7 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		return nil, fmt.Errorf("natsbus: connect to %s: %w", o.URLs, err)
 	}
 	l.nc = nc
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-	defer cancel()
-	l.claims, err = openClaims(ctx, l)
+	l.claims, err = l.openClaimsPatiently()
 	if err == nil {
 		l.roomsSub, err = nc.ChanSubscribe(l.subj.rooms, l.ctl)
 	}
@@ -146,19 +145,43 @@ func dial(n *Net, node chat.Node) (*link, error) {
 	return l, nil
 }
 
+// joinPatience is how long a node waits for JetStream to place the nick
+// bucket: a cluster that has just started elects its JetStream leader
+// within seconds.
+const joinPatience = 30 * time.Second
+
+// openClaimsPatiently opens the claims, retrying while JetStream is not
+// ready yet; a server without JetStream is an error at once.
+func (l *link) openClaimsPatiently() (*claims, error) {
+	deadline := time.Now().Add(joinPatience)
+	for warned := false; ; warned = true {
+		ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+		c, err := openClaims(ctx, l)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+			errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || time.Now().After(deadline) {
+			return c, err
+		}
+		if !warned {
+			l.opts.Logger.Warn("chat bus: waiting for JetStream to be ready", "err", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 func (l *link) disconnected(_ *nats.Conn, err error) {
 	if l.isClosed() {
 		return
 	}
 	l.stats.disconnects.Add(1)
 	l.opts.Logger.Warn("chat bus: disconnected; reconnecting", "err", err)
-	l.node.Notice("", "bus-down", "lost the connection to the message bus; reconnecting; chat with clients of other servers is paused")
+	l.node.Notice("", NoticeBusDown, "lost the connection to the message bus; reconnecting; chat with clients of other servers is paused")
 }
 
 func (l *link) reconnected(nc *nats.Conn) {
 	l.stats.reconnects.Add(1)
 	l.opts.Logger.Info("chat bus: reconnected", "server", nc.ConnectedUrlRedacted())
-	l.node.Notice("", "bus-up", "reconnected to the message bus")
+	l.node.Notice("", NoticeBusUp, "reconnected to the message bus")
 }
 
 func (l *link) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -347,7 +370,7 @@ func (l *link) inSequence(room string, origin uint64, pos position) bool {
 	if ok && last.epoch == pos.epoch && pos.seq > last.seq+1 {
 		lost := pos.seq - last.seq - 1
 		l.stats.lost.Add(lost)
-		l.node.Notice(room, "lost", room, strconv.FormatUint(lost, 10), "events from another server did not arrive")
+		l.node.Notice(room, NoticeLost, room, strconv.FormatUint(lost, 10), "events from another server did not arrive")
 	}
 	return true
 }

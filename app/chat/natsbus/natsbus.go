@@ -53,6 +53,18 @@ import (
 	"github.com/tcplab/tcplab/app/chat"
 )
 
+// The kinds of "NOTICE <kind> <detail>" frames the bus sends clients
+// (docs/protocol.md, Notices).
+const (
+	NoticeBusDown = "bus-down" // to every local client: the connection dropped
+	NoticeBusUp   = "bus-up"   // to every local client: it is back
+	NoticeLost    = "lost"     // to a room's local members: "lost <room> <n> ..."
+)
+
+// NoticeKinds lists the notice kinds in the order docs/protocol.md lists
+// them.
+func NoticeKinds() []string { return []string{NoticeBusDown, NoticeBusUp, NoticeLost} }
+
 // Defaults, as Options.withDefaults fills them in.
 const (
 	DefaultPrefix        = "tcplab.chat"
