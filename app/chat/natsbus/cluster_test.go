@@ -395,10 +395,10 @@ func TestClusterFailover(t *testing.T) {
 	receivers[2].sync() // rc is still connected and answered
 }
 
-// failoverLossBound is the most messages a receiver may miss when a NATS
-// server is killed under a 500 messages/s stream from its node (see
-// docs/deploy-3-nodes.md): what was inside the server, or in the socket
-// buffers to it, when it died.
+// failoverLossBound is the most messages a receiver may miss when the
+// NATS server of node C is killed while C's two senders send 500 messages
+// a second each (docs/deploy-3-nodes.md): 50 ms of C's stream, for what
+// was inside the server, or in the socket buffers to it, when it died.
 const failoverLossBound = 50
 
 func hasPrefix(list []string, prefix string) bool {
