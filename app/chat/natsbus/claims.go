@@ -142,10 +142,7 @@ func (c *claims) claim(nick string) error {
 // nick's next holder never shares its private messages with this node. A
 // node that is disconnected leaves the claim to expire.
 func (c *claims) release(nick string) {
-	c.mu.Lock()
-	cl := c.held[nick]
-	delete(c.held, nick)
-	c.mu.Unlock()
+	cl := take(&c.mu, c.held, nick)
 	if cl == nil {
 		return
 	}

@@ -139,8 +139,11 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		return nil, err
 	}
 	l.wg.Add(3)
-	go l.dataLoop()
-	go l.ctlLoop()
+	go l.loop(l.data, func(m *nats.Msg) {
+		l.handleData(m)
+		l.lastArrival.Store(time.Now().UnixNano())
+	})
+	go l.loop(l.ctl, l.answer)
 	go l.claims.renewLoop()
 	return l, nil
 }
@@ -228,10 +231,7 @@ func (l *link) subscribe(room string) error {
 }
 
 func (l *link) Unsubscribe(room string) {
-	l.mu.Lock()
-	rs := l.rooms[room]
-	delete(l.rooms, room)
-	l.mu.Unlock()
+	rs := take(&l.mu, l.rooms, room)
 	if rs == nil {
 		return
 	}
@@ -261,6 +261,15 @@ func (l *link) Publish(ev chat.Event) error {
 		rs.seq++
 	}
 	return err
+}
+
+// take removes k from m, under mu, and returns its value.
+func take[K comparable, V any](mu *sync.Mutex, m map[K]V, k K) V {
+	mu.Lock()
+	defer mu.Unlock()
+	v := m[k]
+	delete(m, k)
+	return v
 }
 
 // send publishes ev on subject.
@@ -299,14 +308,14 @@ func (l *link) Private(ev chat.Event) error {
 	return nil
 }
 
-// dataLoop delivers room events and private messages.
-func (l *link) dataLoop() {
+// loop handles what arrives on ch until Close: on data, room events and
+// private messages; on ctl, /who and /rooms requests.
+func (l *link) loop(ch <-chan *nats.Msg, handle func(*nats.Msg)) {
 	defer l.wg.Done()
 	for {
 		select {
-		case m := <-l.data:
-			l.handleData(m)
-			l.lastArrival.Store(time.Now().UnixNano())
+		case m := <-ch:
+			handle(m)
 		case <-l.quit:
 			return
 		}
@@ -373,19 +382,6 @@ func (l *link) inSequence(room string, origin uint64, pos position) bool {
 		l.node.Notice(room, NoticeLost, room, strconv.FormatUint(lost, 10), "events from another server did not arrive")
 	}
 	return true
-}
-
-// ctlLoop answers /who and /rooms requests.
-func (l *link) ctlLoop() {
-	defer l.wg.Done()
-	for {
-		select {
-		case m := <-l.ctl:
-			l.answer(m)
-		case <-l.quit:
-			return
-		}
-	}
 }
 
 // maxReply bounds a /who or /rooms answer; the hub cuts its lists to a
