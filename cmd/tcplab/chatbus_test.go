@@ -1,11 +1,13 @@
 package main
 
 import (
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/app/chat/natsbus"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/frame"
 )
@@ -57,5 +59,39 @@ func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 			}
 			conformance.CheckNoStrays(t, 5*time.Second)
 		})
+	}
+}
+
+// TestServeChatJoinsAnExistingBus runs two "tcplab serve --app chat --bus
+// nats://..." processes against a NATS server the test runs (the list also
+// names a port where nothing listens, which the client skips): their
+// clients are in one chat.
+func TestServeChatJoinsAnExistingBus(t *testing.T) {
+	ns, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown) // after the servers, whose cleanups come later
+	bus := ns.URL() + ",nats://127.0.0.1:1"
+	var cmds []*exec.Cmd
+	var peers []*peer
+	for range 2 {
+		cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--bus", bus)
+		cmds = append(cmds, cmd)
+		peers = append(peers, dialPeer(t, addr, frame.Line))
+	}
+	a, b := peers[0], peers[1]
+	a.expect("JOIN lobby guest-2")
+	b.send("across processes")
+	a.expect("MSG lobby guest-2 across processes")
+	a.send("/who")
+	a.expect("OK who guest-1 guest-2")
+	for _, cmd := range cmds {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitExit(t, cmd, 10*time.Second); err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
 	}
 }
