@@ -103,6 +103,10 @@ const chatClients = 52
 // with a worker pool serves chatClients at once.
 const chatWorkers = 64
 
+// chatProcWorkers is the worker count of the chat cases on a process
+// model (prefork's worker processes).
+const chatProcWorkers = 4
+
 // servesManyAtOnce reports whether m, configured with cfg, serves
 // chatClients connections at once, as the multi-client cases need.
 func servesManyAtOnce(m engine.Model, cfg engine.Config) bool {
@@ -126,8 +130,16 @@ func RunChat(t *testing.T, model string) {
 		t.Fatal(err)
 	}
 	for _, c := range chatCases() {
-		if c.procCfg != nil && m.Child != nil {
-			c.cfg = *c.procCfg
+		if m.Child != nil {
+			if c.procCfg != nil {
+				c.cfg = *c.procCfg
+			}
+			if c.cfg.Workers == 0 {
+				// A prefork worker serves any number of clients; 64
+				// worker processes per server would only load the
+				// machine.
+				c.cfg.Workers = chatProcWorkers
+			}
 		}
 		if c.cfg.Workers == 0 {
 			c.cfg.Workers = chatWorkers

@@ -32,7 +32,7 @@ const (
 // chatBusGatherStall is the /who and /rooms gather window the cases use: a
 // failure bound for a loaded machine with dozens of child processes, not
 // a target.
-const chatBusGatherStall = 250 * time.Millisecond
+const chatBusGatherStall = 400 * time.Millisecond
 
 // startOnBus starts a chat server of a process model whose hubs join the
 // case's NATS server, starting it first if need be.
