@@ -34,6 +34,11 @@ const (
 // a target.
 const chatBusGatherStall = 400 * time.Millisecond
 
+// chatBusDrainQuiet is how long a case's hub waits, at shutdown, for the
+// bus to be quiet: a failure bound too, long enough for a hub in another
+// process to be scheduled on a loaded machine.
+const chatBusDrainQuiet = 500 * time.Millisecond
+
 // startOnBus starts a chat server of a process model whose hubs join the
 // case's NATS server, starting it first if need be.
 func (e *chatEnv) startOnBus(t *testing.T, opts chat.Options) *Server {
@@ -46,7 +51,7 @@ func (e *chatEnv) startOnBus(t *testing.T, opts chat.Options) *Server {
 		t.Cleanup(ns.Shutdown) // registered before the servers': runs after them
 		e.nats = ns
 	}
-	bo := natsbus.Options{URLs: e.nats.URL(), GatherStall: chatBusGatherStall}
+	bo := natsbus.Options{URLs: e.nats.URL(), GatherStall: chatBusGatherStall, DrainQuiet: chatBusDrainQuiet}
 	opts.Bus = nil
 	ob, err := json.Marshal(opts)
 	if err != nil {
