@@ -44,11 +44,29 @@ type claim struct {
 // openClaims binds the bucket and the guest stream, creating them if this
 // is the first node.
 func openClaims(ctx context.Context, l *link) (*claims, error) {
-	o := l.opts
 	js, err := jetstream.New(l.nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	kv, ttl, err := ensureStores(ctx, js, l)
+	if err != nil {
+		return nil, err
+	}
+	return &claims{
+		l:     l,
+		js:    js,
+		kv:    kv,
+		ttl:   ttl,
+		value: strconv.AppendUint(nil, rand.Uint64(), 16), // names the node in the bucket
+		held:  map[string]*claim{},
+		done:  make(chan struct{}),
+	}, nil
+}
+
+// ensureStores binds the nick bucket and the guest stream, making each
+// that does not exist, and returns the bucket and its TTL.
+func ensureStores(ctx context.Context, js jetstream.JetStream, l *link) (jetstream.KeyValue, time.Duration, error) {
+	o := l.opts
 	kv, err := js.KeyValue(ctx, o.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -64,15 +82,15 @@ func openClaims(ctx context.Context, l *link) (*claims, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: nick claims need JetStream on the NATS servers (nats-server -js): bucket %s: %w", o.Bucket, err)
+		return nil, 0, fmt.Errorf("natsbus: nick claims need JetStream on the NATS servers (nats-server -js): bucket %s: %w", o.Bucket, err)
 	}
 	status, err := kv.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: bucket %s: %w", o.Bucket, err)
+		return nil, 0, fmt.Errorf("natsbus: bucket %s: %w", o.Bucket, err)
 	}
 	ttl := status.TTL()
 	if ttl <= 0 {
-		return nil, fmt.Errorf("natsbus: bucket %s has no TTL, so a dead node's nicks would never be freed", o.Bucket)
+		return nil, 0, fmt.Errorf("natsbus: bucket %s has no TTL, so a dead node's nicks would never be freed", o.Bucket)
 	}
 	stream := o.Bucket + "_guests"
 	if _, err := js.Stream(ctx, stream); errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -85,20 +103,26 @@ func openClaims(ctx context.Context, l *link) (*claims, error) {
 			Replicas:    o.Replicas,
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil, fmt.Errorf("natsbus: stream %s: %w", stream, err)
+			return nil, 0, fmt.Errorf("natsbus: stream %s: %w", stream, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("natsbus: stream %s: %w", stream, err)
+		return nil, 0, fmt.Errorf("natsbus: stream %s: %w", stream, err)
 	}
-	return &claims{
-		l:     l,
-		js:    js,
-		kv:    kv,
-		ttl:   ttl,
-		value: strconv.AppendUint(nil, rand.Uint64(), 16), // names the node in the bucket
-		held:  map[string]*claim{},
-		done:  make(chan struct{}),
-	}, nil
+	return kv, ttl, nil
+}
+
+// retry runs op, and once more after remaking the bucket and the stream
+// if no stream answered: they live in memory, so a NATS cluster that
+// restarted whole has lost them.
+func (c *claims) retry(ctx context.Context, op func() error) error {
+	err := op()
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return err
+	}
+	if _, _, err := ensureStores(ctx, c.js, c.l); err != nil {
+		return err
+	}
+	return op()
 }
 
 func (c *claims) ctx() (context.Context, context.CancelFunc) {
@@ -119,7 +143,11 @@ func (c *claims) claim(nick string) error {
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
-	rev, err := c.kv.Create(ctx, nick, c.value)
+	var rev uint64
+	err = c.retry(ctx, func() (err error) {
+		rev, err = c.kv.Create(ctx, nick, c.value)
+		return err
+	})
 	if err != nil {
 		sub.Unsubscribe()
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -161,11 +189,18 @@ func (c *claims) nextGuest() (uint64, error) {
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
-	ack, err := c.js.Publish(ctx, c.l.subj.guests, nil)
+	var seq uint64
+	err := c.retry(ctx, func() error {
+		ack, err := c.js.Publish(ctx, c.l.subj.guests, nil)
+		if err == nil {
+			seq = ack.Sequence
+		}
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("guest number: %w", err)
 	}
-	return ack.Sequence, nil
+	return seq, nil
 }
 
 // renewLoop renews the node's claims every TTL/3 until close.
@@ -204,7 +239,8 @@ func (c *claims) renewAll() {
 }
 
 // renew writes nick's claim again. If the claim expired meanwhile (a long
-// outage), it claims the nick anew; if another node has it by then, this
+// outage), or the bucket is gone (the cluster restarted), it claims the
+// nick anew; if another node has it by then, this
 // node gives the claim up and counts a conflict: its client keeps the nick
 // locally, but private messages to it go to the other holder.
 func (c *claims) renew(nick string) {
@@ -217,8 +253,11 @@ func (c *claims) renew(nick string) {
 	ctx, cancel := c.ctx()
 	defer cancel()
 	rev, err := c.kv.Update(ctx, nick, c.value, cl.rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		rev, err = c.kv.Create(ctx, nick, c.value)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		err = c.retry(ctx, func() (err error) {
+			rev, err = c.kv.Create(ctx, nick, c.value)
+			return err
+		})
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			c.l.stats.nickConflicts.Add(1)
 			c.l.opts.Logger.Warn("chat bus: a nick's claim expired and another node took it", "nick", nick)

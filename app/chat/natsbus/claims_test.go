@@ -92,7 +92,8 @@ func TestClaimOfCrashedNodeExpires(t *testing.T) {
 // (4 KiB here); past it she gets ERR unavailable for each message, and
 // Stats.PublishErrors counts them. Every message is then either delivered
 // to bob, in order, or reported: to alice as ERR unavailable, or to bob as
-// NOTICE lost. Traffic resumes after the reconnect.
+// NOTICE lost. Traffic resumes after the reconnect, and so do nick claims
+// on the new server.
 func TestOutage(t *testing.T) {
 	port := freePort(t)
 	ns := startNATS(t, natsbus.EmbeddedOptions{Port: port})
@@ -168,4 +169,12 @@ func TestOutage(t *testing.T) {
 	if st := n2.net.Stats(); st.Lost != uint64(reported) {
 		t.Errorf("bob's node counted %d lost; bob was told %d", st.Lost, reported)
 	}
+	// The new server lost the nick bucket and the guest stream (they live
+	// in memory): the nodes make them again, and newcomers get in.
+	c := dial(t, n1)
+	c.call("/nick carol", "OK nick carol")
+	b.call("/nick carol", "ERR nick-taken carol")
+	// Stop the nodes before the server, whose cleanup comes first.
+	n1.stop(t)
+	n2.stop(t)
 }
