@@ -34,10 +34,15 @@ const (
 // a target.
 const chatBusGatherStall = 400 * time.Millisecond
 
-// chatBusDrainQuiet is how long a case's hub waits, at shutdown, for the
-// bus to be quiet: a failure bound too, long enough for a hub in another
-// process to be scheduled on a loaded machine.
-const chatBusDrainQuiet = 500 * time.Millisecond
+// chatBusDrainQuiet and chatBusDrainPatience bound a case's hub's wait,
+// at shutdown, for hubs that do not say they stopped: failure bounds too,
+// long enough for a hub in another process to be scheduled on a loaded
+// machine. When a server stops, all its hubs stop and say so, so a
+// shutdown waits for these only if a hub died.
+const (
+	chatBusDrainQuiet    = 500 * time.Millisecond
+	chatBusDrainPatience = 3 * time.Second
+)
 
 // startOnBus starts a chat server of a process model whose hubs join the
 // case's NATS server, starting it first if need be.
@@ -51,7 +56,7 @@ func (e *chatEnv) startOnBus(t *testing.T, opts chat.Options) *Server {
 		t.Cleanup(ns.Shutdown) // registered before the servers': runs after them
 		e.nats = ns
 	}
-	bo := natsbus.Options{URLs: e.nats.URL(), GatherStall: chatBusGatherStall, DrainQuiet: chatBusDrainQuiet}
+	bo := natsbus.Options{URLs: e.nats.URL(), GatherStall: chatBusGatherStall, DrainQuiet: chatBusDrainQuiet, DrainPatience: chatBusDrainPatience}
 	opts.Bus = nil
 	ob, err := json.Marshal(opts)
 	if err != nil {

@@ -49,7 +49,8 @@ type node struct {
 func testBusOptions(urls string) natsbus.Options {
 	return natsbus.Options{
 		URLs: urls, GatherStall: 300 * time.Millisecond, GatherMax: 3 * time.Second, Timeout: 5 * time.Second,
-		Logger: slog.New(slog.DiscardHandler),
+		DrainPatience: 50 * time.Millisecond, // the nodes of a test stop one by one
+		Logger:        slog.New(slog.DiscardHandler),
 	}
 }
 

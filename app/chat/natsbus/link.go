@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -33,15 +34,17 @@ const (
 type subjects struct {
 	room, who, nick string // prefixes: add the room or nick
 	rooms, guests   string
+	quiesced        string // a shutting-down node's last word
 }
 
 func newSubjects(prefix string) subjects {
 	return subjects{
-		room:   prefix + ".room.",
-		who:    prefix + ".who.",
-		nick:   prefix + ".nick.",
-		rooms:  prefix + ".rooms",
-		guests: prefix + ".guests",
+		room:     prefix + ".room.",
+		who:      prefix + ".who.",
+		nick:     prefix + ".nick.",
+		rooms:    prefix + ".rooms",
+		guests:   prefix + ".guests",
+		quiesced: prefix + ".quiesced",
 	}
 }
 
@@ -72,6 +75,13 @@ type link struct {
 
 	seenMu sync.Mutex
 	seen   map[string]map[uint64]position // room -> origin node -> last delivered
+	// heard is when the node last delivered an event from each origin, and
+	// done the origins that said they have quiesced (Drain).
+	heard map[uint64]time.Time
+	done  map[uint64]bool
+	// self is this node's id as its events carry it (Origin.Node), once it
+	// has published one.
+	self atomic.Uint64
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -106,6 +116,8 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		ctl:   make(chan *nats.Msg, ctlQueue),
 		rooms: map[string]*roomSub{},
 		seen:  map[string]map[uint64]position{},
+		heard: map[uint64]time.Time{},
+		done:  map[uint64]bool{},
 		quit:  make(chan struct{}),
 	}
 	l.bufs.New = func() any { return new([]byte) }
@@ -132,6 +144,9 @@ func dial(n *Net, node chat.Node) (*link, error) {
 	l.claims, err = l.openClaimsPatiently()
 	if err == nil {
 		l.roomsSub, err = nc.ChanSubscribe(l.subj.rooms, l.ctl)
+	}
+	if err == nil {
+		_, err = nc.ChanSubscribe(l.subj.quiesced, l.data)
 	}
 	if err != nil {
 		l.closed = true // no disconnect notice
@@ -246,6 +261,7 @@ func (l *link) Unsubscribe(room string) {
 // the other nodes.
 func (l *link) Publish(ev chat.Event) error {
 	l.node.Deliver(ev)
+	l.self.Store(ev.Origin.Node)
 	l.mu.Lock()
 	rs := l.rooms[ev.Room]
 	l.mu.Unlock()
@@ -323,6 +339,14 @@ func (l *link) loop(ch <-chan *nats.Msg, handle func(*nats.Msg)) {
 }
 
 func (l *link) handleData(m *nats.Msg) {
+	if m.Subject == l.subj.quiesced {
+		if len(m.Data) == 8 {
+			l.seenMu.Lock()
+			l.done[binary.BigEndian.Uint64(m.Data)] = true
+			l.seenMu.Unlock()
+		}
+		return
+	}
 	ev, pos, err := decodeEvent(m.Data)
 	if err != nil {
 		l.stats.badEvents.Add(1)
@@ -358,6 +382,7 @@ func (l *link) current(room string, sub *nats.Subscription) bool {
 // counts and reports the events skipped over.
 func (l *link) inSequence(room string, origin uint64, pos position) bool {
 	l.seenMu.Lock()
+	l.hear(origin)
 	origins := l.seen[room]
 	if pos.seq == 0 { // the origin's last local member left: forget it
 		delete(origins, origin)
@@ -382,6 +407,24 @@ func (l *link) inSequence(room string, origin uint64, pos position) bool {
 		l.node.Notice(room, NoticeLost, room, strconv.FormatUint(lost, 10), "events from another server did not arrive")
 	}
 	return true
+}
+
+// maxHeard bounds the origins the node remembers hearing from; past it,
+// those not heard from within drainActive are forgotten.
+const maxHeard = 4096
+
+// hear notes an event from origin. seenMu is held.
+func (l *link) hear(origin uint64) {
+	now := time.Now()
+	if len(l.heard) >= maxHeard {
+		for o, at := range l.heard {
+			if now.Sub(at) > drainActive {
+				delete(l.heard, o)
+				delete(l.done, o)
+			}
+		}
+	}
+	l.heard[origin] = now
 }
 
 // maxReply bounds a /who or /rooms answer; the hub cuts its lists to a
@@ -483,18 +526,35 @@ func (l *link) ClaimNick(nick string) error { return l.claims.claim(nick) }
 func (l *link) ReleaseNick(nick string)     { l.claims.release(nick) }
 func (l *link) NextGuest() (uint64, error)  { return l.claims.nextGuest() }
 
-// Drain flushes what this node published, then waits until the bus has
-// delivered nothing for DrainQuiet (and nothing waits in the queue), until
-// deadline at the latest.
+// drainActive is how recently an origin must have sent an event for a
+// draining node to wait for its quiesced marker.
+const drainActive = 2 * time.Second
+
+// Drain is the node's part of a shutdown, once its server has stopped
+// reading. It flushes what the node published and says so on
+// <prefix>.quiesced; that marker follows the node's last events on its
+// connection, so a node that receives it has received them all. It then
+// waits, until deadline at the latest, for the queue to empty and for
+// either of:
+//
+//   - every origin heard from within the last 2 s has sent its marker:
+//     exact when the whole chat stops at once (a fork or prefork parent
+//     stopping its children);
+//   - DrainPatience has passed and nothing has arrived for DrainQuiet:
+//     for origins that are not shutting down.
 func (l *link) Drain(deadline time.Time) {
+	start := time.Now()
 	if wait := time.Until(deadline); wait > 0 && l.nc.IsConnected() {
+		l.sayQuiesced()
 		l.nc.FlushTimeout(min(wait, l.opts.Timeout))
 	}
 	const tick = 10 * time.Millisecond
 	for {
-		quietFor := time.Since(time.Unix(0, l.lastArrival.Load()))
-		if len(l.data) == 0 && quietFor >= l.opts.DrainQuiet {
-			return
+		if len(l.data) == 0 {
+			quietFor := time.Since(time.Unix(0, l.lastArrival.Load()))
+			if l.allQuiesced(start) || (quietFor >= l.opts.DrainQuiet && time.Since(start) >= l.opts.DrainPatience) {
+				return
+			}
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -502,6 +562,27 @@ func (l *link) Drain(deadline time.Time) {
 		}
 		time.Sleep(min(tick, left))
 	}
+}
+
+// sayQuiesced tells the other nodes that this one publishes no more room
+// events, if it ever published one.
+func (l *link) sayQuiesced() {
+	if self := l.self.Load(); self != 0 {
+		l.nc.Publish(l.subj.quiesced, binary.BigEndian.AppendUint64(nil, self))
+	}
+}
+
+// allQuiesced reports whether every origin heard from within drainActive
+// before start has sent its quiesced marker.
+func (l *link) allQuiesced(start time.Time) bool {
+	l.seenMu.Lock()
+	defer l.seenMu.Unlock()
+	for o, at := range l.heard {
+		if start.Sub(at) <= drainActive && !l.done[o] {
+			return false
+		}
+	}
+	return true
 }
 
 // Close releases the node's nicks, unsubscribes and closes the connection.
@@ -515,6 +596,7 @@ func (l *link) Close() error {
 	l.mu.Unlock()
 	l.claims.close()
 	if l.nc.IsConnected() {
+		l.sayQuiesced() // a node that stops without a shutdown (a fork child whose client left)
 		l.nc.FlushTimeout(l.opts.Timeout)
 	}
 	l.nc.Close()

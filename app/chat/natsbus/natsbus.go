@@ -74,6 +74,7 @@ const (
 	DefaultGatherMax     = time.Second
 	DefaultTimeout       = 2 * time.Second
 	DefaultDrainQuiet    = 200 * time.Millisecond
+	DefaultDrainPatience = 2 * time.Second
 	DefaultReconnectWait = 250 * time.Millisecond
 	DefaultReconnectBuf  = 8 << 20
 )
@@ -106,10 +107,12 @@ type Options struct {
 	// Timeout bounds one call to NATS: a claim, a private message's
 	// delivery, a flush, connecting. Default 2s.
 	Timeout time.Duration
-	// DrainQuiet is how long the bus must have delivered nothing before a
-	// shutting-down node says BYE to its clients (see Net.Join). Default
-	// 200ms.
-	DrainQuiet time.Duration
+	// DrainQuiet and DrainPatience end a shutting-down node's wait for
+	// events in flight (see Net) when other nodes are not shutting down:
+	// it waits DrainPatience at least, then until the bus has delivered
+	// nothing for DrainQuiet. Defaults 200ms and 2s.
+	DrainQuiet    time.Duration
+	DrainPatience time.Duration
 	// ReconnectWait is the pause before trying a server again after a
 	// failed attempt. Default 250ms.
 	ReconnectWait time.Duration
@@ -145,6 +148,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.GatherMax, DefaultGatherMax)
 	def(&o.Timeout, DefaultTimeout)
 	def(&o.DrainQuiet, DefaultDrainQuiet)
+	def(&o.DrainPatience, DefaultDrainPatience)
 	def(&o.ReconnectWait, DefaultReconnectWait)
 	if o.ReconnectBufSize == 0 {
 		o.ReconnectBufSize = DefaultReconnectBuf
@@ -163,7 +167,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("natsbus: replicas %d: want 1 to 5", o.Replicas)
 	case o.ClaimTTL < time.Second:
 		return o, fmt.Errorf("natsbus: claim TTL %v: want at least 1s", o.ClaimTTL)
-	case o.GatherStall < 0 || o.GatherMax < o.GatherStall || o.Timeout < 0 || o.DrainQuiet < 0 || o.ReconnectWait < 0:
+	case o.GatherStall < 0 || o.GatherMax < o.GatherStall || o.Timeout < 0 || o.DrainQuiet < 0 || o.DrainPatience < 0 || o.ReconnectWait < 0:
 		return o, errors.New("natsbus: durations must not be negative, and GatherMax must be at least GatherStall")
 	case o.ReconnectBufSize < 0:
 		return o, fmt.Errorf("natsbus: reconnect buffer %d: must not be negative", o.ReconnectBufSize)
@@ -235,10 +239,12 @@ func (c *counters) snapshot() Stats {
 //	...
 //	h.Close() // detaches: releases the nicks, closes the connection
 //
-// At shutdown (chat.Drainer), the node first flushes what it published,
-// then waits until nothing has arrived from the bus for DrainQuiet, until
-// the shutdown deadline at the latest, so that events other nodes read
-// before they stopped reach its clients ahead of their BYE.
+// At shutdown (chat.Drainer), the node flushes what it published, tells
+// the other nodes it has stopped, and waits, until the shutdown deadline
+// at the latest, for the events other nodes read before they stopped:
+// until every node it recently heard from has said it stopped too, or,
+// for nodes that go on, until the bus has been quiet for DrainQuiet after
+// DrainPatience. So its clients get those events ahead of their BYE.
 type Net struct {
 	opts  Options
 	stats counters
