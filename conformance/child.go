@@ -96,6 +96,11 @@ func serveChild(spec engine.ChildSpec) error {
 	if newHandler == nil {
 		return fmt.Errorf("no handler named %q (Config.App; have %s)", spec.Config.App, strings.Join(names, ", "))
 	}
+	// From here on SIGTERM asks for a shutdown, even one that arrives
+	// while the handler is still being built (the chat's connects to its
+	// bus): the child then serves nothing and exits 0.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
 	h, err := newHandler(spec)
 	if err != nil {
 		return err
@@ -107,8 +112,6 @@ func serveChild(spec engine.ChildSpec) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {

@@ -149,7 +149,9 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		_, err = nc.ChanSubscribe(l.subj.quiesced, l.data)
 	}
 	if err != nil {
+		l.mu.Lock()
 		l.closed = true // no disconnect notice
+		l.mu.Unlock()
 		nc.Close()
 		return nil, err
 	}
