@@ -40,7 +40,7 @@ const chatBusGatherStall = 400 * time.Millisecond
 // machine. When a server stops, all its hubs stop and say so, so a
 // shutdown waits for these only if a hub died.
 const (
-	chatBusDrainQuiet    = 500 * time.Millisecond
+	chatBusDrainQuiet    = 1500 * time.Millisecond
 	chatBusDrainPatience = 3 * time.Second
 )
 
