@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"reflect"
@@ -22,6 +23,10 @@ import (
 type NamedHandler struct {
 	Name string
 	New  func() handler.Handler
+	// NewChild, if set, is how a child builds the handler instead of
+	// New: from its parent's spec, whose Config.AppParams can carry the
+	// handler's settings (the chat passes its options and its bus there).
+	NewChild func(spec engine.ChildSpec) (handler.Handler, error)
 }
 
 // Handlers lists, by name, every handler a case runs. The process models
@@ -30,8 +35,9 @@ type NamedHandler struct {
 // sets from the case's Handler. A new app adds its entry here.
 func Handlers() []NamedHandler {
 	return []NamedHandler{
-		{"echo", echo.New},
-		{"probe", Probe},
+		{Name: "echo", New: echo.New},
+		{Name: "probe", New: Probe},
+		{Name: "chat", New: newChat, NewChild: newChatChild},
 	}
 }
 
@@ -76,23 +82,36 @@ func Main(m *testing.M) {
 // serveChild serves as a fork or prefork child until the model's Serve
 // returns (a fork child's connection ended) or a signal asks for shutdown.
 func serveChild(spec engine.ChildSpec) error {
-	var newHandler func() handler.Handler
+	var newHandler func(engine.ChildSpec) (handler.Handler, error)
 	var names []string
 	for _, nh := range Handlers() {
 		if nh.Name == spec.Config.App {
-			newHandler = nh.New
+			newHandler = nh.NewChild
+			if newHandler == nil {
+				newHandler = func(engine.ChildSpec) (handler.Handler, error) { return nh.New(), nil }
+			}
 		}
 		names = append(names, nh.Name)
 	}
 	if newHandler == nil {
 		return fmt.Errorf("no handler named %q (Config.App; have %s)", spec.Config.App, strings.Join(names, ", "))
 	}
-	srv, err := engine.Listen(spec.Model, newHandler(), spec.Config)
+	// From here on SIGTERM asks for a shutdown, even one that arrives
+	// while the handler is still being built (the chat's connects to its
+	// bus): the child then serves nothing and exits 0.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	h, err := newHandler(spec)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	if c, ok := h.(io.Closer); ok {
+		defer c.Close() // after the server has shut down
+	}
+	srv, err := engine.Listen(spec.Model, h, spec.Config)
+	if err != nil {
+		return err
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {

@@ -56,6 +56,11 @@ type Config struct {
 	// start, so a program that can serve several handlers knows which one
 	// to rebuild (see Child). The CLI sets it to --app.
 	App string
+	// AppParams are strings for the children of fork and prefork to read
+	// (through Child) when they rebuild the handler, such as the address
+	// of a service the parent started for them: the chat's embedded
+	// message bus. Like App, the engine only passes them on.
+	AppParams map[string]string `json:",omitempty"`
 
 	// Logger receives the server's logs. Default slog.Default(). It is
 	// not passed to child processes; each uses its own.

@@ -380,6 +380,9 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	for _, c := range conns {
 		c.quiesce()
 	}
+	if q, ok := s.h.(handler.Quiescer); ok {
+		q.Quiesced(deadline)
+	}
 	var marked []*streamConn
 	for _, c := range conns {
 		if c.mark(handler.ErrShutdown, true, deadline) {

@@ -25,6 +25,7 @@ package handler
 import (
 	"errors"
 	"net"
+	"time"
 )
 
 // Handler serves one protocol. One Handler value serves every connection of
@@ -71,6 +72,17 @@ type Farewell interface {
 // nil means the connection is just closed.
 type Refuser interface {
 	Refuse(reason error) []byte
+}
+
+// Quiescer is an optional interface for a Handler whose sessions also get
+// messages from outside the server, such as a chat bus between processes.
+// Server.Shutdown calls Quiesced once, after it has stopped reading every
+// connection and before it closes any (see Farewell): the handler may wait
+// there, until deadline at the latest, for messages still in flight to be
+// written to its connections, so that they go out ahead of the farewells.
+// Without it, a shutdown closes the connections as soon as reading stops.
+type Quiescer interface {
+	Quiesced(deadline time.Time)
 }
 
 // Conn is a session's handle on its connection.

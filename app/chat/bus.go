@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // EventKind says what an Event carries.
@@ -63,6 +64,29 @@ type Node interface {
 	Members(room string) []string
 	// Rooms returns the node's local rooms and their local member counts.
 	Rooms() map[string]int
+	// Notice sends "NOTICE <words...>" to the node's local members of
+	// room, or to every local connection if room is "". A bus uses it to
+	// tell clients about the bus itself: its connection dropped or came
+	// back, or events from other nodes were lost.
+	Notice(room string, words ...string)
+}
+
+// GuestCounter is an optional interface for a Bus. A bus that has one
+// counter for all its nodes implements it, and the hub numbers its guests
+// (guest-<n>) from it instead of from its own counter, so that guest nicks
+// rarely collide across nodes and count up across the whole chat.
+type GuestCounter interface {
+	// NextGuest returns the next guest number, counting from 1.
+	NextGuest() (uint64, error)
+}
+
+// Drainer is an optional interface for a Bus that delivers asynchronously
+// (from another process). At shutdown, once the server has stopped reading
+// its connections and before it says BYE to them, the hub calls Drain:
+// the bus waits, until deadline at the latest, for events still in flight
+// from other nodes to be delivered.
+type Drainer interface {
+	Drain(deadline time.Time)
 }
 
 // Bus carries room traffic, private messages, presence and nick claims

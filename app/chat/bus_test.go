@@ -3,6 +3,7 @@ package chat
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -41,6 +42,12 @@ func (r *recorder) Rooms() map[string]int {
 		out[room] = len(m)
 	}
 	return out
+}
+
+func (r *recorder) Notice(room string, words ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, "notice:"+room+":"+strings.Join(words, " "))
 }
 
 func (r *recorder) take() []string {

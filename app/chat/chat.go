@@ -75,7 +75,7 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Bus attaches the hub to the bus that carries traffic between hubs.
 	// nil means a LocalNet of the handler's own.
-	Bus func(Node) (Bus, error)
+	Bus func(Node) (Bus, error) `json:"-"`
 }
 
 // DefaultOptions returns the options the CLI starts from: length framing,
@@ -134,8 +134,9 @@ type Handler struct {
 }
 
 var (
-	_ handler.Handler = (*Handler)(nil)
-	_ handler.Refuser = (*Handler)(nil)
+	_ handler.Handler  = (*Handler)(nil)
+	_ handler.Refuser  = (*Handler)(nil)
+	_ handler.Quiescer = (*Handler)(nil)
 )
 
 // New returns a chat handler. Call Close when its server has shut down,
@@ -163,6 +164,16 @@ func (h *Handler) Refuse(reason error) []byte {
 		return h.hub.enc.closing(CodeServerFull, "the server is at its connection limit")
 	}
 	return h.hub.enc.bye(ByeError)
+}
+
+// Quiesced is called by the engine at shutdown, after it stopped reading
+// every connection and before the farewells: if the bus delivers from other
+// processes (a Drainer), it waits, until deadline at the latest, for events
+// in flight to reach the local connections.
+func (h *Handler) Quiesced(deadline time.Time) {
+	if d, ok := h.hub.bus.(Drainer); ok {
+		d.Drain(deadline)
+	}
 }
 
 // Close detaches the handler from its bus. Call it after the server has

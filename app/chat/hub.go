@@ -145,11 +145,24 @@ func (h *hub) release(s *session, nick string) {
 	h.bus.ReleaseNick(nick)
 }
 
+// nextGuestNumber returns the next guest number: from the bus if it counts
+// for all its nodes, else from the hub's own counter.
+func (h *hub) nextGuestNumber() (uint64, error) {
+	if gc, ok := h.bus.(GuestCounter); ok {
+		return gc.NextGuest()
+	}
+	return h.nextGuest.Add(1), nil
+}
+
 // claimGuest claims the next free guest-<n> nick.
 func (h *hub) claimGuest(s *session) (string, error) {
 	for {
-		nick := "guest-" + strconv.FormatUint(h.nextGuest.Add(1), 10)
-		err := h.claim(s, nick)
+		n, err := h.nextGuestNumber()
+		if err != nil {
+			return "", err
+		}
+		nick := "guest-" + strconv.FormatUint(n, 10)
+		err = h.claim(s, nick)
 		if err == nil {
 			return nick, nil
 		}
@@ -278,6 +291,23 @@ func (n node) Rooms() map[string]int {
 		return true
 	})
 	return rooms
+}
+
+func (n node) Notice(name string, words ...string) {
+	h := n.h
+	out := h.enc.words(append([]string{"NOTICE"}, words...)...)
+	if name != "" {
+		if v, ok := h.rooms.Load(name); ok {
+			for _, m := range v.(*room).load() {
+				m.send(out)
+			}
+		}
+		return
+	}
+	h.nicks.Range(func(_, v any) bool {
+		v.(*session).send(out)
+		return true
+	})
 }
 
 // list frames "OK <what> item item ...", cutting the list with "..."

@@ -257,8 +257,10 @@ func TestServeChatBadFlags(t *testing.T) {
 		{"--msg-rate", "-1"},
 		{"--msg-burst", "-1"},
 		{"--idle-timeout", "-1s"},
-		{"--model", "prefork"}, // no cross-process bus yet
-		{"--model", "fork"},
+		{"--model", "prefork", "--bus", "local"}, // each process would be its own chat
+		{"--model", "fork", "--bus", "local"},
+		{"--bus", "carrier-pigeon"},
+		{"--bus", "nats://127.0.0.1:4222", "--bus-replicas", "0"},
 	} {
 		args = append([]string{"serve", "--app", "chat", "--addr", "127.0.0.1:0"}, args...)
 		code, _, stderr := runCmd(t, args...)

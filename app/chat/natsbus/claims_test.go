@@ -1,0 +1,180 @@
+package natsbus_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/chat/natsbus"
+)
+
+// TestNickUniqueAcrossCluster: twelve clients on three nodes, each node on
+// its own server of a 3-server cluster, ask for the same nick at once, five
+// times over. Exactly one gets it each time; the rest get nick-taken.
+func TestNickUniqueAcrossCluster(t *testing.T) {
+	c := startCluster(t)
+	nodes := clusterNodes(t, c, [3]int{0, 1, 2})
+	var clients []*client
+	for i := range 12 {
+		clients = append(clients, dial(t, nodes[i%3]))
+	}
+	for round := range 5 {
+		nick := fmt.Sprintf("highlander%d", round)
+		replies := make([]string, len(clients))
+		var wg sync.WaitGroup
+		for i, cl := range clients {
+			wg.Go(func() {
+				cl.send("/nick " + nick)
+				for {
+					f, err := cl.read()
+					if err != nil {
+						replies[i] = err.Error()
+						return
+					}
+					if !isPresence(f) {
+						replies[i] = f
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		won := 0
+		for i, r := range replies {
+			switch r {
+			case "OK nick " + nick:
+				won++
+			case "ERR nick-taken " + nick:
+			default:
+				t.Fatalf("client %d: %q", i, r)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d clients got %s; want exactly 1", round, won, nick)
+		}
+	}
+}
+
+// TestClaimOfCrashedNodeExpires: a node that dies without releasing its
+// nicks holds them for the claim TTL, no longer.
+func TestClaimOfCrashedNodeExpires(t *testing.T) {
+	ns := startNATS(t, natsbus.EmbeddedOptions{})
+	o := testBusOptions(ns.URL())
+	o.ClaimTTL = time.Second
+	n1, n2 := startNode(t, o), startNode(t, o)
+	join(t, n1, "zed", "")
+	b := dial(t, n2)
+	b.call("/nick zed", "ERR nick-taken zed")
+	n1.net.Crash()
+	b.call("/nick zed", "ERR nick-taken zed") // still claimed: it has not expired
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		b.send("/nick zed")
+		f := b.next()
+		if f == "OK nick zed" {
+			return
+		}
+		if f != "ERR nick-taken zed" && !isPresence(f) {
+			t.Fatalf("got %q", f)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zed still taken %v after its node died; the claim TTL is 1s", ioTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestOutage: the NATS server goes away and comes back on the same port.
+// Both nodes' clients stay connected and get NOTICE bus-down, then
+// bus-up. What alice sends meanwhile waits in her node's reconnect buffer
+// (4 KiB here); past it she gets ERR unavailable for each message, and
+// Stats.PublishErrors counts them. Every message is then either delivered
+// to bob, in order, or reported: to alice as ERR unavailable, or to bob as
+// NOTICE lost. Traffic resumes after the reconnect, and so do nick claims
+// on the new server.
+func TestOutage(t *testing.T) {
+	port := freePort(t)
+	ns := startNATS(t, natsbus.EmbeddedOptions{Port: port})
+	o := testBusOptions(ns.URL())
+	o.ReconnectBufSize = 4096
+	o.ReconnectWait = 50 * time.Millisecond
+	n1, n2 := startNode(t, o), startNode(t, o)
+	a := join(t, n1, "alice", "")
+	b := join(t, n2, "bob", "")
+	a.expect("JOIN lobby " + "guest-2")
+	// A receiving node counts gaps from the first event it has seen from
+	// an origin; this is bob's node's first from alice's.
+	a.send("hello")
+	b.expect("MSG lobby alice hello")
+
+	ns.Shutdown()
+	a.expectPrefix("NOTICE bus-down ")
+	b.expectPrefix("NOTICE bus-down ")
+	const sent = 60
+	pad := strings.Repeat("x", 200)
+	for i := range sent {
+		a.send(fmt.Sprintf("m-%d %s", i, pad))
+	}
+	refused := 0
+	for _, f := range a.sync() {
+		switch {
+		case strings.HasPrefix(f, "ERR unavailable "):
+			refused++
+		default:
+			t.Fatalf("alice: %q", f)
+		}
+	}
+	if st := n1.net.Stats(); refused == 0 || refused == sent || st.PublishErrors != uint64(refused) {
+		t.Fatalf("alice got %d ERR unavailable for %d messages; PublishErrors %d", refused, sent, st.PublishErrors)
+	}
+
+	startNATS(t, natsbus.EmbeddedOptions{Port: port})
+	a.expectPrefix("NOTICE bus-up ")
+	b.expectPrefix("NOTICE bus-up ")
+	// bob's "ready" reaching alice shows bob's node has its subscriptions
+	// back on the server (they went before it, on the same connection).
+	b.send("ready")
+	a.expect("MSG lobby bob ready")
+	a.send("after")
+
+	next, delivered, reported := 0, 0, 0
+	for {
+		f := b.next()
+		if f == "MSG lobby alice after" {
+			break
+		}
+		var i int
+		var lost int
+		switch {
+		case strings.HasPrefix(f, "MSG lobby alice m-"):
+			fmt.Sscanf(f, "MSG lobby alice m-%d", &i)
+			if i < next {
+				t.Fatalf("bob: m-%d after m-%d", i, next-1)
+			}
+			next = i + 1
+			delivered++
+		case strings.HasPrefix(f, "NOTICE lost lobby "):
+			fmt.Sscanf(f, "NOTICE lost lobby %d", &lost)
+			reported += lost
+		default:
+			t.Fatalf("bob: %q", f)
+		}
+	}
+	t.Logf("sent %d: delivered %d, refused to the sender %d, reported lost to the receiver %d", sent, delivered, refused, reported)
+	if delivered+refused+reported != sent {
+		t.Errorf("delivered %d + refused %d + reported lost %d != sent %d", delivered, refused, reported, sent)
+	}
+	if st := n2.net.Stats(); st.Lost != uint64(reported) {
+		t.Errorf("bob's node counted %d lost; bob was told %d", st.Lost, reported)
+	}
+	// The new server lost the nick bucket and the guest stream (they live
+	// in memory): the nodes make them again, and newcomers get in.
+	c := dial(t, n1)
+	c.call("/nick carol", "OK nick carol")
+	b.call("/nick carol", "ERR nick-taken carol")
+	// Stop the nodes before the server, whose cleanup comes first.
+	n1.stop(t)
+	n2.stop(t)
+}

@@ -1,0 +1,411 @@
+package natsbus_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tcplab/tcplab/app/chat/natsbus"
+)
+
+// cluster is three NATS servers routed to each other on 127.0.0.1, with
+// JetStream.
+type cluster struct {
+	servers []*natsbus.Embedded
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	// Clustered JetStream wants every server's routes configured from the
+	// start, so the route ports are picked first: free loopback ports,
+	// which nothing else on the machine takes in the moment between.
+	var ports [3]int
+	var routes []string
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
+	}
+	c := &cluster{servers: make([]*natsbus.Embedded, 3)}
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range ports {
+		wg.Go(func() {
+			c.servers[i], errs[i] = natsbus.StartEmbedded(natsbus.EmbeddedOptions{
+				Name: fmt.Sprintf("s%d", i+1), Cluster: "tcplab", ClusterPort: ports[i], Routes: routes,
+			})
+		})
+	}
+	wg.Wait()
+	for i, s := range c.servers {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		t.Cleanup(s.Shutdown)
+	}
+	c.waitJetStream(t)
+	return c
+}
+
+// waitJetStream waits until the cluster can place a stream on all three
+// servers, as the first node's nick bucket will be: a meta leader is
+// elected and knows its peers.
+func (c *cluster) waitJetStream(t *testing.T) {
+	t.Helper()
+	nc, err := nats.Connect(c.urls(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "probe", Subjects: []string{"probe"}, Storage: jetstream.MemoryStorage, Replicas: 3})
+		if err == nil {
+			err = js.DeleteStream(ctx, "probe")
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster's JetStream is not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *cluster) metaLeader() int {
+	for i, s := range c.servers {
+		if s.IsMetaLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// urls lists the servers' client URLs, first first.
+func (c *cluster) urls(first int) string {
+	urls := []string{c.servers[first].URL()}
+	for i, s := range c.servers {
+		if i != first {
+			urls = append(urls, s.URL())
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
+// clusterNodes starts three tcplab nodes, the i-th attached first to
+// server order[i] and failing over to the others.
+func clusterNodes(t *testing.T, c *cluster, order [3]int) [3]*node {
+	var nodes [3]*node
+	for i, s := range order {
+		o := testBusOptions(c.urls(s))
+		o.InOrder = true
+		o.Replicas = 3
+		o.ReconnectWait = 50 * time.Millisecond
+		nodes[i] = startNode(t, o)
+	}
+	return nodes
+}
+
+// numbered is message i of sender from: "<from>-<i>".
+func numbered(from string, i int) string { return from + "-" + strconv.Itoa(i) }
+
+// tally is what one receiver got from each sender.
+type tally struct {
+	got     map[string][]int // sender -> indices, in arrival order
+	lostRep uint64           // events reported lost by NOTICE lost
+	notices []string
+}
+
+// receive reads MSG frames "MSG <room> <sender> <sender>-<i>" until every
+// sender in want has delivered its last index (total-1), or the
+// connection fails. It records NOTICE frames.
+func receive(c *client, room string, want map[string]int) (*tally, error) {
+	tl := &tally{got: map[string][]int{}}
+	done := 0
+	for done < len(want) {
+		f, err := c.read()
+		if err != nil {
+			return tl, fmt.Errorf("%s: %w (got %v)", c.nick, err, counts(tl.got))
+		}
+		if n, ok := strings.CutPrefix(f, "NOTICE "); ok {
+			tl.notices = append(tl.notices, n)
+			var r string
+			var lost uint64
+			if _, err := fmt.Sscanf(n, "lost %s %d", &r, &lost); err == nil && r == room {
+				tl.lostRep += lost
+			}
+			continue
+		}
+		var r, from, text string
+		if _, err := fmt.Sscanf(f, "MSG %s %s %s", &r, &from, &text); err != nil {
+			continue // presence
+		}
+		total, ok := want[from]
+		i, err := strconv.Atoi(strings.TrimPrefix(text, from+"-"))
+		if !ok || r != room || err != nil {
+			return tl, fmt.Errorf("%s: unexpected %q", c.nick, f)
+		}
+		tl.got[from] = append(tl.got[from], i)
+		if i == total-1 {
+			done++
+		}
+	}
+	return tl, nil
+}
+
+func counts(m map[string][]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range m {
+		out[k] = len(v)
+	}
+	return out
+}
+
+// inOrder checks that got is strictly increasing, and returns how many of
+// 0..total-1 are missing.
+func inOrder(got []int, total int) (missing int, err error) {
+	for k := 1; k < len(got); k++ {
+		if got[k] <= got[k-1] {
+			return 0, fmt.Errorf("message %d after %d", got[k], got[k-1])
+		}
+	}
+	return total - len(got), nil
+}
+
+// TestClusterOrdering: three NATS servers in a cluster and three tcplab
+// nodes, each attached to its own server. Three senders on node C and one
+// on node B send as fast as they can; every client on node A gets every
+// message, in order per sender, once.
+func TestClusterOrdering(t *testing.T) {
+	c := startCluster(t)
+	nodes := clusterNodes(t, c, [3]int{0, 1, 2})
+	a, b, cn := nodes[0], nodes[1], nodes[2]
+	const total = 1000
+	receivers := []*client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news")}
+	senders := []*client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, cn, "sc3", "news"), join(t, b, "sb1", "news")}
+	want := map[string]int{}
+	for _, s := range senders {
+		want[s.nick] = total
+		for _, r := range receivers {
+			r.expect("JOIN news " + s.nick) // the path from s's node to A works
+		}
+	}
+
+	results := make([]*tally, len(receivers))
+	errs := make([]error, len(receivers))
+	var wg sync.WaitGroup
+	for i, r := range receivers {
+		wg.Go(func() { results[i], errs[i] = receive(r, "news", want) })
+	}
+	stopDrain := drainAll(senders) // senders hear each other; keep reading
+	defer stopDrain()
+	var send sync.WaitGroup
+	for _, s := range senders {
+		send.Go(func() {
+			msgs := make([]string, total)
+			for i := range msgs {
+				msgs[i] = numbered(s.nick, i)
+			}
+			s.send(msgs...)
+		})
+	}
+	send.Wait()
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tl := range results {
+		for _, s := range senders {
+			missing, err := inOrder(tl.got[s.nick], total)
+			if err != nil || missing != 0 || len(tl.notices) != 0 {
+				t.Errorf("%s from %s: %d missing, order: %v, notices %q", receivers[i].nick, s.nick, missing, err, tl.notices)
+			}
+		}
+	}
+	if st := a.net.Stats(); st.Lost != 0 || st.Duplicates != 0 || st.Received < 4*total {
+		t.Errorf("node A: %+v", st)
+	}
+}
+
+// drainAll reads each client in the background, keeping its NOTICE
+// frames, until the returned stop closes the connections; stop returns
+// the notices per client.
+func drainAll(cs []*client) (stop func() [][]string) {
+	notices := make([][]string, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			for {
+				f, err := c.read()
+				if err != nil {
+					return
+				}
+				if n, ok := strings.CutPrefix(f, "NOTICE "); ok {
+					notices[i] = append(notices[i], n)
+				}
+			}
+		})
+	}
+	return func() [][]string {
+		for _, c := range cs {
+			c.c.Close()
+		}
+		wg.Wait()
+		return notices
+	}
+}
+
+// TestClusterFailover kills a NATS server mid-stream. Two senders on node
+// C, attached to that server, and one on node B send a paced stream to
+// room news; clients on node A (and one on C) receive it. C's clients stay
+// connected and get NOTICE bus-down and bus-up, C reconnects to another
+// server and the stream goes on. Every message arrives at most once and in
+// order per sender; the ones lost in the failover window are exactly the
+// ones reported by NOTICE lost and counted in Stats.Lost, and there are at
+// most failoverLossBound of them per receiver.
+func TestClusterFailover(t *testing.T) {
+	c := startCluster(t)
+	kill := 0 // a server that does not lead JetStream, so claims go on
+	if c.metaLeader() == 0 {
+		kill = 1
+	}
+	others := []int{}
+	for i := range c.servers {
+		if i != kill {
+			others = append(others, i)
+		}
+	}
+	nodes := clusterNodes(t, c, [3]int{others[0], others[1], kill})
+	a, b, cn := nodes[0], nodes[1], nodes[2]
+
+	const total, killAt, pace = 500, 150, 2 * time.Millisecond
+	receivers := []*client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news"), join(t, cn, "rc", "news")}
+	senders := []*client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, b, "sb", "news")}
+	for _, s := range senders {
+		for _, r := range receivers {
+			if r.nick != "rc" || s.nick == "sb" {
+				r.expect("JOIN news " + s.nick)
+			}
+		}
+	}
+	fromC := map[string]int{"sc1": total, "sc2": total}
+	all := map[string]int{"sc1": total, "sc2": total, "sb": total}
+
+	results := make([]*tally, len(receivers))
+	errs := make([]error, len(receivers))
+	var recv sync.WaitGroup
+	for i, r := range receivers {
+		recv.Go(func() { results[i], errs[i] = receive(r, "news", all) })
+	}
+	stopDrain := drainAll(senders)
+	killed := make(chan struct{})
+	var send sync.WaitGroup
+	for si, s := range senders {
+		send.Go(func() {
+			for i := range total {
+				if si == 0 && i == killAt {
+					close(killed)
+				}
+				s.send(numbered(s.nick, i))
+				time.Sleep(pace)
+			}
+		})
+	}
+	<-killed
+	killedAt := time.Now()
+	c.servers[kill].Shutdown()
+	send.Wait()
+	recv.Wait()
+	notices := stopDrain()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("killed server s%d at message %d; the stream ended %v later", kill+1, killAt, time.Since(killedAt).Round(time.Millisecond))
+
+	for i, r := range receivers {
+		tl := results[i]
+		// What crossed the killed server: C's senders' messages to A, and
+		// sb's messages to rc on C. The rest must all arrive.
+		lost := 0
+		for from := range all {
+			missing, err := inOrder(tl.got[from], total)
+			if err != nil {
+				t.Errorf("%s from %s: %v", r.nick, from, err)
+			}
+			_, senderOnC := fromC[from]
+			if crossed := senderOnC != (r.nick == "rc"); crossed {
+				lost += missing
+			} else if missing != 0 {
+				t.Errorf("%s lost %d of %s's messages, which never passed the killed server", r.nick, missing, from)
+			}
+		}
+		t.Logf("%s: lost %d, reported lost %d, notices %q", r.nick, lost, tl.lostRep, tl.notices)
+		if uint64(lost) != tl.lostRep {
+			t.Errorf("%s: %d messages missing, %d reported by NOTICE lost", r.nick, lost, tl.lostRep)
+		}
+		if lost > failoverLossBound {
+			t.Errorf("%s: %d messages lost in the failover, over the bound of %d", r.nick, lost, failoverLossBound)
+		}
+	}
+	stA, stC := a.net.Stats(), cn.net.Stats()
+	t.Logf("node A: %+v", stA)
+	t.Logf("node C: %+v", stC)
+	if lost := results[0].lostRep; stA.Lost != lost || results[1].lostRep != lost {
+		t.Errorf("node A counted %d lost; its clients were told %d and %d", stA.Lost, lost, results[1].lostRep)
+	}
+	if stC.Lost != results[2].lostRep {
+		t.Errorf("node C counted %d lost; rc was told %d", stC.Lost, results[2].lostRep)
+	}
+	if stA.Duplicates+stC.Duplicates != 0 {
+		t.Errorf("duplicates dropped: A %d, C %d", stA.Duplicates, stC.Duplicates)
+	}
+	if stC.Disconnects == 0 || stC.Reconnects == 0 {
+		t.Errorf("node C: %d disconnects, %d reconnects; want both", stC.Disconnects, stC.Reconnects)
+	}
+	for i, s := range senders[:2] { // C's clients heard about it, and stayed
+		if !hasPrefix(notices[i], "bus-down ") || !hasPrefix(notices[i], "bus-up ") {
+			t.Errorf("%s got notices %q; want bus-down and bus-up", s.nick, notices[i])
+		}
+	}
+	receivers[2].sync() // rc is still connected and answered
+}
+
+// failoverLossBound is the most messages a receiver may miss when the
+// NATS server of node C is killed while C's two senders send 500 messages
+// a second each (docs/deploy-3-nodes.md): 50 ms of C's stream, for what
+// was inside the server, or in the socket buffers to it, when it died.
+const failoverLossBound = 50
+
+func hasPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,20 @@
+package natsbus
+
+// IsMetaLeader reports whether the server leads its cluster's JetStream
+// meta group.
+func (e *Embedded) IsMetaLeader() bool { return e.srv.JetStreamIsLeader() }
+
+// Crash cuts the node off as a dying process would be: its connection
+// closes, and its claims are neither renewed nor released.
+func (n *Net) Crash() {
+	l := n.link
+	c := l.claims
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+		c.held = map[string]*claim{}
+	}
+	c.mu.Unlock()
+	l.nc.Close()
+}

@@ -1,0 +1,110 @@
+package natsbus
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/tcplab/tcplab/app/chat"
+)
+
+// An event travels as one NATS message payload:
+//
+//	byte  0       wireVersion
+//	byte  1       kind (chat.EventKind)
+//	bytes 2..9    origin node, big-endian
+//	bytes 10..17  origin connection
+//	bytes 18..25  epoch: the origin's sequence for this room restarted
+//	bytes 26..33  sequence number in the epoch; 0 for an unsequenced event
+//	byte  34      length of the nick, then the nick
+//	byte          length of the room (or the recipient of a PRIV), then it
+//	rest          the text (MSG and PRIV only), valid UTF-8
+const (
+	wireVersion = 1
+	headerLen   = 34
+)
+
+// position is an event's place in its origin's sequence for one room.
+type position struct {
+	epoch uint64
+	seq   uint64 // 0: unsequenced
+}
+
+var errBadEvent = errors.New("natsbus: malformed event")
+
+// appendEvent encodes ev at pos onto dst.
+func appendEvent(dst []byte, ev *chat.Event, pos position) []byte {
+	name := ev.Room
+	if ev.Kind == chat.EventPriv {
+		name = ev.To
+	}
+	dst = append(dst, wireVersion, byte(ev.Kind))
+	dst = binary.BigEndian.AppendUint64(dst, ev.Origin.Node)
+	dst = binary.BigEndian.AppendUint64(dst, ev.Origin.Conn)
+	dst = binary.BigEndian.AppendUint64(dst, pos.epoch)
+	dst = binary.BigEndian.AppendUint64(dst, pos.seq)
+	dst = append(dst, byte(len(ev.Nick)))
+	dst = append(dst, ev.Nick...)
+	dst = append(dst, byte(len(name)))
+	dst = append(dst, name...)
+	return append(dst, ev.Text...)
+}
+
+// decodeEvent decodes a payload. The event's Text is a sub-slice of p.
+// Every name is checked as the chat checks a client's, so a payload from a
+// foreign or broken publisher cannot put a malformed frame on a client's
+// connection.
+func decodeEvent(p []byte) (chat.Event, position, error) {
+	var ev chat.Event
+	var pos position
+	if len(p) < headerLen+2 || p[0] != wireVersion {
+		return ev, pos, errBadEvent
+	}
+	ev.Kind = chat.EventKind(p[1])
+	ev.Origin.Node = binary.BigEndian.Uint64(p[2:])
+	ev.Origin.Conn = binary.BigEndian.Uint64(p[10:])
+	pos.epoch = binary.BigEndian.Uint64(p[18:])
+	pos.seq = binary.BigEndian.Uint64(p[26:])
+	rest := p[headerLen:]
+	nick, rest, ok := cutName(rest)
+	if !ok || !chat.ValidNick(nick) {
+		return ev, pos, fmt.Errorf("%w: bad nick", errBadEvent)
+	}
+	name, rest, ok := cutName(rest)
+	if !ok {
+		return ev, pos, fmt.Errorf("%w: truncated", errBadEvent)
+	}
+	ev.Nick = string(nick)
+	switch ev.Kind {
+	case chat.EventMsg, chat.EventJoin, chat.EventLeave:
+		if !chat.ValidRoom(name) {
+			return ev, pos, fmt.Errorf("%w: bad room", errBadEvent)
+		}
+		ev.Room = string(name)
+	case chat.EventPriv:
+		if !chat.ValidNick(name) {
+			return ev, pos, fmt.Errorf("%w: bad recipient", errBadEvent)
+		}
+		ev.To = string(name)
+	default:
+		return ev, pos, fmt.Errorf("%w: kind %d", errBadEvent, ev.Kind)
+	}
+	hasText := ev.Kind == chat.EventMsg || ev.Kind == chat.EventPriv
+	if hasText != (len(rest) > 0) || !utf8.Valid(rest) {
+		return ev, pos, fmt.Errorf("%w: bad text", errBadEvent)
+	}
+	if hasText {
+		ev.Text = rest
+	}
+	return ev, pos, nil
+}
+
+// cutName splits a length-prefixed name off p.
+func cutName(p []byte) (name, rest []byte, ok bool) {
+	if len(p) < 1 || len(p) < 1+int(p[0]) {
+		return nil, nil, false
+	}
+	n := int(p[0])
+	return p[1 : 1+n], p[1+n:], true
+}

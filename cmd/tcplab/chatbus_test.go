@@ -1,0 +1,97 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/chat/natsbus"
+	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/frame"
+)
+
+// TestServeChatOnProcessModelsIsOneChat runs "tcplab serve --app chat"
+// under fork (a process per client) and prefork with no --bus: the parent
+// starts an embedded NATS server and its children join it, so clients
+// served by different processes are in one chat. SIGTERM then says BYE to
+// each and the parent exits 0, leaving no process behind.
+func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
+	for _, model := range []string{"fork", "prefork"} {
+		t.Run(model, func(t *testing.T) {
+			cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--model", model, "--workers", "2", "--drain-timeout", "2s")
+			a := dialPeer(t, addr, frame.Line)
+			b := dialPeer(t, addr, frame.Line)
+			c := dialPeer(t, addr, frame.Line)
+			a.expect("JOIN lobby guest-2") // guest numbers count across the processes
+			a.expect("JOIN lobby guest-3")
+			b.expect("JOIN lobby guest-3")
+			c.send("/nick carol")
+			c.expect("OK nick carol")
+			a.send("/nick carol")
+			a.expect("ERR nick-taken carol")
+			c.send("hello, processes")
+			a.expect("MSG lobby carol hello, processes")
+			b.expect("MSG lobby carol hello, processes")
+			b.send("/who")
+			b.expect("OK who carol guest-1 guest-2")
+			a.send("/msg carol psst")
+			a.expect("OK msg")
+			c.expect("PRIV guest-1 psst")
+
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []*peer{a, b, c} {
+				for { // the others' LEAVE may come first: they close at once
+					f := p.next()
+					if f == "BYE shutting-down" {
+						break
+					}
+					if !strings.HasPrefix(f, "LEAVE lobby ") {
+						t.Fatalf("before BYE: %q", f)
+					}
+				}
+			}
+			if err := waitExit(t, cmd, 10*time.Second); err != nil {
+				t.Fatalf("exit after SIGTERM: %v", err)
+			}
+			conformance.CheckNoStrays(t, 5*time.Second)
+		})
+	}
+}
+
+// TestServeChatJoinsAnExistingBus runs two "tcplab serve --app chat --bus
+// nats://..." processes against a NATS server the test runs (the list also
+// names a port where nothing listens, which the client skips): their
+// clients are in one chat.
+func TestServeChatJoinsAnExistingBus(t *testing.T) {
+	ns, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown) // after the servers, whose cleanups come later
+	bus := ns.URL() + ",nats://127.0.0.1:1"
+	var cmds []*exec.Cmd
+	var peers []*peer
+	for range 2 {
+		cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--bus", bus)
+		cmds = append(cmds, cmd)
+		peers = append(peers, dialPeer(t, addr, frame.Line))
+	}
+	a, b := peers[0], peers[1]
+	a.expect("JOIN lobby guest-2")
+	b.send("across processes")
+	a.expect("MSG lobby guest-2 across processes")
+	a.send("/who")
+	a.expect("OK who guest-1 guest-2")
+	for _, cmd := range cmds {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitExit(t, cmd, 10*time.Second); err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	}
+}
