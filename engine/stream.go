@@ -26,9 +26,6 @@ import (
 const (
 	readBufStart = 16 << 10 // first read buffer per connection
 	readBufMax   = 64 << 10 // it doubles up to this while reads fill it
-	// overflowLinger is how long a connection closed for overflow gets to
-	// deliver its farewell before the socket is closed anyway.
-	overflowLinger = time.Second
 )
 
 // streamConn is one connection of a blocking model. It implements
@@ -61,7 +58,7 @@ func (c *streamConn) Write(p []byte) error {
 	err := c.out.Write(p)
 	if errors.Is(err, handler.ErrOverflow) {
 		c.set.stats.overflows.Add(1)
-		c.closeWith(handler.ErrOverflow, true, time.Now().Add(overflowLinger))
+		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
 	}
 	return err
 }

@@ -14,9 +14,16 @@ package outbuf
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcplab/tcplab/handler"
 )
+
+// OverflowLinger is how long a connection closed for overflow gets to
+// deliver its farewell before its socket is closed anyway. A peer that let
+// MaxPending bytes pile up will not catch up in a useful time, so it is
+// short: the point is to isolate it quickly.
+const OverflowLinger = 250 * time.Millisecond
 
 // keepCap is the largest batch buffer kept for reuse after a flush. Larger
 // ones are dropped so an idle connection does not pin a burst's memory.

@@ -12,11 +12,6 @@ import (
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
 
-// overflowLinger is how long a connection closed for overflow gets to
-// deliver its farewell before the socket is closed anyway (as in the
-// blocking models).
-const overflowLinger = time.Second
-
 // ErrWriteTimeout is the reason a connection is closed when its socket
 // took no bytes for Options.WriteTimeout while data waited.
 var ErrWriteTimeout = errors.New("write timed out: the peer is not reading")
@@ -67,7 +62,7 @@ func (c *conn) Write(p []byte) error {
 	err := c.out.Write(p)
 	if errors.Is(err, handler.ErrOverflow) {
 		c.l.s.overflows.Add(1)
-		c.closeWith(handler.ErrOverflow, true, time.Now().Add(overflowLinger))
+		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
 	}
 	return err
 }
