@@ -91,7 +91,7 @@ func dial(t *testing.T, s *Server) net.Conn {
 // lines is a line-oriented test handler: "ping" answers "pong", "block"
 // blocks Data until release is closed (a CPU-heavy or stuck handler),
 // "flood" has a goroutine write 16 MiB (more than loopback socket buffers
-// hold), and every other line is echoed. Its sessions report their close reason on
+// hold) and then signal flooded, and every other line is echoed. Its sessions report their close reason on
 // closed, and fail the test if two Data calls of one session overlap or
 // Data follows Closed. It refuses connections with "REFUSED <reason>" and
 // says "BYE <reason>" on engine-initiated closes.
@@ -99,11 +99,12 @@ type lines struct {
 	t       *testing.T
 	release chan struct{}
 	blocked chan struct{} // gets a token when Data starts blocking
+	flooded chan struct{} // gets a token when a flood has queued all it writes
 	closed  chan error
 }
 
 func newLines(t *testing.T) *lines {
-	return &lines{t: t, release: make(chan struct{}), blocked: make(chan struct{}, 16), closed: make(chan error, 1024)}
+	return &lines{t: t, release: make(chan struct{}), blocked: make(chan struct{}, 16), flooded: make(chan struct{}, 16), closed: make(chan error, 1024)}
 }
 
 func (h *lines) Open(c handler.Conn) handler.Session { return &lineSession{h: h, c: c} }
@@ -150,6 +151,7 @@ func (s *lineSession) Data(in []byte) (int, error) {
 						return
 					}
 				}
+				s.h.flooded <- struct{}{}
 			})
 		case "block":
 			s.h.blocked <- struct{}{}
@@ -526,7 +528,7 @@ func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
 		s, served := serve(t, h, o)
 		c := dial(t, s)
 		io.WriteString(c, "flood\n")
-		time.Sleep(50 * time.Millisecond) // the flood fills the socket
+		<-h.flooded // 16 MiB queued: more than the socket takes
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
