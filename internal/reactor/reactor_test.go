@@ -231,7 +231,9 @@ func TestValidateRejectsBadOptions(t *testing.T) {
 
 func TestServeTwiceAndShutdownBeforeServe(t *testing.T) {
 	s := start(t, newLines(t), testOptions())
-	time.Sleep(10 * time.Millisecond) // let the first Serve start
+	c := dial(t, s)
+	io.WriteString(c, "ping\n")
+	expectLine(t, bufio.NewReader(c), "pong") // the first Serve is running
 	if err := s.Serve(); err == nil {
 		t.Fatal("second Serve returned nil")
 	}
