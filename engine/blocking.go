@@ -119,7 +119,9 @@ func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
 		if bo.Reset() {
 			log.Info("accept recovered", "addr", ln.Addr())
 		}
-		s.dispatch(nc)
+		if nc, ok := s.set.admit(nc); ok {
+			s.dispatch(nc)
+		}
 	}
 }
 
@@ -137,6 +139,7 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	if s.wait != nil && !s.wait(deadline) {
 		drained = false
 	}
+	s.set.refusers.Wait()
 	if !drained {
 		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/admit"
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
 
@@ -143,7 +145,11 @@ func (c *streamConn) writeDeadline() time.Time {
 // flush writes batches while it can take the flush token. It reports false
 // if the socket failed.
 func (c *streamConn) flush() bool {
+	observe := c.set.cfg.ObserveQueue
 	for b := c.out.Take(); b != nil; b = c.out.Next(b) {
+		if observe != nil {
+			observe(len(b))
+		}
 		c.nc.SetWriteDeadline(c.writeDeadline())
 		n, err := c.nc.Write(b)
 		c.set.stats.bytesOut.Add(uint64(n))
@@ -192,6 +198,7 @@ func (c *streamConn) readLoop() {
 	chunk := max(1, min(readBufMax, cfg.MaxPending/2))
 	buf := make([]byte, min(readBufStart, chunk))
 	have := 0
+	var frame frameClock
 	for {
 		n, err := c.nc.Read(buf[have:min(len(buf), have+chunk)])
 		if n > 0 {
@@ -203,6 +210,7 @@ func (c *streamConn) readLoop() {
 				return
 			}
 			have = copy(buf, buf[used:have])
+			frame.after(c, used, have)
 			if have > cfg.MaxInbound {
 				c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(cfg.DrainTimeout))
 				return
@@ -221,6 +229,11 @@ func (c *streamConn) readLoop() {
 				<-c.stop // shutdown stopped reading; it closes the connection next
 				return
 			}
+			if frame.expired(err) {
+				c.set.stats.frameTimeouts.Add(1)
+				c.closeWith(handler.ErrFrameTimeout, true, time.Now().Add(overflowLinger))
+				return
+			}
 			if errors.Is(err, io.EOF) {
 				err = nil // orderly close (or half-close) by the peer
 			}
@@ -228,6 +241,51 @@ func (c *streamConn) readLoop() {
 			return
 		}
 	}
+}
+
+// frameClock enforces Config.FrameTimeout on a blocking connection: while
+// the session has left input unconsumed (a frame begun), the socket's read
+// deadline is the time that input began plus the timeout, so a client that
+// trickles bytes meets the deadline however often it sends one. It belongs
+// to the read loop.
+type frameClock struct {
+	since time.Time // when the unconsumed input began; zero if none
+	set   bool      // a read deadline is set
+}
+
+// after updates the clock after a Data call that consumed used bytes and
+// left have. Input left after a call that consumed something is a new
+// frame, begun in the bytes just read.
+func (f *frameClock) after(c *streamConn, used, have int) {
+	timeout := c.set.cfg.FrameTimeout
+	if timeout <= 0 {
+		return
+	}
+	switch {
+	case have == 0:
+		f.since = time.Time{}
+		if !f.set {
+			return
+		}
+		f.set = false
+		c.nc.SetReadDeadline(time.Time{})
+	case used > 0 || f.since.IsZero():
+		f.since = time.Now()
+		f.set = true
+		c.nc.SetReadDeadline(f.since.Add(timeout))
+	default:
+		return
+	}
+	// Shutdown or a close may have set a deadline of now to stop the
+	// read; the one just set must not undo it.
+	if c.quiesced() {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+// expired reports whether err is the frame deadline passing.
+func (f *frameClock) expired(err error) bool {
+	return f.set && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // deliver passes in to the session and flushes what it wrote. It reports
@@ -295,6 +353,13 @@ type streamSet struct {
 	cfg   Config
 	stats *counters
 
+	limiter *admit.Limiter // per-address limits; nil if none
+	// ctx is cancelled when shutdown starts: TLS handshakes stop.
+	ctx         context.Context
+	cancel      context.CancelFunc
+	tlsRefusals chan struct{}  // TLS refusals under way (guard.go)
+	refusers    sync.WaitGroup // their goroutines
+
 	mu       sync.Mutex
 	conns    map[*streamConn]struct{}
 	shutting bool
@@ -303,7 +368,14 @@ type streamSet struct {
 }
 
 func newStreamSet(h handler.Handler, cfg Config, stats *counters) *streamSet {
-	return &streamSet{h: h, cfg: cfg, stats: stats, conns: map[*streamConn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &streamSet{
+		h: h, cfg: cfg, stats: stats, conns: map[*streamConn]struct{}{},
+		limiter:     admit.New(cfg.admitOptions()),
+		ctx:         ctx,
+		cancel:      cancel,
+		tlsRefusals: make(chan struct{}, maxTLSRefusals),
+	}
 }
 
 // begin registers a connection that is about to be served. It reports
@@ -322,6 +394,12 @@ func (s *streamSet) begin() bool {
 // caller must have called begin.
 func (s *streamSet) serve(nc net.Conn) {
 	defer s.wg.Done()
+	if s.cfg.tls != nil {
+		var ok bool
+		if nc, ok = s.handshake(nc); !ok {
+			return
+		}
+	}
 	c := &streamConn{
 		nc:      nc,
 		set:     s,
@@ -369,6 +447,7 @@ func (s *streamSet) serve(nc net.Conn) {
 // deadline, and waits for them to end. After the deadline it closes the
 // sockets outright. It reports whether the drain finished in time.
 func (s *streamSet) shutdown(deadline time.Time) bool {
+	s.cancel()
 	s.mu.Lock()
 	s.shutting = true
 	s.deadline = deadline
@@ -430,12 +509,18 @@ const refuseTimeout = 100 * time.Millisecond
 // write normally lands in the socket buffer at once; refuseTimeout bounds
 // it otherwise.
 func (s *streamSet) refuse(nc net.Conn, reason error) {
-	s.stats.refused.Add(1)
+	s.stats.refusal(reason)
+	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
-		if msg := r.Refuse(reason); len(msg) > 0 {
-			nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
-			nc.Write(msg)
-		}
+		msg = r.Refuse(reason)
+	}
+	if s.cfg.tls != nil {
+		s.refuseTLS(nc, msg, reason)
+		return
+	}
+	if len(msg) > 0 {
+		nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		nc.Write(msg)
 	}
 	discardReceived(nc)
 	nc.Close()

@@ -45,6 +45,7 @@ type conn struct {
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // reactor: bytes the session left unconsumed
+	limited    bool          // counted in Options.Limiter until removed
 
 	remote, local netip.AddrPort
 
@@ -53,6 +54,10 @@ type conn struct {
 	paused atomic.Bool
 	// closing mirrors mu's closing for the loop's hot path.
 	closing atomic.Bool
+	// partialAt is when (loop clock, ns) the input the session left
+	// unconsumed began, 0 if there is none: the frame timeout counts from
+	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
+	partialAt atomic.Int64
 
 	mu       sync.Mutex
 	sess     handler.Session
