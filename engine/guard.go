@@ -25,9 +25,8 @@ type admittedConn struct {
 }
 
 func (c *admittedConn) Close() error {
-	err := c.TCPConn.Close()
-	c.once.Do(c.release)
-	return err
+	c.once.Do(c.release) // first: the slot is free by the time the peer sees the close
+	return c.TCPConn.Close()
 }
 
 // tcpConn returns the TCP connection under nc.

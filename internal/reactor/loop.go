@@ -556,12 +556,12 @@ func (l *loop) remove(c *conn) {
 		c.out.Abort() // give the flush token back; writers see ErrClosed
 		c.batch = nil
 	}
+	l.s.releaseSlot(c) // first: the slot is free by the time the peer sees the close
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
 	l.n--
 	l.load.Add(-1)
 	l.s.open.Add(-1)
-	l.s.releaseSlot(c)
 	if l.s.pool != nil {
 		l.s.pool.closed(c)
 		return
