@@ -40,6 +40,14 @@ func tcpConn(nc net.Conn) (*net.TCPConn, bool) {
 	return nil, false
 }
 
+// rawConn returns the connection under TLS, or nc itself.
+func rawConn(nc net.Conn) net.Conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return nc
+}
+
 // admit applies the per-address limits to a connection just accepted. It
 // returns the connection to serve, whose Close gives its slot back, or
 // false after refusing it.

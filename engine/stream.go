@@ -52,6 +52,7 @@ type streamConn struct {
 	sess     handler.Session
 	quiet    bool // shutdown: deliver no more Data
 	closing  bool
+	sealed   bool // closing, and the farewell is queued: nothing more will be
 	reason   error
 	deadline time.Time     // flush deadline once closing
 	stop     chan struct{} // closed when closing begins
@@ -111,6 +112,9 @@ func (c *streamConn) mark(reason error, byEngine bool, deadline time.Time) bool 
 		final = f.Farewell(reason)
 	}
 	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
+	c.mu.Lock()
+	c.sealed = true
+	c.mu.Unlock()
 	return true
 }
 
@@ -129,6 +133,12 @@ func (c *streamConn) isClosing() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closing
+}
+
+func (c *streamConn) isSealed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sealed
 }
 
 // writeDeadline is WriteTimeout from now, or the close deadline if sooner.
@@ -174,7 +184,9 @@ func (c *streamConn) writer(done chan<- struct{}) {
 	defer close(done)
 	for range c.wake {
 		c.flush()
-		if c.isClosing() && c.out.Idle() {
+		// Sealed, not just closing: between the two the farewell is not
+		// queued yet, and a writer that left then would never send it.
+		if c.isSealed() && c.out.Idle() {
 			return
 		}
 	}
@@ -432,10 +444,16 @@ func (s *streamSet) serve(nc net.Conn) {
 
 	c.readLoop()
 	<-writerDone
-	nc.Close()
 	c.mu.Lock()
 	reason := c.reason
 	c.mu.Unlock()
+	if reason != nil {
+		// The server is closing while the peer may still be sending:
+		// drop what has arrived, so the close is a FIN after the
+		// farewell rather than a reset that discards it.
+		discardReceived(rawConn(nc))
+	}
+	nc.Close()
 	sess.Closed(reason)
 
 	s.mu.Lock()

@@ -52,7 +52,9 @@ type conn struct {
 	// paused is set while the outbound buffer is over the high-water mark:
 	// reading stops until it drains below the low-water mark.
 	paused atomic.Bool
-	// closing mirrors mu's closing for the loop's hot path.
+	// closing is set once the connection is closing and its farewell is
+	// queued (after mu's marked), for the loop's hot path: a flusher that
+	// sees it and an idle buffer may close the socket.
 	closing atomic.Bool
 	// partialAt is when (loop clock, ns) the input the session left
 	// unconsumed began, 0 if there is none: the frame timeout counts from
@@ -60,6 +62,7 @@ type conn struct {
 	partialAt atomic.Int64
 
 	mu       sync.Mutex
+	marked   bool // closing has started
 	sess     handler.Session
 	reason   error
 	deadline time.Time // the flush deadline once closing
@@ -98,11 +101,11 @@ func (c *conn) closeWith(reason error, byEngine bool, deadline time.Time) {
 // reports false if the connection was already closing.
 func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) bool {
 	c.mu.Lock()
-	if c.closing.Load() {
+	if c.marked {
 		c.mu.Unlock()
 		return false
 	}
-	c.closing.Store(true)
+	c.marked = true
 	c.reason = reason
 	c.deadline = deadline
 	sess := c.sess
@@ -113,6 +116,7 @@ func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) boo
 		final = f.Farewell(reason)
 	}
 	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
+	c.closing.Store(true) // only now: the farewell is queued
 	return true
 }
 

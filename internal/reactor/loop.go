@@ -557,6 +557,9 @@ func (l *loop) remove(c *conn) {
 		c.batch = nil
 	}
 	l.s.releaseSlot(c) // first: the slot is free by the time the peer sees the close
+	if !c.rdHup && !c.eof {
+		discardInput(c.fd) // the peer may still be sending: close with a FIN, not a reset
+	}
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
 	l.n--

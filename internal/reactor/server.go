@@ -344,13 +344,21 @@ func (s *Server) refuseConn(fd int, reason error) {
 			rawWrite(fd, msg)
 		}
 	}
+	discardInput(fd)
+	unix.Close(fd)
+}
+
+// discardInput drops, without waiting, what the peer has sent and nobody
+// read (up to 64 KiB), so that closing the socket sends a FIN after the
+// last bytes written: Linux answers a close with unread input with a
+// reset, which also discards output not yet sent (a farewell, say).
+func discardInput(fd int) {
 	var scratch [4096]byte
 	for range 16 {
 		if n, _ := rawRead(fd, scratch[:]); n <= 0 {
 			break
 		}
 	}
-	unix.Close(fd)
 }
 
 // admit applies the per-address limits to a connection just accepted from
