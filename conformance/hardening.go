@@ -389,7 +389,8 @@ func eventually(t *testing.T, f func() error) {
 
 func hardenTLS(t *testing.T, m engine.Model) {
 	cert := NewTestCert(t)
-	cfg := probeCfg(engine.Config{TLSCert: cert.CertFile, TLSKey: cert.KeyFile, HandshakeTimeout: 500 * time.Millisecond})
+	cfg := probeCfg(engine.Config{TLSCert: cert.CertFile, TLSKey: cert.KeyFile, HandshakeTimeout: 500 * time.Millisecond,
+		FrameTimeout: frameTimeout})
 	if !m.TLS {
 		srv, err := engine.Listen(m.Name, Probe(), engine.Config{Addr: "127.0.0.1:0", TLSCert: cert.CertFile, TLSKey: cert.KeyFile})
 		if err == nil {
@@ -447,6 +448,32 @@ func hardenTLS(t *testing.T, m engine.Model) {
 		t.Fatalf("negotiated TLS version %x", st.Version)
 	}
 	a.Close()
+
+	// A TLS record trickled a byte at a time is a frame that never
+	// finishes too, though the server's TLS layer shows no byte of it.
+	raw := s.Dial(t)
+	tc := tls.Client(raw, cert.ClientConfig())
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		if _, err := raw.Write([]byte{23, 3, 3, 0, 64}); err != nil { // application data, 64 bytes
+			return
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(frameTimeout / 10):
+			}
+			if _, err := raw.Write([]byte{'x'}); err != nil {
+				return
+			}
+		}
+	}()
+	(&lines{Conn: tc, r: bufio.NewReader(tc)}).mustEnd(t, "BYE "+handler.ErrFrameTimeout.Error()+"\n")
 
 	// Over the per-address cap, the refusal comes over TLS too. (One
 	// worker: a prefork worker counts the connections it serves.)

@@ -43,9 +43,21 @@ func tcpConn(nc net.Conn) (*net.TCPConn, bool) {
 // rawConn returns the connection under TLS, or nc itself.
 func rawConn(nc net.Conn) net.Conn {
 	if tc, ok := nc.(*tls.Conn); ok {
-		return tc.NetConn()
+		nc = tc.NetConn()
+	}
+	if rc, ok := nc.(*recordConn); ok {
+		nc = rc.Conn
 	}
 	return nc
+}
+
+// recordClock returns the TLS record clock under nc, or nil.
+func recordClock(nc net.Conn) *recordConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		rc, _ := tc.NetConn().(*recordConn)
+		return rc
+	}
+	return nil
 }
 
 // admit applies the per-address limits to a connection just accepted. It
@@ -75,7 +87,11 @@ func (s *streamSet) admit(nc net.Conn) (net.Conn, bool) {
 // shutdown. On failure it counts the error, closes the connection and
 // returns false.
 func (s *streamSet) handshake(nc net.Conn) (net.Conn, bool) {
-	tc := tls.Server(nc, s.cfg.tls)
+	under := nc
+	if s.cfg.FrameTimeout > 0 {
+		under = &recordConn{Conn: nc, timeout: s.cfg.FrameTimeout}
+	}
+	tc := tls.Server(under, s.cfg.tls)
 	if err := s.tlsHandshake(tc); err != nil {
 		s.stats.handshakeErrors.Add(1)
 		s.cfg.Logger.Debug("TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)

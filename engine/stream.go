@@ -210,7 +210,7 @@ func (c *streamConn) readLoop() {
 	chunk := max(1, min(readBufMax, cfg.MaxPending/2))
 	buf := make([]byte, min(readBufStart, chunk))
 	have := 0
-	var frame frameClock
+	frame := frameClock{record: recordClock(c.nc)}
 	for {
 		n, err := c.nc.Read(buf[have:min(len(buf), have+chunk)])
 		if n > 0 {
@@ -261,8 +261,9 @@ func (c *streamConn) readLoop() {
 // trickles bytes meets the deadline however often it sends one. It belongs
 // to the read loop.
 type frameClock struct {
-	since time.Time // when the unconsumed input began; zero if none
-	set   bool      // a read deadline is set
+	since  time.Time   // when the unconsumed input began; zero if none
+	set    bool        // a read deadline is set
+	record *recordConn // under TLS, the same clock for incomplete records
 }
 
 // after updates the clock after a Data call that consumed used bytes and
@@ -295,9 +296,10 @@ func (f *frameClock) after(c *streamConn, used, have int) {
 	}
 }
 
-// expired reports whether err is the frame deadline passing.
+// expired reports whether err is the frame deadline passing (or, under
+// TLS, the deadline of an incomplete record).
 func (f *frameClock) expired(err error) bool {
-	return f.set && errors.Is(err, os.ErrDeadlineExceeded)
+	return errors.Is(err, os.ErrDeadlineExceeded) && (f.set || f.record != nil && f.record.expired())
 }
 
 // deliver passes in to the session and flushes what it wrote. It reports
