@@ -61,6 +61,11 @@ func (h *hardeningFlags) apply(cfg *engine.Config) error {
 	case h.pprof && h.metrics == "":
 		return errors.New("--pprof is served on the --metrics listener: give --metrics too")
 	}
+	if h.metrics != "" {
+		if _, err := metrics.LoopbackDefault(h.metrics); err != nil {
+			return err
+		}
+	}
 	off := func(v int) int {
 		if v == 0 {
 			return -1
@@ -101,9 +106,9 @@ func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd 
 	if m == nil {
 		return func() {}, nil
 	}
-	addr, err := metrics.LoopbackDefault(h.metrics)
+	addr, err := metrics.LoopbackDefault(h.metrics) // checked by apply
 	if err != nil {
-		return nil, usageError{err}
+		return nil, err
 	}
 	if host, _, _ := net.SplitHostPort(addr); net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
 		msg := "warning: metrics on every interface; anyone who can reach this machine can read them"
