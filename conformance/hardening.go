@@ -340,7 +340,7 @@ func hardenPerIPCap(t *testing.T, m engine.Model) {
 	})
 	a.mustPing(t)
 	a.Close()
-	eventually(t, func() error {
+	Eventually(t, ioTimeout, func() error {
 		c := dialLines(t, s)
 		defer c.Close()
 		io.WriteString(c, "ping\n")
@@ -370,11 +370,12 @@ func hardenConnRate(t *testing.T, m engine.Model) {
 	})
 }
 
-// eventually retries f every 10 ms until it returns nil, or fails the test
-// with its last error after ioTimeout.
-func eventually(t *testing.T, f func() error) {
+// Eventually retries f every 10 ms until it returns nil, or fails the
+// test with f's last error once bound has passed. bound is a failure
+// limit, not a target.
+func Eventually(t testing.TB, bound time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
+	deadline := time.Now().Add(bound)
 	for {
 		err := f()
 		if err == nil {

@@ -128,14 +128,7 @@ const (
 
 // WithDefaults returns c with every unset field given its default.
 func (c Config) WithDefaults() Config {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
+	def(&c.Addr, DefaultAddr)
 	def(&c.Backlog, DefaultBacklog)
 	def(&c.Listeners, 1)
 	def(&c.MaxPending, DefaultMaxPending)
@@ -146,29 +139,23 @@ func (c Config) WithDefaults() Config {
 	def(&c.MaxProcs, DefaultMaxProcs)
 	def(&c.Loops, runtime.NumCPU())
 	def(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	def(&c.ConnRate, DefaultConnRate)
 	def(&c.ConnBurst, DefaultConnBurst)
-	if c.ConnRate == 0 {
-		c.ConnRate = DefaultConnRate
-	}
-	if c.FrameTimeout == 0 {
-		c.FrameTimeout = DefaultFrameTimeout
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.Balance == "" {
-		c.Balance = DefaultBalance
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	def(&c.FrameTimeout, DefaultFrameTimeout)
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.DrainTimeout, DefaultDrainTimeout)
+	def(&c.Balance, DefaultBalance)
+	def(&c.Logger, slog.Default())
 	return c
+}
+
+// def sets *v to d if *v is its type's zero value.
+func def[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Validate reports the first setting that cannot work.
