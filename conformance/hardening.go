@@ -114,9 +114,9 @@ func hardenFrameTimeout(t *testing.T, m engine.Model) {
 	// Whole frames sent slowly, each in two halves, for longer than the
 	// timeout in all: the connection stays. So does an idle one.
 	slow := dialLines(t, s)
-	for range 4 {
+	for range 12 {
 		io.WriteString(slow, "pi")
-		time.Sleep(frameTimeout / 3)
+		time.Sleep(frameTimeout / 10)
 		io.WriteString(slow, "ng\n")
 		if line, err := slow.r.ReadString('\n'); line != "pong\n" || err != nil {
 			t.Fatalf("a frame sent in two halves: got %q, %v", line, err)
