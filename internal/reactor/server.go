@@ -376,7 +376,7 @@ func (s *Server) admit(fd int, remote netip.AddrPort) (limited, ok bool) {
 	return true, true
 }
 
-// releaseSlot gives back c.s slot in the per-address limits.
+// releaseSlot gives back c's slot in the per-address limits.
 func (s *Server) releaseSlot(c *conn) {
 	if c.limited {
 		c.limited = false
