@@ -243,7 +243,7 @@ func (c *streamConn) readLoop() {
 			}
 			if frame.expired(err) {
 				c.set.stats.frameTimeouts.Add(1)
-				c.closeWith(handler.ErrFrameTimeout, true, time.Now().Add(overflowLinger))
+				c.closeWith(handler.ErrFrameTimeout, true, time.Now().Add(cfg.DrainTimeout))
 				return
 			}
 			if errors.Is(err, io.EOF) {

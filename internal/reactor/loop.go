@@ -699,7 +699,7 @@ func (l *loop) runTimers() {
 func (l *loop) expire(c *conn, now time.Duration) {
 	if !c.finishing && l.frameExpired(c, now) {
 		l.s.frameTimeouts.Add(1)
-		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(overflowLinger))
+		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.o.DrainTimeout))
 		l.finish(c)
 		return
 	}
