@@ -94,6 +94,7 @@ func (s *blockingServer) closeListeners() {
 // errors such as EMFILE.
 func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
 	var bo backoff.Backoff
+	var fails int // accept errors in this episode
 	log := s.cfg.Logger
 	for {
 		nc, err := ln.Accept()
@@ -105,6 +106,7 @@ func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
 			s.stats.acceptErrors.Add(1)
+			fails++
 			wait, first := bo.Fail()
 			if first {
 				log.Warn("accept failing; backing off", "addr", ln.Addr(), "err", err)
@@ -117,9 +119,12 @@ func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
 			continue
 		}
 		if bo.Reset() {
-			log.Info("accept recovered", "addr", ln.Addr())
+			log.Info("accept recovered", "addr", ln.Addr(), "failures", fails)
+			fails = 0
 		}
-		s.dispatch(nc)
+		if nc, ok := s.set.admit(nc); ok {
+			s.dispatch(nc)
+		}
 	}
 }
 
@@ -137,6 +142,7 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	if s.wait != nil && !s.wait(deadline) {
 		drained = false
 	}
+	s.set.refusers.Wait()
 	if !drained {
 		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
 	}

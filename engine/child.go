@@ -114,6 +114,9 @@ func listenInherited(m Model, h handler.Handler, cfg Config) (srv Server, child 
 	if err := c.Validate(); err != nil {
 		return nil, true, fmt.Errorf("child process of model %s: %w", m.Name, err)
 	}
+	if err := checkTLS(m, &c); err != nil {
+		return nil, true, fmt.Errorf("child process: %w", err)
+	}
 	f := os.NewFile(ChildFD, "socket inherited from the "+m.Name+" parent")
 	defer f.Close()
 	srv, err = m.Child(h, c, f)

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/admit"
 )
 
 // Config is every model's settings. A model reads the fields it lists in
@@ -51,6 +55,46 @@ type Config struct {
 	// "round-robin" (default) or "least-conns".
 	Balance string
 
+	// MaxConnsPerIP caps the connections open at once from one client
+	// address (an IPv6 /64 counts as one address); past it a new
+	// connection is refused with handler.ErrTooManyConns. Loopback clients
+	// are exempt unless LimitLoopback. Default 64; negative turns it off.
+	// prefork counts in each worker process separately.
+	MaxConnsPerIP int
+	// ConnRate is how many new connections one client address may open a
+	// second, in bursts of up to ConnBurst; past it they are refused with
+	// handler.ErrConnRate. Loopback is exempt unless LimitLoopback.
+	// Defaults 10 and 64; a negative ConnRate turns it off.
+	ConnRate  float64
+	ConnBurst int
+	// LimitLoopback applies MaxConnsPerIP and ConnRate to loopback
+	// clients too.
+	LimitLoopback bool
+	// FrameTimeout closes a connection, with handler.ErrFrameTimeout and
+	// the session's farewell, when input its session left unconsumed (a
+	// frame begun but not finished) has waited this long since the read
+	// that brought its first byte: a client trickling bytes cannot hold a
+	// connection. Default 10s; negative turns it off.
+	FrameTimeout time.Duration
+
+	// TLSCert and TLSKey name PEM files holding the server's certificate
+	// chain and private key. When set, every connection speaks TLS (1.2
+	// or later); Listen refuses a model that cannot serve TLS.
+	TLSCert, TLSKey string
+	// HandshakeTimeout bounds a TLS handshake; a client that has not
+	// finished it by then is disconnected. Default 5s.
+	HandshakeTimeout time.Duration
+
+	// ObserveQueue, if set, is called with the bytes queued on a
+	// connection each time a flush takes them to write (once per write
+	// batch): the source of the outbound queue histogram in package
+	// metrics. It must be cheap and safe for concurrent use. It is not
+	// passed to child processes.
+	ObserveQueue func(bytes int) `json:"-"`
+
+	// tls is loaded from TLSCert and TLSKey by Listen.
+	tls *tls.Config
+
 	// App names the handler being served. The engine does not read it: it
 	// hands it, with the rest of Config, to the processes fork and prefork
 	// start, so a program that can serve several handlers knows which one
@@ -79,18 +123,17 @@ const (
 	DefaultMaxThreads   = 4096
 	DefaultMaxProcs     = 256
 	DefaultBalance      = "round-robin"
+
+	DefaultMaxConnsPerIP    = 64
+	DefaultConnRate         = 10
+	DefaultConnBurst        = 64
+	DefaultFrameTimeout     = 10 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
 )
 
 // WithDefaults returns c with every unset field given its default.
 func (c Config) WithDefaults() Config {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
+	def(&c.Addr, DefaultAddr)
 	def(&c.Backlog, DefaultBacklog)
 	def(&c.Listeners, 1)
 	def(&c.MaxPending, DefaultMaxPending)
@@ -100,19 +143,24 @@ func (c Config) WithDefaults() Config {
 	def(&c.MaxThreads, DefaultMaxThreads)
 	def(&c.MaxProcs, DefaultMaxProcs)
 	def(&c.Loops, runtime.NumCPU())
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.Balance == "" {
-		c.Balance = DefaultBalance
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	def(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	def(&c.ConnRate, DefaultConnRate)
+	def(&c.ConnBurst, DefaultConnBurst)
+	def(&c.FrameTimeout, DefaultFrameTimeout)
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.DrainTimeout, DefaultDrainTimeout)
+	def(&c.Balance, DefaultBalance)
+	def(&c.Logger, slog.Default())
 	return c
+}
+
+// def sets *v to d if *v is its type's zero value.
+func def[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Validate reports the first setting that cannot work.
@@ -133,8 +181,14 @@ func (c Config) Validate() error {
 	if err := checkMaxThreads(c.MaxThreads); err != nil {
 		return err
 	}
-	if c.WriteTimeout < 0 || c.DrainTimeout < 0 {
+	if c.WriteTimeout < 0 || c.DrainTimeout < 0 || c.HandshakeTimeout < 0 {
 		return fmt.Errorf("timeouts must not be negative")
+	}
+	if c.ConnBurst < 1 {
+		return fmt.Errorf("--conn-burst %d: must be at least 1", c.ConnBurst)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both or neither")
 	}
 	switch c.Balance {
 	case "round-robin", "least-conns":
@@ -149,3 +203,33 @@ func (c Config) Validate() error {
 // meets backpressure instead of the overflow bound.
 func (c Config) highWater() int { return c.MaxPending / 2 }
 func (c Config) lowWater() int  { return c.MaxPending / 8 }
+
+// TLS reports whether the server is to speak TLS (TLSCert is set).
+func (c Config) TLS() bool { return c.TLSCert != "" }
+
+// loadTLS reads the certificate and key into c.tls, if TLSCert is set.
+func (c *Config) loadTLS() error {
+	if !c.TLS() {
+		c.tls = nil
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return fmt.Errorf("--tls-cert %s, --tls-key %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	c.tls = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+	}
+	return nil
+}
+
+// admitOptions are the per-address limits for internal/admit.
+func (c Config) admitOptions() admit.Options {
+	return admit.Options{
+		MaxPerIP:      c.MaxConnsPerIP,
+		Rate:          c.ConnRate,
+		Burst:         c.ConnBurst,
+		LimitLoopback: c.LimitLoopback,
+	}
+}

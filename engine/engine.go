@@ -66,6 +66,10 @@ type Model struct {
 	// New binds the listener(s) and returns a Server ready to Serve. cfg
 	// has its defaults filled in and is valid.
 	New func(h handler.Handler, cfg Config) (Server, error)
+	// TLS is set by a model that serves TLS connections when
+	// Config.TLSCert is set. Listen refuses to start a model without it
+	// on a TLS config, rather than serve plaintext.
+	TLS bool
 	// Child is set by a model that re-executes the program (fork,
 	// prefork). In a process the model started, Listen calls Child
 	// instead of New, with the parent's Config and the socket the child
@@ -77,6 +81,9 @@ type Model struct {
 var (
 	// ErrUnknownModel is returned for a model name nobody registered.
 	ErrUnknownModel = errors.New("unknown model")
+	// ErrNoTLS is returned by Listen for a TLS config and a model that
+	// cannot serve TLS.
+	ErrNoTLS = errors.New("model does not support TLS")
 	// ErrUnsupported is wrapped by a model's New when this machine cannot
 	// run it (for example io_uring disabled by the kernel). The message
 	// names the cause.
@@ -149,9 +156,34 @@ func Listen(model string, h handler.Handler, cfg Config) (Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("model %s: %w", model, err)
 	}
+	if err := checkTLS(m, &cfg); err != nil {
+		return nil, err
+	}
 	srv, err := m.New(h, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", model, err)
 	}
 	return srv, nil
+}
+
+// checkTLS refuses a TLS config for a model that cannot serve TLS, and
+// loads the certificate for one that can.
+func checkTLS(m Model, cfg *Config) error {
+	if !cfg.TLS() {
+		return nil
+	}
+	if !m.TLS {
+		var can []string
+		for _, o := range Models() {
+			if o.TLS {
+				can = append(can, o.Name)
+			}
+		}
+		return fmt.Errorf("model %s: %w (it owns its sockets without net.Conn, so crypto/tls cannot wrap them); TLS works on %s",
+			m.Name, ErrNoTLS, strings.Join(can, ", "))
+	}
+	if err := cfg.loadTLS(); err != nil {
+		return fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,7 @@ func init() {
 		Summary: "one process per connection (this program re-executed)",
 		Limits:  fmt.Sprintf("--max-procs live children, one per connection (default %d); past it refused", DefaultMaxProcs),
 		Options: []string{"max-procs"},
+		TLS:     true,
 		New:     newFork,
 		Child:   forkChild,
 	})
@@ -42,6 +44,7 @@ func newFork(h handler.Handler, cfg Config) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var releasers sync.WaitGroup // per-address slots waiting for their child
 	// Stats.Open counts live children: one connection each.
 	g.exited = func(p *proc) {
 		s.stats.open.Add(-1)
@@ -55,7 +58,8 @@ func newFork(h handler.Handler, cfg Config) (Server, error) {
 			return
 		}
 		s.stats.open.Add(1)
-		if err := forkConn(g, nc); err != nil {
+		p, err := forkConn(g, nc)
+		if err != nil {
 			s.stats.open.Add(-1)
 			if !errors.Is(err, errStopping) {
 				cfg.Logger.Warn("fork: cannot start a child; connection refused", "err", err)
@@ -64,25 +68,39 @@ func newFork(h handler.Handler, cfg Config) (Server, error) {
 			return
 		}
 		s.stats.accepted.Add(1)
-		nc.Close() // the child has its own copy
+		a, limited := nc.(*admittedConn)
+		if !limited {
+			nc.Close() // the child has its own copy
+			return
+		}
+		// The connection counts against its address's limit until the
+		// child serving it exits.
+		a.TCPConn.Close()
+		releasers.Go(func() {
+			<-p.done
+			a.once.Do(a.release)
+		})
 	}
-	s.wait = g.stop
+	s.wait = func(deadline time.Time) bool {
+		ok := g.stop(deadline)
+		releasers.Wait()
+		return ok
+	}
 	return s, nil
 }
 
 // forkConn starts a child serving nc.
-func forkConn(g *procGroup, nc net.Conn) error {
-	tc, ok := nc.(*net.TCPConn)
+func forkConn(g *procGroup, nc net.Conn) (*proc, error) {
+	tc, ok := tcpConn(nc)
 	if !ok {
-		return fmt.Errorf("fork: %T is not a TCP connection", nc)
+		return nil, fmt.Errorf("fork: %T is not a TCP connection", nc)
 	}
 	f, err := tc.File()
 	if err != nil {
-		return fmt.Errorf("fork: %w", err)
+		return nil, fmt.Errorf("fork: %w", err)
 	}
 	defer f.Close()
-	_, err = g.start(f)
-	return err
+	return g.start(f)
 }
 
 // forkChild serves, in a child, the one connection it inherited.

@@ -16,6 +16,7 @@ func init() {
 		Summary: "one goroutine per connection (Go's runtime poller underneath)",
 		Limits:  "no cap beyond memory and file descriptors",
 		Options: []string{"listeners"},
+		TLS:     true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			s, err := newBlockingServer(h, cfg, cfg.Listeners)
 			if err != nil {

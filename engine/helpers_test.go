@@ -66,22 +66,8 @@ func expectRefused(t *testing.T, c net.Conn) {
 	}
 }
 
-// eventually retries f every 10 ms until it returns nil or the failure
-// bound passes, and then fails with f's last error.
-func eventually(t *testing.T, bound time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// eventually is conformance.Eventually.
+var eventually = conformance.Eventually
 
 // servedAgain checks, retrying while the server may still be releasing a
 // slot, that a new connection is served.

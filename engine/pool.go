@@ -25,6 +25,7 @@ func init() {
 		Summary: "fixed worker goroutines and a bounded queue of accepted connections",
 		Limits:  fmt.Sprintf("--workers served at once (default NumCPU), --queue waiting (default %d); past both refused", DefaultQueue),
 		Options: []string{"workers", "queue"},
+		TLS:     true,
 		// A worker serves one connection to its end.
 		Concurrency: func(cfg Config) int { return cfg.Workers },
 		New: func(h handler.Handler, cfg Config) (Server, error) {

@@ -37,6 +37,7 @@ func init() {
 		Summary: "worker processes sharing one inherited listening socket, supervised",
 		Limits:  "--workers processes (default NumCPU), each a goroutine per connection; no connection cap",
 		Options: []string{"workers"},
+		TLS:     true,
 		New:     newPrefork,
 		Child:   preforkChild,
 	})

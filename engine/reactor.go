@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/admit"
 	"github.com/tcplab/tcplab/internal/reactor"
 )
 
@@ -39,6 +40,9 @@ func newReactor(h handler.Handler, cfg Config, workers int) (Server, error) {
 		WriteTimeout: cfg.WriteTimeout,
 		DrainTimeout: cfg.DrainTimeout,
 		Logger:       cfg.Logger,
+		Limiter:      admit.New(cfg.admitOptions()),
+		FrameTimeout: cfg.FrameTimeout,
+		ObserveQueue: cfg.ObserveQueue,
 	})
 	if err != nil {
 		return nil, err
@@ -49,4 +53,11 @@ func newReactor(h handler.Handler, cfg Config, workers int) (Server, error) {
 // reactorServer adapts reactor.Server to the engine's Server.
 type reactorServer struct{ *reactor.Server }
 
-func (s reactorServer) Stats() Stats { return Stats(s.Server.Stats()) }
+func (s reactorServer) Stats() Stats {
+	st := s.Server.Stats()
+	return Stats{
+		Accepted: st.Accepted, Open: st.Open, Refused: st.Refused, RefusedBy: st.RefusedBy,
+		AcceptErrors: st.AcceptErrors, Overflows: st.Overflows, BytesIn: st.BytesIn, BytesOut: st.BytesOut,
+		FrameTimeouts: st.FrameTimeouts,
+	}
+}

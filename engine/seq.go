@@ -16,6 +16,7 @@ func init() {
 		Summary:    "one connection at a time; the rest wait in the listen backlog",
 		Limits:     "1 connection; others queue in the backlog (--backlog)",
 		Sequential: true,
+		TLS:        true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			s, err := newBlockingServer(h, cfg, 1)
 			if err != nil {

@@ -1,6 +1,10 @@
 package engine
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/tcplab/tcplab/internal/admit"
+)
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
@@ -12,6 +16,10 @@ type Stats struct {
 	// reached (handler.ErrServerFull), or because the server began shutting
 	// down while they waited in a queue (handler.ErrShutdown).
 	Refused uint64
+	// RefusedBy splits Refused by reason, keyed by the labels of
+	// admit.Reasons: server-full, per-ip-limit, per-ip-rate, shutdown,
+	// other.
+	RefusedBy map[string]uint64
 	// AcceptErrors counts failed accept calls (EMFILE and the like).
 	AcceptErrors uint64
 	// Overflows counts connections closed because their outbound buffer
@@ -19,12 +27,24 @@ type Stats struct {
 	Overflows uint64
 	// BytesIn and BytesOut count payload bytes read and written.
 	BytesIn, BytesOut uint64
+	// FrameTimeouts counts connections closed for handler.ErrFrameTimeout.
+	FrameTimeouts uint64
+	// HandshakeErrors counts TLS handshakes that failed or timed out.
+	HandshakeErrors uint64
 }
 
 // counters is the live form of Stats, shared by every model.
 type counters struct {
 	accepted, refused, acceptErrors, overflows, bytesIn, bytesOut atomic.Uint64
 	open                                                          atomic.Int64
+	frameTimeouts, handshakeErrors                                atomic.Uint64
+	refusedBy                                                     admit.Refusals
+}
+
+// refusal counts one refused connection.
+func (c *counters) refusal(reason error) {
+	c.refused.Add(1)
+	c.refusedBy.Add(reason)
 }
 
 func (c *counters) snapshot() Stats {
@@ -36,5 +56,9 @@ func (c *counters) snapshot() Stats {
 		Overflows:    c.overflows.Load(),
 		BytesIn:      c.bytesIn.Load(),
 		BytesOut:     c.bytesOut.Load(),
+
+		RefusedBy:       c.refusedBy.Snapshot(),
+		FrameTimeouts:   c.frameTimeouts.Load(),
+		HandshakeErrors: c.handshakeErrors.Load(),
 	}
 }

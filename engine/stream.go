@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/admit"
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
 
@@ -47,6 +49,7 @@ type streamConn struct {
 	sess     handler.Session
 	quiet    bool // shutdown: deliver no more Data
 	closing  bool
+	sealed   bool // closing, and the farewell is queued: nothing more will be
 	reason   error
 	deadline time.Time     // flush deadline once closing
 	stop     chan struct{} // closed when closing begins
@@ -106,6 +109,9 @@ func (c *streamConn) mark(reason error, byEngine bool, deadline time.Time) bool 
 		final = f.Farewell(reason)
 	}
 	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
+	c.mu.Lock()
+	c.sealed = true
+	c.mu.Unlock()
 	return true
 }
 
@@ -126,6 +132,12 @@ func (c *streamConn) isClosing() bool {
 	return c.closing
 }
 
+func (c *streamConn) isSealed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sealed
+}
+
 // writeDeadline is WriteTimeout from now, or the close deadline if sooner.
 func (c *streamConn) writeDeadline() time.Time {
 	d := time.Now().Add(c.set.cfg.WriteTimeout)
@@ -140,7 +152,11 @@ func (c *streamConn) writeDeadline() time.Time {
 // flush writes batches while it can take the flush token. It reports false
 // if the socket failed.
 func (c *streamConn) flush() bool {
+	observe := c.set.cfg.ObserveQueue
 	for b := c.out.Take(); b != nil; b = c.out.Next(b) {
+		if observe != nil {
+			observe(len(b))
+		}
 		c.nc.SetWriteDeadline(c.writeDeadline())
 		n, err := c.nc.Write(b)
 		c.set.stats.bytesOut.Add(uint64(n))
@@ -165,7 +181,9 @@ func (c *streamConn) writer(done chan<- struct{}) {
 	defer close(done)
 	for range c.wake {
 		c.flush()
-		if c.isClosing() && c.out.Idle() {
+		// Sealed, not just closing: between the two the farewell is not
+		// queued yet, and a writer that left then would never send it.
+		if c.isSealed() && c.out.Idle() {
 			return
 		}
 	}
@@ -189,6 +207,7 @@ func (c *streamConn) readLoop() {
 	chunk := max(1, min(readBufMax, cfg.MaxPending/2))
 	buf := make([]byte, min(readBufStart, chunk))
 	have := 0
+	frame := frameClock{record: recordClock(c.nc)}
 	for {
 		n, err := c.nc.Read(buf[have:min(len(buf), have+chunk)])
 		if n > 0 {
@@ -200,6 +219,7 @@ func (c *streamConn) readLoop() {
 				return
 			}
 			have = copy(buf, buf[used:have])
+			frame.after(c, used, have)
 			if have > cfg.MaxInbound {
 				c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(cfg.DrainTimeout))
 				return
@@ -218,6 +238,11 @@ func (c *streamConn) readLoop() {
 				<-c.stop // shutdown stopped reading; it closes the connection next
 				return
 			}
+			if frame.expired(err) {
+				c.set.stats.frameTimeouts.Add(1)
+				c.closeWith(handler.ErrFrameTimeout, true, time.Now().Add(cfg.DrainTimeout))
+				return
+			}
 			if errors.Is(err, io.EOF) {
 				err = nil // orderly close (or half-close) by the peer
 			}
@@ -225,6 +250,53 @@ func (c *streamConn) readLoop() {
 			return
 		}
 	}
+}
+
+// frameClock enforces Config.FrameTimeout on a blocking connection: while
+// the session has left input unconsumed (a frame begun), the socket's read
+// deadline is the time that input began plus the timeout, so a client that
+// trickles bytes meets the deadline however often it sends one. It belongs
+// to the read loop.
+type frameClock struct {
+	since  time.Time   // when the unconsumed input began; zero if none
+	set    bool        // a read deadline is set
+	record *recordConn // under TLS, the same clock for incomplete records
+}
+
+// after updates the clock after a Data call that consumed used bytes and
+// left have. Input left after a call that consumed something is a new
+// frame, begun in the bytes just read.
+func (f *frameClock) after(c *streamConn, used, have int) {
+	timeout := c.set.cfg.FrameTimeout
+	if timeout <= 0 {
+		return
+	}
+	switch {
+	case have == 0:
+		f.since = time.Time{}
+		if !f.set {
+			return
+		}
+		f.set = false
+		c.nc.SetReadDeadline(time.Time{})
+	case used > 0 || f.since.IsZero():
+		f.since = time.Now()
+		f.set = true
+		c.nc.SetReadDeadline(f.since.Add(timeout))
+	default:
+		return
+	}
+	// Shutdown or a close may have set a deadline of now to stop the
+	// read; the one just set must not undo it.
+	if c.quiesced() {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+// expired reports whether err is the frame deadline passing (or, under
+// TLS, the deadline of an incomplete record).
+func (f *frameClock) expired(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) && (f.set || f.record != nil && f.record.expired())
 }
 
 // deliver passes in to the session and flushes what it wrote. It reports
@@ -292,6 +364,13 @@ type streamSet struct {
 	cfg   Config
 	stats *counters
 
+	limiter *admit.Limiter // per-address limits; nil if none
+	// ctx is cancelled when shutdown starts: TLS handshakes stop.
+	ctx         context.Context
+	cancel      context.CancelFunc
+	tlsRefusals chan struct{}  // TLS refusals under way (guard.go)
+	refusers    sync.WaitGroup // their goroutines
+
 	mu       sync.Mutex
 	conns    map[*streamConn]struct{}
 	shutting bool
@@ -300,7 +379,14 @@ type streamSet struct {
 }
 
 func newStreamSet(h handler.Handler, cfg Config, stats *counters) *streamSet {
-	return &streamSet{h: h, cfg: cfg, stats: stats, conns: map[*streamConn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &streamSet{
+		h: h, cfg: cfg, stats: stats, conns: map[*streamConn]struct{}{},
+		limiter:     admit.New(cfg.admitOptions()),
+		ctx:         ctx,
+		cancel:      cancel,
+		tlsRefusals: make(chan struct{}, maxTLSRefusals),
+	}
 }
 
 // begin registers a connection that is about to be served. It reports
@@ -319,6 +405,12 @@ func (s *streamSet) begin() bool {
 // caller must have called begin.
 func (s *streamSet) serve(nc net.Conn) {
 	defer s.wg.Done()
+	if s.cfg.tls != nil {
+		var ok bool
+		if nc, ok = s.handshake(nc); !ok {
+			return
+		}
+	}
 	c := &streamConn{
 		nc:      nc,
 		set:     s,
@@ -351,10 +443,16 @@ func (s *streamSet) serve(nc net.Conn) {
 
 	c.readLoop()
 	<-writerDone
-	nc.Close()
 	c.mu.Lock()
 	reason := c.reason
 	c.mu.Unlock()
+	if reason != nil {
+		// The server is closing while the peer may still be sending:
+		// drop what has arrived, so the close is a FIN after the
+		// farewell rather than a reset that discards it.
+		discardReceived(rawConn(nc))
+	}
+	nc.Close()
 	sess.Closed(reason)
 
 	s.mu.Lock()
@@ -366,6 +464,7 @@ func (s *streamSet) serve(nc net.Conn) {
 // deadline, and waits for them to end. After the deadline it closes the
 // sockets outright. It reports whether the drain finished in time.
 func (s *streamSet) shutdown(deadline time.Time) bool {
+	s.cancel()
 	s.mu.Lock()
 	s.shutting = true
 	s.deadline = deadline
@@ -430,12 +529,18 @@ const refuseTimeout = 100 * time.Millisecond
 // write normally lands in the socket buffer at once; refuseTimeout bounds
 // it otherwise.
 func (s *streamSet) refuse(nc net.Conn, reason error) {
-	s.stats.refused.Add(1)
+	s.stats.refusal(reason)
+	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
-		if msg := r.Refuse(reason); len(msg) > 0 {
-			nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
-			nc.Write(msg)
-		}
+		msg = r.Refuse(reason)
+	}
+	if s.cfg.tls != nil {
+		s.refuseTLS(nc, msg, reason)
+		return
+	}
+	if len(msg) > 0 {
+		nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		nc.Write(msg)
 	}
 	discardReceived(nc)
 	nc.Close()

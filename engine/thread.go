@@ -26,6 +26,7 @@ func init() {
 		Summary: "one OS thread per connection (a goroutine locked to its thread)",
 		Limits:  fmt.Sprintf("--max-threads connections (default %d, at most Go's thread limit - %d); past it refused", DefaultMaxThreads, threadHeadroom),
 		Options: []string{"max-threads"},
+		TLS:     true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			s, err := newBlockingServer(h, cfg, 1)
 			if err != nil {

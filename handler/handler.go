@@ -131,7 +131,41 @@ var (
 	// connection because a cap (threads, workers queue, processes) is
 	// reached.
 	ErrServerFull = errors.New("server full")
+
+	// ErrTooManyConns is the reason a new connection is refused when its
+	// address already has the engine's per-address maximum of connections
+	// open (Config.MaxConnsPerIP).
+	ErrTooManyConns = errors.New("too many connections from this address")
+
+	// ErrConnRate is the reason a new connection is refused when its
+	// address opens connections faster than the engine's per-address rate
+	// (Config.ConnRate).
+	ErrConnRate = errors.New("new connections from this address too fast")
+
+	// ErrFrameTimeout is the reason a connection is closed when input the
+	// session left unconsumed (a frame begun but not finished) has waited
+	// longer than the engine's frame timeout since its first byte: a
+	// client trickling bytes to hold the connection (slowloris).
+	ErrFrameTimeout = errors.New("frame not completed in time")
 )
+
+// Counter is an optional interface for a Handler that counts protocol-level
+// events the engine cannot see: frames and messages dropped by a rate
+// limit. A metrics exporter reads it when it is scraped, so Counts must be
+// cheap and safe to call from any goroutine at any time.
+type Counter interface {
+	Counts() Counts
+}
+
+// Counts are a handler's protocol-level counters since it was made.
+type Counts struct {
+	// FramesIn counts whole frames (messages) received from clients.
+	FramesIn uint64
+	// FramesOut counts frames queued to clients.
+	FramesOut uint64
+	// RateLimited counts messages dropped by a per-connection rate limit.
+	RateLimited uint64
+}
 
 // Func adapts a function that creates sessions into a Handler.
 type Func func(c Conn) Session

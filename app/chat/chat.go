@@ -137,6 +137,7 @@ var (
 	_ handler.Handler  = (*Handler)(nil)
 	_ handler.Refuser  = (*Handler)(nil)
 	_ handler.Quiescer = (*Handler)(nil)
+	_ handler.Counter  = (*Handler)(nil)
 )
 
 // New returns a chat handler. Call Close when its server has shut down,
@@ -160,10 +161,26 @@ func (h *Handler) Open(c handler.Conn) handler.Session { return h.hub.open(c) }
 // Refuse is what a model sends to a connection it refuses before Open
 // because one of its own caps is reached.
 func (h *Handler) Refuse(reason error) []byte {
-	if errors.Is(reason, handler.ErrServerFull) {
-		return h.hub.enc.closing(CodeServerFull, "the server is at its connection limit")
+	enc := h.hub.enc
+	switch {
+	case errors.Is(reason, handler.ErrServerFull):
+		return enc.closing(CodeServerFull, "the server is at its connection limit")
+	case errors.Is(reason, handler.ErrTooManyConns):
+		return enc.closing(CodeTooManyConns, "your address has the most connections the server allows open")
+	case errors.Is(reason, handler.ErrConnRate):
+		return enc.closing(CodeConnRate, "your address opens connections faster than the server allows")
 	}
-	return h.hub.enc.bye(ByeError)
+	return enc.bye(ByeError)
+}
+
+// Counts returns the chat's protocol counters: frames received and queued
+// to clients, and messages dropped by the rate limit.
+func (h *Handler) Counts() handler.Counts {
+	return handler.Counts{
+		FramesIn:    h.hub.framesIn.Load(),
+		FramesOut:   h.hub.framesOut.Load(),
+		RateLimited: h.hub.rateLimited.Load(),
+	}
 }
 
 // Quiesced is called by the engine at shutdown, after it stopped reading

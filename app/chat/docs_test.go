@@ -39,8 +39,8 @@ func TestDocsListEveryErrorCode(t *testing.T) {
 }
 
 func TestDocsListEveryByeReason(t *testing.T) {
-	want := []string{ByeQuit, ByeShuttingDown, ByeIdleTimeout, CodeSlowConsumer, CodeServerFull,
-		CodeFrameTooLarge, CodeBadFrame, CodeUnavailable, ByeError}
+	want := []string{ByeQuit, ByeShuttingDown, ByeIdleTimeout, ByeFrameTimeout, CodeSlowConsumer, CodeServerFull,
+		CodeTooManyConns, CodeConnRate, CodeFrameTooLarge, CodeBadFrame, CodeUnavailable, ByeError}
 	if got := tableKeys(t, "## BYE reasons"); !slices.Equal(got, want) {
 		t.Errorf("docs list BYE reasons %q, want %q", got, want)
 	}
@@ -70,7 +70,8 @@ func TestDocsDefaults(t *testing.T) {
 	if d.MaxFrame != 1<<20 || d.MaxConns != 10000 || d.MsgRate != 100 || d.MsgBurst != 200 || d.IdleTimeout.String() != "5m0s" || d.Framing != "length" {
 		t.Errorf("defaults %+v differ from the Limits table", d)
 	}
-	if got := tableKeys(t, "## Limits"); !slices.Equal(got, []string{"--framing", "--max-frame", "--max-pending", "--max-conns", "--msg-rate", "--msg-burst", "--idle-timeout"}) {
+	if got := tableKeys(t, "## Limits"); !slices.Equal(got, []string{"--framing", "--max-frame", "--max-pending", "--max-conns", "--msg-rate", "--msg-burst", "--idle-timeout",
+		"--frame-timeout", "--max-conns-per-ip", "--conn-rate"}) {
 		t.Errorf("limits table lists %q", got)
 	}
 }

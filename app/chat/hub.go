@@ -35,6 +35,11 @@ type hub struct {
 	nextConn  atomic.Uint64 // connection ids
 	nextGuest atomic.Uint64 // guest-<n>
 
+	// Counters for handler.Counter. Data adds its frames once per call
+	// and a fan-out its writes once per message, so a busy room costs one
+	// shared atomic add per message, not one per member.
+	framesIn, framesOut, rateLimited atomic.Uint64
+
 	bufs sync.Pool // *[]byte scratch for fan-out frames
 }
 
@@ -245,12 +250,16 @@ func (n node) Deliver(ev Event) {
 	if err != nil {
 		return // the sender checked the size; a remote node may allow more
 	}
+	sent := uint64(0)
 	for _, m := range members {
 		if ev.Origin.Node == h.id && ev.Origin.Conn == m.id {
 			continue
 		}
-		m.send(out)
+		if m.write(out) {
+			sent++
+		}
 	}
+	h.framesOut.Add(sent)
 }
 
 func (n node) DeliverPrivate(ev Event) bool {

@@ -35,6 +35,8 @@ const (
 	CodeRateLimited    = "rate-limited"
 	CodeSlowConsumer   = "slow-consumer"
 	CodeServerFull     = "server-full"
+	CodeTooManyConns   = "too-many-connections"
+	CodeConnRate       = "connecting-too-fast"
 	CodeUnavailable    = "unavailable"
 )
 
@@ -44,7 +46,7 @@ func ErrorCodes() []string {
 	return []string{
 		CodeBadNick, CodeNickTaken, CodeBadRoom, CodeNoSuchNick, CodeUnknownCommand, CodeUsage,
 		CodeFrameTooLarge, CodeBadFrame, CodeBadUTF8, CodeTooLong,
-		CodeRateLimited, CodeSlowConsumer, CodeServerFull, CodeUnavailable,
+		CodeRateLimited, CodeSlowConsumer, CodeServerFull, CodeTooManyConns, CodeConnRate, CodeUnavailable,
 	}
 }
 
@@ -54,7 +56,8 @@ const (
 	ByeQuit         = "quit"
 	ByeShuttingDown = "shutting-down"
 	ByeIdleTimeout  = "idle-timeout"
-	ByeError        = "error" // the engine closed the connection for another reason
+	ByeFrameTimeout = "frame-timeout" // a frame begun was not finished within the engine's frame timeout
+	ByeError        = "error"         // the engine closed the connection for another reason
 )
 
 // Error is a protocol error. The server sends it as "ERR <Code> <Detail>".

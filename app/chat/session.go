@@ -77,11 +77,21 @@ func (s *session) start() error {
 
 func (s *session) nickname() string { return *s.nick.Load() }
 
-// send writes one frame.
+// send writes one frame and counts it.
 func (s *session) send(p []byte) {
+	if s.write(p) {
+		s.hub.framesOut.Add(1)
+	}
+}
+
+// write writes one frame without counting it (a fan-out counts its writes
+// once). It reports whether the frame was queued; an error means the
+// connection is closing, and the frame is dropped.
+func (s *session) write(p []byte) bool {
 	s.wmu.Lock()
-	s.conn.Write(p) // an error means the connection is closing: drop
+	err := s.conn.Write(p)
 	s.wmu.Unlock()
+	return err == nil
 }
 
 // closeWith writes final (the last frames: BYE, maybe after an ERR) and
@@ -105,7 +115,7 @@ func (s *session) Data(in []byte) (int, error) {
 		return len(in), nil
 	}
 	now := time.Now()
-	used := 0
+	used, frames := 0, uint64(0)
 	for !s.done {
 		p, n, err := s.dec.Decode(in[used:])
 		if err != nil {
@@ -116,8 +126,12 @@ func (s *session) Data(in []byte) (int, error) {
 			break
 		}
 		used += n
+		frames++
 		s.idle.touch(now)
 		s.handle(p, now)
+	}
+	if frames > 0 {
+		s.hub.framesIn.Add(frames)
 	}
 	if s.done {
 		return len(in), nil
@@ -149,6 +163,7 @@ func (s *session) handle(p []byte, now time.Time) {
 		return
 	}
 	if !s.bucket.allow(now) {
+		s.hub.rateLimited.Add(1)
 		s.sendErr(CodeRateLimited, "message dropped")
 		return
 	}
@@ -303,6 +318,8 @@ func (s *session) Farewell(reason error) []byte {
 		return enc.closing(CodeFrameTooLarge, "unconsumed input over the server's limit")
 	case errors.Is(reason, handler.ErrServerFull):
 		return enc.closing(CodeServerFull, "the server is at its connection limit")
+	case errors.Is(reason, handler.ErrFrameTimeout):
+		return enc.bye(ByeFrameTimeout)
 	}
 	return enc.bye(ByeError)
 }

@@ -27,6 +27,7 @@ type chatClient struct {
 	framing  string
 	maxFrame int
 	timeout  time.Duration
+	tls      tlsClientFlags
 }
 
 const chatHelp = `commands (sent to the server):
@@ -52,7 +53,7 @@ sends is printed, one line per frame. It exits 0 on end of input (Ctrl-D),
 Ctrl-C, /quit, or when the server says BYE.
 
 ` + chatHelp,
-		Example: "  tcplab chat --addr 127.0.0.1:7000 --nick alice --room dev\n  tcplab chat --nick bob --framing line",
+		Example: "  tcplab chat --addr 127.0.0.1:7000 --nick alice --room dev\n  tcplab chat --nick bob --framing line\n  tcplab chat --tls --tls-ca ca.pem --addr chat.example.org:7000",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.check(); err != nil {
@@ -70,6 +71,7 @@ Ctrl-C, /quit, or when the server says BYE.
 	f.StringVar(&o.framing, "framing", "length", "the server's framing: length or line")
 	f.IntVar(&o.maxFrame, "max-frame", frame.DefaultMax, "largest frame to send or accept, in bytes")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait to connect and for each reply while joining")
+	addTLSClientFlags(f, &o.tls)
 	return cmd
 }
 
@@ -89,7 +91,7 @@ func (o *chatClient) check() error {
 	if o.timeout <= 0 {
 		return fmt.Errorf("--timeout %v: must be positive", o.timeout)
 	}
-	return nil
+	return o.tls.check()
 }
 
 // chatSession is a connected client.
@@ -105,10 +107,9 @@ type chatSession struct {
 }
 
 func (o *chatClient) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
-	d := net.Dialer{Timeout: o.timeout}
-	conn, err := d.DialContext(ctx, "tcp", o.addr)
+	conn, err := o.tls.dial(ctx, o.addr, o.timeout, stdout)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", o.addr, err)
+		return err
 	}
 	s := &chatSession{o: o, kind: frame.Kind(o.framing), conn: conn, out: stdout,
 		frames: make(chan string), done: make(chan struct{})}

@@ -22,6 +22,7 @@ import (
 // TCPLAB_TEST_MAIN=1 in its environment it is main, not the tests.
 func TestMain(m *testing.M) {
 	if os.Getenv("TCPLAB_TEST_MAIN") == "1" {
+		lowerNofile() // TestOutOfDescriptors: a small RLIMIT_NOFILE for this process only
 		main()
 		return
 	}

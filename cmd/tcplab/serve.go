@@ -25,6 +25,7 @@ type serveOptions struct {
 	logLevel string
 	cfg      engine.Config
 	chat     chatFlags
+	hard     hardeningFlags
 }
 
 // modelFlags are the flags that only some models read. Each model lists the
@@ -64,6 +65,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
 	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor)")
 	addChatFlags(f, &o.chat)
+	addHardeningFlags(f, &o.hard)
 	return cmd
 }
 
@@ -94,6 +96,9 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if err := o.hard.apply(&o.cfg); err != nil {
+		return usageError{err}
+	}
 	// Every field has its default from the flags, so a 0 here was typed.
 	if err := o.cfg.Validate(); err != nil {
 		return usageError{err}
@@ -112,11 +117,21 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close() // after the server has shut down
 	}
+	m := o.hard.newMetrics(model.Name, a.name, &o.cfg, child)
 	srv, err := engine.Listen(model.Name, h, o.cfg)
+	if errors.Is(err, engine.ErrNoTLS) {
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "app", a.name, "model", model.Name, "addr", srv.Addr().String())
+	log.Info("serving", "app", a.name, "model", model.Name, "addr", srv.Addr().String(), "tls", o.cfg.TLS())
+	stopMetrics, err := o.hard.serveMetrics(m, srv, h, log)
+	if err != nil {
+		shutdown(srv, o.cfg.DrainTimeout, log)
+		return err
+	}
+	defer stopMetrics()
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -40,16 +40,24 @@ type conn struct {
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // reactor: bytes the session left unconsumed
+	limited    bool          // counted in Options.Limiter until removed
 
 	remote, local netip.AddrPort
 
 	// paused is set while the outbound buffer is over the high-water mark:
 	// reading stops until it drains below the low-water mark.
 	paused atomic.Bool
-	// closing mirrors mu's closing for the loop's hot path.
+	// closing is set once the connection is closing and its farewell is
+	// queued (after mu's marked), for the loop's hot path: a flusher that
+	// sees it and an idle buffer may close the socket.
 	closing atomic.Bool
+	// partialAt is when (loop clock, ns) the input the session left
+	// unconsumed began, 0 if there is none: the frame timeout counts from
+	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
+	partialAt atomic.Int64
 
 	mu       sync.Mutex
+	marked   bool // closing has started
 	sess     handler.Session
 	reason   error
 	deadline time.Time // the flush deadline once closing
@@ -88,11 +96,11 @@ func (c *conn) closeWith(reason error, byEngine bool, deadline time.Time) {
 // reports false if the connection was already closing.
 func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) bool {
 	c.mu.Lock()
-	if c.closing.Load() {
+	if c.marked {
 		c.mu.Unlock()
 		return false
 	}
-	c.closing.Store(true)
+	c.marked = true
 	c.reason = reason
 	c.deadline = deadline
 	sess := c.sess
@@ -103,6 +111,7 @@ func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) boo
 		final = f.Farewell(reason)
 	}
 	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
+	c.closing.Store(true) // only now: the farewell is queued
 	return true
 }
 

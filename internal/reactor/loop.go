@@ -30,6 +30,7 @@ const (
 	taskFlush                    // c's outbound buffer has data the loop was not told about
 	taskClose                    // c started closing on another goroutine
 	taskInput                    // reactor-pool: the session consumed input or paused; recheck reading
+	taskFrame                    // reactor-pool: the session left a new partial frame; arm its timer
 	taskQuiesce                  // shutdown phase 1: stop accepting and reading, then ack
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
@@ -257,6 +258,10 @@ func (l *loop) do(t task) {
 		l.finish(c)
 	case taskInput:
 		l.recheck(c)
+	case taskFrame:
+		if !c.removed {
+			l.armFrame(c)
+		}
 	case taskQuiesce:
 		l.quiesce()
 		t.ack <- struct{}{}
@@ -281,6 +286,7 @@ func (l *loop) register(c *conn) {
 		l.s.o.Logger.Warn("reactor: dropping connection", "err", err)
 		unix.Close(c.fd)
 		l.load.Add(-1)
+		l.s.releaseSlot(c)
 		return
 	}
 	l.conns[c.fd] = c
@@ -406,6 +412,9 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 		return
 	}
 	rest := in[used:]
+	if l.s.trackPartial(c, used, len(rest)) {
+		l.armFrame(c)
+	}
 	switch {
 	case len(rest) > l.s.o.MaxInbound:
 		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(l.s.o.DrainTimeout))
@@ -433,6 +442,7 @@ func checkConsumed(used, n int) error {
 // writes what the call wrote, taking the flush token in the same step.
 func (l *loop) flushHeld(c *conn) {
 	if b := c.out.UnholdTake(); b != nil {
+		l.observe(b)
 		c.batch, c.off = b, 0
 		l.flush(c)
 	}
@@ -446,6 +456,7 @@ func (l *loop) flush(c *conn) {
 	progressed := false
 	if c.batch == nil {
 		c.batch, c.off = c.out.Take(), 0
+		l.observe(c.batch)
 	}
 	for c.batch != nil {
 		rest := c.batch[c.off:]
@@ -458,6 +469,7 @@ func (l *loop) flush(c *conn) {
 			// Next gives the token back when nothing is pending; a later
 			// write then notifies the loop again.
 			c.batch, c.off = c.out.Next(c.batch), 0
+			l.observe(c.batch)
 			continue
 		}
 		if errno == unix.EINTR {
@@ -544,6 +556,10 @@ func (l *loop) remove(c *conn) {
 		c.out.Abort() // give the flush token back; writers see ErrClosed
 		c.batch = nil
 	}
+	l.s.releaseSlot(c) // first: the slot is free by the time the peer sees the close
+	if !c.rdHup && !c.eof {
+		discardInput(c.fd) // the peer may still be sending: close with a FIN, not a reset
+	}
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
 	l.n--
@@ -620,7 +636,9 @@ func (l *loop) accept(lfd int) {
 		if l.acceptBo.Reset() || l.s.refusing.Load() && l.s.refusing.Swap(false) {
 			l.s.o.Logger.Info("reactor: accepting again")
 		}
-		l.s.place(l, fd, remote)
+		if limited, ok := l.s.admit(fd, remote); ok {
+			l.s.place(l, fd, remote, limited)
+		}
 	}
 }
 
@@ -676,8 +694,15 @@ func (l *loop) runTimers() {
 }
 
 // expire checks c's deadlines: the close deadline while finishing, the
-// write timeout while the socket is full.
+// write timeout while the socket is full, and the frame timeout while the
+// session has input left unconsumed.
 func (l *loop) expire(c *conn, now time.Duration) {
+	if !c.finishing && l.frameExpired(c, now) {
+		l.s.frameTimeouts.Add(1)
+		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.o.DrainTimeout))
+		l.finish(c)
+		return
+	}
 	if c.finishing {
 		at := l.clock(c.closeDeadline())
 		if now >= at {
@@ -718,4 +743,55 @@ func (h *timerHeap) Pop() any {
 	old[len(old)-1] = timer{}
 	*h = old[:len(old)-1]
 	return t
+}
+
+// observe reports a batch taken for writing to Options.ObserveQueue.
+func (l *loop) observe(batch []byte) {
+	if f := l.s.o.ObserveQueue; f != nil && batch != nil {
+		f(len(batch))
+	}
+}
+
+// trackPartial records, after a Data call that consumed used bytes and
+// left rest, when c's unconsumed input began: input left after a call that
+// consumed something is a new frame, begun in the bytes just passed. It
+// reports whether a new partial frame began, whose timer must be armed.
+// The loop or a reactor-pool worker calls it, whichever ran Data.
+func (s *Server) trackPartial(c *conn, used, rest int) bool {
+	if s.o.FrameTimeout <= 0 {
+		return false
+	}
+	switch {
+	case rest == 0:
+		if c.partialAt.Load() != 0 {
+			c.partialAt.Store(0)
+		}
+		return false
+	case used > 0 || c.partialAt.Load() == 0:
+		c.partialAt.Store(max(1, int64(c.l.now())))
+		return true
+	}
+	return false
+}
+
+// armFrame arms the frame timer of c's current partial frame.
+func (l *loop) armFrame(c *conn) {
+	if p := c.partialAt.Load(); p != 0 {
+		l.addTimer(c, time.Duration(p)+l.s.o.FrameTimeout)
+	}
+}
+
+// frameExpired reports whether c's partial frame has outlived the frame
+// timeout, re-arming the timer if it has not yet.
+func (l *loop) frameExpired(c *conn, now time.Duration) bool {
+	p := c.partialAt.Load()
+	if p == 0 || l.s.o.FrameTimeout <= 0 {
+		return false
+	}
+	at := time.Duration(p) + l.s.o.FrameTimeout
+	if now >= at {
+		return true
+	}
+	l.addTimer(c, at)
+	return false
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/admit"
 )
 
 // Balance policies: how connections accepted on a shared listener are
@@ -51,6 +53,18 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Logger receives the server's logs.
 	Logger *slog.Logger
+
+	// Limiter applies the per-address limits to each connection as it is
+	// accepted; a refused one gets the handler's refusal. Nil admits
+	// everyone.
+	Limiter *admit.Limiter
+	// FrameTimeout closes a connection with handler.ErrFrameTimeout when
+	// input its session left unconsumed has waited this long since it
+	// began. 0 or less turns it off.
+	FrameTimeout time.Duration
+	// ObserveQueue, if set, is called with the size of each batch of
+	// outbound bytes a loop takes to write.
+	ObserveQueue func(bytes int)
 }
 
 // Validate reports the first option that cannot work.
@@ -93,8 +107,9 @@ type Stats struct {
 	Accepted uint64
 	// Open is the number of connections currently open.
 	Open int64
-	// Refused counts connections closed before Open because the process
-	// ran out of file descriptors (handler.ErrServerFull).
+	// Refused counts connections closed before Open: the process ran out
+	// of file descriptors (handler.ErrServerFull), or the client's address
+	// is over a limit (handler.ErrTooManyConns, handler.ErrConnRate).
 	Refused uint64
 	// AcceptErrors counts failed accept calls.
 	AcceptErrors uint64
@@ -102,4 +117,8 @@ type Stats struct {
 	Overflows uint64
 	// BytesIn and BytesOut count payload bytes read and written.
 	BytesIn, BytesOut uint64
+	// RefusedBy splits Refused by reason (admit.Reasons).
+	RefusedBy map[string]uint64
+	// FrameTimeouts counts connections closed for handler.ErrFrameTimeout.
+	FrameTimeouts uint64
 }

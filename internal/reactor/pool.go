@@ -229,6 +229,9 @@ func (p *pool) deliver(c *conn, fresh int) {
 	}
 	ex.in = ex.in[:copy(ex.in, ex.in[used:])]
 	ex.seen = n - used
+	if s.trackPartial(c, used, ex.seen) {
+		c.l.post(task{kind: taskFrame, c: c})
+	}
 	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
 		ex.in = nil
 	}

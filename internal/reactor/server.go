@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/admit"
 	"github.com/tcplab/tcplab/internal/listener"
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
@@ -57,6 +58,8 @@ type Server struct {
 
 	accepted, refused, acceptErrors, overflows atomic.Uint64
 	open                                       atomic.Int64
+	frameTimeouts                              atomic.Uint64
+	refusedBy                                  admit.Refusals
 	quiet                                      atomic.Bool // shutdown phase 1 done: no Data starts
 
 	// spare is a descriptor held in reserve: out of descriptors, the
@@ -259,6 +262,9 @@ func (s *Server) Stats() Stats {
 		Refused:      s.refused.Load(),
 		AcceptErrors: s.acceptErrors.Load(),
 		Overflows:    s.overflows.Load(),
+
+		RefusedBy:     s.refusedBy.Snapshot(),
+		FrameTimeouts: s.frameTimeouts.Load(),
 	}
 	for _, l := range s.loops {
 		st.BytesIn += l.bytesIn.Load()
@@ -269,14 +275,14 @@ func (s *Server) Stats() Stats {
 
 // place gives a connection accepted on loop from to a loop: from itself
 // when each loop has its own listener, otherwise by the balance policy.
-func (s *Server) place(from *loop, fd int, remote netip.AddrPort) {
+func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) {
 	setNoDelay(fd)
 	to := from
 	if s.shared {
 		to = s.pick()
 	}
 	to.load.Add(1)
-	c := &conn{l: to, fd: fd, remote: remote, local: s.local}
+	c := &conn{l: to, fd: fd, remote: remote, local: s.local, limited: limited}
 	if !c.local.IsValid() {
 		c.local = localAddr(fd, &from.sa)
 	}
@@ -316,19 +322,66 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 	unix.Close(s.spare)
 	fd, _, errno := rawAccept(lfd, sa)
 	if errno == 0 {
-		s.refused.Add(1) // counted before the peer can see the close
-		if r, ok := s.h.(handler.Refuser); ok {
-			if msg := r.Refuse(handler.ErrServerFull); len(msg) > 0 {
-				rawWrite(fd, msg)
-			}
-		}
-		unix.Close(fd)
+		s.refuseConn(fd, handler.ErrServerFull)
 		if !s.refusing.Swap(true) {
 			s.o.Logger.Warn("reactor: out of file descriptors; refusing new connections")
 		}
 	}
 	s.spare = openSpare()
 	return errno == 0 || errno == unix.EAGAIN
+}
+
+// refuseConn turns away a connection just accepted, before Open: it
+// counts the refusal (before the peer can see the close), sends the
+// handler's refusal bytes, drops what the peer already sent (so the close
+// is a FIN, not a reset that could cost the peer the refusal), and closes
+// the socket.
+func (s *Server) refuseConn(fd int, reason error) {
+	s.refused.Add(1)
+	s.refusedBy.Add(reason)
+	if r, ok := s.h.(handler.Refuser); ok {
+		if msg := r.Refuse(reason); len(msg) > 0 {
+			rawWrite(fd, msg)
+		}
+	}
+	discardInput(fd)
+	unix.Close(fd)
+}
+
+// discardInput drops, without waiting, what the peer has sent and nobody
+// read (up to 64 KiB), so that closing the socket sends a FIN after the
+// last bytes written: Linux answers a close with unread input with a
+// reset, which also discards output not yet sent (a farewell, say).
+func discardInput(fd int) {
+	var scratch [4096]byte
+	for range 16 {
+		if n, _ := rawRead(fd, scratch[:]); n <= 0 {
+			break
+		}
+	}
+}
+
+// admit applies the per-address limits to a connection just accepted from
+// remote. It reports whether the connection is counted against them
+// (limited), or refuses it and reports ok false.
+func (s *Server) admit(fd int, remote netip.AddrPort) (limited, ok bool) {
+	lim := s.o.Limiter
+	if lim.Exempt(remote.Addr()) {
+		return false, true
+	}
+	if err := lim.Admit(remote.Addr()); err != nil {
+		s.refuseConn(fd, err)
+		return false, false
+	}
+	return true, true
+}
+
+// releaseSlot gives back c's slot in the per-address limits.
+func (s *Server) releaseSlot(c *conn) {
+	if c.limited {
+		c.limited = false
+		s.o.Limiter.Release(c.remote.Addr())
+	}
 }
 
 // spareP makes sure the Go scheduler has a processor (P) more than there

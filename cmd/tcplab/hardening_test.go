@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/conformance"
+)
+
+func TestHardeningFlagsBadInput(t *testing.T) {
+	cert := conformance.NewTestCert(t)
+	for _, args := range [][]string{
+		{"serve", "--max-conns-per-ip", "-1"},
+		{"serve", "--conn-rate", "-2"},
+		{"serve", "--conn-burst", "0"},
+		{"serve", "--frame-timeout", "-1s"},
+		{"serve", "--handshake-timeout", "0s"},
+		{"serve", "--tls-cert", cert.CertFile},
+		{"serve", "--tls-key", cert.KeyFile},
+		{"serve", "--pprof"},
+		{"serve", "--metrics", "no-port-here"},
+		{"serve", "--model", "reactor", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile},
+		{"chat", "--tls-ca", cert.CAFile},
+		{"chat", "--tls", "--tls-insecure", "--tls-ca", cert.CAFile},
+	} {
+		code, _, stderr := runCmd(t, args...)
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2 (stderr %q)", args, code, stderr)
+		}
+		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: ") {
+			t.Errorf("%q: stderr %q, want one line starting with \"tcplab: \"", args, stderr)
+		}
+	}
+	code, _, stderr := runCmd(t, "serve", "--model", "reactor-pool", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	if code != 2 || !strings.Contains(stderr, "model reactor-pool") || !strings.Contains(stderr, "does not support TLS") {
+		t.Errorf("TLS on an event-loop model: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runCmd(t, "serve", "--tls-cert", cert.CAFile+".missing", "--tls-key", cert.KeyFile)
+	if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--tls-cert") {
+		t.Errorf("missing certificate file: exit %d, %q", code, stderr)
+	}
+}
+
+var metricsURL = regexp.MustCompile(`msg=metrics url=(\S+)`)
+
+// waitMetricsURL returns the metrics URL serve logged.
+func waitMetricsURL(t *testing.T, log *syncBuffer) string {
+	t.Helper()
+	waitFor(t, log, metricsURL.String())
+	return strings.TrimSuffix(metricsURL.FindStringSubmatch(log.String())[1], "/metrics")
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestServeMetrics serves echo with --metrics on a bare port (127.0.0.1
+// only) and --pprof, and reads both.
+func TestServeMetrics(t *testing.T) {
+	addr, log, stopServe := startServe(t, "--addr", "127.0.0.1:0", "--metrics", "0", "--pprof")
+	stop := sync.OnceValue(stopServe)
+	defer stop()
+	base := waitMetricsURL(t, log)
+	if !strings.HasPrefix(base, "http://127.0.0.1:") {
+		t.Fatalf("metrics at %s: a bare port must listen on 127.0.0.1 only", base)
+	}
+	echoOnce(t, addr, "counted")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := httpGet(t, base+"/metrics")
+		if code == http.StatusOK && strings.Contains(body, `tcplab_connections_accepted_total{app="echo",model="goroutine"} 1`+"\n") &&
+			strings.Contains(body, `tcplab_bytes_in_total{app="echo",model="goroutine"} 7`+"\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics: %d\n%s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _ := httpGet(t, base+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
+		t.Fatalf("pprof: %d", code)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exit %d", code)
+	}
+}
+
+// TestChatOverTLS runs the chat client with --tls against serve
+// --tls-cert: with the test CA it chats; without it the certificate is
+// refused; with --tls-insecure it connects and says the check is off; a
+// plaintext client gets an error, not a silent plaintext session.
+func TestChatOverTLS(t *testing.T) {
+	cert := conformance.NewTestCert(t)
+	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
+		"--handshake-timeout", "2s")
+	defer stop()
+	chatWith := func(args ...string) (int, string, string) {
+		stdin := strings.NewReader("hello over TLS\n/who\n")
+		var out, errb syncBuffer
+		root := newRoot(&out, &errb)
+		root.SetIn(stdin)
+		root.SetArgs(append([]string{"chat", "--addr", addr, "--nick", "tess", "--timeout", "5s"}, args...))
+		err := root.ExecuteContext(context.Background())
+		code := 0
+		if err != nil {
+			code = 1
+			errb.Write([]byte(err.Error()))
+		}
+		return code, out.String(), errb.String()
+	}
+	code, out, errs := chatWith("--tls", "--tls-ca", cert.CAFile)
+	if code != 0 || !strings.Contains(out, "*** connected to "+addr+" as tess in lobby") || !strings.Contains(out, "OK who tess") ||
+		!strings.HasSuffix(out, "BYE quit\n") {
+		t.Fatalf("chat over TLS: exit %d, out %q, err %q", code, out, errs)
+	}
+	code, _, errs = chatWith("--tls")
+	if code != 1 || !strings.Contains(errs, "certificate") {
+		t.Fatalf("untrusted certificate: exit %d, err %q", code, errs)
+	}
+	code, out, errs = chatWith("--tls", "--tls-insecure")
+	if code != 0 || !strings.Contains(out, "warning: --tls-insecure") || !strings.Contains(out, "OK who tess") {
+		t.Fatalf("--tls-insecure: exit %d, out %q, err %q", code, out, errs)
+	}
+	code, out, errs = chatWith()
+	if code != 1 || strings.Contains(out, "OK who") {
+		t.Fatalf("plaintext client of a TLS server: exit %d, out %q, err %q", code, out, errs)
+	}
+}

@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// This file holds what the blocking models do between accept and Open, and
+// instead of it: the per-address limits (internal/admit), the TLS
+// handshake, and refusals over TLS. The event loops do the same in
+// internal/reactor with the same limiter.
+
+// admittedConn is an accepted connection counted against its client
+// address's limits. Close gives the slot back, once.
+type admittedConn struct {
+	*net.TCPConn
+	release func()
+	once    sync.Once
+}
+
+func (c *admittedConn) Close() error {
+	c.once.Do(c.release) // first: the slot is free by the time the peer sees the close
+	return c.TCPConn.Close()
+}
+
+// tcpConn returns the TCP connection under nc.
+func tcpConn(nc net.Conn) (*net.TCPConn, bool) {
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		return c, true
+	case *admittedConn:
+		return c.TCPConn, true
+	}
+	return nil, false
+}
+
+// rawConn returns the connection under TLS, or nc itself.
+func rawConn(nc net.Conn) net.Conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if rc, ok := nc.(*recordConn); ok {
+		nc = rc.Conn
+	}
+	return nc
+}
+
+// recordClock returns the TLS record clock under nc, or nil.
+func recordClock(nc net.Conn) *recordConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		rc, _ := tc.NetConn().(*recordConn)
+		return rc
+	}
+	return nil
+}
+
+// admit applies the per-address limits to a connection just accepted. It
+// returns the connection to serve, whose Close gives its slot back, or
+// false after refusing it.
+func (s *streamSet) admit(nc net.Conn) (net.Conn, bool) {
+	if s.limiter == nil {
+		return nc, true
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc, true
+	}
+	a := tc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+	if s.limiter.Exempt(a) {
+		return nc, true
+	}
+	if err := s.limiter.Admit(a); err != nil {
+		s.refuse(nc, err)
+		return nil, false
+	}
+	return &admittedConn{TCPConn: tc, release: func() { s.limiter.Release(a) }}, true
+}
+
+// handshake runs the server side of the TLS handshake on a connection
+// about to be served, bounded by Config.HandshakeTimeout and cut short by
+// shutdown. On failure it counts the error, closes the connection and
+// returns false.
+func (s *streamSet) handshake(nc net.Conn) (net.Conn, bool) {
+	under := nc
+	if s.cfg.FrameTimeout > 0 {
+		under = &recordConn{Conn: nc, timeout: s.cfg.FrameTimeout}
+	}
+	tc := tls.Server(under, s.cfg.tls)
+	if err := s.tlsHandshake(tc); err != nil {
+		s.stats.handshakeErrors.Add(1)
+		s.cfg.Logger.Debug("TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		nc.Close()
+		return nil, false
+	}
+	return tc, true
+}
+
+func (s *streamSet) tlsHandshake(tc *tls.Conn) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+	defer cancel()
+	return tc.HandshakeContext(ctx)
+}
+
+// maxTLSRefusals bounds the TLS handshakes run at once only to tell
+// refused clients why; past it a refused connection is just closed.
+const maxTLSRefusals = 16
+
+// refuseTLS sends a refusal over TLS: the client expects a handshake
+// before any byte, so plaintext would be garbage to it (and the server
+// never sends plaintext on a TLS listener). The handshake runs on its own
+// goroutine, at most maxTLSRefusals at once, so the accept loop does not
+// wait for it; a refusal for shutdown, one with nothing to say, or one
+// past the bound just closes the connection.
+func (s *streamSet) refuseTLS(nc net.Conn, msg []byte, reason error) {
+	if len(msg) == 0 || errors.Is(reason, handler.ErrShutdown) {
+		nc.Close()
+		return
+	}
+	select {
+	case s.tlsRefusals <- struct{}{}:
+	default:
+		nc.Close()
+		return
+	}
+	s.refusers.Go(func() {
+		defer func() { <-s.tlsRefusals }()
+		tc := tls.Server(nc, s.cfg.tls)
+		if s.tlsHandshake(tc) != nil {
+			nc.Close()
+			return
+		}
+		nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		tc.Write(msg)
+		discardReceived(nc)
+		tc.Close() // close_notify, then the socket
+	})
+}

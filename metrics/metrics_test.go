@@ -1,0 +1,253 @@
+package metrics_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/chat"
+	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/metrics"
+)
+
+// TestMain runs the tests under goleak (conformance.Main).
+func TestMain(m *testing.M) { conformance.Main(m) }
+
+const bound = 10 * time.Second
+
+// serveMetrics starts m's HTTP endpoint on a loopback port.
+func serveMetrics(t *testing.T, m *metrics.Metrics, pprof bool) string {
+	t.Helper()
+	e, err := m.Serve("127.0.0.1:0", pprof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return "http://" + e.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: bound}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.CloseIdleConnections()
+	return resp.StatusCode, string(b)
+}
+
+// eventually polls the gathered metrics until ok accepts them, or fails
+// after the bound with the last values.
+func eventually(t *testing.T, m *metrics.Metrics, what string, ok func(map[string]float64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		got, err := m.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(got) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: metrics %v", what, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lineClient struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialLines(t *testing.T, addr string) *lineClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(bound))
+	t.Cleanup(func() { c.Close() })
+	return &lineClient{c: c, r: bufio.NewReader(c)}
+}
+
+func (l *lineClient) send(t *testing.T, lines ...string) {
+	t.Helper()
+	if _, err := io.WriteString(l.c, strings.Join(lines, "\n")+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l *lineClient) expect(t *testing.T, prefix string) string {
+	t.Helper()
+	line, err := l.r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, prefix) {
+		t.Fatalf("got %q (%v), want %q...", line, err, prefix)
+	}
+	return line
+}
+
+// TestChatCounters drives a chat server on a blocking model and on the
+// reactor and checks each counter against what the clients did.
+func TestChatCounters(t *testing.T) {
+	for _, model := range []string{"goroutine", "reactor"} {
+		t.Run(model, func(t *testing.T) {
+			m := metrics.New(model, "chat")
+			h, err := chat.New(chat.Options{Framing: frame.Line, MsgRate: 0.001, MsgBurst: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Close() })
+			cfg := engine.Config{MaxConnsPerIP: 2, LimitLoopback: true, ObserveQueue: m.ObserveQueue}
+			s := conformance.Start(t, model, h, cfg)
+			if err := m.Watch(s, h); err != nil {
+				t.Fatal(err)
+			}
+			url := serveMetrics(t, m, false)
+
+			a := dialLines(t, s.Addr().String())
+			a.expect(t, "HELLO ")
+			b := dialLines(t, s.Addr().String())
+			b.expect(t, "HELLO ")
+			a.expect(t, "JOIN lobby ")
+			// A third connection from 127.0.0.1 is over --max-conns-per-ip.
+			c := dialLines(t, s.Addr().String())
+			c.expect(t, "ERR too-many-connections ")
+			c.expect(t, "BYE too-many-connections")
+
+			// Four messages pass the rate limit (burst 4), the fifth does
+			// not; each that passes reaches b.
+			a.send(t, "one", "two", "three", "four", "five")
+			for _, w := range []string{"one", "two", "three", "four"} {
+				b.expect(t, "MSG lobby guest-1 "+w)
+			}
+			a.expect(t, "ERR rate-limited ")
+
+			eventually(t, m, "counters after the traffic", func(g map[string]float64) bool {
+				return g["tcplab_connections_accepted_total"] == 2 &&
+					g["tcplab_connections_open"] == 2 &&
+					g["tcplab_connections_refused_total{reason=per-ip-limit}"] == 1 &&
+					g["tcplab_connections_refused_total{reason=server-full}"] == 0 &&
+					g["tcplab_frames_in_total"] == 5 &&
+					// HELLO x2, JOIN to a, four MSG to b, ERR rate-limited
+					g["tcplab_frames_out_total"] == 8 &&
+					g["tcplab_rate_limited_messages_total"] == 1 &&
+					g["tcplab_bytes_in_total"] == float64(len("one\ntwo\nthree\nfour\nfive\n")) &&
+					g["tcplab_bytes_out_total"] > 0 &&
+					g["tcplab_outbound_queue_bytes_count"] >= 1 &&
+					g["tcplab_accept_errors_total"] == 0
+			})
+
+			code, body := get(t, url+"/metrics")
+			if code != http.StatusOK {
+				t.Fatalf("/metrics: %d", code)
+			}
+			for _, want := range []string{
+				`tcplab_connections_refused_total{app="chat",model="` + model + `",reason="per-ip-limit"} 1`,
+				`tcplab_rate_limited_messages_total{app="chat",model="` + model + `"} 1`,
+				`tcplab_outbound_queue_bytes_bucket{app="chat",model="` + model + `",le="64"}`,
+				`tcplab_slow_consumer_disconnects_total{app="chat",model="` + model + `"} 0`,
+				`tcplab_go_goroutines{app="chat",model="` + model + `"}`,
+			} {
+				if !strings.Contains(body, want+"\n") && !strings.Contains(body, want+" ") {
+					t.Errorf("/metrics lacks %s", want)
+				}
+			}
+			for _, line := range strings.Split(body, "\n") {
+				if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, metrics.Prefix) {
+					t.Errorf("metric without the %s prefix: %s", metrics.Prefix, line)
+				}
+				if line != "" && !strings.HasPrefix(line, "#") && !strings.Contains(line, `model="`+model+`"`) {
+					t.Errorf("metric without the model label: %s", line)
+				}
+			}
+			if code, _ := get(t, url+"/debug/pprof/"); code != http.StatusNotFound {
+				t.Errorf("/debug/pprof/ without --pprof: %d, want 404", code)
+			}
+		})
+	}
+}
+
+// TestSlowConsumerAndFrameTimeout checks the engine-level counters with
+// the conformance probe handler: one connection closed for overflow, one
+// for an unfinished frame.
+func TestSlowConsumerAndFrameTimeout(t *testing.T) {
+	for _, model := range []string{"goroutine", "reactor-pool"} {
+		t.Run(model, func(t *testing.T) {
+			m := metrics.New(model, "probe")
+			h := conformance.Probe()
+			cfg := engine.Config{MaxPending: 64 << 10, FrameTimeout: 200 * time.Millisecond, ObserveQueue: m.ObserveQueue}
+			s := conformance.Start(t, model, h, cfg)
+			if err := m.Watch(s, h); err != nil {
+				t.Fatal(err)
+			}
+			slow := dialLines(t, s.Addr().String())
+			slow.send(t, fmt.Sprintf("flood %d 1", 64<<10+1))
+			if rest, _ := io.ReadAll(slow.r); !strings.HasSuffix(string(rest), "BYE outbound buffer over its limit (slow consumer)\n") {
+				t.Fatalf("overflowed connection ended with %q", rest)
+			}
+			trickle := dialLines(t, s.Addr().String())
+			io.WriteString(trickle.c, "pi")
+			if rest, _ := io.ReadAll(trickle.r); string(rest) != "BYE frame not completed in time\n" {
+				t.Fatalf("unfinished frame: connection ended with %q", rest)
+			}
+			eventually(t, m, "counters", func(g map[string]float64) bool {
+				return g["tcplab_slow_consumer_disconnects_total"] == 1 &&
+					g["tcplab_frame_timeouts_total"] == 1 &&
+					g["tcplab_connections_open"] == 0
+			})
+		})
+	}
+}
+
+func TestPprofBehindTheFlag(t *testing.T) {
+	m := metrics.New("goroutine", "echo")
+	url := serveMetrics(t, m, true)
+	code, body := get(t, url+"/debug/pprof/")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("/debug/pprof/: %d %q", code, body[:min(len(body), 200)])
+	}
+	if code, _ := get(t, url+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Fatalf("/debug/pprof/cmdline: %d", code)
+	}
+}
+
+func TestLoopbackDefault(t *testing.T) {
+	for in, want := range map[string]string{
+		":9100":          "127.0.0.1:9100",
+		"9100":           "127.0.0.1:9100",
+		"0.0.0.0:9100":   "0.0.0.0:9100",
+		"[::1]:9100":     "[::1]:9100",
+		"localhost:9100": "localhost:9100",
+	} {
+		if got, err := metrics.LoopbackDefault(in); got != want || err != nil {
+			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "host", "1.2.3.4", "a:b:c"} {
+		if _, err := metrics.LoopbackDefault(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
