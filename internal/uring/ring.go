@@ -1,0 +1,286 @@
+//go:build linux
+
+// Package uring is a minimal io_uring binding on raw syscalls: ring setup
+// and mapping, submission and completion queues, the few operations a TCP
+// server needs, and ring-mapped provided buffers. It has no dependency
+// beyond golang.org/x/sys/unix; no third-party io_uring module is used.
+//
+// A Ring is not safe for concurrent use: one goroutine, locked to its OS
+// thread, drives it (required by SetupSingleIssuer and DeferTaskrun).
+//
+// Memory the kernel reads or writes asynchronously (the rings, the
+// provided buffers) is mapped with mmap outside the Go heap, so the
+// garbage collector never moves or frees it. Callers must likewise keep
+// send buffers alive and unmoved until the completion arrives; user_data
+// carries plain integers, never Go pointers.
+package uring
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Setup flags (io_uring_params.flags).
+const (
+	SetupClamp        = 1 << 4
+	SetupSubmitAll    = 1 << 7
+	SetupCoopTaskrun  = 1 << 8
+	SetupSingleIssuer = 1 << 12
+	SetupDeferTaskrun = 1 << 13
+)
+
+// Features reported by the kernel (io_uring_params.features).
+const (
+	FeatSingleMmap = 1 << 0
+	FeatNoDrop     = 1 << 1
+	FeatExtArg     = 1 << 8
+)
+
+const (
+	enterGetEvents = 1 << 0
+
+	offSQRing = 0
+	offCQRing = 0x8000000
+	offSQEs   = 0x10000000
+
+	sqeSize = 64
+	cqeSize = 16
+)
+
+// ErrUnavailable is wrapped by New when the kernel refuses io_uring; the
+// message names the cause.
+var ErrUnavailable = errors.New("io_uring unavailable")
+
+// params mirrors struct io_uring_params (120 bytes).
+type params struct {
+	sqEntries    uint32
+	cqEntries    uint32
+	flags        uint32
+	sqThreadCPU  uint32
+	sqThreadIdle uint32
+	features     uint32
+	wqFd         uint32
+	resv         [3]uint32
+	sqOff        sqringOffsets
+	cqOff        cqringOffsets
+}
+
+type sqringOffsets struct {
+	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
+	userAddr                                                        uint64
+}
+
+type cqringOffsets struct {
+	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
+	userAddr                                                        uint64
+}
+
+// SQE mirrors struct io_uring_sqe (64 bytes).
+type SQE struct {
+	Opcode      uint8
+	Flags       uint8
+	Ioprio      uint16
+	Fd          int32
+	Off         uint64
+	Addr        uint64
+	Len         uint32
+	OpFlags     uint32
+	UserData    uint64
+	BufIndex    uint16
+	Personality uint16
+	SpliceFdIn  int32
+	Addr3       uint64
+	pad         uint64
+}
+
+// CQE mirrors struct io_uring_cqe (16 bytes).
+type CQE struct {
+	UserData uint64
+	Res      int32
+	Flags    uint32
+}
+
+// Ring is one io_uring instance with its mapped queues.
+type Ring struct {
+	fd       int
+	features uint32
+
+	sqMem, cqMem, sqeMem []byte
+
+	sqHead, sqTail, sqMask *uint32
+	sqArray                unsafe.Pointer // uint32[sqEntries]
+	sqes                   unsafe.Pointer // SQE[sqEntries]
+	sqEntries              uint32
+	sqPending              uint32 // SQEs filled since the last Submit
+	sqLocalTail            uint32
+
+	cqHead, cqTail, cqMask *uint32
+	cqes                   unsafe.Pointer // CQE[cqEntries]
+}
+
+// New creates a ring with room for entries submissions (the completion
+// queue is twice that) and the given setup flags.
+func New(entries uint32, flags uint32) (*Ring, error) {
+	p := params{flags: flags}
+	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	if errno != 0 {
+		return nil, setupError(errno)
+	}
+	r := &Ring{fd: int(fd), features: p.features, sqEntries: p.sqEntries}
+	if err := r.mmap(&p); err != nil {
+		unix.Close(r.fd)
+		return nil, err
+	}
+	return r, nil
+}
+
+// setupError explains why io_uring_setup failed, naming the likely cause.
+func setupError(errno unix.Errno) error {
+	cause := errno.Error()
+	switch errno {
+	case unix.ENOSYS:
+		cause = "the kernel has no io_uring (ENOSYS)"
+	case unix.EPERM, unix.EACCES:
+		cause = fmt.Sprintf("io_uring is not permitted (%s)", errno.Error())
+		if b, err := os.ReadFile("/proc/sys/kernel/io_uring_disabled"); err == nil {
+			if v := strings.TrimSpace(string(b)); v != "0" {
+				cause += "; kernel.io_uring_disabled=" + v
+			} else {
+				cause += "; likely a seccomp filter"
+			}
+		}
+	case unix.EINVAL:
+		cause = "the kernel rejected the ring parameters (EINVAL): too old for the setup flags?"
+	}
+	return fmt.Errorf("%w: io_uring_setup: %s", ErrUnavailable, cause)
+}
+
+func (r *Ring) mmap(p *params) error {
+	sqSize := int(p.sqOff.array) + int(p.sqEntries)*4
+	cqSize := int(p.cqOff.cqes) + int(p.cqEntries)*cqeSize
+	if p.features&FeatSingleMmap != 0 {
+		sqSize = max(sqSize, cqSize)
+	}
+	var err error
+	prot, flags := unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE
+	if r.sqMem, err = unix.Mmap(r.fd, offSQRing, sqSize, prot, flags); err != nil {
+		return fmt.Errorf("mmap SQ ring: %w", err)
+	}
+	r.cqMem = r.sqMem
+	if p.features&FeatSingleMmap == 0 {
+		if r.cqMem, err = unix.Mmap(r.fd, offCQRing, cqSize, prot, flags); err != nil {
+			r.unmap()
+			return fmt.Errorf("mmap CQ ring: %w", err)
+		}
+	}
+	if r.sqeMem, err = unix.Mmap(r.fd, offSQEs, int(p.sqEntries)*sqeSize, prot, flags); err != nil {
+		r.unmap()
+		return fmt.Errorf("mmap SQEs: %w", err)
+	}
+	sq, cq := unsafe.Pointer(&r.sqMem[0]), unsafe.Pointer(&r.cqMem[0])
+	r.sqHead = (*uint32)(unsafe.Add(sq, p.sqOff.head))
+	r.sqTail = (*uint32)(unsafe.Add(sq, p.sqOff.tail))
+	r.sqMask = (*uint32)(unsafe.Add(sq, p.sqOff.ringMask))
+	r.sqArray = unsafe.Add(sq, p.sqOff.array)
+	r.sqes = unsafe.Pointer(&r.sqeMem[0])
+	r.cqHead = (*uint32)(unsafe.Add(cq, p.cqOff.head))
+	r.cqTail = (*uint32)(unsafe.Add(cq, p.cqOff.tail))
+	r.cqMask = (*uint32)(unsafe.Add(cq, p.cqOff.ringMask))
+	r.cqes = unsafe.Add(cq, p.cqOff.cqes)
+	r.sqLocalTail = atomic.LoadUint32(r.sqTail)
+	return nil
+}
+
+func (r *Ring) unmap() {
+	if r.sqeMem != nil {
+		unix.Munmap(r.sqeMem)
+	}
+	if r.cqMem != nil && &r.cqMem[0] != &r.sqMem[0] {
+		unix.Munmap(r.cqMem)
+	}
+	if r.sqMem != nil {
+		unix.Munmap(r.sqMem)
+	}
+	r.sqMem, r.cqMem, r.sqeMem = nil, nil, nil
+}
+
+// Close unmaps the queues and closes the ring. Operations still in flight
+// are cancelled by the kernel.
+func (r *Ring) Close() error {
+	r.unmap()
+	return unix.Close(r.fd)
+}
+
+// Fd returns the ring's file descriptor.
+func (r *Ring) Fd() int { return r.fd }
+
+// Features returns the feature bits the kernel reported.
+func (r *Ring) Features() uint32 { return r.features }
+
+// GetSQE returns the next free submission entry, zeroed, or nil when the
+// submission queue is full (call Submit first).
+func (r *Ring) GetSQE() *SQE {
+	head := atomic.LoadUint32(r.sqHead)
+	if r.sqLocalTail-head >= r.sqEntries {
+		return nil
+	}
+	idx := r.sqLocalTail & *r.sqMask
+	sqe := (*SQE)(unsafe.Add(r.sqes, uintptr(idx)*sqeSize))
+	*sqe = SQE{}
+	*(*uint32)(unsafe.Add(r.sqArray, uintptr(idx)*4)) = idx
+	r.sqLocalTail++
+	r.sqPending++
+	return sqe
+}
+
+// Submit publishes the filled entries and enters the kernel, waiting for
+// at least waitNr completions. EINTR, which Go's preemption signals cause
+// often, is retried. It returns the number of entries the kernel consumed.
+func (r *Ring) Submit(waitNr uint32) (int, error) {
+	atomic.StoreUint32(r.sqTail, r.sqLocalTail) // release: entries before tail
+	toSubmit := r.sqPending
+	var flags uintptr
+	if waitNr > 0 {
+		flags |= enterGetEvents
+	}
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(waitNr), flags, 0, 0)
+		switch errno {
+		case 0:
+			r.sqPending -= uint32(n)
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN, unix.EBUSY:
+			// The completion queue is full: the caller must reap first.
+			return 0, nil
+		default:
+			return 0, fmt.Errorf("io_uring_enter: %w", errno)
+		}
+	}
+}
+
+// Pending returns the number of entries filled but not yet submitted.
+func (r *Ring) Pending() uint32 { return r.sqPending }
+
+// Completions calls fn for each completion available now, in order, and
+// then marks them consumed. It returns how many there were. fn must not
+// keep the *CQE.
+func (r *Ring) Completions(fn func(*CQE)) int {
+	head := *r.cqHead // only this goroutine writes the head
+	tail := atomic.LoadUint32(r.cqTail)
+	mask := *r.cqMask
+	n := 0
+	for ; head != tail; head++ {
+		fn((*CQE)(unsafe.Add(r.cqes, uintptr(head&mask)*cqeSize)))
+		n++
+	}
+	atomic.StoreUint32(r.cqHead, head)
+	return n
+}

@@ -1,0 +1,176 @@
+//go:build linux
+
+package uring
+
+import (
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/internal/listener"
+)
+
+func newRing(t *testing.T) *Ring {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	r, err := New(64, SetupSingleIssuer|SetupDeferTaskrun)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("skipped: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// waiter submits and reaps, keeping completions that arrive before the
+// one being waited for.
+type waiter struct {
+	r    *Ring
+	seen []CQE
+}
+
+// wait returns the first completion with userData.
+func (w *waiter) wait(t *testing.T, userData uint64) CQE {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, c := range w.seen {
+			if c.UserData == userData {
+				w.seen = append(w.seen[:i], w.seen[i+1:]...)
+				return c
+			}
+		}
+		if _, err := w.r.Submit(1); err != nil {
+			t.Fatal(err)
+		}
+		w.r.Completions(func(c *CQE) { w.seen = append(w.seen, *c) })
+	}
+	t.Fatalf("no completion for %d", userData)
+	return CQE{}
+}
+
+func TestNop(t *testing.T) {
+	r := newRing(t)
+	w := &waiter{r: r}
+	for i := range uint64(200) { // more than the ring holds: exercises wrap-around
+		sqe := r.GetSQE()
+		if sqe == nil {
+			t.Fatal("submission queue full")
+		}
+		sqe.PrepNop(i + 1)
+		if c := w.wait(t, i+1); c.Res != 0 {
+			t.Fatalf("nop %d: res %d", i, c.Res)
+		}
+	}
+}
+
+func TestFullQueueReturnsNil(t *testing.T) {
+	r := newRing(t)
+	n := 0
+	for r.GetSQE() != nil {
+		n++
+	}
+	if n != 64 {
+		t.Fatalf("%d SQEs before full, want 64", n)
+	}
+}
+
+// TestAcceptRecvSend serves one echo over real loopback TCP with multishot
+// accept, a provided-buffer receive and a send.
+func TestAcceptRecvSend(t *testing.T) {
+	r := newRing(t)
+	w := &waiter{r: r}
+	lfd, addr, err := listener.FD("127.0.0.1:0", listener.Options{Backlog: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	br, err := r.RegisterBufRing(8, 4096, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Free()
+
+	r.GetSQE().PrepAccept(lfd, true, 1)
+	clients := make([]net.Conn, 2)
+	for i := range clients {
+		if clients[i], err = net.Dial("tcp", addr.String()); err != nil {
+			t.Fatal(err)
+		}
+		defer clients[i].Close()
+		clients[i].SetDeadline(time.Now().Add(10 * time.Second))
+	}
+	var fds []int
+	for range clients {
+		c := w.wait(t, 1)
+		if c.Res < 0 {
+			t.Fatalf("accept: %v", unix.Errno(-c.Res))
+		}
+		if !c.More() {
+			t.Fatal("multishot accept disarmed after one connection")
+		}
+		fds = append(fds, int(c.Res))
+	}
+	for _, fd := range fds {
+		defer unix.Close(fd)
+	}
+	// Order the accepted sockets like the clients.
+	if peer, err := unix.Getpeername(fds[0]); err != nil {
+		t.Fatal(err)
+	} else if listener.SockaddrToTCP(peer).Port != clients[0].LocalAddr().(*net.TCPAddr).Port {
+		fds[0], fds[1] = fds[1], fds[0]
+	}
+
+	if _, err := clients[0].Write([]byte("hello ring")); err != nil {
+		t.Fatal(err)
+	}
+	r.GetSQE().PrepRecvSelect(fds[0], br.Group(), false, 2)
+	c := w.wait(t, 2)
+	id, ok := c.BufferID()
+	if c.Res <= 0 || !ok {
+		t.Fatalf("recv: res %d, buffer %v", c.Res, ok)
+	}
+	got := br.Bytes(id, int(c.Res))
+	if string(got) != "hello ring" {
+		t.Fatalf("received %q", got)
+	}
+	r.GetSQE().PrepSend(fds[0], unsafe.Pointer(&got[0]), len(got), 3)
+	if c := w.wait(t, 3); int(c.Res) != len(got) {
+		t.Fatalf("send: res %d", c.Res)
+	}
+	br.Recycle(id)
+	echo := make([]byte, len("hello ring"))
+	if _, err := io.ReadFull(clients[0], echo); err != nil || string(echo) != "hello ring" {
+		t.Fatalf("client got %q, %v", echo, err)
+	}
+
+	// Use every buffer more than once: recycling must publish them again.
+	for i := range 20 {
+		msg := []byte{byte('a' + i)}
+		clients[1].Write(msg)
+		r.GetSQE().PrepRecvSelect(fds[1], br.Group(), false, 4)
+		c := w.wait(t, 4)
+		id, ok := c.BufferID()
+		if c.Res != 1 || !ok || br.Bytes(id, 1)[0] != msg[0] {
+			t.Fatalf("recv %d: res %d ok %v", i, c.Res, ok)
+		}
+		br.Recycle(id)
+	}
+
+	r.GetSQE().PrepClose(fds[1], 5)
+	if c := w.wait(t, 5); c.Res != 0 {
+		t.Fatalf("close: %d", c.Res)
+	}
+	if n, err := clients[1].Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after close: (%d, %v), want EOF", n, err)
+	}
+}
