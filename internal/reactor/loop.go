@@ -3,6 +3,7 @@ package reactor
 import (
 	"container/heap"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -66,6 +67,10 @@ type loop struct {
 	scratch   [8]byte
 	acceptBo  backoff.Backoff
 
+	// ring is set on an io_uring loop (ring.go): the kernel reads, writes,
+	// accepts and closes through submissions, and epoll is not used.
+	ring *ringIO
+
 	quiet        bool // shutdown phase 1 done: no accepting, no reading
 	stopping     bool // shutdown phase 2: exit once every connection is gone
 	cut          bool // connections were closed at the shutdown deadline
@@ -98,6 +103,9 @@ type loop struct {
 }
 
 func newLoop(s *Server) (*loop, error) {
+	if s.o.IOUring {
+		return newRingLoop(s)
+	}
 	p, err := newPoller()
 	if err != nil {
 		return nil, err
@@ -129,19 +137,12 @@ func (l *loop) run(done func()) {
 	defer done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if l.ring != nil {
+		l.runRing()
+		return
+	}
 	for !l.stopping || l.n > 0 {
-		timeout := l.timeout()
-		if len(l.ready) > 0 {
-			timeout = 0
-		}
-		if timeout != 0 {
-			l.sleeping.Store(true)
-			if l.queued.Load() {
-				l.sleeping.Store(false)
-				timeout = 0
-			}
-		}
-		n, err := l.wait(l.events, timeout)
+		n, err := l.wait(l.events, l.sleepTimeout(len(l.ready) > 0))
 		l.sleeping.Store(false)
 		if err != nil {
 			l.s.fail(err)
@@ -162,6 +163,25 @@ func (l *loop) run(done func()) {
 		l.publish()
 	}
 	l.publish()
+}
+
+// sleepTimeout returns how long the loop may wait for events, in ms (-1:
+// no limit), and announces a wait to posters: 0 if busy or if tasks are
+// queued, otherwise until the next timer. A poster that finds the loop
+// announced writes the eventfd.
+func (l *loop) sleepTimeout(busy bool) int {
+	timeout := l.timeout()
+	if busy {
+		return 0
+	}
+	if timeout != 0 {
+		l.sleeping.Store(true)
+		if l.queued.Load() {
+			l.sleeping.Store(false)
+			timeout = 0
+		}
+	}
+	return timeout
 }
 
 // publish makes the loop's byte counts visible to Stats.
@@ -282,7 +302,9 @@ func (l *loop) register(c *conn) {
 		l.nextGen = 1
 	}
 	c.gen = l.nextGen
-	if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, connEvents, c.gen); err != nil {
+	if l.ring != nil {
+		l.ringAttach(c)
+	} else if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, connEvents, c.gen); err != nil {
 		l.s.o.Logger.Warn("reactor: dropping connection", "err", err)
 		unix.Close(c.fd)
 		l.load.Add(-1)
@@ -351,6 +373,10 @@ func (l *loop) readable(c *conn) {
 		l.finish(c) // a close was posted but not handled yet: read no more
 		return
 	}
+	if l.ring != nil {
+		l.ringResume(c)
+		return
+	}
 	want := l.s.chunk
 	n, errno := rawRead(c.fd, l.buf[:want])
 	if n > 0 {
@@ -378,6 +404,12 @@ func (l *loop) readable(c *conn) {
 	if errno != 0 {
 		reason = fmt.Errorf("read: %w", errno)
 	}
+	l.inputEnded(c, reason)
+}
+
+// inputEnded handles the end of c's input: the peer's FIN (reason nil) or
+// a read error.
+func (l *loop) inputEnded(c *conn, reason error) {
 	if l.s.pool != nil {
 		// The executor may not have delivered everything read so far: it
 		// closes the connection once it has.
@@ -453,6 +485,10 @@ func (l *loop) flushHeld(c *conn) {
 // it wants it; a batch the socket could not take whole stays in c.batch
 // with EPOLLOUT armed.
 func (l *loop) flush(c *conn) {
+	if l.ring != nil {
+		l.ringFlush(c)
+		return
+	}
 	progressed := false
 	if c.batch == nil {
 		c.batch, c.off = c.out.Take(), 0
@@ -557,10 +593,14 @@ func (l *loop) remove(c *conn) {
 		c.batch = nil
 	}
 	l.s.releaseSlot(c) // first: the slot is free by the time the peer sees the close
-	if !c.rdHup && !c.eof {
+	if !c.rdHup && !c.eof && !c.rc.eof {
 		discardInput(c.fd) // the peer may still be sending: close with a FIN, not a reset
 	}
-	unix.Close(c.fd)
+	if l.ring != nil {
+		l.ringClose(c)
+	} else {
+		unix.Close(c.fd)
+	}
 	l.conns[c.fd] = nil
 	l.n--
 	l.load.Add(-1)
@@ -578,6 +618,9 @@ func (l *loop) remove(c *conn) {
 func (l *loop) quiesce() {
 	l.quiet = true
 	for _, fd := range l.listeners {
+		if l.ring != nil {
+			l.ringStopAccepting(fd)
+		}
 		unix.Close(fd)
 	}
 	l.listeners = nil
@@ -616,30 +659,42 @@ func (l *loop) accept(lfd int) {
 	}
 	for range acceptBatch {
 		fd, remote, errno := rawAccept(lfd, &l.sa)
-		switch errno {
-		case 0:
-		case unix.EAGAIN:
+		if !l.accepted(lfd, fd, remote, errno) {
 			return
-		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-			l.s.acceptErrors.Add(1)
-			l.overloaded(lfd, errno)
-			return
-		default:
-			l.s.acceptErrors.Add(1)
-			if backoff.Retryable(errno) {
-				continue // ECONNABORTED and the like: that one connection is gone
-			}
-			l.ctl(unix.EPOLL_CTL_DEL, lfd, 0, tagListener)
-			l.s.fail(fmt.Errorf("accept: %w", errno))
-			return
-		}
-		if l.acceptBo.Reset() || l.s.refusing.Load() && l.s.refusing.Swap(false) {
-			l.s.o.Logger.Info("reactor: accepting again")
-		}
-		if limited, ok := l.s.admit(fd, remote); ok {
-			l.s.place(l, fd, remote, limited)
 		}
 	}
+}
+
+// accepted handles the outcome of one accept on listener lfd: a new
+// connection fd from remote, or errno. It reports whether the listener
+// may be asked for another connection now.
+func (l *loop) accepted(lfd, fd int, remote netip.AddrPort, errno unix.Errno) bool {
+	switch errno {
+	case 0:
+	case unix.EAGAIN:
+		return false
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+		l.s.acceptErrors.Add(1)
+		l.overloaded(lfd, errno)
+		return false
+	default:
+		l.s.acceptErrors.Add(1)
+		if backoff.Retryable(errno) {
+			return true // ECONNABORTED and the like: that one connection is gone
+		}
+		if l.ring == nil {
+			l.ctl(unix.EPOLL_CTL_DEL, lfd, 0, tagListener)
+		}
+		l.s.fail(fmt.Errorf("accept: %w", errno))
+		return false
+	}
+	if l.acceptBo.Reset() || l.s.refusing.Load() && l.s.refusing.Swap(false) {
+		l.s.o.Logger.Info("reactor: accepting again")
+	}
+	if limited, ok := l.s.admit(fd, remote); ok {
+		l.s.place(l, fd, remote, limited)
+	}
+	return true
 }
 
 // overloaded handles running out of file descriptors (or memory) in
@@ -648,13 +703,18 @@ func (l *loop) accept(lfd int) {
 // a level-triggered listener with a pending connection would spin.
 func (l *loop) overloaded(lfd int, errno unix.Errno) {
 	if l.s.refuse(lfd, &l.sa) {
+		if l.ring != nil {
+			l.ringAccept(lfd)
+		}
 		return
 	}
 	wait, first := l.acceptBo.Fail()
 	if first {
 		l.s.o.Logger.Warn("reactor: accept failing; backing off", "err", errno)
 	}
-	l.ctl(unix.EPOLL_CTL_MOD, lfd, 0, tagListener)
+	if l.ring == nil {
+		l.ctl(unix.EPOLL_CTL_MOD, lfd, 0, tagListener)
+	}
 	heap.Push(&l.timers, timer{at: l.now() + wait, lfd: lfd})
 }
 
@@ -679,7 +739,12 @@ func (l *loop) runTimers() {
 				l.expire(t.c, now)
 			}
 		case t.lfd >= 0:
-			if slices.Contains(l.listeners, t.lfd) {
+			if !slices.Contains(l.listeners, t.lfd) {
+				break
+			}
+			if l.ring != nil {
+				l.ringAccept(t.lfd)
+			} else {
 				l.ctl(unix.EPOLL_CTL_MOD, t.lfd, unix.EPOLLIN, tagListener)
 			}
 		default: // the shutdown deadline

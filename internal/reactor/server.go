@@ -114,9 +114,11 @@ func New(h handler.Handler, o Options) (*Server, error) {
 	}
 	for i, fd := range fds {
 		l := s.loops[i%len(s.loops)]
-		if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
-			s.release(fds)
-			return nil, err
+		if l.ring == nil { // a ring loop arms its accepts when it starts
+			if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
+				s.release(fds)
+				return nil, err
+			}
 		}
 		l.listeners = append(l.listeners, fd)
 	}
@@ -130,6 +132,9 @@ func (s *Server) release(listeners []int) {
 		unix.Close(fd)
 	}
 	for _, l := range s.loops {
+		if l.ring != nil {
+			l.ring.close(s.o.Logger)
+		}
 		l.poller.close()
 	}
 	s.spareMu.Lock()

@@ -24,6 +24,9 @@ const (
 // SQE flags.
 const (
 	SQEBufferSelect = 1 << 5
+	// SQECQESkipSuccess asks for no completion when the operation
+	// succeeds: only a failure is reported.
+	SQECQESkipSuccess = 1 << 6
 )
 
 // Ioprio bits for accept and recv.
@@ -156,7 +159,9 @@ func (r *Ring) RegisterBufRing(entries, size int, group uint16) (*BufRing, error
 	if err != nil {
 		return nil, fmt.Errorf("buffer ring: mmap: %w", err)
 	}
-	bufMem, err := unix.Mmap(-1, 0, entries*size, prot, flags)
+	// The buffers are not populated: a page counts in RSS once the kernel
+	// has written to it.
+	bufMem, err := unix.Mmap(-1, 0, entries*size, prot, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
 		unix.Munmap(ringMem)
 		return nil, fmt.Errorf("buffer ring: mmap buffers: %w", err)
@@ -210,6 +215,16 @@ func (b *BufRing) Recycle(id uint16) {
 	b.add(id)
 	b.publish()
 }
+
+// RecycleLater queues buffer id to be given back at the next Publish, so
+// a batch of completions costs one release store.
+func (b *BufRing) RecycleLater(id uint16) { b.add(id) }
+
+// Publish gives the kernel every buffer queued by RecycleLater.
+func (b *BufRing) Publish() { b.publish() }
+
+// Entries returns the number of buffers in the ring.
+func (b *BufRing) Entries() int { return int(b.mask) + 1 }
 
 func (b *BufRing) unmap() {
 	unix.Munmap(b.bufMem)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -28,7 +29,9 @@ import (
 
 // Setup flags (io_uring_params.flags).
 const (
+	SetupCQSize       = 1 << 3
 	SetupClamp        = 1 << 4
+	SetupRDisabled    = 1 << 6
 	SetupSubmitAll    = 1 << 7
 	SetupCoopTaskrun  = 1 << 8
 	SetupSingleIssuer = 1 << 12
@@ -44,6 +47,9 @@ const (
 
 const (
 	enterGetEvents = 1 << 0
+	enterExtArg    = 1 << 3
+
+	registerEnableRings = 12
 
 	offSQRing = 0
 	offCQRing = 0x8000000
@@ -122,20 +128,42 @@ type Ring struct {
 
 	cqHead, cqTail, cqMask *uint32
 	cqes                   unsafe.Pointer // CQE[cqEntries]
+	cqEntries              uint32
+
+	// wait is a small mapping for io_uring_enter's extended argument
+	// (struct io_uring_getevents_arg, then a struct __kernel_timespec),
+	// outside the Go heap like everything else the kernel reads.
+	wait []byte
 }
 
 // New creates a ring with room for entries submissions (the completion
 // queue is twice that) and the given setup flags.
 func New(entries uint32, flags uint32) (*Ring, error) {
+	return NewSized(entries, 0, flags)
+}
+
+// NewSized creates a ring with room for entries submissions and
+// cqEntries completions (0: twice entries), and the given setup flags.
+// A larger completion queue suits a server whose many connections
+// complete operations in the same pass.
+func NewSized(entries, cqEntries uint32, flags uint32) (*Ring, error) {
 	p := params{flags: flags}
+	if cqEntries > 0 {
+		p.flags |= SetupCQSize
+		p.cqEntries = cqEntries
+	}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, setupError(errno)
 	}
-	r := &Ring{fd: int(fd), features: p.features, sqEntries: p.sqEntries}
+	r := &Ring{fd: int(fd), features: p.features, sqEntries: p.sqEntries, cqEntries: p.cqEntries}
 	if err := r.mmap(&p); err != nil {
 		unix.Close(r.fd)
 		return nil, err
+	}
+	if p.features&FeatExtArg == 0 {
+		r.Close()
+		return nil, fmt.Errorf("%w: the kernel lacks IORING_FEAT_EXT_ARG (timed waits; Linux 5.11)", ErrUnavailable)
 	}
 	return r, nil
 }
@@ -183,6 +211,10 @@ func (r *Ring) mmap(p *params) error {
 		r.unmap()
 		return fmt.Errorf("mmap SQEs: %w", err)
 	}
+	if r.wait, err = unix.Mmap(-1, 0, waitArgSize+16, prot, unix.MAP_ANON|unix.MAP_PRIVATE); err != nil {
+		r.unmap()
+		return fmt.Errorf("mmap wait argument: %w", err)
+	}
 	sq, cq := unsafe.Pointer(&r.sqMem[0]), unsafe.Pointer(&r.cqMem[0])
 	r.sqHead = (*uint32)(unsafe.Add(sq, p.sqOff.head))
 	r.sqTail = (*uint32)(unsafe.Add(sq, p.sqOff.tail))
@@ -198,6 +230,9 @@ func (r *Ring) mmap(p *params) error {
 }
 
 func (r *Ring) unmap() {
+	if r.wait != nil {
+		unix.Munmap(r.wait)
+	}
 	if r.sqeMem != nil {
 		unix.Munmap(r.sqeMem)
 	}
@@ -207,7 +242,7 @@ func (r *Ring) unmap() {
 	if r.sqMem != nil {
 		unix.Munmap(r.sqMem)
 	}
-	r.sqMem, r.cqMem, r.sqeMem = nil, nil, nil
+	r.sqMem, r.cqMem, r.sqeMem, r.wait = nil, nil, nil, nil
 }
 
 // Close unmaps the queues and closes the ring. Operations still in flight
@@ -266,6 +301,73 @@ func (r *Ring) Submit(waitNr uint32) (int, error) {
 	}
 }
 
+// waitArgSize is sizeof(struct io_uring_getevents_arg).
+const waitArgSize = 24
+
+// Enter submits the filled entries and runs the kernel's completion work
+// (with SetupDeferTaskrun that happens only here), then waits until at
+// least waitNr completions are available or timeout passes (timeout < 0:
+// no limit). A wait cut short by the timeout is not an error, and EINTR
+// is retried. It returns the number of entries the kernel consumed.
+func (r *Ring) Enter(waitNr uint32, timeout time.Duration) (int, error) {
+	atomic.StoreUint32(r.sqTail, r.sqLocalTail) // release: entries before tail
+	flags := uintptr(enterGetEvents)
+	var arg uintptr
+	if waitNr > 0 && timeout >= 0 {
+		// struct io_uring_getevents_arg {sigmask, sigmask_sz, min_wait_usec, ts}
+		// followed by the timespec it points to.
+		base := unsafe.Pointer(&r.wait[0])
+		ts := unsafe.Add(base, waitArgSize)
+		*(*int64)(ts) = int64(timeout / time.Second)
+		*(*int64)(unsafe.Add(ts, 8)) = int64(timeout % time.Second)
+		*(*uint64)(base) = 0
+		*(*uint32)(unsafe.Add(base, 8)) = 0
+		*(*uint32)(unsafe.Add(base, 12)) = 0
+		*(*uint64)(unsafe.Add(base, 16)) = uint64(uintptr(ts))
+		flags |= enterExtArg
+		arg = uintptr(base)
+	}
+	for {
+		var n uintptr
+		var errno unix.Errno
+		if waitNr == 0 {
+			// Cannot sleep: skip the scheduler's system-call bookkeeping.
+			n, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sqPending), 0, flags, arg, waitArgSize)
+		} else {
+			n, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sqPending), uintptr(waitNr), flags, arg, waitArgSize)
+		}
+		switch errno {
+		case 0:
+			r.sqPending -= uint32(n)
+			return int(n), nil
+		case unix.EINTR:
+			continue // Go's preemption signals interrupt waits often
+		case unix.ETIME:
+			return 0, nil // the timeout passed with nothing submitted or completed
+		case unix.EAGAIN, unix.EBUSY:
+			// Completions are backed up: the caller must reap first.
+			return 0, nil
+		default:
+			return 0, fmt.Errorf("io_uring_enter: %w", errno)
+		}
+	}
+}
+
+// Enable starts a ring created with SetupRDisabled. With
+// SetupSingleIssuer, the calling thread becomes the only one allowed to
+// submit, so a ring can be created (and fail early) on one thread and be
+// driven from another, locked, thread.
+func (r *Ring) Enable() error {
+	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerEnableRings, 0, 0, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("io_uring_register ENABLE_RINGS: %w", errno)
+	}
+	return nil
+}
+
+// CQEntries returns the size of the completion queue.
+func (r *Ring) CQEntries() uint32 { return r.cqEntries }
+
 // Pending returns the number of entries filled but not yet submitted.
 func (r *Ring) Pending() uint32 { return r.sqPending }
 
@@ -283,4 +385,19 @@ func (r *Ring) Completions(fn func(*CQE)) int {
 	}
 	atomic.StoreUint32(r.cqHead, head)
 	return n
+}
+
+// Reap appends every completion available now to dst, marks them
+// consumed, and returns the extended slice. Copying them out frees the
+// completion queue before they are handled, so a handler may submit (and
+// the kernel complete) more work meanwhile.
+func (r *Ring) Reap(dst []CQE) []CQE {
+	head := *r.cqHead // only this goroutine writes the head
+	tail := atomic.LoadUint32(r.cqTail)
+	mask := *r.cqMask
+	for ; head != tail; head++ {
+		dst = append(dst, *(*CQE)(unsafe.Add(r.cqes, uintptr(head&mask)*cqeSize)))
+	}
+	atomic.StoreUint32(r.cqHead, head)
+	return dst
 }

@@ -4,6 +4,7 @@ package uring
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -172,5 +173,68 @@ func TestAcceptRecvSend(t *testing.T) {
 	}
 	if n, err := clients[1].Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("after close: (%d, %v), want EOF", n, err)
+	}
+}
+
+// TestCreateHereDriveThere creates a disabled single-issuer ring and its
+// buffer ring on one thread and drives it from another, locked, thread, as
+// a server does (it creates rings where it can report errors, and runs
+// each on its loop's thread).
+func TestCreateHereDriveThere(t *testing.T) {
+	r, err := NewSized(8, 64, SetupSingleIssuer|SetupDeferTaskrun|SetupRDisabled)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("skipped: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.CQEntries() != 64 {
+		t.Fatalf("CQ entries %d, want 64", r.CQEntries())
+	}
+	br, err := r.RegisterBufRing(4, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Free()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := r.Enable(); err != nil {
+			done <- err
+			return
+		}
+		r.GetSQE().PrepNop(9)
+		if _, err := r.Enter(1, time.Second); err != nil {
+			done <- err
+			return
+		}
+		var got []uint64
+		r.Completions(func(c *CQE) { got = append(got, c.UserData) })
+		if len(got) != 1 || got[0] != 9 {
+			done <- fmt.Errorf("completions %v, want [9]", got)
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEnterTimesOut waits on an idle ring with a timeout: Enter returns
+// after about that long, with no error and no completion.
+func TestEnterTimesOut(t *testing.T) {
+	r := newRing(t)
+	start := time.Now()
+	if _, err := r.Enter(1, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 15*time.Millisecond {
+		t.Fatalf("returned after %v, before the 20ms timeout", waited)
+	}
+	if n := r.Completions(func(*CQE) {}); n != 0 {
+		t.Fatalf("%d completions from an idle ring", n)
 	}
 }
