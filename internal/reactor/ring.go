@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/uring"
 )
 
@@ -134,7 +133,7 @@ type ringIO struct {
 	spare     uring.SQE // stands in when the ring cannot take a submission
 
 	// Counters the tests read after Shutdown.
-	starvations, shortSends, slotWaits, lost int
+	starvations, shortSends, slotWaits, lost, heldMax int
 }
 
 // ringConn is a connection's io_uring state.
@@ -448,14 +447,13 @@ func (l *loop) ringReceived(c *conn, cqe *uring.CQE) {
 		case l.canRead(c) && len(rc.held) == 0:
 			l.deliver(c, data)
 		case !c.finishing && !l.quiet:
-			// Paused: keep the bytes for later. The receive is being
-			// cancelled, so at most what the kernel read before that
-			// arrives here.
+			// Paused: keep the bytes for later. The cancellation of the
+			// receive is submitted with the next io_uring_enter, before
+			// the kernel runs any more of this loop's receive work, so
+			// what arrives here is at most what one pass read from the
+			// socket: bounded by its receive buffer.
 			rc.held = append(rc.held, data...)
-			if len(rc.held) > l.s.o.MaxInbound {
-				c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(l.s.o.DrainTimeout))
-				l.finish(c)
-			}
+			rg.heldMax = max(rg.heldMax, len(rc.held))
 		}
 	case res == 0:
 		l.ringInputEnded(c, nil)
