@@ -35,6 +35,7 @@ const (
 	taskQuiesce                  // shutdown phase 1: stop accepting and reading, then ack
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
+	taskCall                     // run fn on the loop, then ack
 )
 
 // task is a message to a loop from any goroutine.
@@ -43,6 +44,7 @@ type task struct {
 	c        *conn
 	ack      chan<- struct{}
 	deadline time.Time
+	fn       func()
 }
 
 // loop is one event loop: an epoll instance served by one goroutine locked
@@ -290,6 +292,9 @@ func (l *loop) do(t task) {
 		t.ack <- struct{}{}
 	case taskCloseAll:
 		l.closeAll(t.deadline)
+	case taskCall:
+		t.fn()
+		t.ack <- struct{}{}
 	}
 }
 
@@ -771,6 +776,9 @@ func (l *loop) expire(c *conn, now time.Duration) {
 	if c.finishing {
 		at := l.clock(c.closeDeadline())
 		if now >= at {
+			// At the shutdown deadline this timer and the loop's may fire
+			// in either order: either one reports the drain cut short.
+			l.cut = l.cut || l.stopping && at >= l.clock(l.stopDeadline)
 			l.remove(c)
 			return
 		}

@@ -381,6 +381,12 @@ func (l *loop) ringAccepted(lfd int, cqe *uring.CQE) {
 		}
 		return
 	}
+	if cqe.Res == -int32(unix.ECANCELED) {
+		if !more {
+			l.ringAccept(lfd) // cancelled by ringRearmAccepts
+		}
+		return
+	}
 	var again bool
 	if fd >= 0 {
 		again = l.accepted(lfd, fd, peerAddr(fd, &l.sa), 0)
@@ -390,6 +396,19 @@ func (l *loop) ringAccepted(lfd int, cqe *uring.CQE) {
 	if !more && again {
 		l.ringAccept(lfd)
 	}
+}
+
+// ringRearmAccepts cancels and re-arms the loop's accepts. The kernel reads
+// RLIMIT_NOFILE when an accept is submitted, so this makes a lowered
+// limit apply to a multishot accept armed before.
+func (l *loop) ringRearmAccepts() {
+	for _, lfd := range l.ring.accepting {
+		l.cancel(userData(opAccept, lfd), lfd)
+	}
+	if _, err := l.ring.r.Enter(0, 0); err != nil {
+		l.s.fail(err)
+	}
+	l.ringComplete()
 }
 
 // ringAttach gives a new connection an id and arms its receive.
