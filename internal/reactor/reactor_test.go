@@ -247,7 +247,9 @@ func TestValidateRejectsBadOptions(t *testing.T) {
 	}
 }
 
-func TestServeTwiceAndShutdownBeforeServe(t *testing.T) { kernels(t, testServeTwiceAndShutdownBeforeServe) }
+func TestServeTwiceAndShutdownBeforeServe(t *testing.T) {
+	kernels(t, testServeTwiceAndShutdownBeforeServe)
+}
 
 func testServeTwiceAndShutdownBeforeServe(t *testing.T, o Options) {
 	s := start(t, newLines(t), o)
@@ -297,7 +299,9 @@ func TestWriteTimeout(t *testing.T) {
 // TestBusyLoopTakesWritesWithoutWakeups: writes from another goroutine to
 // connections of a loop that is busy cost no system call at all; the loop
 // flushes them all when it gets to its queue, in order.
-func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) { kernels(t, testBusyLoopTakesWritesWithoutWakeups) }
+func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) {
+	kernels(t, testBusyLoopTakesWritesWithoutWakeups)
+}
 
 func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
 	o.Loops = 1

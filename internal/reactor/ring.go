@@ -123,6 +123,14 @@ type ringIO struct {
 	freeIDs  []int32
 	inflight int // operations whose last completion is still to come
 
+	// now is the loop's clock, read once per pass.
+	now time.Duration
+	// sends holds connections whose send was queued since the last
+	// io_uring_enter; checking, those whose send that enter submitted. A
+	// send still in flight after the enter that submitted it did not
+	// complete at once: the socket is full.
+	sends, checking []*conn
+
 	wakeArmed bool
 	accepting []int   // listeners with an accept armed
 	starved   []*conn // receives that ended for want of a buffer
@@ -220,9 +228,12 @@ func (l *loop) runRing() {
 		l.ringAccept(lfd)
 	}
 	for !l.stopping || l.n > 0 {
+		l.maybeYield(rg.now)
 		l.ringEnter(l.sleepTimeout(len(l.ready) > 0))
 		l.sleeping.Store(false)
+		rg.now = l.now()
 		l.ringComplete()
+		l.ringCheckSends()
 		if l.queued.Load() {
 			l.runTasks()
 		}
@@ -248,7 +259,9 @@ func (l *loop) ringEnter(timeout int) {
 	case timeout > 0:
 		d = time.Duration(timeout) * time.Millisecond
 	}
-	if _, err := l.ring.r.Enter(wait, d); err != nil {
+	rg := l.ring
+	rg.checking, rg.sends = rg.sends, rg.checking
+	if _, err := rg.r.Enter(wait, d); err != nil {
 		l.s.fail(err)
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -560,18 +573,12 @@ func (l *loop) ringFlush(c *conn) {
 		}
 		return
 	}
-	if !c.wantOut {
-		// Data waits for the socket: the write timeout runs from now, and
-		// from each send that makes progress.
-		c.wantOut = true
-		c.stallSince = l.now()
-		l.addTimer(c, c.stallSince+l.s.o.WriteTimeout)
-	}
 	slot, ok := rg.arena.Get()
 	if !ok {
 		rg.slotWaits++
 		rc.slotWait = true
 		rg.slotWait = append(rg.slotWait, c)
+		l.ringStalled(c)
 		return
 	}
 	rc.slot, rc.slotOff = int32(slot), 0
@@ -586,6 +593,32 @@ func (l *loop) ringSend(c *conn) {
 	l.sqe().PrepSend(c.fd, unsafe.Pointer(&p[0]), len(p), userData(opSend, int(rc.id)))
 	rc.sending = true
 	l.ring.inflight++
+	l.ring.sends = append(l.ring.sends, c)
+}
+
+// ringCheckSends runs after each io_uring_enter: a send submitted by it
+// that has not completed found the socket full.
+func (l *loop) ringCheckSends() {
+	rg := l.ring
+	for i, c := range rg.checking {
+		rg.checking[i] = nil
+		if c.rc.sending && !c.removed {
+			l.ringStalled(c)
+		}
+	}
+	rg.checking = rg.checking[:0]
+}
+
+// ringStalled marks c as waiting for the socket (or for a send slot), as
+// an epoll loop does when a write finds the socket full: the write
+// timeout runs from now, and from each send that makes progress, and
+// backpressure may pause reading.
+func (l *loop) ringStalled(c *conn) {
+	if !c.wantOut {
+		c.wantOut = true
+		c.stallSince = l.ring.now
+		l.addTimer(c, c.stallSince+l.s.o.WriteTimeout)
+	}
 }
 
 // ringSent handles a send completion: res bytes went out, or it failed.
@@ -607,12 +640,15 @@ func (l *loop) ringSent(c *conn, res int32) {
 	}
 	n := int(res)
 	l.out += uint64(n)
-	c.stallSince = l.now()
+	if c.wantOut {
+		c.stallSince = rg.now
+	}
 	rc.slotOff += n
 	c.off += n
 	if rc.slotOff < rc.slotLen {
 		// A short send: the socket took part of it. Send the rest.
 		rg.shortSends++
+		l.ringStalled(c)
 		c.out.Sent(n)
 		l.drained(c)
 		l.ringSend(c)
