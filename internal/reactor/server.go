@@ -103,7 +103,6 @@ func New(h handler.Handler, o Options) (*Server, error) {
 	if o.Workers > 0 {
 		s.pool = newPool(s)
 	}
-	spareP(o.Loops, o.Logger)
 	for range o.Loops {
 		l, err := newLoop(s)
 		if err != nil {
@@ -112,6 +111,7 @@ func New(h handler.Handler, o Options) (*Server, error) {
 		}
 		s.loops = append(s.loops, l)
 	}
+	spareP(o.Loops, o.Logger)
 	for i, fd := range fds {
 		l := s.loops[i%len(s.loops)]
 		if l.ring == nil { // a ring loop arms its accepts when it starts
