@@ -130,6 +130,8 @@ type Ring struct {
 	cqes                   unsafe.Pointer // CQE[cqEntries]
 	cqEntries              uint32
 
+	interrupts uint64 // io_uring_enter calls interrupted by a signal
+
 	// wait is a small mapping for io_uring_enter's extended argument
 	// (struct io_uring_getevents_arg, then a struct __kernel_timespec),
 	// outside the Go heap like everything else the kernel reads.
@@ -275,31 +277,8 @@ func (r *Ring) GetSQE() *SQE {
 }
 
 // Submit publishes the filled entries and enters the kernel, waiting for
-// at least waitNr completions. EINTR, which Go's preemption signals cause
-// often, is retried. It returns the number of entries the kernel consumed.
-func (r *Ring) Submit(waitNr uint32) (int, error) {
-	atomic.StoreUint32(r.sqTail, r.sqLocalTail) // release: entries before tail
-	toSubmit := r.sqPending
-	var flags uintptr
-	if waitNr > 0 {
-		flags |= enterGetEvents
-	}
-	for {
-		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(waitNr), flags, 0, 0)
-		switch errno {
-		case 0:
-			r.sqPending -= uint32(n)
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN, unix.EBUSY:
-			// The completion queue is full: the caller must reap first.
-			return 0, nil
-		default:
-			return 0, fmt.Errorf("io_uring_enter: %w", errno)
-		}
-	}
-}
+// at least waitNr completions with no time limit: Enter(waitNr, -1).
+func (r *Ring) Submit(waitNr uint32) (int, error) { return r.Enter(waitNr, -1) }
 
 // waitArgSize is sizeof(struct io_uring_getevents_arg).
 const waitArgSize = 24
@@ -307,8 +286,11 @@ const waitArgSize = 24
 // Enter submits the filled entries and runs the kernel's completion work
 // (with SetupDeferTaskrun that happens only here), then waits until at
 // least waitNr completions are available or timeout passes (timeout < 0:
-// no limit). A wait cut short by the timeout is not an error, and EINTR
-// is retried. It returns the number of entries the kernel consumed.
+// no limit). A wait cut short by the timeout is not an error. A signal
+// (Go preempts goroutines with them) interrupts the wait: the kernel then
+// returns EINTR, which Enter retries, unless the call submitted entries,
+// when it returns their count early, as for a timeout. It returns the
+// number of entries the kernel consumed.
 func (r *Ring) Enter(waitNr uint32, timeout time.Duration) (int, error) {
 	atomic.StoreUint32(r.sqTail, r.sqLocalTail) // release: entries before tail
 	flags := uintptr(enterGetEvents)
@@ -341,6 +323,7 @@ func (r *Ring) Enter(waitNr uint32, timeout time.Duration) (int, error) {
 			r.sqPending -= uint32(n)
 			return int(n), nil
 		case unix.EINTR:
+			r.interrupts++
 			continue // Go's preemption signals interrupt waits often
 		case unix.ETIME:
 			return 0, nil // the timeout passed with nothing submitted or completed
@@ -364,6 +347,10 @@ func (r *Ring) Enable() error {
 	}
 	return nil
 }
+
+// Interrupts returns how many times a signal interrupted io_uring_enter
+// (each was retried).
+func (r *Ring) Interrupts() uint64 { return r.interrupts }
 
 // CQEntries returns the size of the completion queue.
 func (r *Ring) CQEntries() uint32 { return r.cqEntries }

@@ -14,8 +14,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"go.uber.org/goleak"
+
 	"github.com/tcplab/tcplab/internal/listener"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newRing(t *testing.T) *Ring {
 	t.Helper()
@@ -236,5 +240,109 @@ func TestEnterTimesOut(t *testing.T) {
 	}
 	if n := r.Completions(func(*CQE) {}); n != 0 {
 		t.Fatalf("%d completions from an idle ring", n)
+	}
+}
+
+// TestEnterRetriesEINTR interrupts a thread waiting in io_uring_enter with
+// signals (SIGURG, which the Go runtime uses for preemption): the kernel
+// returns EINTR, and Enter must retry and return only when the completion
+// it waits for arrives.
+func TestEnterRetriesEINTR(t *testing.T) {
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	arena, err := NewArena(1, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arena.Free()
+	type result struct {
+		err        error
+		cqes       int
+		interrupts uint64
+	}
+	tids, done := make(chan int, 1), make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		r, err := New(8, 0)
+		if err != nil {
+			tids <- -1
+			done <- result{err: err}
+			return
+		}
+		defer r.Close()
+		r.GetSQE().PrepRead(efd, unsafe.Pointer(&arena.Slot(0)[0]), 8, 1)
+		// Submit first: an enter that submits something returns that
+		// count, not EINTR, when a signal cuts its wait short.
+		if _, err := r.Enter(0, 0); err != nil {
+			tids <- -1
+			done <- result{err: err}
+			return
+		}
+		tids <- unix.Gettid()
+		_, err = r.Enter(1, -1)
+		done <- result{err: err, cqes: r.Completions(func(*CQE) {}), interrupts: r.Interrupts()}
+	}()
+	tid := <-tids
+	if tid < 0 {
+		res := <-done
+		if errors.Is(res.err, ErrUnavailable) {
+			t.Skipf("skipped: %v", res.err)
+		}
+		t.Fatal(res.err)
+	}
+	time.Sleep(20 * time.Millisecond) // the thread is waiting in the kernel
+	for range 5 {
+		if err := unix.Tgkill(unix.Getpid(), tid, unix.SIGURG); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("Enter returned on a signal (%+v) before its completion", res)
+	default:
+	}
+	unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	select {
+	case res := <-done:
+		if res.err != nil || res.cqes != 1 || res.interrupts == 0 {
+			t.Fatalf("Enter: %+v; want no error, the completion, and at least one retried interrupt", res)
+		}
+		t.Logf("%d interrupts retried", res.interrupts)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Enter did not return after the eventfd was written")
+	}
+}
+
+// TestArena hands out every slot once, last freed first, and says when
+// none is left.
+func TestArena(t *testing.T) {
+	a, err := NewArena(3, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Free()
+	seen := map[int]bool{}
+	for range 3 {
+		i, ok := a.Get()
+		if !ok || seen[i] || len(a.Slot(i)) != 64 {
+			t.Fatalf("Get = %d, %v (seen %v)", i, ok, seen)
+		}
+		seen[i] = true
+		a.Slot(i)[63] = byte(i) // writable to its end
+	}
+	if _, ok := a.Get(); ok || a.Available() != 0 {
+		t.Fatal("a fourth slot from a 3-slot arena")
+	}
+	a.Put(1)
+	if i, ok := a.Get(); !ok || i != 1 {
+		t.Fatalf("Get after Put(1) = %d, %v; want slot 1 again", i, ok)
+	}
+	if _, err := NewArena(0, 64); err == nil {
+		t.Fatal("an empty arena was accepted")
 	}
 }
