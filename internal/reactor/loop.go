@@ -155,16 +155,23 @@ func (l *loop) run(done func()) {
 		for i := range n {
 			l.event(l.events[i])
 		}
-		if l.queued.Load() {
-			l.runTasks()
-		}
-		if len(l.ready) > 0 {
-			l.runReady()
-		}
-		if len(l.timers) > 0 {
-			l.runTimers()
-		}
-		l.publish()
+		l.endPass()
+	}
+	l.publish()
+}
+
+// endPass finishes a pass of the loop after its events: the tasks posted
+// to it, the connections ready for another read, the timers due; then it
+// publishes the byte counts.
+func (l *loop) endPass() {
+	if l.queued.Load() {
+		l.runTasks()
+	}
+	if len(l.ready) > 0 {
+		l.runReady()
+	}
+	if len(l.timers) > 0 {
+		l.runTimers()
 	}
 	l.publish()
 }

@@ -234,16 +234,7 @@ func (l *loop) runRing() {
 		rg.now = l.now()
 		l.ringComplete()
 		l.ringCheckSends()
-		if l.queued.Load() {
-			l.runTasks()
-		}
-		if len(l.ready) > 0 {
-			l.runReady()
-		}
-		if len(l.timers) > 0 {
-			l.runTimers()
-		}
-		l.publish()
+		l.endPass()
 	}
 	l.ringDrain()
 	l.publish()

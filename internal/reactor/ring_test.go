@@ -135,6 +135,22 @@ func (g greeter) Open(c handler.Conn) handler.Session {
 	return echoSession{c}
 }
 
+// echoStorm has n clients echo size bytes each through s at once, and
+// checks every echo.
+func echoStorm(t *testing.T, s *Server, n, size int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		c := dial(t, s)
+		wg.Go(func() {
+			if err := echoCheck(c, pattern(size, i), 64<<10, 0); err != nil {
+				t.Errorf("client %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestRingShortSends: a 6 MiB greeting goes out as one send from an 8 MiB
 // slot, more than the socket's send buffer holds (at most 4 MiB by
 // default, 16 KiB to begin with): the kernel completes it short, and the
@@ -161,55 +177,39 @@ func TestRingShortSends(t *testing.T) {
 	}
 }
 
-// TestRingReceiveBuffersRunOut gives each loop two receive buffers and has
-// 40 clients stream to it at once. Receives find the ring empty (ENOBUFS
-// ends a multishot receive) and must be re-armed once buffers come back;
-// every byte arrives, in order, and the ring works afterwards.
-func TestRingReceiveBuffersRunOut(t *testing.T) {
-	o := ringOptions(t)
-	o.Ring = RingOptions{Buffers: 2, BufferSize: 512}
-	s, served := serve(t, echoer{}, o)
-	var wg sync.WaitGroup
-	for i := range 40 {
-		c := dial(t, s)
-		wg.Go(func() {
-			if err := echoCheck(c, pattern(256<<10, i), 64<<10, 0); err != nil {
-				t.Errorf("client %d: %v", i, err)
+// TestRingResourcesRunOut starves a loop of one resource while clients
+// stream through it at once, and checks that every echo still comes back
+// whole and in order, that the ring works afterwards, and that the
+// shortage really happened:
+//
+//   - two receive buffers for 40 clients: receives find the buffer ring
+//     empty (ENOBUFS ends a multishot receive) and are re-armed once the
+//     pass has given buffers back;
+//   - one send slot for 20 clients: connections wait for it in turn.
+func TestRingResourcesRunOut(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		ring      RingOptions
+		clients   int
+		shortages func(ringTotals) int
+	}{
+		{"receive buffers", RingOptions{Buffers: 2, BufferSize: 512}, 40, func(r ringTotals) int { return r.starvations }},
+		{"send slots", RingOptions{SendSlots: 1, SendSlotSize: 1 << 10}, 20, func(r ringTotals) int { return r.slotWaits }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ringOptions(t)
+			o.Ring = tc.ring
+			s, served := serve(t, echoer{}, o)
+			echoStorm(t, s, tc.clients, 128<<10)
+			if err := echoCheck(dial(t, s), pattern(64<<10, 99), 64<<10, 0); err != nil {
+				t.Fatalf("after the storm: %v", err)
+			}
+			n := tc.shortages(stopRing(t, s, served))
+			t.Logf("%s ran out %d times", tc.name, n)
+			if n == 0 {
+				t.Fatalf("%s never ran out: the test did not exercise the path", tc.name)
 			}
 		})
-	}
-	wg.Wait()
-	if err := echoCheck(dial(t, s), pattern(64<<10, 99), 64<<10, 0); err != nil {
-		t.Fatalf("after the storm: %v", err)
-	}
-	tot := stopRing(t, s, served)
-	t.Logf("%d receives ended for want of a buffer", tot.starvations)
-	if tot.starvations == 0 {
-		t.Fatal("the buffer ring never ran out: the test did not exercise the path")
-	}
-}
-
-// TestRingSendSlotsRunOut gives each loop one send slot for 20 streaming
-// clients: connections wait for the slot in turn, and every echo comes
-// back whole.
-func TestRingSendSlotsRunOut(t *testing.T) {
-	o := ringOptions(t)
-	o.Ring = RingOptions{SendSlots: 1, SendSlotSize: 1 << 10}
-	s, served := serve(t, echoer{}, o)
-	var wg sync.WaitGroup
-	for i := range 20 {
-		c := dial(t, s)
-		wg.Go(func() {
-			if err := echoCheck(c, pattern(128<<10, i), 64<<10, 0); err != nil {
-				t.Errorf("client %d: %v", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	tot := stopRing(t, s, served)
-	t.Logf("%d waits for a send slot", tot.slotWaits)
-	if tot.slotWaits == 0 {
-		t.Fatal("no connection waited for a slot: the test did not exercise the path")
 	}
 }
 
