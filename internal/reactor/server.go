@@ -1,7 +1,8 @@
-// Package reactor is the epoll machinery under the reactor and
-// reactor-pool models: N event loops, each an epoll instance on its own
-// locked OS thread, serving non-blocking sockets with no goroutine per
-// connection.
+// Package reactor is the event-loop machinery under the reactor,
+// reactor-pool and uring models: N event loops, each on its own locked OS
+// thread, serving non-blocking sockets with no goroutine per connection.
+// A loop talks to the kernel through epoll, or, with Options.IOUring,
+// through an io_uring instance (ring.go); everything else is shared.
 //
 // The design, in short (docs/architecture.md has the long form):
 //
