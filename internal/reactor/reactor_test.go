@@ -567,3 +567,35 @@ func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
 		expectShutdownClose(t, served, h)
 	})
 }
+
+// quiescing is a lines handler that is also a handler.Quiescer.
+type quiescing struct {
+	*lines
+	quiesced chan int // how many sessions had closed when Quiesced ran
+}
+
+func (h quiescing) Quiesced(time.Time) { h.quiesced <- len(h.closed) }
+
+// TestShutdownTellsAQuiescer: Shutdown calls Quiesced once, after reading
+// stopped and before any connection is closed, on both kernels.
+func TestShutdownTellsAQuiescer(t *testing.T) {
+	kernels(t, func(t *testing.T, o Options) {
+		h := quiescing{newLines(t), make(chan int, 2)}
+		s, served := serve(t, h, o)
+		c := dial(t, s)
+		io.WriteString(c, "ping\n")
+		r := bufio.NewReader(c)
+		expectLine(t, r, "pong")
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		expectShutdownClose(t, served, h.lines)
+		if len(h.quiesced) != 1 {
+			t.Fatalf("Quiesced ran %d times, want once", len(h.quiesced))
+		}
+		if closed := <-h.quiesced; closed != 0 {
+			t.Fatalf("Quiesced ran after %d sessions closed, want before any", closed)
+		}
+		expectLine(t, r, "BYE "+handler.ErrShutdown.Error())
+	})
+}

@@ -188,10 +188,10 @@ func (s *Server) fail(err error) {
 
 // Shutdown stops the server in two phases. First every loop stops
 // accepting and reading, and (reactor-pool) every queued or running
-// handler call finishes; no Data runs after that. Then every connection is
-// closed with handler.ErrShutdown: its farewell follows everything already
-// written, queued bytes flush until ctx's deadline (or DrainTimeout), and
-// whatever is left is closed. It returns once the loops and workers have
+// handler call finishes; no Data runs after that, and a handler.Quiescer
+// is told so. Then every connection is closed with handler.ErrShutdown:
+// its farewell follows everything already written, queued bytes flush
+// until ctx's deadline (or DrainTimeout), and whatever is left is closed. It returns once the loops and workers have
 // stopped, with an error wrapping context.DeadlineExceeded if the drain
 // was cut short.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -235,6 +235,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.pool.quiesce()
 	}
 	s.quiet.Store(true)
+	if q, ok := s.h.(handler.Quiescer); ok {
+		q.Quiesced(deadline) // messages from outside still reach the connections
+	}
 	for _, l := range s.loops {
 		l.post(task{kind: taskMarkAll, deadline: deadline, ack: ack})
 	}
