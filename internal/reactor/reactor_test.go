@@ -230,6 +230,8 @@ func TestValidateRejectsBadOptions(t *testing.T) {
 		{"high water over the bound", func(o *Options) { o.HighWater = o.MaxPending + 1 }, "high-water"},
 		{"no write timeout", func(o *Options) { o.WriteTimeout = 0 }, "write timeout"},
 		{"no logger", func(o *Options) { o.Logger = nil }, "logger"},
+		{"workers on io_uring loops", func(o *Options) { o.IOUring, o.Workers = true, 2 }, "workers are not supported"},
+		{"ring buffers not a power of two", func(o *Options) { o.IOUring, o.Ring.Buffers = true, 1000 }, "ring buffers 1000"},
 		{"bad address", func(o *Options) { o.Addr = "not-an-address" }, "not-an-address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
