@@ -557,11 +557,7 @@ func (l *loop) ringFlush(c *conn) {
 		c.batch, c.off = c.out.Take(), 0
 	}
 	if c.batch == nil {
-		c.wantOut = false
-		l.drained(c)
-		if c.finishing && c.out.Idle() {
-			l.remove(c)
-		}
+		l.ringSentAll(c)
 		return
 	}
 	slot, ok := rg.arena.Get()
@@ -646,12 +642,23 @@ func (l *loop) ringSent(c *conn, res int32) {
 		return
 	}
 	l.ringPutSlot(c)
-	if c.off == len(c.batch) {
-		c.batch, c.off = c.out.Next(c.batch), 0
-	} else {
+	if c.off < len(c.batch) {
 		c.out.Sent(n)
+	} else if c.batch, c.off = c.out.Next(c.batch), 0; c.batch == nil {
+		l.ringSentAll(c) // Next gave the flush token back: nothing to Take
+		return
 	}
 	l.ringFlush(c)
+}
+
+// ringSentAll is reached when c has nothing left to send: reading may
+// resume, and a closing connection is done.
+func (l *loop) ringSentAll(c *conn) {
+	c.wantOut = false
+	l.drained(c)
+	if c.finishing && c.out.Idle() {
+		l.remove(c)
+	}
 }
 
 // ringPutSlot frees c's send slot and hands free slots to connections
