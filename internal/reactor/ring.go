@@ -555,6 +555,7 @@ func (l *loop) ringFlush(c *conn) {
 	}
 	if c.batch == nil {
 		c.batch, c.off = c.out.Take(), 0
+		l.observe(c.batch)
 	}
 	if c.batch == nil {
 		l.ringSentAll(c)
@@ -648,6 +649,7 @@ func (l *loop) ringSent(c *conn, res int32) {
 		l.ringSentAll(c) // Next gave the flush token back: nothing to Take
 		return
 	}
+	l.observe(c.batch)
 	l.ringFlush(c)
 }
 
