@@ -9,8 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/tcplab/tcplab/internal/uring"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestDenied re-executes this test binary with io_uring denied; the child
 // (TestChildSeesRefusal) checks that uring.New fails with a cause naming
