@@ -37,7 +37,7 @@ func TestCapacity(t *testing.T) {
 		t.Skipf("needs ulimit -n >= %d for the clients; have %d", capacityConns+200, lim.Cur)
 	}
 	bin := buildBinary(t, "tcplab")
-	for _, model := range []string{"reactor", "reactor-pool"} {
+	for _, model := range []string{"reactor", "reactor-pool", "uring"} {
 		t.Run(model, func(t *testing.T) {
 			srv := startServer(t, bin, "serve", "--app", "echo", "--model", model,
 				"--addr", "127.0.0.1:0", "--backlog", "4096")

@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkPingPong measures servers' CPU per round trip. Each server runs
-// in its own process pinned to CPU 0 (GOMAXPROCS=1, one loop for reactor);
+// in its own process pinned to CPU 0 (GOMAXPROCS=1, one loop for reactor and uring);
 // this process, the load, is pinned to CPU 1. Clients run closed-loop
 // 64-byte ping-pong over 100 and over 1000 connections; one op is one
 // round trip. Besides ns/op (client wall time), it reports
@@ -38,6 +38,7 @@ func BenchmarkPingPong(b *testing.B) {
 		args []string
 	}{
 		{"reactor", []string{"--model", "reactor", "--loops", "1"}},
+		{"uring", []string{"--model", "uring", "--loops", "1"}},
 		{"goroutine", []string{"--model", "goroutine"}},
 		{"cecho", nil},
 	}

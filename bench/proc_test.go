@@ -17,6 +17,8 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/engine"
 )
 
 // binDir holds the binaries the tests build, removed when they end.
@@ -153,6 +155,9 @@ func startServer(t testing.TB, bin string, args ...string) *child {
 	case c.Addr = <-addr:
 	case err := <-c.out:
 		c.out <- err
+		if log := c.log.String(); strings.Contains(log, engine.ErrUnsupported.Error()) {
+			t.Skipf("skipped: %s", strings.TrimSpace(log)) // uring where the kernel refuses io_uring
+		}
 		t.Fatalf("%s exited before listening: %v\n%s", bin, err, c.log)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s did not report its address within 20s\n%s", bin, c.log)

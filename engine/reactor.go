@@ -26,13 +26,19 @@ func init() {
 // newReactor starts the event-loop machinery for reactor (workers 0) and
 // reactor-pool (handler calls on workers).
 func newReactor(h handler.Handler, cfg Config, workers int) (Server, error) {
-	srv, err := reactor.New(h, reactor.Options{
+	o := loopOptions(cfg)
+	o.Workers = workers
+	return newLoops(h, o)
+}
+
+// loopOptions are the event loops' options from cfg.
+func loopOptions(cfg Config) reactor.Options {
+	return reactor.Options{
 		Addr:         cfg.Addr,
 		Backlog:      cfg.Backlog,
 		Listeners:    cfg.Listeners,
 		Loops:        cfg.Loops,
 		Balance:      cfg.Balance,
-		Workers:      workers,
 		MaxPending:   cfg.MaxPending,
 		MaxInbound:   cfg.MaxInbound,
 		HighWater:    cfg.highWater(),
@@ -43,7 +49,12 @@ func newReactor(h handler.Handler, cfg Config, workers int) (Server, error) {
 		Limiter:      admit.New(cfg.admitOptions()),
 		FrameTimeout: cfg.FrameTimeout,
 		ObserveQueue: cfg.ObserveQueue,
-	})
+	}
+}
+
+// newLoops starts event loops (epoll or io_uring) with o.
+func newLoops(h handler.Handler, o reactor.Options) (Server, error) {
+	srv, err := reactor.New(h, o)
 	if err != nil {
 		return nil, err
 	}

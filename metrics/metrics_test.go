@@ -109,9 +109,10 @@ func (l *lineClient) expect(t *testing.T, prefix string) string {
 }
 
 // TestChatCounters drives a chat server on a blocking model and on the
-// reactor and checks each counter against what the clients did.
+// event loops (epoll and io_uring) and checks each counter against what
+// the clients did.
 func TestChatCounters(t *testing.T) {
-	for _, model := range []string{"goroutine", "reactor"} {
+	for _, model := range []string{"goroutine", "reactor", "uring"} {
 		t.Run(model, func(t *testing.T) {
 			m := metrics.New(model, "chat")
 			h, err := chat.New(chat.Options{Framing: frame.Line, MsgRate: 0.001, MsgBurst: 4})

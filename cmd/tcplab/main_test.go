@@ -19,10 +19,13 @@ import (
 )
 
 // TestMain lets a test run this binary as the tcplab command: with
-// TCPLAB_TEST_MAIN=1 in its environment it is main, not the tests.
+// TCPLAB_TEST_MAIN=1 in its environment it is main, not the tests (and
+// with uringtest.Environment set too, main in a process where the kernel
+// refuses io_uring).
 func TestMain(m *testing.M) {
 	if os.Getenv("TCPLAB_TEST_MAIN") == "1" {
 		lowerNofile() // TestOutOfDescriptors: a small RLIMIT_NOFILE for this process only
+		denyIOUringIfAsked()
 		main()
 		return
 	}

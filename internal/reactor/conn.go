@@ -41,6 +41,7 @@ type conn struct {
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // reactor: bytes the session left unconsumed
 	limited    bool          // counted in Options.Limiter until removed
+	rc         ringConn      // io_uring loops only (ring.go)
 
 	remote, local netip.AddrPort
 

@@ -118,8 +118,18 @@ func rawAccept(lfd int, sa *unix.RawSockaddrAny) (int, netip.AddrPort, unix.Errn
 
 // localAddr asks the kernel for a socket's own address.
 func localAddr(fd int, sa *unix.RawSockaddrAny) netip.AddrPort {
+	return sockName(unix.SYS_GETSOCKNAME, fd, sa)
+}
+
+// peerAddr asks the kernel for a socket's peer address.
+func peerAddr(fd int, sa *unix.RawSockaddrAny) netip.AddrPort {
+	return sockName(unix.SYS_GETPEERNAME, fd, sa)
+}
+
+// sockName makes getsockname or getpeername (trap) on fd.
+func sockName(trap uintptr, fd int, sa *unix.RawSockaddrAny) netip.AddrPort {
 	n := uint32(unix.SizeofSockaddrAny)
-	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(&n)))
+	_, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(&n)))
 	if e != 0 {
 		return netip.AddrPort{}
 	}

@@ -36,6 +36,13 @@ type Options struct {
 	// Workers, when positive, runs handler calls on a pool of that many
 	// goroutines (reactor-pool) instead of on the loops (reactor).
 	Workers int
+	// IOUring drives each loop with an io_uring instance instead of epoll
+	// (the uring model): the kernel accepts, receives into provided
+	// buffers, sends and closes through submissions. New fails with an
+	// error wrapping uring.ErrUnavailable when the kernel refuses io_uring.
+	IOUring bool
+	// Ring sizes the io_uring loops; the zero value means the defaults.
+	Ring RingOptions
 
 	// MaxPending bounds each connection's outbound buffer.
 	MaxPending int
@@ -83,6 +90,12 @@ func (o Options) Validate() error {
 	}
 	if o.Workers < 0 {
 		return fmt.Errorf("reactor: workers %d: must not be negative", o.Workers)
+	}
+	if o.IOUring && o.Workers > 0 {
+		return errors.New("reactor: io_uring loops run handlers on the loops; workers are not supported")
+	}
+	if err := o.Ring.validate(); err != nil {
+		return err
 	}
 	if o.LowWater > o.HighWater || o.HighWater > o.MaxPending {
 		return fmt.Errorf("reactor: want low-water %d <= high-water %d <= max-pending %d",

@@ -184,19 +184,37 @@ func expectLine(t *testing.T, r *bufio.Reader, want string) {
 	}
 }
 
-// models runs f for reactor (handlers on the loops) and reactor-pool
-// (handlers on workers).
+// models runs f for reactor (handlers on the loops), reactor-pool
+// (handlers on workers) and uring (io_uring loops; skipped with the cause
+// where the kernel refuses io_uring).
 func models(t *testing.T, f func(t *testing.T, o Options)) {
 	for _, m := range []struct {
 		name    string
 		workers int
-	}{{"reactor", 0}, {"reactor-pool", 2}} {
+		ring    bool
+	}{{"reactor", 0, false}, {"reactor-pool", 2, false}, {"uring", 0, true}} {
 		t.Run(m.name, func(t *testing.T) {
 			o := testOptions()
 			o.Workers = m.workers
+			o.IOUring = m.ring
+			if m.ring {
+				skipWithoutRing(t)
+			}
 			f(t, o)
 		})
 	}
+}
+
+// kernels runs f with epoll loops and with io_uring loops (skipped with the
+// cause where the kernel refuses io_uring).
+func kernels(t *testing.T, f func(t *testing.T, o Options)) {
+	t.Run("epoll", func(t *testing.T) { f(t, testOptions()) })
+	t.Run("uring", func(t *testing.T) {
+		skipWithoutRing(t)
+		o := testOptions()
+		o.IOUring = true
+		f(t, o)
+	})
 }
 
 func TestValidateRejectsBadOptions(t *testing.T) {
@@ -212,6 +230,8 @@ func TestValidateRejectsBadOptions(t *testing.T) {
 		{"high water over the bound", func(o *Options) { o.HighWater = o.MaxPending + 1 }, "high-water"},
 		{"no write timeout", func(o *Options) { o.WriteTimeout = 0 }, "write timeout"},
 		{"no logger", func(o *Options) { o.Logger = nil }, "logger"},
+		{"workers on io_uring loops", func(o *Options) { o.IOUring, o.Workers = true, 2 }, "workers are not supported"},
+		{"ring buffers not a power of two", func(o *Options) { o.IOUring, o.Ring.Buffers = true, 1000 }, "ring buffers 1000"},
 		{"bad address", func(o *Options) { o.Addr = "not-an-address" }, "not-an-address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,7 +250,11 @@ func TestValidateRejectsBadOptions(t *testing.T) {
 }
 
 func TestServeTwiceAndShutdownBeforeServe(t *testing.T) {
-	s := start(t, newLines(t), testOptions())
+	kernels(t, testServeTwiceAndShutdownBeforeServe)
+}
+
+func testServeTwiceAndShutdownBeforeServe(t *testing.T, o Options) {
+	s := start(t, newLines(t), o)
 	c := dial(t, s)
 	io.WriteString(c, "ping\n")
 	expectLine(t, bufio.NewReader(c), "pong") // the first Serve is running
@@ -238,7 +262,7 @@ func TestServeTwiceAndShutdownBeforeServe(t *testing.T) {
 		t.Fatal("second Serve returned nil")
 	}
 
-	unserved, err := New(newLines(t), testOptions())
+	unserved, err := New(newLines(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +302,10 @@ func TestWriteTimeout(t *testing.T) {
 // connections of a loop that is busy cost no system call at all; the loop
 // flushes them all when it gets to its queue, in order.
 func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) {
-	o := testOptions()
+	kernels(t, testBusyLoopTakesWritesWithoutWakeups)
+}
+
+func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
 	o.Loops = 1
 	h := newLines(t)
 	conns := make(chan handler.Conn, 100)
@@ -323,8 +350,9 @@ func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) {
 
 // TestSleepingLoopWakesOncePerBurst: a burst of writes from another
 // goroutine wakes a sleeping loop far fewer times than it writes.
-func TestSleepingLoopWakesOncePerBurst(t *testing.T) {
-	o := testOptions()
+func TestSleepingLoopWakesOncePerBurst(t *testing.T) { kernels(t, testSleepingLoopWakesOncePerBurst) }
+
+func testSleepingLoopWakesOncePerBurst(t *testing.T, o Options) {
 	o.Loops = 1
 	conns := make(chan handler.Conn, 100)
 	h := newLines(t)
@@ -361,13 +389,14 @@ func TestSleepingLoopWakesOncePerBurst(t *testing.T) {
 // TestBalance places connections over two loops from one listener. The
 // first six alternate; closing the three on loop 1 then separates the
 // policies: round-robin keeps alternating, least-conns fills loop 1.
-func TestBalance(t *testing.T) {
+func TestBalance(t *testing.T) { kernels(t, testBalance) }
+
+func testBalance(t *testing.T, o Options) {
 	for _, tc := range []struct {
 		balance      string
 		want0, want1 int64
 	}{{RoundRobin, 4, 1}, {LeastConns, 3, 2}} {
 		t.Run(tc.balance, func(t *testing.T) {
-			o := testOptions()
 			o.Balance = tc.balance
 			h := newLines(t)
 			s := start(t, h, o)
@@ -411,8 +440,9 @@ func waitLoads(t *testing.T, s *Server, want0, want1 int64) {
 
 // TestListenerPerLoop: with --listeners equal to --loops each loop owns a
 // SO_REUSEPORT listener and serves what it accepts.
-func TestListenerPerLoop(t *testing.T) {
-	o := testOptions()
+func TestListenerPerLoop(t *testing.T) { kernels(t, testListenerPerLoop) }
+
+func testListenerPerLoop(t *testing.T, o Options) {
 	o.Listeners = 2
 	s, err := New(newLines(t), o)
 	if err != nil {
@@ -537,5 +567,37 @@ func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
 			t.Fatalf("shutdown = %v, want the drain cut short", err)
 		}
 		expectShutdownClose(t, served, h)
+	})
+}
+
+// quiescing is a lines handler that is also a handler.Quiescer.
+type quiescing struct {
+	*lines
+	quiesced chan int // how many sessions had closed when Quiesced ran
+}
+
+func (h quiescing) Quiesced(time.Time) { h.quiesced <- len(h.closed) }
+
+// TestShutdownTellsAQuiescer: Shutdown calls Quiesced once, after reading
+// stopped and before any connection is closed, on both kernels.
+func TestShutdownTellsAQuiescer(t *testing.T) {
+	kernels(t, func(t *testing.T, o Options) {
+		h := quiescing{newLines(t), make(chan int, 2)}
+		s, served := serve(t, h, o)
+		c := dial(t, s)
+		io.WriteString(c, "ping\n")
+		r := bufio.NewReader(c)
+		expectLine(t, r, "pong")
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		expectShutdownClose(t, served, h.lines)
+		if len(h.quiesced) != 1 {
+			t.Fatalf("Quiesced ran %d times, want once", len(h.quiesced))
+		}
+		if closed := <-h.quiesced; closed != 0 {
+			t.Fatalf("Quiesced ran after %d sessions closed, want before any", closed)
+		}
+		expectLine(t, r, "BYE "+handler.ErrShutdown.Error())
 	})
 }

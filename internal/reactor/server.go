@@ -1,7 +1,8 @@
-// Package reactor is the epoll machinery under the reactor and
-// reactor-pool models: N event loops, each an epoll instance on its own
-// locked OS thread, serving non-blocking sockets with no goroutine per
-// connection.
+// Package reactor is the event-loop machinery under the reactor,
+// reactor-pool and uring models: N event loops, each on its own locked OS
+// thread, serving non-blocking sockets with no goroutine per connection.
+// A loop talks to the kernel through epoll, or, with Options.IOUring,
+// through an io_uring instance (ring.go); everything else is shared.
 //
 // The design, in short (docs/architecture.md has the long form):
 //
@@ -103,7 +104,6 @@ func New(h handler.Handler, o Options) (*Server, error) {
 	if o.Workers > 0 {
 		s.pool = newPool(s)
 	}
-	spareP(o.Loops, o.Logger)
 	for range o.Loops {
 		l, err := newLoop(s)
 		if err != nil {
@@ -112,11 +112,14 @@ func New(h handler.Handler, o Options) (*Server, error) {
 		}
 		s.loops = append(s.loops, l)
 	}
+	spareP(o.Loops, o.Logger)
 	for i, fd := range fds {
 		l := s.loops[i%len(s.loops)]
-		if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
-			s.release(fds)
-			return nil, err
+		if l.ring == nil { // a ring loop arms its accepts when it starts
+			if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
+				s.release(fds)
+				return nil, err
+			}
 		}
 		l.listeners = append(l.listeners, fd)
 	}
@@ -130,6 +133,9 @@ func (s *Server) release(listeners []int) {
 		unix.Close(fd)
 	}
 	for _, l := range s.loops {
+		if l.ring != nil {
+			l.ring.close(s.o.Logger)
+		}
 		l.poller.close()
 	}
 	s.spareMu.Lock()
@@ -182,10 +188,10 @@ func (s *Server) fail(err error) {
 
 // Shutdown stops the server in two phases. First every loop stops
 // accepting and reading, and (reactor-pool) every queued or running
-// handler call finishes; no Data runs after that. Then every connection is
-// closed with handler.ErrShutdown: its farewell follows everything already
-// written, queued bytes flush until ctx's deadline (or DrainTimeout), and
-// whatever is left is closed. It returns once the loops and workers have
+// handler call finishes; no Data runs after that, and a handler.Quiescer
+// is told so. Then every connection is closed with handler.ErrShutdown:
+// its farewell follows everything already written, queued bytes flush
+// until ctx's deadline (or DrainTimeout), and whatever is left is closed. It returns once the loops and workers have
 // stopped, with an error wrapping context.DeadlineExceeded if the drain
 // was cut short.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -229,6 +235,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.pool.quiesce()
 	}
 	s.quiet.Store(true)
+	if q, ok := s.h.(handler.Quiescer); ok {
+		q.Quiesced(deadline) // messages from outside still reach the connections
+	}
 	for _, l := range s.loops {
 		l.post(task{kind: taskMarkAll, deadline: deadline, ack: ack})
 	}
