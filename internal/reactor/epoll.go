@@ -52,7 +52,8 @@ func (p poller) close() {
 	unix.Close(p.epfd)
 }
 
-// ctl adds, modifies or deletes fd's registration (level-triggered).
+// ctl adds, modifies or deletes fd's registration; events says the
+// trigger mode (connections are edge-triggered, see connEvents).
 func (p poller) ctl(op, fd int, events uint32, tag int32) error {
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: tag}
 	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil { // a raw syscall in x/sys/unix

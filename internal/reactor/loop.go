@@ -397,8 +397,9 @@ func (l *loop) runReady() {
 	l.readySpare = batch[:0]
 }
 
-// readable reads once from c (level-triggered: if more is waiting, the
-// next epoll_wait reports it again) and hands the bytes on.
+// readable reads once from c and hands the bytes on. Connections are
+// edge-triggered: a read that may have left bytes behind puts c on the
+// ready list, to be read again on the next pass.
 func (l *loop) readable(c *conn) {
 	if c.closing.Load() {
 		l.finish(c) // a close was posted but not handled yet: read no more

@@ -6,17 +6,20 @@
 //
 // The design, in short (docs/architecture.md has the long form):
 //
-//   - Level-triggered epoll. A readable connection gets one read per
-//     wake-up into the loop's shared 64 KiB buffer, so a busy connection
-//     cannot starve the others and no extra read is spent to see EAGAIN.
+//   - Edge-triggered epoll: each connection is registered once for
+//     input, output and peer hang-up. A readable connection gets one read
+//     per pass into the loop's shared 64 KiB buffer; a read that may have
+//     left bytes behind queues the connection to be read again on the next
+//     pass, so a busy connection cannot starve the others and no read is
+//     spent to see EAGAIN.
 //   - Bytes the session leaves unconsumed are kept per connection (bounded
 //     by MaxInbound); a connection with none keeps no input buffer.
 //   - Writes go to the connection's bounded internal/outbuf buffer. A reply
 //     written from Data on the loop is flushed inline after Data returns;
 //     a write from another goroutine posts the connection to its loop.
-//     EPOLLOUT is armed only while the socket is full.
-//   - Backpressure: above the high-water mark EPOLLIN is switched off until
-//     the buffer drains under the low-water mark.
+//     Output readiness matters only after a write found the socket full.
+//   - Backpressure: above the high-water mark the loop stops reading the
+//     connection until its buffer drains under the low-water mark.
 //   - Cross-goroutine messages reach a loop through a queue; the eventfd is
 //     written only when the loop sleeps, so a burst costs one wake-up.
 //   - With Workers set (reactor-pool) the loops still do all the I/O and
