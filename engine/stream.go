@@ -45,14 +45,12 @@ type streamConn struct {
 	// for a call in progress.
 	dataMu sync.Mutex
 
-	mu       sync.Mutex
-	sess     handler.Session
-	quiet    bool // shutdown: deliver no more Data
-	closing  bool
-	sealed   bool // closing, and the farewell is queued: nothing more will be
-	reason   error
-	deadline time.Time     // flush deadline once closing
-	stop     chan struct{} // closed when closing begins
+	mu    sync.Mutex
+	sess  handler.Session
+	quiet bool // shutdown: deliver no more Data
+
+	closer outbuf.Closer
+	stop   chan struct{} // closed when the close is released
 }
 
 var _ handler.Conn = (*streamConn)(nil)
@@ -94,25 +92,9 @@ func (c *streamConn) closeWith(reason error, byEngine bool, deadline time.Time) 
 // it. It reports false if the connection was already closing.
 func (c *streamConn) mark(reason error, byEngine bool, deadline time.Time) bool {
 	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return false
-	}
-	c.closing = true
-	c.reason = reason
-	c.deadline = deadline
 	sess := c.sess
 	c.mu.Unlock()
-
-	var final []byte
-	if f, ok := sess.(handler.Farewell); ok && byEngine {
-		final = f.Farewell(reason)
-	}
-	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
-	c.mu.Lock()
-	c.sealed = true
-	c.mu.Unlock()
-	return true
+	return c.closer.Close(c.out, reason, outbuf.FarewellOf(sess, byEngine), deadline)
 }
 
 // release is closeWith's second half: it wakes the reader and the writer
@@ -126,26 +108,14 @@ func (c *streamConn) release(deadline time.Time) {
 	c.signal(c.wake)
 }
 
-func (c *streamConn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
-
-func (c *streamConn) isSealed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sealed
-}
+func (c *streamConn) isClosing() bool { return c.closer.Closing() }
 
 // writeDeadline is WriteTimeout from now, or the close deadline if sooner.
 func (c *streamConn) writeDeadline() time.Time {
 	d := time.Now().Add(c.set.cfg.WriteTimeout)
-	c.mu.Lock()
-	if c.closing && c.deadline.Before(d) {
-		d = c.deadline
+	if until, closing := c.closer.Deadline(); closing && until.Before(d) {
+		d = until
 	}
-	c.mu.Unlock()
 	return d
 }
 
@@ -183,7 +153,7 @@ func (c *streamConn) writer(done chan<- struct{}) {
 		c.flush()
 		// Sealed, not just closing: between the two the farewell is not
 		// queued yet, and a writer that left then would never send it.
-		if c.isSealed() && c.out.Idle() {
+		if c.closer.Sealed() && c.out.Idle() {
 			return
 		}
 	}
@@ -336,7 +306,7 @@ func (c *streamConn) quiesce() {
 func (c *streamConn) quiesced() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.quiet || c.closing
+	return c.quiet || c.closer.Closing()
 }
 
 // waitBelowLowWater pauses reading while the outbound buffer is over the
@@ -443,9 +413,7 @@ func (s *streamSet) serve(nc net.Conn) {
 
 	c.readLoop()
 	<-writerDone
-	c.mu.Lock()
-	reason := c.reason
-	c.mu.Unlock()
+	reason := c.closer.Reason()
 	if reason != nil {
 		// The server is closing while the peer may still be sending:
 		// drop what has arrived, so the close is a FIN after the

@@ -48,21 +48,18 @@ type conn struct {
 	// paused is set while the outbound buffer is over the high-water mark:
 	// reading stops until it drains below the low-water mark.
 	paused atomic.Bool
-	// closing is set once the connection is closing and its farewell is
-	// queued (after mu's marked), for the loop's hot path: a flusher that
-	// sees it and an idle buffer may close the socket.
-	closing atomic.Bool
+	// closer is the close state; its Sealed (closing, farewell queued) is
+	// what the loop's hot path checks: a flusher that sees it and an idle
+	// buffer may close the socket.
+	closer outbuf.Closer
 	// partialAt is when (loop clock, ns) the input the session left
 	// unconsumed began, 0 if there is none: the frame timeout counts from
 	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
 	partialAt atomic.Int64
 
-	mu       sync.Mutex
-	marked   bool // closing has started
-	sess     handler.Session
-	reason   error
-	deadline time.Time // the flush deadline once closing
-	ex       execState // reactor-pool: the per-connection executor
+	mu   sync.Mutex
+	sess handler.Session
+	ex   execState // reactor-pool: the per-connection executor
 }
 
 var _ handler.Conn = (*conn)(nil)
@@ -93,41 +90,23 @@ func (c *conn) closeWith(reason error, byEngine bool, deadline time.Time) {
 	}
 }
 
-// startClosing records the close and closes the outbound buffer. It
-// reports false if the connection was already closing.
+// startClosing records the close and closes the outbound buffer behind
+// the session's farewell (outbuf.Closer). It reports false if the
+// connection was already closing.
 func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) bool {
 	c.mu.Lock()
-	if c.marked {
-		c.mu.Unlock()
-		return false
-	}
-	c.marked = true
-	c.reason = reason
-	c.deadline = deadline
 	sess := c.sess
 	c.mu.Unlock()
-
-	var final []byte
-	if f, ok := sess.(handler.Farewell); ok && byEngine {
-		final = f.Farewell(reason)
-	}
-	c.out.Close(errors.Is(reason, handler.ErrOverflow), final)
-	c.closing.Store(true) // only now: the farewell is queued
-	return true
+	return c.closer.Close(c.out, reason, outbuf.FarewellOf(sess, byEngine), deadline)
 }
 
 // closeReason returns the reason given when closing started.
-func (c *conn) closeReason() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
-}
+func (c *conn) closeReason() error { return c.closer.Reason() }
 
 // closeDeadline returns the flush deadline set when closing started.
 func (c *conn) closeDeadline() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.deadline
+	d, _ := c.closer.Deadline()
+	return d
 }
 
 // notify is the outbound buffer's callback: data waits that the loop has

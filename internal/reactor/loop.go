@@ -401,7 +401,7 @@ func (l *loop) runReady() {
 // edge-triggered: a read that may have left bytes behind puts c on the
 // ready list, to be read again on the next pass.
 func (l *loop) readable(c *conn) {
-	if c.closing.Load() {
+	if c.closer.Sealed() {
 		l.finish(c) // a close was posted but not handled yet: read no more
 		return
 	}

@@ -179,20 +179,20 @@ func (p *pool) run(c *conn) (again bool) {
 		case ex.gone:
 			ex.done, ex.scheduled = true, false
 			ex.in = nil
-			sess, reason := c.sess, c.reason
+			sess, reason := c.sess, c.closer.Reason()
 			c.mu.Unlock()
 			sess.Closed(reason)
 			c.mu.Lock()
 			return false
 
-		case fresh > 0 && !c.closing.Load() && !c.paused.Load() && !s.quiet.Load():
+		case fresh > 0 && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
 			if calls == maxRunCalls {
 				return true
 			}
 			calls++
 			p.deliver(c, fresh)
 
-		case ex.eof && fresh == 0 && !c.closing.Load():
+		case ex.eof && fresh == 0 && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
 			c.closeWith(reason, false, time.Now().Add(s.o.DrainTimeout))

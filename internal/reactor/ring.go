@@ -465,7 +465,7 @@ func (l *loop) ringReceived(c *conn, cqe *uring.CQE) {
 		l.in += uint64(res)
 		data := rg.bufs.Bytes(bid, res)
 		switch {
-		case c.closing.Load() && !c.finishing:
+		case c.closer.Sealed() && !c.finishing:
 			l.finish(c) // a close was posted but not handled yet: read no more
 		case l.canRead(c) && len(rc.held) == 0:
 			l.deliver(c, data)
