@@ -371,6 +371,10 @@ func chatFanout(t *testing.T, e *chatEnv) {
 	a.mustSend("still here")
 	b.mustNext("MSG lobby alice still here")
 	c.mustSend("in dev")
+	// A round trip through the bus after the message: once /who answers,
+	// "in dev" has reached every node there was to reach, so bob joining
+	// dev next cannot receive it (a bus keeps one node's messages in order).
+	c.mustCall("/who", "OK who carol")
 	c.mustQuiet()
 	a.mustQuiet()
 	b.mustQuiet()
