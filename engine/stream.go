@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -415,12 +416,10 @@ func (s *streamSet) serve(nc net.Conn) {
 	<-writerDone
 	reason := c.closer.Reason()
 	if reason != nil {
-		// The server is closing while the peer may still be sending:
-		// drop what has arrived, so the close is a FIN after the
-		// farewell rather than a reset that discards it.
-		discardReceived(rawConn(nc))
+		lingerClose(nc, time.Now().Add(outbuf.CloseLinger))
+	} else {
+		nc.Close()
 	}
-	nc.Close()
 	sess.Closed(reason)
 
 	s.mu.Lock()
@@ -511,6 +510,30 @@ func (s *streamSet) refuse(nc net.Conn, reason error) {
 		nc.Write(msg)
 	}
 	discardReceived(nc)
+	nc.Close()
+}
+
+// lingerClose ends a connection the server closes while the peer may
+// still be sending. Linux answers a close with unread input, or input that
+// arrives after the close, with a reset, and a reset can cost the peer the
+// farewell it has not read yet. So the server first ends its side (FIN
+// after the farewell), then reads and drops what the peer still sends
+// until the peer closes too or until, and only then closes the socket.
+func lingerClose(nc net.Conn, until time.Time) {
+	raw := rawConn(nc)
+	// A TLS connection says close_notify first, if its handshake is done.
+	if tc, ok := nc.(*tls.Conn); !ok || tc.CloseWrite() != nil {
+		if tcp, ok := raw.(*net.TCPConn); ok {
+			tcp.CloseWrite()
+		}
+	}
+	raw.SetReadDeadline(until)
+	var buf [4096]byte
+	for {
+		if _, err := raw.Read(buf[:]); err != nil {
+			break
+		}
+	}
 	nc.Close()
 }
 

@@ -25,6 +25,11 @@ import (
 // short: the point is to isolate it quickly.
 const OverflowLinger = 250 * time.Millisecond
 
+// CloseLinger is how long a connection the server closes while the peer
+// is still sending keeps reading (and dropping) the peer's bytes after its
+// FIN, so the close does not turn into a reset that loses the farewell.
+const CloseLinger = 250 * time.Millisecond
+
 // keepCap is the largest batch buffer kept for reuse after a flush. Larger
 // ones are dropped so an idle connection does not pin a burst's memory.
 const keepCap = 4 << 10

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/backoff"
+	"github.com/tcplab/tcplab/internal/outbuf"
 )
 
 const (
@@ -57,6 +58,11 @@ type loop struct {
 	buf    []byte  // the read buffer every connection of this loop shares
 	conns  []*conn // by fd
 	n      int     // connections registered
+	// lingering holds the sockets of connections the server closed while
+	// the peer may still send (epoll loops): their write side is shut, and
+	// the loop drops what arrives until the peer closes or CloseLinger
+	// passes, so the close is not a reset that loses the farewell.
+	lingering map[int]struct{}
 	// ready holds connections whose socket may have more bytes than the
 	// last read took: edge-triggered epoll will not report them again.
 	ready, readySpare []*conn
@@ -144,7 +150,7 @@ func (l *loop) run(done func()) {
 		l.runRing()
 		return
 	}
-	for !l.stopping || l.n > 0 {
+	for !l.stopping || l.n > 0 || len(l.lingering) > 0 {
 		l.maybeYield(l.now())
 		n, err := l.wait(l.events, l.sleepTimeout(len(l.ready) > 0))
 		l.sleeping.Store(false)
@@ -254,7 +260,13 @@ func (l *loop) event(ev unix.EpollEvent) {
 		return
 	}
 	c := l.conns[fd]
-	if c == nil || c.gen != ev.Pad {
+	if c == nil {
+		if _, ok := l.lingering[fd]; ok {
+			l.dropInput(fd)
+		}
+		return
+	}
+	if c.gen != ev.Pad {
 		return // the fd was closed earlier in this batch
 	}
 	bad := ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0
@@ -627,12 +639,16 @@ func (l *loop) remove(c *conn) {
 		c.batch = nil
 	}
 	l.s.releaseSlot(c) // first: the slot is free by the time the peer sees the close
-	if !c.rdHup && !c.eof && !c.rc.eof {
-		discardInput(c.fd) // the peer may still be sending: close with a FIN, not a reset
-	}
-	if l.ring != nil {
+	peerSending := !c.rdHup && !c.eof && !c.rc.eof
+	switch {
+	case l.ring != nil:
+		if peerSending {
+			discardInput(c.fd) // close with a FIN, not a reset
+		}
 		l.ringClose(c)
-	} else {
+	case peerSending && c.closeReason() != nil:
+		l.linger(c.fd)
+	default:
 		unix.Close(c.fd)
 	}
 	l.conns[c.fd] = nil
@@ -781,12 +797,19 @@ func (l *loop) runTimers() {
 			} else {
 				l.ctl(unix.EPOLL_CTL_MOD, t.lfd, unix.EPOLLIN, tagListener)
 			}
+		case t.linger > 0:
+			if _, ok := l.lingering[t.linger-1]; ok {
+				l.endLinger(t.linger - 1)
+			}
 		default: // the shutdown deadline
 			for _, c := range l.conns {
 				if c != nil {
 					l.cut = true
 					l.remove(c)
 				}
+			}
+			for fd := range l.lingering {
+				l.endLinger(fd)
 			}
 		}
 	}
@@ -827,10 +850,47 @@ func (l *loop) expire(c *conn, now time.Duration) {
 // timer is a loop timer: for a connection (c), re-arming a listener after
 // a backoff (lfd >= 0), or the shutdown deadline (neither).
 type timer struct {
-	at  time.Duration
-	c   *conn
-	gen int32
-	lfd int
+	at     time.Duration
+	c      *conn
+	gen    int32
+	lfd    int
+	linger int // a lingering socket's fd + 1, 0 for other timers
+}
+
+// linger ends a connection the server closed while the peer may still be
+// sending: the write side is shut (a FIN after the farewell), and the
+// socket stays open, dropping input, until the peer closes or CloseLinger
+// passes. Linux would answer a close with unread input, or input arriving
+// after it, with a reset that can cost the peer its farewell.
+func (l *loop) linger(fd int) {
+	unix.Shutdown(fd, unix.SHUT_WR)
+	if l.lingering == nil {
+		l.lingering = map[int]struct{}{}
+	}
+	l.lingering[fd] = struct{}{}
+	heap.Push(&l.timers, timer{at: l.now() + outbuf.CloseLinger, lfd: -1, linger: fd + 1})
+	l.dropInput(fd)
+}
+
+// dropInput reads and drops what a lingering socket holds, and closes it
+// once the peer has closed (or the socket failed).
+func (l *loop) dropInput(fd int) {
+	for {
+		n, errno := rawRead(fd, l.buf)
+		if n > 0 {
+			continue
+		}
+		if errno != unix.EAGAIN {
+			l.endLinger(fd)
+		}
+		return
+	}
+}
+
+// endLinger closes a lingering socket.
+func (l *loop) endLinger(fd int) {
+	delete(l.lingering, fd)
+	unix.Close(fd)
 }
 
 type timerHeap []timer
