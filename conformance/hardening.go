@@ -45,6 +45,7 @@ func RunHardening(t *testing.T, model string) {
 		{"over --max-conns-per-ip a connection is refused and closed; loopback is exempt by default", hardenPerIPCap},
 		{"over --conn-rate a connection is refused and closed", hardenConnRate},
 		{"TLS: served with a handshake deadline and TLS 1.2 at least, or refused at start", hardenTLS},
+		{"a peer that takes no bytes for --write-timeout is closed; one that reads slowly but steadily is not", hardenWriteTimeout},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			checkLeaks(t)
@@ -145,6 +146,54 @@ func hardenFrameTimeout(t *testing.T, m engine.Model) {
 	}()
 	trickle.mustEnd(t, "BYE "+handler.ErrFrameTimeout.Error()+"\n")
 	checkStats(t, s, "one frame timeout", func(st engine.Stats) bool { return st.FrameTimeouts == 1 })
+}
+
+// Write-timeout sizes: the flood is far more than the kernel buffers of one
+// loopback connection hold (at most a few MiB), and under the outbound
+// bound, so only the timeout can end a connection that does not read.
+const (
+	writeTimeout = 300 * time.Millisecond
+	floodChunk   = 64 << 10
+	floodChunks  = 256 // 16 MiB
+	floodPending = 2 * floodChunk * floodChunks
+)
+
+func hardenWriteTimeout(t *testing.T, m engine.Model) {
+	s := Start(t, m.Name, Probe(), probeCfg(engine.Config{WriteTimeout: writeTimeout, MaxPending: floodPending}))
+	flood := fmt.Sprintf("flood %d %d\n", floodChunk, floodChunks)
+
+	// A peer that stops reading: the server's writes stall, and once no
+	// byte has gone for the timeout the connection is closed. Reading
+	// after that finds less than the flood, then the end.
+	stalled := s.Dial(t)
+	if _, err := io.WriteString(stalled, flood); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * writeTimeout)
+	got, err := io.Copy(io.Discard, stalled)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("stalled reader: the connection did not end: %v after %d bytes", err, got)
+	}
+	if got >= floodChunk*floodChunks {
+		t.Fatalf("stalled reader got the whole flood (%d bytes): the write timeout never fired", got)
+	}
+	stalled.Close()
+
+	// A peer that reads in bursts, with pauses shorter than the timeout:
+	// each write makes progress, so it gets every byte and stays connected,
+	// however long the whole transfer takes.
+	steady := dialLines(t, s)
+	if _, err := io.WriteString(steady, flood); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for left := floodChunk * floodChunks; left > 0; left -= len(buf) {
+		time.Sleep(writeTimeout / 6)
+		if _, err := io.ReadFull(steady.r, buf[:min(left, len(buf))]); err != nil {
+			t.Fatalf("steady reader: %v with %d bytes to go", err, left)
+		}
+	}
+	steady.mustPing(t)
 }
 
 // Slowloris sizes: trickling connections, and clients that must get

@@ -49,9 +49,12 @@ type Config struct {
 	// MaxProcs caps the fork model's child processes. Default 256.
 	MaxProcs int
 	// Loops is the event-loop count of reactor, reactor-pool and uring.
-	// Default runtime.NumCPU().
+	// Default runtime.NumCPU(). Those models raise the process's
+	// GOMAXPROCS to at least Loops+1 (never lower it), so a loop waiting
+	// in the kernel keeps its thread: a process-wide change, logged.
 	Loops int
-	// Balance is how the reactor spreads connections over loops:
+	// Balance is how reactor, reactor-pool and uring spread connections
+	// over loops:
 	// "round-robin" (default) or "least-conns".
 	Balance string
 

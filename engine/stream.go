@@ -128,13 +128,10 @@ func (c *streamConn) flush() bool {
 		if observe != nil {
 			observe(len(b))
 		}
-		c.nc.SetWriteDeadline(c.writeDeadline())
-		n, err := c.nc.Write(b)
-		c.set.stats.bytesOut.Add(uint64(n))
-		if err != nil {
+		if err := c.writeBatch(b); err != nil {
 			c.out.Abort()
 			if errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
-				err = errWriteTimeout
+				err = handler.ErrWriteTimeout
 			}
 			c.closeWith(err, true, time.Now())
 			return false
@@ -144,7 +141,32 @@ func (c *streamConn) flush() bool {
 	return true
 }
 
-var errWriteTimeout = errors.New("write timed out: the peer is not reading")
+// writePiece is the most a blocking write is given one write timeout for.
+// A TLS connection cannot resume a write that timed out part way (its
+// record state is lost), so a large batch goes in pieces, each with a
+// fresh deadline.
+const writePiece = 64 << 10
+
+// writeBatch writes b whole. The write timeout counts from the last
+// progress, not from the start of the batch: a peer that reads slowly but
+// steadily is not closed however long a large batch takes. Each piece gets
+// a fresh deadline, and on a plain socket a write that took some bytes
+// before its deadline goes on with a fresh one, so only a socket that took
+// nothing for WriteTimeout (or, under TLS, less than a piece) fails.
+func (c *streamConn) writeBatch(b []byte) error {
+	_, isTLS := c.nc.(*tls.Conn)
+	for len(b) > 0 {
+		piece := b[:min(len(b), writePiece)]
+		c.nc.SetWriteDeadline(c.writeDeadline())
+		n, err := c.nc.Write(piece)
+		c.set.stats.bytesOut.Add(uint64(n))
+		b = b[n:]
+		if err != nil && (n == 0 || isTLS || !errors.Is(err, os.ErrDeadlineExceeded)) {
+			return err
+		}
+	}
+	return nil
+}
 
 // writer flushes writes that arrive while the reader is blocked in Read,
 // and finishes the flush once the connection is closing.

@@ -62,6 +62,10 @@ type Session interface {
 // limit), it calls Farewell first and sends the returned bytes as the last
 // thing on the wire, on a best-effort basis. The chat app uses it to send
 // "BYE <reason>".
+//
+// Farewell may run on any goroutine, concurrently with the session's Data
+// (an overflow is detected by whichever goroutine wrote too much), so it
+// must not read state that Data changes.
 type Farewell interface {
 	Farewell(reason error) []byte
 }
@@ -147,6 +151,11 @@ var (
 	// longer than the engine's frame timeout since its first byte: a
 	// client trickling bytes to hold the connection (slowloris).
 	ErrFrameTimeout = errors.New("frame not completed in time")
+
+	// ErrWriteTimeout is the reason a connection is closed when its socket
+	// took no bytes for the engine's write timeout while data waited: the
+	// peer stopped reading.
+	ErrWriteTimeout = errors.New("write timed out: the peer is not reading")
 )
 
 // Counter is an optional interface for a Handler that counts protocol-level

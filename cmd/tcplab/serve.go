@@ -63,7 +63,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.MaxThreads, "max-threads", d.MaxThreads, "connection threads (thread)")
 	f.IntVar(&o.cfg.MaxProcs, "max-procs", d.MaxProcs, "child processes (fork)")
 	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
-	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor)")
+	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor, reactor-pool, uring)")
 	addChatFlags(f, &o.chat)
 	addHardeningFlags(f, &o.hard)
 	return cmd

@@ -12,10 +12,6 @@ import (
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
 
-// ErrWriteTimeout is the reason a connection is closed when its socket
-// took no bytes for Options.WriteTimeout while data waited.
-var ErrWriteTimeout = errors.New("write timed out: the peer is not reading")
-
 // conn is one connection of an event loop. It implements handler.Conn.
 //
 // Fields are grouped by who may touch them: the owning loop only; the loop

@@ -839,7 +839,7 @@ func (l *loop) expire(c *conn, now time.Duration) {
 	if c.wantOut {
 		at := c.stallSince + l.s.o.WriteTimeout
 		if now >= at {
-			c.startClosing(ErrWriteTimeout, true, time.Now())
+			c.startClosing(handler.ErrWriteTimeout, true, time.Now())
 			l.remove(c)
 			return
 		}

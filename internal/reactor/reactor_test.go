@@ -289,8 +289,8 @@ func TestWriteTimeout(t *testing.T) {
 		io.WriteString(c, "flood\n")
 		select {
 		case reason := <-h.closed:
-			if !errors.Is(reason, ErrWriteTimeout) {
-				t.Fatalf("closed with %v, want %v", reason, ErrWriteTimeout)
+			if !errors.Is(reason, handler.ErrWriteTimeout) {
+				t.Fatalf("closed with %v, want %v", reason, handler.ErrWriteTimeout)
 			}
 		case <-time.After(ioTimeout):
 			t.Fatal("a peer that reads nothing was not timed out")
