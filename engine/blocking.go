@@ -24,6 +24,9 @@ type blockingServer struct {
 	lns   []*net.TCPListener
 	stats counters
 	set   *streamSet
+	// children, under fork, holds what the child processes report: the
+	// traffic counters, which only they see.
+	children *childTotals
 
 	// dispatch takes an accepted connection. It must call set.begin
 	// before serving and set.serve to serve, or refuse it.
@@ -63,7 +66,13 @@ func newBlockingServerOn(h handler.Handler, cfg Config, lns []*net.TCPListener) 
 }
 
 func (s *blockingServer) Addr() net.Addr { return s.lns[0].Addr() }
-func (s *blockingServer) Stats() Stats   { return s.stats.snapshot() }
+func (s *blockingServer) Stats() Stats {
+	st := s.stats.snapshot()
+	if s.children != nil {
+		addStats(&st, s.children.sum(false), false)
+	}
+	return st
+}
 
 func (s *blockingServer) Serve() error {
 	if !s.started.CompareAndSwap(false, true) {

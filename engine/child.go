@@ -18,7 +18,9 @@ import (
 //   - ChildEnv in its environment: a JSON ChildSpec naming the model and
 //     carrying the parent's Config (defaults filled in, no Logger);
 //   - file descriptor ChildFD (exec.Cmd.ExtraFiles[0]): the socket to
-//     serve, a connection for fork, the listening socket for prefork.
+//     serve, a connection for fork, the listening socket for prefork;
+//   - file descriptor ChildStatsFD (ExtraFiles[1]): a pipe the child
+//     reports its Stats on (childstats.go).
 //
 // Listen sees ChildEnv, removes it from the environment (the socket is
 // served once, and the child's own children are not the model's), and
@@ -123,5 +125,5 @@ func listenInherited(m Model, h handler.Handler, cfg Config) (srv Server, child 
 	if err != nil {
 		return nil, true, fmt.Errorf("child process of model %s: %w", m.Name, err)
 	}
-	return srv, true, nil
+	return reportTo(srv, os.NewFile(ChildStatsFD, "stats pipe to the "+m.Name+" parent")), true, nil
 }

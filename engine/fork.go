@@ -44,6 +44,7 @@ func newFork(h handler.Handler, cfg Config) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.children = &g.totals
 	var releasers sync.WaitGroup // per-address slots waiting for their child
 	// Stats.Open counts live children: one connection each.
 	g.exited = func(p *proc) {

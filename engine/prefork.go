@@ -87,8 +87,9 @@ func newPrefork(_ handler.Handler, cfg Config) (Server, error) {
 
 func (s *preforkServer) Addr() net.Addr { return s.addr }
 
-// Stats is empty for the parent: connections are counted in the workers.
-func (s *preforkServer) Stats() Stats { return Stats{} }
+// Stats sums what the workers report (childstats.go): the parent itself
+// accepts nothing.
+func (s *preforkServer) Stats() Stats { return s.group.totals.sum(true) }
 
 // Serve starts the workers and keeps --workers of them running until
 // Shutdown.

@@ -40,6 +40,9 @@ type procGroup struct {
 	live     map[*proc]struct{}
 	stopping bool
 	reapers  sync.WaitGroup
+
+	// totals sums the Stats the children report (childstats.go).
+	totals childTotals
 }
 
 // proc is one child process.
@@ -81,6 +84,7 @@ func newProcGroup(model string, cfg Config) (*procGroup, error) {
 		spawns: make(chan spawnReq),
 		quit:   make(chan struct{}),
 		live:   map[*proc]struct{}{},
+		totals: childTotals{live: map[*proc]Stats{}},
 	}, nil
 }
 
@@ -121,14 +125,19 @@ func (g *procGroup) spawner() {
 }
 
 func (g *procGroup) spawn(f *os.File) (*proc, error) {
-	pidfd := -1 // ours; os/exec keeps a copy of its own
+	reports, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%s: a pipe for the child's stats: %w", g.model, err)
+	}
+	defer w.Close() // the child has its own copy
+	pidfd := -1     // ours; os/exec keeps a copy of its own
 	cmd := &exec.Cmd{
 		Path:       selfExe,
 		Args:       os.Args,
 		Env:        g.env,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{f}, // ChildFD
+		ExtraFiles: []*os.File{f, w}, // ChildFD, ChildStatsFD
 		// Its own process group: a Ctrl-C at the terminal reaches the
 		// parent only, which then stops the children in order.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, PidFD: &pidfd},
@@ -138,25 +147,35 @@ func (g *procGroup) spawn(f *os.File) (*proc, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.stopping {
+		reports.Close()
 		return nil, errStopping
 	}
 	if err := cmd.Start(); err != nil {
+		reports.Close()
 		return nil, fmt.Errorf("%s: starting a child process: %w", g.model, err)
 	}
 	p := &proc{cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	g.live[p] = struct{}{}
 	g.reapers.Add(1)
-	go g.reap(p, pidfd)
+	go g.reap(p, pidfd, reports)
 	return p, nil
 }
 
-// reap waits for the child to exit, so that it leaves no zombie.
-func (g *procGroup) reap(p *proc, pidfd int) {
+// reap reads the child's reports and waits for it to exit, so that it
+// leaves no zombie and its last report counts.
+func (g *procGroup) reap(p *proc, pidfd int, reports *os.File) {
 	defer g.reapers.Done()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		g.totals.read(p, reports)
+	}()
 	if pidfd >= 0 {
 		awaitExit(pidfd) // if it fails, Wait blocks instead
 	}
 	p.err = p.cmd.Wait()
+	reports.SetReadDeadline(time.Now().Add(childStatsDrain))
+	<-read
 	g.mu.Lock()
 	delete(g.live, p)
 	g.mu.Unlock()

@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The process models serve in child processes, so their counters live
+// there. Each child reports its Stats to the parent over a pipe it
+// inherits on ChildStatsFD: one JSON object a line, every
+// childStatsEvery while it serves and once more when it stops. The parent
+// keeps the latest report of every live child and the last of every child
+// that has exited, and its Stats sums them: a fork or prefork server's
+// Stats, and so its metrics, count what its children did, up to
+// childStatsEvery late.
+
+const (
+	// ChildStatsFD is the descriptor a fork or prefork child reports its
+	// Stats to its parent on (exec.Cmd.ExtraFiles[1]).
+	ChildStatsFD = 4
+	// childStatsEvery is how often a serving child reports.
+	childStatsEvery = 200 * time.Millisecond
+	// childStatsDrain bounds how long the parent waits, once a child has
+	// exited, for the rest of its reports: only a descendant that kept the
+	// pipe open could make it wait at all.
+	childStatsDrain = time.Second
+)
+
+// childTotals sums the Stats that a process model's children report.
+type childTotals struct {
+	mu      sync.Mutex
+	live    map[*proc]Stats
+	retired Stats // the last reports of the children that exited
+}
+
+// read records p's reports from r until the child closes its end or the
+// deadline set on r passes; then it folds the last one into the retired
+// total. It closes r.
+func (t *childTotals) read(p *proc, r *os.File) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var st Stats
+		if json.Unmarshal(sc.Bytes(), &st) != nil {
+			continue // not a report: ignore it rather than trust it
+		}
+		t.mu.Lock()
+		t.live[p] = st
+		t.mu.Unlock()
+	}
+	t.mu.Lock()
+	last := t.live[p]
+	delete(t.live, p)
+	last.Open = 0 // an exited child has no connection open
+	addStats(&t.retired, last, true)
+	t.mu.Unlock()
+}
+
+// sum returns the children's totals. With conns unset it leaves out what a
+// fork parent counts itself (accepts, refusals, open connections).
+func (t *childTotals) sum(conns bool) Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var st Stats
+	addStats(&st, t.retired, conns)
+	for _, s := range t.live {
+		addStats(&st, s, conns)
+	}
+	return st
+}
+
+// addStats adds src's counters to dst: all of them, or with conns unset
+// only those about traffic (bytes, overflows, frame timeouts, handshakes).
+func addStats(dst *Stats, src Stats, conns bool) {
+	dst.Overflows += src.Overflows
+	dst.BytesIn += src.BytesIn
+	dst.BytesOut += src.BytesOut
+	dst.FrameTimeouts += src.FrameTimeouts
+	dst.HandshakeErrors += src.HandshakeErrors
+	if !conns {
+		return
+	}
+	dst.Accepted += src.Accepted
+	dst.Open += src.Open
+	dst.Refused += src.Refused
+	dst.AcceptErrors += src.AcceptErrors
+	for k, v := range src.RefusedBy {
+		if dst.RefusedBy == nil {
+			dst.RefusedBy = map[string]uint64{}
+		}
+		dst.RefusedBy[k] += v
+	}
+}
+
+// reportingServer is a child's Server: it reports the Stats of the server
+// it wraps to the parent while Serve runs, and once more after Serve and
+// after Shutdown return.
+type reportingServer struct {
+	Server
+	mu sync.Mutex
+	w  *os.File
+}
+
+// reportTo wraps srv so that it reports to the parent on w.
+func reportTo(srv Server, w *os.File) *reportingServer {
+	syscall.CloseOnExec(int(w.Fd())) // for the parent only, not for programs this child runs
+	return &reportingServer{Server: srv, w: w}
+}
+
+// Serve serves, reporting every childStatsEvery.
+func (r *reportingServer) Serve() error {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(childStatsEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				r.report()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := r.Server.Serve()
+	close(stop)
+	<-done
+	r.report()
+	return err
+}
+
+// Shutdown shuts the server down, then reports its final counts.
+func (r *reportingServer) Shutdown(ctx context.Context) error {
+	err := r.Server.Shutdown(ctx)
+	r.report()
+	return err
+}
+
+// report writes one line: the current Stats. A line is far below the
+// pipe's atomic write size. A parent that is gone is not an error worth
+// more than silence: the child is about to be killed with it.
+func (r *reportingServer) report() {
+	b, err := json.Marshal(r.Server.Stats())
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.w.Write(append(b, '\n'))
+}
