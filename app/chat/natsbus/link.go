@@ -198,8 +198,15 @@ func (l *link) disconnected(_ *nats.Conn, err error) {
 	l.node.Notice("", NoticeBusDown, "lost the connection to the message bus; reconnecting; chat with clients of other servers is paused")
 }
 
+// reconnected tells the clients the bus is back once the server has the
+// node's subscriptions again (a flush, as in Subscribe): the client
+// library resends them on reconnect, but an event another node publishes
+// before the server has read them would not reach this node.
 func (l *link) reconnected(nc *nats.Conn) {
 	l.stats.reconnects.Add(1)
+	if err := nc.FlushTimeout(l.opts.Timeout); err != nil {
+		l.opts.Logger.Warn("chat bus: reconnected, but the server did not confirm the subscriptions", "err", err)
+	}
 	l.opts.Logger.Info("chat bus: reconnected", "server", nc.ConnectedUrlRedacted())
 	l.node.Notice("", NoticeBusUp, "reconnected to the message bus")
 }

@@ -37,8 +37,8 @@
 // and Stats.PublishErrors counts the event. Events that other nodes sent
 // while this one was away are not replayed (NATS core delivers at most
 // once): they are counted in Stats.Lost and reported with "NOTICE lost"
-// when the sender's next event arrives. On reconnect every client gets
-// "NOTICE bus-up".
+// when the sender's next event arrives. On reconnect, once the server has
+// the node's subscriptions again, every client gets "NOTICE bus-up".
 package natsbus
 
 import (
