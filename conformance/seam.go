@@ -30,6 +30,7 @@ func SeamCases() []Case {
 		{"one oversized write closes that connection with a reason", seamOverflow, Probe},
 		{"a failing session's writes are flushed before close", seamFail, Probe},
 		{"unconsumed input over the limit closes with a reason", seamHold, Probe},
+		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, Probe},
 		{"a slow reader meets backpressure, not overflow", seamBackpressure, echo.New},
 	}
 }
@@ -116,6 +117,40 @@ func seamHold(t *testing.T, s *Server) {
 		t.Fatal(err)
 	}
 	expectEnd(t, c, "BYE "+handler.ErrInputTooLarge.Error()+"\n")
+}
+
+// seamCloseWhileSending keeps writing after "hold" until the server
+// closes the connection for the unconsumed input. Linux answers input that
+// arrives after a close with a reset, which would cost the client the
+// farewell it has not read yet (or turn the end into an error): the server
+// must end its side first and drop what keeps coming.
+func seamCloseWhileSending(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	if _, err := io.WriteString(c, "hold\n"); err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := bytes.Repeat([]byte("z"), 4<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	got, err := io.ReadAll(c)
+	close(stop)
+	<-done
+	want := "BYE " + handler.ErrInputTooLarge.Error() + "\n"
+	if string(got) != want || err != nil {
+		t.Fatalf("the connection ended with %q (%v), want %q then the end", tail(got), err, want)
+	}
 }
 
 // seamBackpressure writes 8 MiB to an echo server while reading the echo

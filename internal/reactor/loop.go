@@ -642,8 +642,12 @@ func (l *loop) remove(c *conn) {
 	peerSending := !c.rdHup && !c.eof && !c.rc.eof
 	switch {
 	case l.ring != nil:
-		if peerSending {
-			discardInput(c.fd) // close with a FIN, not a reset
+		// Close with a FIN, not a reset: linger off the loop when the
+		// server closes on its own and the farewell is out of the ring,
+		// or at least drop what has arrived.
+		lingered := peerSending && c.closeReason() != nil && !c.rc.sending && l.s.lingerAside(c.fd)
+		if peerSending && !lingered {
+			discardInput(c.fd)
 		}
 		l.ringClose(c)
 	case peerSending && c.closeReason() != nil:

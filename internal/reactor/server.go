@@ -30,9 +30,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -77,8 +79,11 @@ type Server struct {
 	serving bool
 	shut    bool
 	loopsWG sync.WaitGroup
-	done    chan struct{} // closed when Shutdown has finished
-	fatal   chan error
+	// lingerers are the goroutines of io_uring loops' lingering closes
+	// (lingerAside): Shutdown waits for them, CloseLinger at most.
+	lingerers sync.WaitGroup
+	done      chan struct{} // closed when Shutdown has finished
+	fatal     chan error
 }
 
 // New binds the listeners and prepares the loops; Serve starts them.
@@ -251,6 +256,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.post(task{kind: taskCloseAll, deadline: deadline})
 	}
 	s.loopsWG.Wait()
+	s.lingerers.Wait()
 	if s.pool != nil {
 		s.pool.shutdown()
 	}
@@ -371,6 +377,37 @@ func discardInput(fd int) {
 			break
 		}
 	}
+}
+
+// lingerAside is an io_uring loop's lingering close (see loop.linger):
+// a duplicate of fd, in Go's poller rather than on the ring, shuts the
+// write side, so the farewell already in the socket ends with a FIN, and
+// drops what the peer still sends until the peer closes or CloseLinger
+// passes; then it closes, and the socket with it. The loop closes its own
+// descriptor as usual. It costs a goroutine per lingering socket, for at
+// most CloseLinger, only for connections the server closes on its own
+// while the peer still sends. It reports false if fd could not be
+// duplicated (out of descriptors): then nothing lingers.
+func (s *Server) lingerAside(fd int) bool {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(dup), "lingering socket")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return false
+	}
+	s.lingerers.Go(func() {
+		defer nc.Close()
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		nc.SetReadDeadline(time.Now().Add(outbuf.CloseLinger))
+		io.Copy(io.Discard, nc)
+	})
+	return true
 }
 
 // admit applies the per-address limits to a connection just accepted from
