@@ -18,6 +18,7 @@ import (
 //	burst G N SIZE  G goroutines each write N lines "g i pad..." of SIZE
 //	                bytes, concurrently with each other (not from Data)
 //	flood SIZE N    one goroutine writes N chunks of SIZE bytes of 'x'
+//	end             the session closes with CloseWith("END\n")
 //	fail            the session writes "failing\n" and returns an error
 //	hold            the session stops consuming input
 //	ping            the session writes "pong\n"
@@ -38,7 +39,10 @@ type probeSession struct {
 	wg   sync.WaitGroup
 }
 
-var errProbeFail = errors.New("probe asked to fail")
+var (
+	errProbeFail = errors.New("probe asked to fail")
+	errProbeEnd  = errors.New("probe asked to end")
+)
 
 func (s *probeSession) Data(in []byte) (int, error) {
 	used := 0
@@ -82,6 +86,8 @@ func (s *probeSession) command(f []string) error {
 				}
 			}
 		})
+	case f[0] == "end":
+		s.c.CloseWith([]byte("END\n"), errProbeEnd)
 	case f[0] == "fail":
 		s.c.Write([]byte("failing\n"))
 		return errProbeFail

@@ -29,6 +29,7 @@ func SeamCases() []Case {
 		{"writes from many goroutines stay whole and ordered", seamBurst, Probe},
 		{"one oversized write closes that connection with a reason", seamOverflow, Probe},
 		{"a failing session's writes are flushed before close", seamFail, Probe},
+		{"CloseWith's last bytes come after every write, from any goroutine, and nothing after them", seamCloseWith, Probe},
 		{"unconsumed input over the limit closes with a reason", seamHold, Probe},
 		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, Probe},
 		{"a slow reader meets backpressure, not overflow", seamBackpressure, echo.New},
@@ -73,6 +74,38 @@ func seamBurst(t *testing.T, s *Server) {
 			t.Fatalf("goroutine %d: line %d arrived when %d was due", g, i, next[g])
 		}
 		next[g]++
+	}
+}
+
+// seamCloseWith closes with last words while another goroutine is still
+// writing: the writer's chunks come whole, then the last words, then the
+// end, and nothing the writer writes later. It runs its own server with
+// room for the whole flood, so the writer can only stop at the close.
+func seamCloseWith(t *testing.T, s *Server) {
+	const chunk, chunks = 16, 1 << 20 // 16 MiB
+	s = Start(t, s.Model.Name, Probe(), probeCfg(engine.Config{MaxPending: 2 * chunk * chunks}))
+	c := s.Dial(t)
+	if _, err := fmt.Fprintf(c, "flood %d %d\n", chunk, chunks); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	// The flood is running once its first bytes are here.
+	if _, err := r.Peek(chunk); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "end\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading to the end: %v (got %q)", err, tail(got))
+	}
+	flood, ok := bytes.CutSuffix(got, []byte("END\n"))
+	if !ok || len(flood)%chunk != 0 || bytes.Trim(flood, "x") != nil {
+		t.Fatalf("the connection ended with %q after %d bytes: want whole chunks of x, then END, then the end", tail(got), len(got))
+	}
+	if len(flood) == chunk*chunks {
+		t.Fatalf("the whole flood came before END: the close did not race the writer")
 	}
 }
 

@@ -69,6 +69,13 @@ func (c *streamConn) Close(reason error) {
 	c.closeWith(reason, false, time.Now().Add(c.set.cfg.DrainTimeout))
 }
 
+func (c *streamConn) CloseWith(last []byte, reason error) {
+	deadline := time.Now().Add(c.set.cfg.DrainTimeout)
+	if c.closer.Close(c.out, reason, outbuf.Final(last), deadline) {
+		c.release(deadline)
+	}
+}
+
 func (c *streamConn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
 func (c *streamConn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 

@@ -107,6 +107,13 @@ type Conn interface {
 	// is safe to call from any goroutine, and more than once.
 	Close(reason error)
 
+	// CloseWith is Close with a last word: it queues last after everything
+	// written so far and starts closing in one step, so no Write from any
+	// goroutine can come after last (a protocol's goodbye, say). last is
+	// queued even if it takes the outbound buffer over its bound. If the
+	// connection is already closing, CloseWith does nothing.
+	CloseWith(last []byte, reason error)
+
 	// LocalAddr returns the server's side of the connection.
 	LocalAddr() net.Addr
 

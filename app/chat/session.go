@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -30,10 +29,6 @@ type session struct {
 	id      uint64
 	refused bool // over MaxConns: closed from Open, never counted
 
-	// wmu orders this connection's writes against a close that ends with
-	// BYE: closeWith writes BYE and closes under it, so nothing a fan-out
-	// writes can follow the BYE.
-	wmu  sync.Mutex
 	nick atomic.Pointer[string] // read by other goroutines (/who)
 
 	// The rest belongs to Data and Closed, which the engine never runs at
@@ -87,21 +82,11 @@ func (s *session) send(p []byte) {
 // write writes one frame without counting it (a fan-out counts its writes
 // once). It reports whether the frame was queued; an error means the
 // connection is closing, and the frame is dropped.
-func (s *session) write(p []byte) bool {
-	s.wmu.Lock()
-	err := s.conn.Write(p)
-	s.wmu.Unlock()
-	return err == nil
-}
+func (s *session) write(p []byte) bool { return s.conn.Write(p) == nil }
 
-// closeWith writes final (the last frames: BYE, maybe after an ERR) and
-// closes the connection.
-func (s *session) closeWith(final []byte, reason error) {
-	s.wmu.Lock()
-	s.conn.Write(final)
-	s.conn.Close(reason)
-	s.wmu.Unlock()
-}
+// closeWith closes the connection with final as its last frames (BYE,
+// maybe after an ERR): nothing a fan-out writes can follow them.
+func (s *session) closeWith(final []byte, reason error) { s.conn.CloseWith(final, reason) }
 
 func (s *session) sendErr(code, detail string) { s.send(s.hub.enc.err(code, detail)) }
 

@@ -35,6 +35,15 @@ func (c *memConn) Close(error) {
 	c.mu.Unlock()
 }
 
+func (c *memConn) CloseWith(last []byte, _ error) {
+	c.mu.Lock()
+	if !c.closed {
+		c.out = append(c.out, last...)
+		c.closed = true
+	}
+	c.mu.Unlock()
+}
+
 func (*memConn) LocalAddr() net.Addr  { return &net.TCPAddr{} }
 func (*memConn) RemoteAddr() net.Addr { return &net.TCPAddr{} }
 

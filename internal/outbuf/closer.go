@@ -51,6 +51,12 @@ func (c *Closer) Close(out *Buffer, reason error, farewell handler.Farewell, dea
 	return true
 }
 
+// Final is a fixed farewell: the last bytes a session gave Conn.CloseWith.
+type Final []byte
+
+// Farewell returns f, whatever the reason.
+func (f Final) Farewell(error) []byte { return f }
+
 // FarewellOf returns sess's Farewell if the engine started the close and
 // the session has one, else nil.
 func FarewellOf(sess handler.Session, byEngine bool) handler.Farewell {

@@ -66,3 +66,23 @@ func TestFarewellOnlyForEngineCloses(t *testing.T) {
 		t.Error("no farewell for an engine close")
 	}
 }
+
+// TestCloserFinalIsLastOverTheBound closes with fixed last words (what
+// Conn.CloseWith passes) on a buffer that is full: they are queued after
+// everything written, over the bound, and nothing can follow them.
+func TestCloserFinalIsLastOverTheBound(t *testing.T) {
+	b := New(8, func() {})
+	if err := b.Write([]byte("12345678")); err != nil {
+		t.Fatal(err)
+	}
+	var c Closer
+	if !c.Close(b, errors.New("done"), Final("END"), time.Now().Add(time.Second)) {
+		t.Fatal("Close lost on an open buffer")
+	}
+	if err := b.Write([]byte("x")); !errors.Is(err, handler.ErrClosed) {
+		t.Fatalf("write after the last words: %v", err)
+	}
+	if got := string(b.Take()); got != "12345678END" {
+		t.Fatalf("stream %q, want the writes then END", got)
+	}
+}

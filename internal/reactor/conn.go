@@ -73,6 +73,12 @@ func (c *conn) Close(reason error) {
 	c.closeWith(reason, false, time.Now().Add(c.l.s.o.DrainTimeout))
 }
 
+func (c *conn) CloseWith(last []byte, reason error) {
+	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.o.DrainTimeout)) {
+		c.l.post(task{kind: taskClose, c: c})
+	}
+}
+
 func (c *conn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
 func (c *conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
 
