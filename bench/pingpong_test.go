@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +27,10 @@ import (
 //
 //	go test ./bench/ -run '^$' -bench PingPong -benchtime 3s
 //
+// After the servers of one run it logs each one's CPU per round trip as a
+// ratio to the C server's in that same run (with -count N, one table per
+// run): on a noisy machine, ratios from one run are what compare.
+//
 // The C reference (cecho.c) is built with the system cc, and skipped with a
 // message when there is none.
 func BenchmarkPingPong(b *testing.B) {
@@ -33,15 +39,15 @@ func BenchmarkPingPong(b *testing.B) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	pinThreads(b, os.Getpid(), 1)
-	servers := []struct {
-		name string
-		args []string
-	}{
+	servers := []server{
 		{"reactor", []string{"--model", "reactor", "--loops", "1"}},
 		{"uring", []string{"--model", "uring", "--loops", "1"}},
 		{"goroutine", []string{"--model", "goroutine"}},
 		{"cecho", nil},
 	}
+	// cpu holds the last measurement of each server and connection count
+	// in this run (a sub-benchmark runs more than once as b.N grows).
+	cpu := map[string]float64{}
 	for _, s := range servers {
 		b.Run(s.name, func(b *testing.B) {
 			var srv *child
@@ -53,11 +59,48 @@ func BenchmarkPingPong(b *testing.B) {
 				srv = startPinnedGo(b, buildBinary(b, "tcplab"), args...)
 			}
 			srv.Pin(b, 0)
-			for _, n := range []int{100, 1000} {
-				b.Run(strconv.Itoa(n)+"conns", func(b *testing.B) { pingPong(b, srv, n) })
+			for _, n := range conns {
+				b.Run(strconv.Itoa(n)+"conns", func(b *testing.B) {
+					cpu[s.name+"/"+strconv.Itoa(n)] = pingPong(b, srv, n)
+				})
 			}
 		})
 	}
+	logRatios(b, cpu, servers)
+}
+
+// conns are the connection counts every server is measured at.
+var conns = []int{100, 1000}
+
+// server is a server under test: tcplab serve's arguments, or nil for the
+// C reference.
+type server struct {
+	name string
+	args []string
+}
+
+// logRatios prints each server's CPU per round trip against the C
+// server's measured in the same run, if it was. It prints to stdout, not
+// b.Log, so that it shows without -v.
+func logRatios(b *testing.B, cpu map[string]float64, servers []server) {
+	var sb strings.Builder
+	for _, s := range servers {
+		fmt.Fprintf(&sb, "\n%-10s", s.name)
+		for _, n := range conns {
+			key := "/" + strconv.Itoa(n)
+			us, ok := cpu[s.name+key]
+			ref, hasRef := cpu["cecho"+key]
+			switch {
+			case !ok:
+				fmt.Fprintf(&sb, "  %4d conns: not run      ", n)
+			case hasRef && ref > 0:
+				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/ref)
+			default:
+				fmt.Fprintf(&sb, "  %4d conns: %5.2f us      ", n, us)
+			}
+		}
+	}
+	fmt.Fprintf(os.Stdout, "%s: server CPU per round trip, and its ratio to cecho's in this run:%s\n", b.Name(), sb.String())
 }
 
 // startPinnedGo starts a Go server with one P, as on one CPU.
@@ -66,7 +109,9 @@ func startPinnedGo(b *testing.B, bin string, args ...string) *child {
 	return startServer(b, bin, args...)
 }
 
-func pingPong(b *testing.B, srv *child, n int) {
+// pingPong runs the ping-pong over n connections and returns the server's
+// CPU microseconds per round trip.
+func pingPong(b *testing.B, srv *child, n int) float64 {
 	conns := make([]net.Conn, n)
 	for i := range conns {
 		c, err := dial(srv.Addr, i)
@@ -107,6 +152,8 @@ func pingPong(b *testing.B, srv *child, n int) {
 	elapsed := run(b.N)
 	cpu := srv.CPU(b) - cpu0
 	b.StopTimer()
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-us/rt")
+	perRT := float64(cpu.Microseconds()) / float64(b.N)
+	b.ReportMetric(perRT, "server-us/rt")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rt/s")
+	return perRT
 }
