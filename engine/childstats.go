@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The process models serve in child processes, so their counters live
@@ -53,6 +55,9 @@ func (t *childTotals) read(p *proc, r *os.File) {
 		t.live[p] = st
 		t.mu.Unlock()
 	}
+	// A line too long to be a report stops the scanner: keep draining, so
+	// the child never blocks on a full pipe.
+	io.Copy(io.Discard, r)
 	t.mu.Lock()
 	last := t.live[p]
 	delete(t.live, p)
@@ -106,10 +111,16 @@ type reportingServer struct {
 	w  *os.File
 }
 
-// reportTo wraps srv so that it reports to the parent on w.
-func reportTo(srv Server, w *os.File) *reportingServer {
-	syscall.CloseOnExec(int(w.Fd())) // for the parent only, not for programs this child runs
-	return &reportingServer{Server: srv, w: w}
+// reportTo wraps srv so that it reports to the parent on ChildStatsFD. If
+// that descriptor is not a pipe (a child started by hand, say), srv is
+// returned as it is.
+func reportTo(srv Server, model string) Server {
+	var st unix.Stat_t
+	if unix.Fstat(ChildStatsFD, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return srv
+	}
+	unix.CloseOnExec(ChildStatsFD) // for the parent only, not for programs this child runs
+	return &reportingServer{Server: srv, w: os.NewFile(ChildStatsFD, "stats pipe to the "+model+" parent")}
 }
 
 // Serve serves, reporting every childStatsEvery.
