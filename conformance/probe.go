@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tcplab/tcplab/handler"
 )
@@ -23,17 +24,25 @@ import (
 //	hold            the session stops consuming input
 //	ping            the session writes "pong\n"
 //
-// Its sessions implement handler.Farewell ("BYE <reason>\n") and the
-// handler implements handler.Refuser ("REFUSED <reason>\n").
-func Probe() handler.Handler { return probe{} }
+// Its sessions implement handler.Farewell ("BYE <reason>\n"), and the
+// handler implements handler.Refuser ("REFUSED <reason>\n") and
+// handler.Counter (a command is a frame in, a pong a frame out).
+func Probe() handler.Handler { return &probe{} }
 
-type probe struct{}
+type probe struct {
+	in, out atomic.Uint64
+}
 
-func (probe) Open(c handler.Conn) handler.Session { return &probeSession{c: c} }
+func (p *probe) Open(c handler.Conn) handler.Session { return &probeSession{p: p, c: c} }
 
-func (probe) Refuse(reason error) []byte { return []byte("REFUSED " + reason.Error() + "\n") }
+func (*probe) Refuse(reason error) []byte { return []byte("REFUSED " + reason.Error() + "\n") }
+
+func (p *probe) Counts() handler.Counts {
+	return handler.Counts{FramesIn: p.in.Load(), FramesOut: p.out.Load()}
+}
 
 type probeSession struct {
+	p    *probe
 	c    handler.Conn
 	hold bool
 	wg   sync.WaitGroup
@@ -64,6 +73,7 @@ func (s *probeSession) command(f []string) error {
 	if len(f) == 0 {
 		return nil
 	}
+	s.p.in.Add(1)
 	nums := make([]int, len(f)-1)
 	for i, a := range f[1:] {
 		n, err := strconv.Atoi(a)
@@ -94,7 +104,9 @@ func (s *probeSession) command(f []string) error {
 	case f[0] == "hold":
 		s.hold = true
 	case f[0] == "ping":
-		s.c.Write([]byte("pong\n"))
+		if s.c.Write([]byte("pong\n")) == nil {
+			s.p.out.Add(1)
+		}
 	default:
 		return fmt.Errorf("probe: unknown command %q", f)
 	}

@@ -125,5 +125,5 @@ func listenInherited(m Model, h handler.Handler, cfg Config) (srv Server, child 
 	if err != nil {
 		return nil, true, fmt.Errorf("child process of model %s: %w", m.Name, err)
 	}
-	return reportTo(srv, m.Name), true, nil
+	return reportTo(srv, h, m.Name), true, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/handler"
 )
 
 // The process models serve in child processes, so their counters live
@@ -80,13 +82,17 @@ func (t *childTotals) sum(conns bool) Stats {
 }
 
 // addStats adds src's counters to dst: all of them, or with conns unset
-// only those about traffic (bytes, overflows, frame timeouts, handshakes).
+// only those about traffic (bytes, overflows, frame timeouts, handshakes,
+// the app's counts).
 func addStats(dst *Stats, src Stats, conns bool) {
 	dst.Overflows += src.Overflows
 	dst.BytesIn += src.BytesIn
 	dst.BytesOut += src.BytesOut
 	dst.FrameTimeouts += src.FrameTimeouts
 	dst.HandshakeErrors += src.HandshakeErrors
+	dst.ChildApp.FramesIn += src.ChildApp.FramesIn
+	dst.ChildApp.FramesOut += src.ChildApp.FramesOut
+	dst.ChildApp.RateLimited += src.ChildApp.RateLimited
 	if !conns {
 		return
 	}
@@ -107,20 +113,23 @@ func addStats(dst *Stats, src Stats, conns bool) {
 // after Shutdown return.
 type reportingServer struct {
 	Server
-	mu sync.Mutex
-	w  *os.File
+	app handler.Counter // the child's handler, if it counts
+	mu  sync.Mutex
+	w   *os.File
 }
 
-// reportTo wraps srv so that it reports to the parent on ChildStatsFD. If
-// that descriptor is not a pipe (a child started by hand, say), srv is
-// returned as it is.
-func reportTo(srv Server, model string) Server {
+// reportTo wraps srv so that it reports to the parent on ChildStatsFD,
+// with h's counts as Stats.ChildApp if h is a handler.Counter. If that
+// descriptor is not a pipe (a child started by hand, say), srv is returned
+// as it is.
+func reportTo(srv Server, h handler.Handler, model string) Server {
 	var st unix.Stat_t
 	if unix.Fstat(ChildStatsFD, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		return srv
 	}
 	unix.CloseOnExec(ChildStatsFD) // for the parent only, not for programs this child runs
-	return &reportingServer{Server: srv, w: os.NewFile(ChildStatsFD, "stats pipe to the "+model+" parent")}
+	app, _ := h.(handler.Counter)
+	return &reportingServer{Server: srv, app: app, w: os.NewFile(ChildStatsFD, "stats pipe to the "+model+" parent")}
 }
 
 // Serve serves, reporting every childStatsEvery.
@@ -157,7 +166,11 @@ func (r *reportingServer) Shutdown(ctx context.Context) error {
 // pipe's atomic write size. A parent that is gone is not an error worth
 // more than silence: the child is about to be killed with it.
 func (r *reportingServer) report() {
-	b, err := json.Marshal(r.Server.Stats())
+	st := r.Server.Stats()
+	if r.app != nil {
+		st.ChildApp = r.app.Counts()
+	}
+	b, err := json.Marshal(st)
 	if err != nil {
 		return
 	}

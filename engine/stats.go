@@ -3,6 +3,7 @@ package engine
 import (
 	"sync/atomic"
 
+	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
 )
 
@@ -31,6 +32,11 @@ type Stats struct {
 	FrameTimeouts uint64
 	// HandshakeErrors counts TLS handshakes that failed or timed out.
 	HandshakeErrors uint64
+	// ChildApp, under fork and prefork, sums the app counters that the
+	// child processes' handlers keep (handler.Counter): the parent's own
+	// handler serves nothing. Zero for the other models, whose handler
+	// counts for itself.
+	ChildApp handler.Counts
 }
 
 // counters is the live form of Stats, shared by every model.

@@ -258,9 +258,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFrameTimeouts, st.FrameTimeouts)
 	counter(descHandshakes, st.HandshakeErrors)
 	if c.counter != nil {
+		// Under fork and prefork the children count; the parent adds.
 		n := c.counter.Counts()
-		counter(descFramesIn, n.FramesIn)
-		counter(descFramesOut, n.FramesOut)
-		counter(descRateLimited, n.RateLimited)
+		counter(descFramesIn, n.FramesIn+st.ChildApp.FramesIn)
+		counter(descFramesOut, n.FramesOut+st.ChildApp.FramesOut)
+		counter(descRateLimited, n.RateLimited+st.ChildApp.RateLimited)
 	}
 }

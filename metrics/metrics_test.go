@@ -252,3 +252,35 @@ func TestLoopbackDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessModelsCountTheirChildren serves the probe under fork and
+// prefork, where the child processes serve and count: the parent's
+// metrics must show the connections, bytes and app frames (pings and
+// pongs) of its children.
+func TestProcessModelsCountTheirChildren(t *testing.T) {
+	const clients, pings = 2, 3
+	for _, model := range []string{"fork", "prefork"} {
+		t.Run(model, func(t *testing.T) {
+			m := metrics.New(model, "probe")
+			h := conformance.Probe()
+			s := conformance.Start(t, model, h, engine.Config{App: "probe", Workers: 2})
+			if err := m.Watch(s, h); err != nil {
+				t.Fatal(err)
+			}
+			for range clients {
+				c := dialLines(t, s.Addr().String())
+				for range pings {
+					c.send(t, "ping")
+					c.expect(t, "pong")
+				}
+			}
+			eventually(t, m, "the children's counters", func(g map[string]float64) bool {
+				return g["tcplab_connections_accepted_total"] == clients &&
+					g["tcplab_frames_in_total"] == clients*pings &&
+					g["tcplab_frames_out_total"] == clients*pings &&
+					g["tcplab_bytes_in_total"] == clients*pings*float64(len("ping\n")) &&
+					g["tcplab_bytes_out_total"] == clients*pings*float64(len("pong\n"))
+			})
+		})
+	}
+}
