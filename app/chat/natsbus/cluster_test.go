@@ -93,6 +93,33 @@ func (c *cluster) waitJetStream(t *testing.T) {
 	}
 }
 
+// waitInterest waits until every server of the cluster counts at least n
+// subscriptions to room's subject. NATS tells the other servers of a new
+// subscription a moment after its own server has it (docs/deploy-3-nodes.md,
+// "What is not guaranteed"); until then, what they carry for the room does
+// not reach the new subscriber.
+func (c *cluster) waitInterest(t *testing.T, room string, n int) {
+	t.Helper()
+	subject := "tcplab.chat.room." + room
+	start := time.Now()
+	for {
+		ready := 0
+		for _, s := range c.servers {
+			if s.Interest(subject) >= n {
+				ready++
+			}
+		}
+		if ready == len(c.servers) {
+			t.Logf("%s: interest on every server after %v", subject, time.Since(start).Round(time.Microsecond))
+			return
+		}
+		if time.Since(start) > ioTimeout {
+			t.Fatalf("%s: %d of %d servers count %d subscriptions after %v", subject, ready, len(c.servers), n, ioTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (c *cluster) metaLeader() int {
 	for i, s := range c.servers {
 		if s.IsMetaLeader() {
@@ -203,6 +230,7 @@ func TestClusterOrdering(t *testing.T) {
 	a, b, cn := nodes[0], nodes[1], nodes[2]
 	const total = 1000
 	receivers := []*client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news")}
+	c.waitInterest(t, "news", 1) // A's, everywhere
 	senders := []*client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, cn, "sc3", "news"), join(t, b, "sb1", "news")}
 	want := map[string]int{}
 	for _, s := range senders {
@@ -303,6 +331,7 @@ func TestClusterFailover(t *testing.T) {
 
 	const total, killAt, pace = 500, 150, 2 * time.Millisecond
 	receivers := []*client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news"), join(t, cn, "rc", "news")}
+	c.waitInterest(t, "news", 2) // A's and C's, everywhere
 	senders := []*client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, b, "sb", "news")}
 	for _, s := range senders {
 		for _, r := range receivers {

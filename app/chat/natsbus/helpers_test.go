@@ -109,7 +109,6 @@ func dial(t *testing.T, nd *node) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(ioTimeout))
 	cl := &client{t: t, c: c, r: bufio.NewReader(c)}
 	hello := cl.next()
 	nick, ok := strings.CutPrefix(hello, "HELLO tcplab 1 ")
@@ -141,13 +140,15 @@ func (c *client) send(lines ...string) {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
+	c.c.SetWriteDeadline(time.Now().Add(ioTimeout))
 	if _, err := c.c.Write([]byte(b.String())); err != nil {
 		c.t.Fatalf("%s: write: %v", c.nick, err)
 	}
 }
 
-// read returns the next frame or the error.
+// read returns the next frame or the error; it waits at most ioTimeout.
 func (c *client) read() (string, error) {
+	c.c.SetReadDeadline(time.Now().Add(ioTimeout))
 	line, err := c.r.ReadString('\n')
 	if err != nil {
 		return "", err

@@ -67,6 +67,9 @@ type link struct {
 	// lastArrival is when the data goroutine last finished an event
 	// (UnixNano), for Drain.
 	lastArrival atomic.Int64
+	// down is set while the clients have been told bus-down and not yet
+	// bus-up.
+	down atomic.Bool
 
 	mu       sync.Mutex
 	rooms    map[string]*roomSub
@@ -195,20 +198,31 @@ func (l *link) disconnected(_ *nats.Conn, err error) {
 	}
 	l.stats.disconnects.Add(1)
 	l.opts.Logger.Warn("chat bus: disconnected; reconnecting", "err", err)
+	l.down.Store(true)
 	l.node.Notice("", NoticeBusDown, "lost the connection to the message bus; reconnecting; chat with clients of other servers is paused")
 }
 
 // reconnected tells the clients the bus is back once the server has the
 // node's subscriptions again (a flush, as in Subscribe): the client
 // library resends them on reconnect, but an event another node publishes
-// before the server has read them would not reach this node.
+// before the server has read them would not reach this node. An event
+// that arrives before the flush's answer tells them first (busUp).
 func (l *link) reconnected(nc *nats.Conn) {
 	l.stats.reconnects.Add(1)
 	if err := nc.FlushTimeout(l.opts.Timeout); err != nil {
 		l.opts.Logger.Warn("chat bus: reconnected, but the server did not confirm the subscriptions", "err", err)
 	}
 	l.opts.Logger.Info("chat bus: reconnected", "server", nc.ConnectedUrlRedacted())
-	l.node.Notice("", NoticeBusUp, "reconnected to the message bus")
+	l.busUp()
+}
+
+// busUp tells the clients the bus is back, once per outage: the first of
+// the reconnect's flush and the first event from the server again, so
+// that no client gets another server's traffic before NOTICE bus-up.
+func (l *link) busUp() {
+	if l.down.CompareAndSwap(true, false) {
+		l.node.Notice("", NoticeBusUp, "reconnected to the message bus")
+	}
 }
 
 func (l *link) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -223,8 +237,10 @@ func (l *link) isClosed() bool {
 }
 
 // Subscribe subscribes to the room's events and its /who requests, and
-// waits until the server has them (a flush), so that the room's traffic
-// reaches the node from the moment its client is told OK join.
+// waits until the node's own server has them (a flush), so that the
+// traffic through that server reaches the node from the moment its client
+// is told OK join. The rest of a cluster learns of the subscription a
+// moment later, as NATS propagates interest between servers.
 func (l *link) Subscribe(room string) error {
 	if err := l.subscribe(room); err != nil {
 		return err
@@ -348,6 +364,12 @@ func (l *link) loop(ch <-chan *nats.Msg, handle func(*nats.Msg)) {
 }
 
 func (l *link) handleData(m *nats.Msg) {
+	if l.down.Load() && l.nc.IsConnected() {
+		// The server routed this to the node's subscription: it has them
+		// back. (An event still queued from before the outage, handled
+		// while the connection is down, does not count.)
+		l.busUp()
+	}
 	if m.Subject == l.subj.quiesced {
 		if len(m.Data) == 8 {
 			l.seenMu.Lock()
