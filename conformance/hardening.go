@@ -162,13 +162,21 @@ func hardenWriteTimeout(t *testing.T, m engine.Model) {
 
 	// A peer that stops reading: the server's writes stall, and once no
 	// byte has gone for the timeout the connection is closed. Reading
-	// after that finds less than the flood, then the end.
+	// after that finds less than the flood, then the end. The first chunk
+	// is read before the pause, so that the server is known to be writing
+	// by then (a fork child can take longer than the pause to start on a
+	// loaded machine).
 	stalled := s.Dial(t)
 	if _, err := io.WriteString(stalled, flood); err != nil {
 		t.Fatal(err)
 	}
+	first, err := io.ReadFull(stalled, make([]byte, floodChunk))
+	if err != nil {
+		t.Fatalf("stalled reader: the flood did not start: %v", err)
+	}
 	time.Sleep(4 * writeTimeout)
-	got, err := io.Copy(io.Discard, stalled)
+	rest, err := io.Copy(io.Discard, stalled)
+	got := int64(first) + rest
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("stalled reader: the connection did not end: %v after %d bytes", err, got)
 	}
