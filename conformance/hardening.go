@@ -161,11 +161,11 @@ func hardenWriteTimeout(t *testing.T, m engine.Model) {
 	flood := fmt.Sprintf("flood %d %d\n", floodChunk, floodChunks)
 
 	// A peer that stops reading: the server's writes stall, and once no
-	// byte has gone for the timeout the connection is closed. Reading
-	// after that finds less than the flood, then the end. The first chunk
-	// is read before the pause, so that the server is known to be writing
-	// by then (a fork child can take longer than the pause to start on a
-	// loaded machine).
+	// byte has gone for the timeout the connection is closed. The peer
+	// reads the first chunk, then nothing until the server has counted the
+	// write timeout; reading after that finds less than the flood, then
+	// the end. (A pause of a fixed length would not do: on a loaded
+	// machine the server may not fill the socket buffers within it.)
 	stalled := s.Dial(t)
 	if _, err := io.WriteString(stalled, flood); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func hardenWriteTimeout(t *testing.T, m engine.Model) {
 	if err != nil {
 		t.Fatalf("stalled reader: the flood did not start: %v", err)
 	}
-	time.Sleep(4 * writeTimeout)
+	checkStats(t, s, "a peer that reads nothing is closed after the write timeout", func(st engine.Stats) bool { return st.WriteTimeouts == 1 })
 	rest, err := io.Copy(io.Discard, stalled)
 	got := int64(first) + rest
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {

@@ -82,13 +82,14 @@ func (t *childTotals) sum(conns bool) Stats {
 }
 
 // addStats adds src's counters to dst: all of them, or with conns unset
-// only those about traffic (bytes, overflows, frame timeouts, handshakes,
+// only those about traffic (bytes, overflows, timeouts, handshakes,
 // the app's counts).
 func addStats(dst *Stats, src Stats, conns bool) {
 	dst.Overflows += src.Overflows
 	dst.BytesIn += src.BytesIn
 	dst.BytesOut += src.BytesOut
 	dst.FrameTimeouts += src.FrameTimeouts
+	dst.WriteTimeouts += src.WriteTimeouts
 	dst.HandshakeErrors += src.HandshakeErrors
 	dst.ChildApp.FramesIn += src.ChildApp.FramesIn
 	dst.ChildApp.FramesOut += src.ChildApp.FramesOut

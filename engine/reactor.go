@@ -69,6 +69,6 @@ func (s reactorServer) Stats() Stats {
 	return Stats{
 		Accepted: st.Accepted, Open: st.Open, Refused: st.Refused, RefusedBy: st.RefusedBy,
 		AcceptErrors: st.AcceptErrors, Overflows: st.Overflows, BytesIn: st.BytesIn, BytesOut: st.BytesOut,
-		FrameTimeouts: st.FrameTimeouts,
+		FrameTimeouts: st.FrameTimeouts, WriteTimeouts: st.WriteTimeouts,
 	}
 }

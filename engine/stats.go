@@ -30,6 +30,9 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// FrameTimeouts counts connections closed for handler.ErrFrameTimeout.
 	FrameTimeouts uint64
+	// WriteTimeouts counts connections closed for handler.ErrWriteTimeout:
+	// the peer took no bytes for Config.WriteTimeout.
+	WriteTimeouts uint64
 	// HandshakeErrors counts TLS handshakes that failed or timed out.
 	HandshakeErrors uint64
 	// ChildApp, under fork and prefork, sums the app counters that the
@@ -43,7 +46,7 @@ type Stats struct {
 type counters struct {
 	accepted, refused, acceptErrors, overflows, bytesIn, bytesOut atomic.Uint64
 	open                                                          atomic.Int64
-	frameTimeouts, handshakeErrors                                atomic.Uint64
+	frameTimeouts, writeTimeouts, handshakeErrors                 atomic.Uint64
 	refusedBy                                                     admit.Refusals
 }
 
@@ -65,6 +68,7 @@ func (c *counters) snapshot() Stats {
 
 		RefusedBy:       c.refusedBy.Snapshot(),
 		FrameTimeouts:   c.frameTimeouts.Load(),
+		WriteTimeouts:   c.writeTimeouts.Load(),
 		HandshakeErrors: c.handshakeErrors.Load(),
 	}
 }

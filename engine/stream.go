@@ -139,6 +139,7 @@ func (c *streamConn) flush() bool {
 			c.out.Abort()
 			if errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
 				err = handler.ErrWriteTimeout
+				c.set.stats.writeTimeouts.Add(1)
 			}
 			c.closeWith(err, true, time.Now())
 			return false

@@ -223,6 +223,7 @@ var (
 	descBytesOut      = prometheus.NewDesc("bytes_out_total", "Bytes written to clients.", nil, nil)
 	descSlowConsumers = prometheus.NewDesc("slow_consumer_disconnects_total", "Connections closed because their outbound buffer passed --max-pending.", nil, nil)
 	descFrameTimeouts = prometheus.NewDesc("frame_timeouts_total", "Connections closed because a frame was not finished within --frame-timeout.", nil, nil)
+	descWriteTimeouts = prometheus.NewDesc("write_timeouts_total", "Connections closed because the peer took no bytes for --write-timeout.", nil, nil)
 	descHandshakes    = prometheus.NewDesc("tls_handshake_errors_total", "TLS handshakes that failed or timed out.", nil, nil)
 	descFramesIn      = prometheus.NewDesc("frames_in_total", "Frames (messages) received from clients, as the app counts them.", nil, nil)
 	descFramesOut     = prometheus.NewDesc("frames_out_total", "Frames queued to clients, as the app counts them.", nil, nil)
@@ -231,7 +232,7 @@ var (
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descAccepted, descRefused, descAcceptErrors, descBytesIn,
-		descBytesOut, descSlowConsumers, descFrameTimeouts, descHandshakes} {
+		descBytesOut, descSlowConsumers, descFrameTimeouts, descWriteTimeouts, descHandshakes} {
 		ch <- d
 	}
 	if c.counter != nil {
@@ -256,6 +257,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesOut, st.BytesOut)
 	counter(descSlowConsumers, st.Overflows)
 	counter(descFrameTimeouts, st.FrameTimeouts)
+	counter(descWriteTimeouts, st.WriteTimeouts)
 	counter(descHandshakes, st.HandshakeErrors)
 	if c.counter != nil {
 		// Under fork and prefork the children count; the parent adds.

@@ -222,6 +222,28 @@ func TestSlowConsumerAndFrameTimeout(t *testing.T) {
 	}
 }
 
+// TestWriteTimeouts checks the write-timeout counter: a peer that asks
+// for 16 MiB, more than the kernel buffers of a loopback connection hold,
+// and reads nothing is closed once no byte has gone for --write-timeout.
+func TestWriteTimeouts(t *testing.T) {
+	for _, model := range []string{"goroutine", "reactor"} {
+		t.Run(model, func(t *testing.T) {
+			m := metrics.New(model, "probe")
+			h := conformance.Probe()
+			cfg := engine.Config{MaxPending: 32 << 20, WriteTimeout: 200 * time.Millisecond}
+			s := conformance.Start(t, model, h, cfg)
+			if err := m.Watch(s, h); err != nil {
+				t.Fatal(err)
+			}
+			stalled := dialLines(t, s.Addr().String())
+			stalled.send(t, fmt.Sprintf("flood %d 256", 64<<10))
+			eventually(t, m, "counters", func(g map[string]float64) bool {
+				return g["tcplab_write_timeouts_total"] == 1 && g["tcplab_connections_open"] == 0
+			})
+		})
+	}
+}
+
 func TestPprofBehindTheFlag(t *testing.T) {
 	m := metrics.New("goroutine", "echo")
 	url := serveMetrics(t, m, true)

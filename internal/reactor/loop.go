@@ -843,7 +843,9 @@ func (l *loop) expire(c *conn, now time.Duration) {
 	if c.wantOut {
 		at := c.stallSince + l.s.o.WriteTimeout
 		if now >= at {
-			c.startClosing(handler.ErrWriteTimeout, true, time.Now())
+			if c.startClosing(handler.ErrWriteTimeout, true, time.Now()) {
+				l.s.writeTimeouts.Add(1) // not when a farewell is what stalled
+			}
 			l.remove(c)
 			return
 		}

@@ -134,4 +134,6 @@ type Stats struct {
 	RefusedBy map[string]uint64
 	// FrameTimeouts counts connections closed for handler.ErrFrameTimeout.
 	FrameTimeouts uint64
+	// WriteTimeouts counts connections closed for handler.ErrWriteTimeout.
+	WriteTimeouts uint64
 }

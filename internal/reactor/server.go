@@ -64,7 +64,7 @@ type Server struct {
 
 	accepted, refused, acceptErrors, overflows atomic.Uint64
 	open                                       atomic.Int64
-	frameTimeouts                              atomic.Uint64
+	frameTimeouts, writeTimeouts               atomic.Uint64
 	refusedBy                                  admit.Refusals
 	quiet                                      atomic.Bool // shutdown phase 1 done: no Data starts
 
@@ -283,6 +283,7 @@ func (s *Server) Stats() Stats {
 
 		RefusedBy:     s.refusedBy.Snapshot(),
 		FrameTimeouts: s.frameTimeouts.Load(),
+		WriteTimeouts: s.writeTimeouts.Load(),
 	}
 	for _, l := range s.loops {
 		st.BytesIn += l.bytesIn.Load()
