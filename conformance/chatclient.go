@@ -85,7 +85,13 @@ func (d chatDialer) join(t testing.TB, s *Server, kind frame.Kind) (*chatClient,
 // mustJoin connects, reads HELLO and, if nick or room are given, sets them.
 func mustJoin(t testing.TB, s *Server, kind frame.Kind, nick, room string) *chatClient {
 	t.Helper()
-	c, err := chatDialer{}.join(t, s, kind)
+	return chatDialer{}.mustJoin(t, s, kind, nick, room)
+}
+
+// mustJoin is the package's mustJoin with d's socket options.
+func (d chatDialer) mustJoin(t testing.TB, s *Server, kind frame.Kind, nick, room string) *chatClient {
+	t.Helper()
+	c, err := d.join(t, s, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
