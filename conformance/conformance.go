@@ -23,7 +23,7 @@ import (
 // performance targets: a healthy run finishes far inside them.
 const (
 	ioTimeout       = 30 * time.Second
-	shutdownTimeout = 10 * time.Second
+	shutdownTimeout = 25 * time.Second
 )
 
 // Case is one conformance check against a running server.
