@@ -139,9 +139,14 @@ func (c *streamConn) flush() bool {
 			c.out.Abort()
 			if errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
 				err = handler.ErrWriteTimeout
-				c.set.stats.writeTimeouts.Add(1)
 			}
-			c.closeWith(err, true, time.Now())
+			now := time.Now()
+			if c.mark(err, true, now) {
+				if err == handler.ErrWriteTimeout {
+					c.set.stats.writeTimeouts.Add(1) // not when a farewell is what stalled
+				}
+				c.release(now)
+			}
 			return false
 		}
 		c.signal(c.drained)
