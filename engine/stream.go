@@ -88,11 +88,14 @@ func (c *streamConn) signal(ch chan struct{}) {
 
 // closeWith starts closing: reads stop, later writes fail, queued bytes
 // (plus the session's farewell if the engine initiated the close) flush
-// until deadline, and then the socket closes.
-func (c *streamConn) closeWith(reason error, byEngine bool, deadline time.Time) {
-	if c.mark(reason, byEngine, deadline) {
-		c.release(deadline)
+// until deadline, and then the socket closes. It reports false if the
+// connection was already closing.
+func (c *streamConn) closeWith(reason error, byEngine bool, deadline time.Time) bool {
+	if !c.mark(reason, byEngine, deadline) {
+		return false
 	}
+	c.release(deadline)
+	return true
 }
 
 // mark is closeWith's first half: it records the reason and closes the
@@ -140,12 +143,8 @@ func (c *streamConn) flush() bool {
 			if errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosing() {
 				err = handler.ErrWriteTimeout
 			}
-			now := time.Now()
-			if c.mark(err, true, now) {
-				if err == handler.ErrWriteTimeout {
-					c.set.stats.writeTimeouts.Add(1) // not when a farewell is what stalled
-				}
-				c.release(now)
+			if c.closeWith(err, true, time.Now()) && err == handler.ErrWriteTimeout {
+				c.set.stats.writeTimeouts.Add(1) // not when a farewell is what stalled
 			}
 			return false
 		}
@@ -549,26 +548,13 @@ func (s *streamSet) refuse(nc net.Conn, reason error) {
 }
 
 // lingerClose ends a connection the server closes while the peer may
-// still be sending. Linux answers a close with unread input, or input that
-// arrives after the close, with a reset, and a reset can cost the peer the
-// farewell it has not read yet. So the server first ends its side (FIN
-// after the farewell), then reads and drops what the peer still sends
-// until the peer closes too or until, and only then closes the socket.
+// still be sending (outbuf.Linger), then closes it. A TLS connection says
+// close_notify first, if its handshake is done.
 func lingerClose(nc net.Conn, until time.Time) {
-	raw := rawConn(nc)
-	// A TLS connection says close_notify first, if its handshake is done.
-	if tc, ok := nc.(*tls.Conn); !ok || tc.CloseWrite() != nil {
-		if tcp, ok := raw.(*net.TCPConn); ok {
-			tcp.CloseWrite()
-		}
+	if tc, ok := nc.(*tls.Conn); ok {
+		tc.CloseWrite()
 	}
-	raw.SetReadDeadline(until)
-	var buf [4096]byte
-	for {
-		if _, err := raw.Read(buf[:]); err != nil {
-			break
-		}
-	}
+	outbuf.Linger(rawConn(nc), until)
 	nc.Close()
 }
 

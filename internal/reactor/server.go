@@ -30,7 +30,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -401,12 +400,8 @@ func (s *Server) lingerAside(fd int) bool {
 		return false
 	}
 	s.lingerers.Go(func() {
-		defer nc.Close()
-		if tc, ok := nc.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-		nc.SetReadDeadline(time.Now().Add(outbuf.CloseLinger))
-		io.Copy(io.Discard, nc)
+		outbuf.Linger(nc, time.Now().Add(outbuf.CloseLinger))
+		nc.Close()
 	})
 	return true
 }
