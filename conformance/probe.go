@@ -22,6 +22,7 @@ import (
 //	end             the session closes with CloseWith("END\n")
 //	fail            the session writes "failing\n" and returns an error
 //	hold            the session stops consuming input
+//	overrun         Data reports consuming one byte more than it was given
 //	ping            the session writes "pong\n"
 //
 // Its sessions implement handler.Farewell ("BYE <reason>\n"), and the
@@ -49,8 +50,9 @@ type probeSession struct {
 }
 
 var (
-	errProbeFail = errors.New("probe asked to fail")
-	errProbeEnd  = errors.New("probe asked to end")
+	errProbeFail    = errors.New("probe asked to fail")
+	errProbeEnd     = errors.New("probe asked to end")
+	errProbeOverrun = errors.New("probe asked to overrun")
 )
 
 func (s *probeSession) Data(in []byte) (int, error) {
@@ -63,6 +65,9 @@ func (s *probeSession) Data(in []byte) (int, error) {
 		line := string(in[used : used+i])
 		used += i + 1
 		if err := s.command(strings.Fields(line)); err != nil {
+			if err == errProbeOverrun {
+				return len(in) + 1, nil
+			}
 			return used, err
 		}
 	}
@@ -103,6 +108,8 @@ func (s *probeSession) command(f []string) error {
 		return errProbeFail
 	case f[0] == "hold":
 		s.hold = true
+	case f[0] == "overrun":
+		return errProbeOverrun
 	case f[0] == "ping":
 		if s.c.Write([]byte("pong\n")) == nil {
 			s.p.out.Add(1)

@@ -29,6 +29,7 @@ func SeamCases() []Case {
 		{"writes from many goroutines stay whole and ordered", seamBurst, Probe},
 		{"one oversized write closes that connection with a reason", seamOverflow, Probe},
 		{"a failing session's writes are flushed before close", seamFail, Probe},
+		{"a session reporting more bytes consumed than it got closes that connection only", seamOverrun, Probe},
 		{"CloseWith's last bytes come after every write, from any goroutine, and nothing after them", seamCloseWith, Probe},
 		{"unconsumed input over the limit closes with a reason", seamHold, Probe},
 		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, Probe},
@@ -139,6 +140,19 @@ func seamOverflow(t *testing.T, s *Server) {
 func seamFail(t *testing.T, s *Server) {
 	c := s.Dial(t)
 	expectEnd(t, command(t, c, "ping\nfail"), "pong\nfailing\n")
+}
+
+// seamOverrun checks that an impossible Data result (a session bug) ends
+// that connection after what the session wrote, and nothing else: the
+// server keeps serving. (Under fork and prefork a child that panicked
+// would pass too; the in-process models are where a panic shows.)
+func seamOverrun(t *testing.T, s *Server) {
+	c := s.Dial(t)
+	expectEnd(t, command(t, c, "ping\noverrun"), "pong\n")
+	b := s.Dial(t)
+	if line, err := command(t, b, "ping").ReadString('\n'); line != "pong\n" || err != nil {
+		t.Fatalf("another connection after the overrun: %q, %v", line, err)
+	}
 }
 
 func seamHold(t *testing.T, s *Server) {

@@ -315,6 +315,9 @@ func (c *streamConn) deliver(in []byte) (used int, ok bool) {
 	}
 	c.out.Hold()
 	used, err := c.sess.Data(in)
+	if err == nil {
+		err = handler.CheckConsumed(used, len(in))
+	}
 	c.afterCallback()
 	if err != nil {
 		c.Close(err)

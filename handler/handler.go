@@ -24,6 +24,7 @@ package handler
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"time"
 )
@@ -48,7 +49,8 @@ type Session interface {
 	//
 	// A non-nil error ends the connection: the engine flushes what the
 	// session already wrote, closes the socket, and passes the error to
-	// Closed.
+	// Closed. So does a consumed count outside 0..len(in), with an error
+	// wrapping ErrBadConsumed (see CheckConsumed).
 	Data(in []byte) (consumed int, err error)
 
 	// Closed is called exactly once when the connection has ended, with
@@ -163,7 +165,24 @@ var (
 	// took no bytes for the engine's write timeout while data waited: the
 	// peer stopped reading.
 	ErrWriteTimeout = errors.New("write timed out: the peer is not reading")
+
+	// ErrBadConsumed is the reason a connection is closed when its
+	// session's Data reports consuming fewer than zero bytes, or more than
+	// it was given: a bug in the session, which ends that connection
+	// only.
+	ErrBadConsumed = errors.New("session reported consuming bytes it was not given")
 )
+
+// CheckConsumed returns nil if consumed is a possible result of a Data call
+// given n bytes (0 <= consumed <= n), and otherwise an error wrapping
+// ErrBadConsumed. Every model checks each Data result with it before
+// using it, and closes the connection with the error.
+func CheckConsumed(consumed, n int) error {
+	if consumed < 0 || consumed > n {
+		return fmt.Errorf("%w: %d of %d", ErrBadConsumed, consumed, n)
+	}
+	return nil
+}
 
 // Counter is an optional interface for a Handler that counts protocol-level
 // events the engine cannot see: frames and messages dropped by a rate

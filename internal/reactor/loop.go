@@ -480,7 +480,7 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 		return
 	}
 	if err == nil {
-		err = checkConsumed(used, len(in))
+		err = handler.CheckConsumed(used, len(in))
 	}
 	if err != nil {
 		c.startClosing(err, false, time.Now().Add(l.s.o.DrainTimeout))
@@ -506,14 +506,6 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 	if (c.wantOut || l.ring != nil) && !c.paused.Load() && c.out.Len() > l.s.o.HighWater {
 		c.paused.Store(true) // reading stops; TCP flow control holds the peer back
 	}
-}
-
-// checkConsumed rejects a session's impossible return value.
-func checkConsumed(used, n int) error {
-	if used < 0 || used > n {
-		return fmt.Errorf("session consumed %d of %d bytes", used, n)
-	}
-	return nil
 }
 
 // flushHeld ends the hold taken around a session call on the loop and

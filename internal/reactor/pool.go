@@ -217,7 +217,7 @@ func (p *pool) deliver(c *conn, fresh int) {
 	c.mu.Unlock()
 	used, err := sess.Data(view)
 	if err == nil {
-		err = checkConsumed(used, n)
+		err = handler.CheckConsumed(used, n)
 	}
 	over := c.out.Len() > s.o.HighWater
 	c.mu.Lock()
