@@ -34,6 +34,8 @@ func SeamCases() []Case {
 		{"unconsumed input over the limit closes with a reason", seamHold, Probe},
 		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, Probe},
 		{"a slow reader meets backpressure, not overflow", seamBackpressure, echo.New},
+		{"Shutdown ends at its deadline while replies wait on a peer that does not read", seamShutdownStuckPeer, echo.New},
+		{"a cancelled Shutdown context cuts the drain", seamShutdownCancelled, echo.New},
 	}
 }
 

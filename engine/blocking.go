@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/backoff"
+	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/listener"
 )
 
@@ -33,9 +34,9 @@ type blockingServer struct {
 	dispatch func(nc net.Conn)
 	// wait, if set, runs at the end of Shutdown, once every connection and
 	// every accept loop has ended, to wait for the model's own goroutines
-	// and processes until deadline. It reports false if it had to cut
+	// and processes until deadline (or ctx is done). It reports false if it had to cut
 	// them short.
-	wait func(deadline time.Time) bool
+	wait func(ctx context.Context, deadline time.Time) bool
 
 	done      chan struct{} // closed when Shutdown starts
 	shutOnce  sync.Once
@@ -140,20 +141,17 @@ func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
 func (s *blockingServer) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() { close(s.done) })
 	s.closeListeners()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(s.cfg.DrainTimeout)
-	}
-	drained := s.set.shutdown(deadline)
+	deadline := drain.Deadline(ctx, s.cfg.DrainTimeout)
+	drained := s.set.shutdown(ctx, deadline)
 	if s.started.Load() {
 		<-s.serveDone
 	}
-	if s.wait != nil && !s.wait(deadline) {
+	if s.wait != nil && !s.wait(ctx, deadline) {
 		drained = false
 	}
 	s.set.refusers.Wait()
 	if !drained {
-		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
+		return drain.Cut(ctx, "drain cut short")
 	}
 	return nil
 }

@@ -34,10 +34,12 @@ type Server interface {
 	// Serve accepts and serves connections until Shutdown. It returns nil
 	// after a shutdown and an error if serving failed.
 	Serve() error
-	// Shutdown stops accepting, lets queued writes flush until ctx is done
-	// (or Config.DrainTimeout if ctx has no deadline), closes every
-	// connection, and waits for the model's goroutines and processes to
-	// end. It returns ctx's error if the drain was cut short.
+	// Shutdown stops accepting, lets queued writes flush until ctx's
+	// deadline (Config.DrainTimeout from now if it has none) or until ctx
+	// is cancelled, closes every connection, and waits for the model's
+	// goroutines and processes to end. If the drain was cut short it
+	// returns an error wrapping ctx's error, or context.DeadlineExceeded
+	// when DrainTimeout passed.
 	Shutdown(ctx context.Context) error
 	// Stats returns the server's counters so far.
 	Stats() Stats

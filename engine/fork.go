@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/drain"
 )
 
 // fork starts a process per connection, like a classic inetd or pre-thread
@@ -82,8 +83,8 @@ func newFork(h handler.Handler, cfg Config) (Server, error) {
 			a.once.Do(a.release)
 		})
 	}
-	s.wait = func(deadline time.Time) bool {
-		ok := g.stop(deadline)
+	s.wait = func(ctx context.Context, deadline time.Time) bool {
+		ok := g.stop(ctx, deadline)
 		releasers.Wait()
 		return ok
 	}
@@ -143,12 +144,8 @@ func (s *connServer) Serve() error {
 // Shutdown closes the connection as every model does (quiesce, farewell,
 // drain until the deadline).
 func (s *connServer) Shutdown(ctx context.Context) error {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(s.cfg.DrainTimeout)
-	}
-	if !s.set.shutdown(deadline) {
-		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
+	if !s.set.shutdown(ctx, drain.Deadline(ctx, s.cfg.DrainTimeout)) {
+		return drain.Cut(ctx, "drain cut short")
 	}
 	return nil
 }

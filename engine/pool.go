@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -57,7 +58,7 @@ func init() {
 			// on the queue any more: the workers refuse what is left in it
 			// and stop.
 			var closeQueue sync.Once
-			s.wait = func(time.Time) bool {
+			s.wait = func(context.Context, time.Time) bool {
 				closeQueue.Do(func() { close(queue) })
 				workers.Wait()
 				return true

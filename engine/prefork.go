@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/backoff"
+	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/listener"
 )
 
@@ -146,17 +147,13 @@ func (s *preforkServer) supervise(slot int) {
 // still running at the deadline, and closes the socket.
 func (s *preforkServer) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() { close(s.done) })
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(s.cfg.DrainTimeout)
-	}
-	inTime := s.group.stop(deadline)
+	inTime := s.group.stop(ctx, drain.Deadline(ctx, s.cfg.DrainTimeout))
 	if s.started.Load() {
 		<-s.serveDone
 	}
 	s.sock.Close()
 	if !inTime {
-		return fmt.Errorf("shutdown: workers still draining at the deadline were killed: %w", context.DeadlineExceeded)
+		return drain.Cut(ctx, "workers still draining were killed")
 	}
 	return nil
 }

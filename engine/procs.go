@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -196,16 +197,16 @@ func (g *procGroup) signal(sig os.Signal) {
 
 // stop starts no more children, asks every child to shut down (SIGTERM:
 // each drains its connections and exits), and waits for them until
-// deadline. Children still running then are killed. stop returns once
-// every child has been reaped and reports whether they all ended by the
-// deadline.
-func (g *procGroup) stop(deadline time.Time) bool {
+// deadline or until ctx is done. Children still running then are killed.
+// stop returns once every child has been reaped and reports whether they
+// all ended first.
+func (g *procGroup) stop(ctx context.Context, deadline time.Time) bool {
 	g.mu.Lock()
 	g.stopping = true
 	g.mu.Unlock()
 	g.signal(syscall.SIGTERM)
 
-	inTime := waitBy(&g.reapers, deadline, func() { g.signal(syscall.SIGKILL) })
+	inTime := waitBy(ctx, &g.reapers, deadline, func() { g.signal(syscall.SIGKILL) })
 	g.quitOnce.Do(func() { close(g.quit) })
 	g.spawned.Wait()
 	return inTime

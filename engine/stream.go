@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
+	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
 
@@ -170,9 +171,20 @@ func (c *streamConn) writeBatch(b []byte) error {
 	for len(b) > 0 {
 		piece := b[:min(len(b), writePiece)]
 		c.nc.SetWriteDeadline(c.writeDeadline())
+		if c.isClosing() {
+			// A close may have set its (sooner) deadline on the socket
+			// between writeDeadline and the line above: set it again.
+			c.nc.SetWriteDeadline(c.writeDeadline())
+		}
 		n, err := c.nc.Write(piece)
 		c.set.stats.bytesOut.Add(uint64(n))
 		b = b[n:]
+		if n > 0 {
+			// The buffer's level (its bound, the backpressure marks)
+			// counts only what the socket has not taken yet.
+			c.out.Sent(n)
+			c.signal(c.drained)
+		}
 		if err != nil && (n == 0 || isTLS || !errors.Is(err, os.ErrDeadlineExceeded)) {
 			return err
 		}
@@ -224,6 +236,9 @@ func (c *streamConn) readLoop() {
 				return
 			}
 			have = copy(buf, buf[used:have])
+			if have == 0 && len(buf) > readBufMax {
+				buf = make([]byte, readBufMax) // a large frame is done: give its buffer back
+			}
 			frame.after(c, used, have)
 			if have > cfg.MaxInbound {
 				c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(cfg.DrainTimeout))
@@ -309,8 +324,8 @@ func (f *frameClock) expired(err error) bool {
 // connection or it is closing, and false if the session failed.
 func (c *streamConn) deliver(in []byte) (used int, ok bool) {
 	c.dataMu.Lock()
-	defer c.dataMu.Unlock()
 	if c.quiesced() {
+		c.dataMu.Unlock()
 		return 0, false
 	}
 	c.out.Hold()
@@ -318,6 +333,10 @@ func (c *streamConn) deliver(in []byte) (used int, ok bool) {
 	if err == nil {
 		err = handler.CheckConsumed(used, len(in))
 	}
+	// What Data wrote is in the buffers now, which is all quiesce waits
+	// for: the flush below may block on a peer that does not read, and
+	// shutdown's deadline must not wait for it.
+	c.dataMu.Unlock()
 	c.afterCallback()
 	if err != nil {
 		c.Close(err)
@@ -465,9 +484,10 @@ func (s *streamSet) serve(nc net.Conn) {
 }
 
 // shutdown closes every connection, letting queued writes flush until
-// deadline, and waits for them to end. After the deadline it closes the
-// sockets outright. It reports whether the drain finished in time.
-func (s *streamSet) shutdown(deadline time.Time) bool {
+// deadline, and waits for them to end. After the deadline, or once ctx is
+// done, it closes the sockets outright. It reports whether the drain
+// finished first.
+func (s *streamSet) shutdown(ctx context.Context, deadline time.Time) bool {
 	s.cancel()
 	s.mu.Lock()
 	s.shutting = true
@@ -492,7 +512,7 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	for _, c := range marked {
 		c.release(deadline)
 	}
-	return waitBy(&s.wg, deadline, func() {
+	return waitBy(ctx, &s.wg, deadline, func() {
 		s.mu.Lock()
 		for c := range s.conns {
 			c.nc.Close()
@@ -501,21 +521,17 @@ func (s *streamSet) shutdown(deadline time.Time) bool {
 	})
 }
 
-// waitBy waits for wg until deadline and reports whether it finished in
-// time. If not, it calls late, which must make wg finish soon, and waits
-// for it.
-func waitBy(wg *sync.WaitGroup, deadline time.Time, late func()) bool {
+// waitBy waits for wg until deadline or until ctx is done, and reports
+// whether it finished first. If not, it calls late, which must make wg
+// finish soon, and waits for it.
+func waitBy(ctx context.Context, wg *sync.WaitGroup, deadline time.Time, late func()) bool {
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
 		close(done)
 	}()
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case <-done:
+	if drain.Wait(ctx, done, deadline) {
 		return true
-	case <-timer.C:
 	}
 	late()
 	<-done

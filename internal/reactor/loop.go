@@ -614,6 +614,9 @@ func (l *loop) finish(c *conn) {
 	}
 	at := l.clock(c.closeDeadline())
 	if at <= l.now() {
+		// A deadline already past (a Shutdown called late) cuts the
+		// drain as its timer would.
+		l.cut = l.cut || l.stopping && !c.out.Idle()
 		l.remove(c)
 		return
 	}

@@ -29,7 +29,6 @@ package reactor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -43,6 +42,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
+	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/listener"
 	"github.com/tcplab/tcplab/internal/outbuf"
 )
@@ -198,9 +198,10 @@ func (s *Server) fail(err error) {
 // handler call finishes; no Data runs after that, and a handler.Quiescer
 // is told so. Then every connection is closed with handler.ErrShutdown:
 // its farewell follows everything already written, queued bytes flush
-// until ctx's deadline (or DrainTimeout), and whatever is left is closed. It returns once the loops and workers have
-// stopped, with an error wrapping context.DeadlineExceeded if the drain
-// was cut short.
+// until ctx's deadline (or DrainTimeout), or until ctx is cancelled, and
+// whatever is left is closed. It returns once the loops and workers have
+// stopped, with an error wrapping ctx's error (context.DeadlineExceeded if
+// the drain timeout passed) if the drain was cut short.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.shut {
@@ -211,10 +212,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shut = true
 	serving := s.serving
 	s.mu.Unlock()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(s.o.DrainTimeout)
-	}
+	deadline := drain.Deadline(ctx, s.o.DrainTimeout)
 	if !serving {
 		var fds []int
 		for _, l := range s.loops {
@@ -254,7 +252,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range s.loops {
 		l.post(task{kind: taskCloseAll, deadline: deadline})
 	}
+	// A cancelled ctx cuts the drain: the loops close what is left at
+	// once, as at the deadline.
+	loopsDone, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			for _, l := range s.loops {
+				l.post(task{kind: taskCloseAll, deadline: time.Now()})
+			}
+		case <-loopsDone:
+		}
+	}()
 	s.loopsWG.Wait()
+	close(loopsDone)
+	<-watched
 	s.lingerers.Wait()
 	if s.pool != nil {
 		s.pool.shutdown()
@@ -266,7 +279,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.release(nil)
 	close(s.done)
 	if cut {
-		return fmt.Errorf("shutdown: drain cut short at the deadline: %w", context.DeadlineExceeded)
+		return drain.Cut(ctx, "drain cut short")
 	}
 	return nil
 }

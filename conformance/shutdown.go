@@ -1,0 +1,92 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/app/echo"
+	"github.com/tcplab/tcplab/engine"
+)
+
+// seamShutdownStuckPeer shuts a server down while its replies wait on a
+// peer that does not read, with a write timeout and a drain timeout of a
+// minute: the drain must end at the context's deadline (300 ms), not when
+// the write gives up.
+func seamShutdownStuckPeer(t *testing.T, s *Server) {
+	shutdownStuckPeer(t, s, func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 300*time.Millisecond)
+	}, context.DeadlineExceeded)
+}
+
+// seamShutdownCancelled is seamShutdownStuckPeer with a context that has
+// no deadline and is cancelled after 300 ms: the cancellation cuts the
+// drain, and Shutdown says so.
+func seamShutdownCancelled(t *testing.T, s *Server) {
+	shutdownStuckPeer(t, s, func() (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel)
+		return ctx, cancel
+	}, context.Canceled)
+}
+
+// stuckShutdownBound is how long such a shutdown may take: far less than
+// the minute the write and the drain would otherwise wait (a failure
+// limit, not a performance target).
+const stuckShutdownBound = 20 * time.Second
+
+// shutdownStuckPeer stalls a connection, then shuts the server down with
+// the context newCtx makes, and checks that Shutdown ends soon with want.
+func shutdownStuckPeer(t *testing.T, s *Server, newCtx func() (context.Context, context.CancelFunc), want error) {
+	s = Start(t, s.Model.Name, echo.New(), engine.Config{
+		App: "echo", MaxPending: seamLimit, WriteTimeout: time.Minute, DrainTimeout: time.Minute,
+	})
+	c := s.Dial(t)
+	// A small receive buffer, fixed, so the window never opens for more
+	// of what the server still holds: its drain cannot finish.
+	if err := c.SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	stall(t, c)
+	ctx, cancel := newCtx()
+	defer cancel()
+	start := time.Now()
+	err := s.Shutdown(ctx)
+	took := time.Since(start)
+	if !errors.Is(err, want) {
+		t.Errorf("Shutdown returned %v: want a drain cut short by %v", err, want)
+	}
+	if took > stuckShutdownBound {
+		t.Errorf("Shutdown took %v with a peer that does not read: want it to end with its context (a 300 ms drain)", took)
+	}
+	select {
+	case err := <-s.served:
+		if err != nil {
+			t.Errorf("Serve returned %v after Shutdown", err)
+		}
+	case <-time.After(shutdownTimeout):
+		t.Errorf("Serve did not return within %v of Shutdown", shutdownTimeout)
+	}
+	s.served = nil
+}
+
+// stall sends to an echo server without reading the echo until the server
+// stops taking bytes: then its replies fill the socket and it is stuck
+// writing (or, on an event loop, paused).
+func stall(t *testing.T, c net.Conn) {
+	t.Helper()
+	chunk := make([]byte, 1<<20)
+	for sent := 0; sent < 256<<20; sent += len(chunk) {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write(chunk); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			t.Fatalf("sending to stall the server: %v", err)
+		}
+	}
+	t.Fatal("the server took 256 MiB without the client reading: it is not writing the echo back")
+}
