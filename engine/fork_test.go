@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,10 +82,56 @@ func TestForkChildServesInParentsStead(t *testing.T) {
 	if len(kids) != 1 || kids[0].Exe != self {
 		t.Fatalf("with one connection open, children %v: want one process running %s", kids, self)
 	}
-	if st := s.Stats(); st.Open != 1 || st.BytesIn != 0 {
-		t.Fatalf("parent stats %+v: want one child open and no bytes read by the parent", st)
+	if st := s.Stats(); st.Open != 1 {
+		t.Fatalf("parent stats %+v: want one child open", st)
+	}
+	// The server's end of the connection is a descriptor of the child
+	// only: the parent closed its copy.
+	sock := serverSocket(t, c)
+	if holds(t, "self", sock) {
+		t.Fatalf("the parent still holds the connection's socket (%s)", sock)
+	}
+	if !holds(t, strconv.Itoa(kids[0].PID), sock) {
+		t.Fatalf("the child does not hold the connection's socket (%s)", sock)
 	}
 	mustPing(t, c)
+}
+
+// serverSocket returns "socket:[inode]" for the server's end of the
+// loopback connection c, from /proc/net/tcp.
+func serverSocket(t *testing.T, c net.Conn) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fmt.Sprintf(":%04X", c.RemoteAddr().(*net.TCPAddr).Port)
+	remote := fmt.Sprintf(":%04X", c.LocalAddr().(*net.TCPAddr).Port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && strings.HasSuffix(f[1], local) && strings.HasSuffix(f[2], remote) {
+			return "socket:[" + f[9] + "]"
+		}
+	}
+	t.Fatalf("no server socket for %v in /proc/net/tcp", c.LocalAddr())
+	return ""
+}
+
+// holds reports whether process pid ("self" for this one) has a
+// descriptor for sock.
+func holds(t *testing.T, pid, sock string) bool {
+	t.Helper()
+	dir := "/proc/" + pid + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if link, err := os.Readlink(dir + "/" + e.Name()); err == nil && link == sock {
+			return true
+		}
+	}
+	return false
 }
 
 // TestForkParentHoldsNoThreadPerChild keeps 60 children alive and checks
