@@ -644,12 +644,18 @@ func (l *loop) ringSent(c *conn, res int32) {
 	}
 	l.ringPutSlot(c)
 	if c.off < len(c.batch) {
-		c.out.Sent(n)
+		c.out.Sent(n) // the rest of a batch larger than a slot
 	} else if c.batch, c.off = c.out.Next(c.batch), 0; c.batch == nil {
 		l.ringSentAll(c) // Next gave the flush token back: nothing to Take
 		return
+	} else {
+		l.observe(c.batch)
 	}
-	l.observe(c.batch)
+	// Every send that makes progress may have taken the buffer under the
+	// low-water mark, even when more is queued behind it (a fan-out writer
+	// that always has something pending): resume reading then, as the
+	// epoll loop's flush does.
+	l.drained(c)
 	l.ringFlush(c)
 }
 

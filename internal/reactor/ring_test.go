@@ -1,13 +1,16 @@
 package reactor
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,4 +235,104 @@ func TestRingPausedReadingKeepsOrder(t *testing.T) {
 	c.Close()
 	tot := stopRing(t, s, served)
 	t.Logf("at most %d bytes held while paused", tot.heldMax)
+}
+
+// filler is the handler of TestRingResumesWhileOthersWrite: "fill" queues
+// 700 KiB of lines and then "filled", "ping" answers "pong". Each session's
+// connection goes to opened.
+type filler struct{ opened chan *conn }
+
+func (h filler) Open(c handler.Conn) handler.Session {
+	h.opened <- c.(*conn)
+	return fillSession{c}
+}
+
+type fillSession struct{ c handler.Conn }
+
+func (s fillSession) Data(in []byte) (int, error) {
+	used := 0
+	for {
+		i := bytes.IndexByte(in[used:], '\n')
+		if i < 0 {
+			return used, nil
+		}
+		switch string(in[used : used+i]) {
+		case "fill":
+			s.c.Write(append(bytes.Repeat([]byte(strings.Repeat("x", 63)+"\n"), 700<<10/64), "filled\n"...))
+		case "ping":
+			s.c.Write([]byte("pong\n"))
+		}
+		used += i + 1
+	}
+}
+
+func (fillSession) Closed(error) {}
+
+// TestRingResumesWhileOthersWrite: a connection whose reading paused at
+// the high-water mark resumes once its buffer is under the low-water mark,
+// even if it never empties because another goroutine keeps writing to it
+// (a chat member in a busy room). The ObserveQueue hook stands in for that
+// writer: whenever the loop takes a batch for the connection, one more
+// line is queued, so a send never completes with nothing left behind it.
+// The client reads everything all along; after the 700 KiB fill (over the
+// 512 KiB high-water mark) has arrived, a ping must be read and answered
+// while the other writer goes on. Before the fix, only a short send or an
+// empty buffer resumed reading, and the ping was never read.
+func TestRingResumesWhileOthersWrite(t *testing.T) {
+	o := ringOptions(t)
+	o.Loops = 1
+	var (
+		target  atomic.Pointer[conn]
+		maxTook atomic.Int64
+	)
+	line := []byte(strings.Repeat("y", 63) + "\n")
+	o.ObserveQueue = func(n int) { // runs on the loop
+		if c := target.Load(); c != nil {
+			if int64(n) > maxTook.Load() {
+				maxTook.Store(int64(n))
+			}
+			c.Write(line)
+		}
+	}
+	h := filler{opened: make(chan *conn, 1)}
+	s := start(t, h, o)
+	cl := dial(t, s)
+	c := <-h.opened
+	target.Store(c)
+	defer target.Store(nil) // the chain stops before the server does
+	c.Write(line)           // starts the chain
+
+	events := make(chan string, 2)
+	go func() {
+		r := bufio.NewReader(cl)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if l == "filled\n" || l == "pong\n" {
+				events <- l
+			}
+		}
+	}()
+	expect := func(want string, within time.Duration) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want+"\n" {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		case <-time.After(within):
+			t.Fatalf("no %q within %v while another writer kept writing: reading stayed paused", want, within)
+		}
+	}
+	io.WriteString(cl, "fill\n")
+	expect("filled", ioTimeout)
+	if n := maxTook.Load(); n <= int64(o.HighWater) {
+		t.Fatalf("the largest batch was %d bytes, not over the high-water mark %d: reading never paused", n, o.HighWater)
+	}
+	// A liveness bound, not a performance one: without the fix the pong
+	// never comes while the other writer writes.
+	io.WriteString(cl, "ping\n")
+	expect("pong", 5*time.Second)
 }
