@@ -61,8 +61,12 @@ type loop struct {
 	// lingering holds the sockets of connections the server closed while
 	// the peer may still send (epoll loops): their write side is shut, and
 	// the loop drops what arrives until the peer closes or CloseLinger
-	// passes, so the close is not a reset that loses the farewell.
-	lingering map[int]struct{}
+	// passes, so the close is not a reset that loses the farewell. The
+	// value is the linger's generation, which its timer carries: the
+	// descriptor may be reused and linger again before an earlier
+	// linger's timer fires, and that timer must not end the new one.
+	lingering map[int]int32
+	lingerGen int32
 	// ready holds connections whose socket may have more bytes than the
 	// last read took: edge-triggered epoll will not report them again.
 	ready, readySpare []*conn
@@ -797,7 +801,7 @@ func (l *loop) runTimers() {
 				l.ctl(unix.EPOLL_CTL_MOD, t.lfd, unix.EPOLLIN, tagListener)
 			}
 		case t.linger > 0:
-			if _, ok := l.lingering[t.linger-1]; ok {
+			if gen, ok := l.lingering[t.linger-1]; ok && gen == t.gen {
 				l.endLinger(t.linger - 1)
 			}
 		default: // the shutdown deadline
@@ -849,11 +853,12 @@ func (l *loop) expire(c *conn, now time.Duration) {
 }
 
 // timer is a loop timer: for a connection (c), re-arming a listener after
-// a backoff (lfd >= 0), or the shutdown deadline (neither).
+// a backoff (lfd >= 0), the end of a lingering close (linger > 0), or the
+// shutdown deadline (none of these).
 type timer struct {
 	at     time.Duration
 	c      *conn
-	gen    int32
+	gen    int32 // c's generation, or the linger's
 	lfd    int
 	linger int // a lingering socket's fd + 1, 0 for other timers
 }
@@ -866,10 +871,11 @@ type timer struct {
 func (l *loop) linger(fd int) {
 	unix.Shutdown(fd, unix.SHUT_WR)
 	if l.lingering == nil {
-		l.lingering = map[int]struct{}{}
+		l.lingering = map[int]int32{}
 	}
-	l.lingering[fd] = struct{}{}
-	heap.Push(&l.timers, timer{at: l.now() + outbuf.CloseLinger, lfd: -1, linger: fd + 1})
+	l.lingerGen++
+	l.lingering[fd] = l.lingerGen
+	heap.Push(&l.timers, timer{at: l.now() + outbuf.CloseLinger, gen: l.lingerGen, lfd: -1, linger: fd + 1})
 	l.dropInput(fd)
 }
 

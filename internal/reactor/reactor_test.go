@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/handler"
 )
@@ -600,4 +601,76 @@ func TestShutdownTellsAQuiescer(t *testing.T) {
 		}
 		expectLine(t, r, "BYE "+handler.ErrShutdown.Error())
 	})
+}
+
+// serverSide returns a duplicate of the server side's descriptor of a
+// fresh loopback TCP connection, and the client side, which the test
+// closes at its end.
+func serverSide(t *testing.T) (int, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.DialTimeout("tcp", ln.Addr().String(), ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	raw, err := srv.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil || derr != nil {
+		t.Fatal(err, derr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	return fd, client
+}
+
+// TestStaleLingerTimerSparesALaterLinger: an epoll loop's lingering close
+// ends at its own deadline, not at the deadline of an earlier linger of a
+// socket that had the same descriptor number. On the loop: one socket
+// lingers and its linger ends (as when its peer closes); its number goes
+// to another socket (dup3, so no other descriptor can take it meanwhile),
+// which lingers a second later on the loop's clock; the first linger's
+// timer, due by then, fires. The second socket must still be lingering.
+// Before lingers had generations, that timer closed it early.
+func TestStaleLingerTimerSparesALaterLinger(t *testing.T) {
+	o := testOptions()
+	o.Loops = 1
+	s := start(t, newLines(t), o)
+	l := s.loops[0]
+	first, _ := serverSide(t)
+	second, _ := serverSide(t)
+	var lingered bool
+	call(l, func() {
+		fd := first
+		l.linger(fd)
+		delete(l.lingering, fd) // the first linger ends, as endLinger would, but keeps the number
+		if err := unix.Dup3(second, fd, unix.O_CLOEXEC); err != nil {
+			t.Errorf("dup3: %v", err)
+		}
+		unix.Close(second)
+		l.epoch = l.epoch.Add(-time.Second) // the loop's clock moves on past the first deadline
+		l.linger(fd)
+		l.runTimers()
+		_, lingered = l.lingering[fd]
+		if lingered {
+			l.endLinger(fd)
+		}
+	})
+	if !lingered {
+		t.Fatal("the first linger's timer ended a later linger of the same descriptor number")
+	}
 }

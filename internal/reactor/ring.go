@@ -33,6 +33,9 @@ import (
 //   - Send copies the outbound batch into a slot of an mmap'd arena and
 //     sends from there: the kernel never reads Go memory after the call
 //     that submitted it. A short send is resubmitted from where it stopped.
+//     The arena grows by another mapping when every slot is taken, so a
+//     send that stalls (a peer that does not read) never holds up another
+//     connection's.
 //   - Close is a submission too, after cancelling the connection's
 //     outstanding operations.
 //   - Wake-ups: an eventfd read kept armed in the ring; posters write the
@@ -77,9 +80,11 @@ type RingOptions struct {
 	// BufferSize is each receive buffer's size (default 4 KiB, at most the
 	// chunk a Data call may get).
 	BufferSize int
-	// SendSlots is the number of send slots per loop (default 1024): a
-	// connection with a send in flight holds one. A connection that finds
-	// none waits for one.
+	// SendSlots is the number of send slots in each of a loop's send
+	// mappings (default 1024): a connection with a send in flight holds
+	// one. A loop starts with one mapping and maps another when every
+	// slot is taken, so no connection waits for a slot (unless mapping
+	// fails: then it waits for one to be freed).
 	SendSlots int
 	// SendSlotSize is each send slot's size (default 16 KiB): a larger
 	// batch is sent a slot at a time.
@@ -115,7 +120,7 @@ func (r RingOptions) withDefaults(chunk int) RingOptions {
 type ringIO struct {
 	r     *uring.Ring
 	bufs  *uring.BufRing // receive buffers
-	arena *uring.Arena   // send slots
+	arena *sendArena     // send slots
 	wake  []byte         // 8 mmap'd bytes the eventfd read fills
 
 	cqes     []uring.CQE
@@ -134,14 +139,14 @@ type ringIO struct {
 	wakeArmed bool
 	accepting []int   // listeners with an accept armed
 	starved   []*conn // receives that ended for want of a buffer
-	slotWait  []*conn // connections waiting for a send slot
+	slotWait  []*conn // connections waiting for a send slot (mapping more failed)
 	recycled  bool    // buffers were given back this pass: publish them
 	draining  bool
 	drained   bool      // nothing in flight: the memory may be unmapped
 	spare     uring.SQE // stands in when the ring cannot take a submission
 
 	// Counters the tests read after Shutdown.
-	starvations, shortSends, slotWaits, lost, heldMax int
+	starvations, shortSends, slotWaits, lost, heldMax, mapFailures int
 }
 
 // ringConn is a connection's io_uring state.
@@ -182,7 +187,7 @@ func newRingLoop(s *Server) (*loop, error) {
 	if rg.bufs, err = r.RegisterBufRing(ro.Buffers, ro.BufferSize, bufGroup); err != nil {
 		return fail(err)
 	}
-	if rg.arena, err = uring.NewArena(ro.SendSlots, ro.SendSlotSize); err != nil {
+	if rg.arena, err = newSendArena(ro.SendSlots, ro.SendSlotSize); err != nil {
 		return fail(err)
 	}
 	if rg.wake, err = unix.Mmap(-1, 0, 8, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE); err != nil {
@@ -208,7 +213,7 @@ func (rg *ringIO) close(log *slog.Logger) {
 		rg.bufs.Free()
 	}
 	if rg.arena != nil {
-		rg.arena.Free()
+		rg.arena.free()
 	}
 	if rg.wake != nil {
 		unix.Munmap(rg.wake)
@@ -561,8 +566,13 @@ func (l *loop) ringFlush(c *conn) {
 		l.ringSentAll(c)
 		return
 	}
-	slot, ok := rg.arena.Get()
-	if !ok {
+	slot, err := rg.arena.get()
+	if err != nil {
+		// Out of address space or memory: wait for a slot to be freed,
+		// with the write timeout running.
+		if rg.mapFailures++; rg.mapFailures == 1 {
+			l.s.o.Logger.Warn("uring: cannot map more send slots; connections wait for a free one", "err", err)
+		}
 		rg.slotWaits++
 		rc.slotWait = true
 		rg.slotWait = append(rg.slotWait, c)
@@ -570,14 +580,14 @@ func (l *loop) ringFlush(c *conn) {
 		return
 	}
 	rc.slot, rc.slotOff = int32(slot), 0
-	rc.slotLen = copy(rg.arena.Slot(slot), c.batch[c.off:])
+	rc.slotLen = copy(rg.arena.slot(slot), c.batch[c.off:])
 	l.ringSend(c)
 }
 
 // ringSend submits the unsent part of c's slot.
 func (l *loop) ringSend(c *conn) {
 	rc := &c.rc
-	p := l.ring.arena.Slot(int(rc.slot))[rc.slotOff:rc.slotLen]
+	p := l.ring.arena.slot(int(rc.slot))[rc.slotOff:rc.slotLen]
 	l.sqe().PrepSend(c.fd, unsafe.Pointer(&p[0]), len(p), userData(opSend, int(rc.id)))
 	rc.sending = true
 	l.ring.inflight++
@@ -644,12 +654,18 @@ func (l *loop) ringSent(c *conn, res int32) {
 	}
 	l.ringPutSlot(c)
 	if c.off < len(c.batch) {
-		c.out.Sent(n)
+		c.out.Sent(n) // the rest of a batch larger than a slot
 	} else if c.batch, c.off = c.out.Next(c.batch), 0; c.batch == nil {
 		l.ringSentAll(c) // Next gave the flush token back: nothing to Take
 		return
+	} else {
+		l.observe(c.batch)
 	}
-	l.observe(c.batch)
+	// Every send that makes progress may have taken the buffer under the
+	// low-water mark, even when more is queued behind it (a fan-out writer
+	// that always has something pending): resume reading then, as the
+	// epoll loop's flush does.
+	l.drained(c)
 	l.ringFlush(c)
 }
 
@@ -664,12 +680,12 @@ func (l *loop) ringSentAll(c *conn) {
 }
 
 // ringPutSlot frees c's send slot and hands free slots to connections
-// waiting for one.
+// waiting for one (there are some only if mapping more slots failed).
 func (l *loop) ringPutSlot(c *conn) {
 	rg := l.ring
-	rg.arena.Put(int(c.rc.slot))
+	rg.arena.put(int(c.rc.slot))
 	c.rc.slot = -1
-	for len(rg.slotWait) > 0 && rg.arena.Available() > 0 {
+	for len(rg.slotWait) > 0 && rg.arena.available() > 0 {
 		w := rg.slotWait[0]
 		rg.slotWait = rg.slotWait[1:]
 		w.rc.slotWait = false
@@ -714,4 +730,93 @@ func (l *loop) ringDrain() {
 		l.ringComplete()
 	}
 	rg.drained = rg.inflight == 0
+}
+
+// sendArena is a loop's send slots: chunks of per slots of size bytes,
+// each its own anonymous mapping (a uring.Arena), outside the Go heap. A
+// connection holds a slot from the copy of its bytes until the kernel has
+// completed the send, and has at most one send in flight, so the slots a
+// loop needs are at most its connections with a send in flight. A peer
+// that does not read holds its slot until the write timeout; so that it
+// cannot hold up anyone else, get maps another chunk when every slot is
+// taken, rather than make the connection wait.
+//
+// Slots come from the lowest chunk with one free, last freed first, and a
+// mapping's pages are touched only as slots are used, so a lightly loaded
+// loop reuses the same few pages of the first chunk and RSS follows the
+// slots actually in use. The highest chunk is unmapped as soon as it is
+// empty, while the others keep half a chunk free (so a load that hovers
+// at a chunk's edge does not map and unmap on every send); a chunk with a
+// send in flight is never unmapped. The first chunk stays.
+//
+// Only the loop's goroutine touches it.
+type sendArena struct {
+	per, size int
+	chunks    []*uring.Arena
+	used      int // slots taken
+	// mapChunk maps a chunk: uring.NewArena (tests make it fail).
+	mapChunk func(slots, size int) (*uring.Arena, error)
+	// Counters the tests read: chunks mapped and unmapped after the first.
+	grown, shrunk int
+}
+
+// newSendArena maps the first chunk of per slots of size bytes.
+func newSendArena(per, size int) (*sendArena, error) {
+	a := &sendArena{per: per, size: size, mapChunk: uring.NewArena}
+	ch, err := a.mapChunk(per, size)
+	if err != nil {
+		return nil, err
+	}
+	a.chunks = append(a.chunks, ch)
+	return a, nil
+}
+
+// get takes a free slot, mapping another chunk if every slot is taken. It
+// fails only if that mapping fails.
+func (a *sendArena) get() (int, error) {
+	if a.used < len(a.chunks)*a.per {
+		for ci, ch := range a.chunks {
+			if i, ok := ch.Get(); ok {
+				a.used++
+				return ci*a.per + i, nil
+			}
+		}
+	}
+	ch, err := a.mapChunk(a.per, a.size)
+	if err != nil {
+		return -1, err
+	}
+	a.chunks = append(a.chunks, ch)
+	a.grown++
+	i, _ := ch.Get()
+	a.used++
+	return (len(a.chunks)-1)*a.per + i, nil
+}
+
+// put gives slot i back, and unmaps empty chunks at the top while the
+// rest keep half a chunk free.
+func (a *sendArena) put(i int) {
+	a.chunks[i/a.per].Put(i % a.per)
+	a.used--
+	for n := len(a.chunks); n > 1 && a.chunks[n-1].Available() == a.per &&
+		(n-1)*a.per-a.used >= max(1, a.per/2); n-- {
+		a.chunks[n-1].Free()
+		a.chunks[n-1] = nil
+		a.chunks = a.chunks[:n-1]
+		a.shrunk++
+	}
+}
+
+// slot returns slot i's memory.
+func (a *sendArena) slot(i int) []byte { return a.chunks[i/a.per].Slot(i % a.per) }
+
+// available returns the number of free slots in the chunks mapped.
+func (a *sendArena) available() int { return len(a.chunks)*a.per - a.used }
+
+// free unmaps every chunk. Call it only when no send is in flight.
+func (a *sendArena) free() {
+	for _, ch := range a.chunks {
+		ch.Free()
+	}
+	a.chunks = nil
 }

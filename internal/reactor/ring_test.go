@@ -1,13 +1,16 @@
 package reactor
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,11 +60,12 @@ func ringOptions(t *testing.T) Options {
 }
 
 // ringTotals sums the ring loops' counters.
-type ringTotals struct{ starvations, shortSends, slotWaits, heldMax int }
+type ringTotals struct{ starvations, shortSends, slotWaits, heldMax, grown int }
 
 // stopRing shuts s down and checks that every loop's ring drained: no
 // operation in flight, every connection id free, so its memory was
-// unmapped. It returns the loops' counters.
+// unmapped, and that every send mapping added to the first was unmapped
+// once its sends were done. It returns the loops' counters.
 func stopRing(t *testing.T, s *Server, served <-chan error) ringTotals {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -79,6 +83,10 @@ func stopRing(t *testing.T, s *Server, served <-chan error) ringTotals {
 			t.Errorf("loop %d after shutdown: drained %v, %d operations in flight, %d of %d ids free, %d lost",
 				i, rg.drained, rg.inflight, len(rg.freeIDs), len(rg.conns), rg.lost)
 		}
+		if rg.arena.grown != rg.arena.shrunk {
+			t.Errorf("loop %d after shutdown: %d send mappings added, %d unmapped", i, rg.arena.grown, rg.arena.shrunk)
+		}
+		sum.grown += rg.arena.grown
 		sum.starvations += rg.starvations
 		sum.shortSends += rg.shortSends
 		sum.slotWaits += rg.slotWaits
@@ -185,21 +193,32 @@ func TestRingShortSends(t *testing.T) {
 //   - two receive buffers for 40 clients: receives find the buffer ring
 //     empty (ENOBUFS ends a multishot receive) and are re-armed once the
 //     pass has given buffers back;
-//   - one send slot for 20 clients: connections wait for it in turn.
+//   - send mappings of one slot for 20 clients: the loop maps more while
+//     sends are in flight, and (stopRing checks) unmaps them afterwards;
+//   - the same, with mapping more slots failing: connections wait for the
+//     one slot in turn.
 func TestRingResourcesRunOut(t *testing.T) {
+	failMapping := func(int, int) (*uring.Arena, error) { return nil, errors.New("mapping refused by the test") }
 	for _, tc := range []struct {
 		name      string
 		ring      RingOptions
+		mapChunk  func(slots, size int) (*uring.Arena, error) // nil: the default
 		clients   int
 		shortages func(ringTotals) int
 	}{
-		{"receive buffers", RingOptions{Buffers: 2, BufferSize: 512}, 40, func(r ringTotals) int { return r.starvations }},
-		{"send slots", RingOptions{SendSlots: 1, SendSlotSize: 1 << 10}, 20, func(r ringTotals) int { return r.slotWaits }},
+		{"receive buffers", RingOptions{Buffers: 2, BufferSize: 512}, nil, 40, func(r ringTotals) int { return r.starvations }},
+		{"send slots", RingOptions{SendSlots: 1, SendSlotSize: 1 << 10}, nil, 20, func(r ringTotals) int { return r.grown }},
+		{"send slots unmappable", RingOptions{SendSlots: 1, SendSlotSize: 1 << 10}, failMapping, 20, func(r ringTotals) int { return r.slotWaits }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ringOptions(t)
 			o.Ring = tc.ring
 			s, served := serve(t, echoer{}, o)
+			if tc.mapChunk != nil {
+				for _, l := range s.loops {
+					call(l, func() { l.ring.arena.mapChunk = tc.mapChunk })
+				}
+			}
 			echoStorm(t, s, tc.clients, 128<<10)
 			if err := echoCheck(dial(t, s), pattern(64<<10, 99), 64<<10, 0); err != nil {
 				t.Fatalf("after the storm: %v", err)
@@ -232,4 +251,231 @@ func TestRingPausedReadingKeepsOrder(t *testing.T) {
 	c.Close()
 	tot := stopRing(t, s, served)
 	t.Logf("at most %d bytes held while paused", tot.heldMax)
+}
+
+// filler is the handler of TestRingResumesWhileOthersWrite: "fill" queues
+// 700 KiB of lines and then "filled", "ping" answers "pong". Each session's
+// connection goes to opened.
+type filler struct{ opened chan *conn }
+
+func (h filler) Open(c handler.Conn) handler.Session {
+	h.opened <- c.(*conn)
+	return fillSession{c}
+}
+
+type fillSession struct{ c handler.Conn }
+
+func (s fillSession) Data(in []byte) (int, error) {
+	used := 0
+	for {
+		i := bytes.IndexByte(in[used:], '\n')
+		if i < 0 {
+			return used, nil
+		}
+		switch string(in[used : used+i]) {
+		case "fill":
+			s.c.Write(append(bytes.Repeat([]byte(strings.Repeat("x", 63)+"\n"), 700<<10/64), "filled\n"...))
+		case "ping":
+			s.c.Write([]byte("pong\n"))
+		}
+		used += i + 1
+	}
+}
+
+func (fillSession) Closed(error) {}
+
+// TestRingResumesWhileOthersWrite: a connection whose reading paused at
+// the high-water mark resumes once its buffer is under the low-water mark,
+// even if it never empties because another goroutine keeps writing to it
+// (a chat member in a busy room). The ObserveQueue hook stands in for that
+// writer: whenever the loop takes a batch for the connection, one more
+// line is queued, so a send never completes with nothing left behind it.
+// The client reads everything all along; after the 700 KiB fill (over the
+// 512 KiB high-water mark) has arrived, a ping must be read and answered
+// while the other writer goes on. Before the fix, only a short send or an
+// empty buffer resumed reading, and the ping was never read.
+func TestRingResumesWhileOthersWrite(t *testing.T) {
+	o := ringOptions(t)
+	o.Loops = 1
+	var (
+		target  atomic.Pointer[conn]
+		maxTook atomic.Int64
+	)
+	line := []byte(strings.Repeat("y", 63) + "\n")
+	o.ObserveQueue = func(n int) { // runs on the loop
+		if c := target.Load(); c != nil {
+			if int64(n) > maxTook.Load() {
+				maxTook.Store(int64(n))
+			}
+			c.Write(line)
+		}
+	}
+	h := filler{opened: make(chan *conn, 1)}
+	s := start(t, h, o)
+	cl := dial(t, s)
+	c := <-h.opened
+	target.Store(c)
+	defer target.Store(nil) // the chain stops before the server does
+	c.Write(line)           // starts the chain
+
+	events := make(chan string, 2)
+	go func() {
+		r := bufio.NewReader(cl)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if l == "filled\n" || l == "pong\n" {
+				events <- l
+			}
+		}
+	}()
+	expect := func(want string, within time.Duration) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want+"\n" {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		case <-time.After(within):
+			t.Fatalf("no %q within %v while another writer kept writing: reading stayed paused", want, within)
+		}
+	}
+	io.WriteString(cl, "fill\n")
+	expect("filled", ioTimeout)
+	if n := maxTook.Load(); n <= int64(o.HighWater) {
+		t.Fatalf("the largest batch was %d bytes, not over the high-water mark %d: reading never paused", n, o.HighWater)
+	}
+	// A liveness bound, not a performance one: without the fix the pong
+	// never comes while the other writer writes.
+	io.WriteString(cl, "ping\n")
+	expect("pong", 5*time.Second)
+}
+
+// TestStalledPeersHoldNoOneUp: peers that stop reading keep their sends
+// in flight (on io_uring, each holds a send slot until the write timeout),
+// and must not delay another connection's reply. Three flooders stall
+// with a 10 s write timeout and two slots per send mapping; a ping from a
+// reading client must be answered well before the flooders' write
+// timeout, the only thing that freed their slots before mappings grew.
+// Epoll loops share no such resource and are held to the same.
+func TestStalledPeersHoldNoOneUp(t *testing.T) {
+	kernels(t, func(t *testing.T, o Options) {
+		o.Loops = 1
+		o.WriteTimeout = 10 * time.Second
+		o.MaxPending = 32 << 20
+		o.Ring = RingOptions{SendSlots: 2}
+		h := newLines(t)
+		s := start(t, h, o)
+		const flooders = 3
+		for range flooders {
+			io.WriteString(dial(t, s), "flood\n") // 16 MiB, never read
+			<-h.flooded
+		}
+		l := s.loops[0]
+		deadline := time.Now().Add(ioTimeout)
+		for stalled := 0; stalled < flooders; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d flooders' sends stalled after %v", stalled, flooders, ioTimeout)
+			}
+			call(l, func() {
+				stalled = 0
+				for _, c := range l.conns {
+					if c != nil && c.wantOut {
+						stalled++ // a send that the full socket holds
+					}
+				}
+			})
+			if stalled < flooders {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		good := dial(t, s)
+		r := bufio.NewReader(good)
+		sent := time.Now()
+		io.WriteString(good, "ping\n")
+		expectLine(t, r, "pong")
+		// A behavioural bound, not a performance one: held up by the
+		// stalled sends, the pong waited for their write timeout.
+		if d := time.Since(sent); d >= o.WriteTimeout/2 {
+			t.Fatalf("the pong took %v: held up by the stalled peers (write timeout %v)", d, o.WriteTimeout)
+		}
+		if l.ring != nil {
+			var chunks int
+			call(l, func() { chunks = len(l.ring.arena.chunks) })
+			if chunks < 2 {
+				t.Fatalf("%d send mapping(s) for %d stalled sends of 2 slots each: the test did not exercise growth", chunks, flooders)
+			}
+		}
+		if len(h.closed) != 0 {
+			t.Fatalf("a connection closed meanwhile: %v", <-h.closed)
+		}
+	})
+}
+
+// TestSendArena: the send arena maps a chunk when every slot is taken,
+// hands out distinct slots (each writable over its whole size), takes
+// from the lowest chunk with room, and unmaps only the highest chunk, only
+// when it is empty and the others keep half a chunk free; the first chunk
+// stays.
+func TestSendArena(t *testing.T) {
+	const per, size = 4, 64
+	a, err := newSendArena(per, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.free()
+	seen := map[int]bool{}
+	var slots []int
+	for k := range 2*per + 1 {
+		i, err := a.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[i] {
+			t.Fatalf("slot %d handed out twice", i)
+		}
+		seen[i] = true
+		slots = append(slots, i)
+		p := a.slot(i)
+		if len(p) != size {
+			t.Fatalf("slot %d is %d bytes, want %d", i, len(p), size)
+		}
+		for j := range p {
+			p[j] = byte(k)
+		}
+	}
+	for k, i := range slots {
+		if p := a.slot(i); p[0] != byte(k) || p[size-1] != byte(k) {
+			t.Fatalf("slot %d was overwritten by another", i)
+		}
+	}
+	if len(a.chunks) != 3 || a.grown != 2 || a.available() != per-1 {
+		t.Fatalf("%d chunks (%d grown), %d free; want 3, 2, %d", len(a.chunks), a.grown, a.available(), per-1)
+	}
+	a.put(slots[2*per]) // the third chunk is empty, the others full: it stays
+	if len(a.chunks) != 3 {
+		t.Fatalf("%d chunks: the empty top chunk went without room below", len(a.chunks))
+	}
+	a.put(slots[per]) // one free below: not yet half a chunk
+	if len(a.chunks) != 3 {
+		t.Fatalf("%d chunks, want 3 while less than half a chunk is free below", len(a.chunks))
+	}
+	a.put(slots[per+1]) // two free below: the empty top chunk goes
+	if len(a.chunks) != 2 || a.shrunk != 1 {
+		t.Fatalf("%d chunks (%d unmapped), want 2 (1)", len(a.chunks), a.shrunk)
+	}
+	i, _ := a.get() // from the second chunk, not a new third
+	if i/per != 1 || len(a.chunks) != 2 {
+		t.Fatalf("slot %d (%d chunks): want one from the second chunk", i, len(a.chunks))
+	}
+	rest := append([]int{i, slots[per+2], slots[per+3]}, slots[:per]...)
+	for _, j := range rest {
+		a.put(j)
+	}
+	if len(a.chunks) != 1 || a.used != 0 || a.grown != a.shrunk {
+		t.Fatalf("after every slot came back: %d chunks, %d used, %d grown, %d unmapped; want the first chunk only",
+			len(a.chunks), a.used, a.grown, a.shrunk)
+	}
 }
