@@ -143,6 +143,11 @@ func FDs(addr string, n int, o Options) ([]int, *net.TCPAddr, error) {
 	if n > 1 {
 		o.ReusePort = true
 	}
+	if o.ReusePort {
+		if err := checkFree(addr); err != nil {
+			return nil, nil, err
+		}
+	}
 	var fds []int
 	var bound *net.TCPAddr
 	for i := range n {
@@ -159,6 +164,37 @@ func FDs(addr string, n int, o Options) ([]int, *net.TCPAddr, error) {
 		fds = append(fds, fd)
 	}
 	return fds, bound, nil
+}
+
+// checkFree fails with EADDRINUSE if something already listens on addr.
+// A socket with SO_REUSEPORT would otherwise join another process's
+// listeners on it (same user) without a word, and the kernel would split
+// new connections between two unrelated servers. It binds a probe socket
+// without SO_REUSEPORT, which only a free address accepts, and closes it.
+// Port 0 is always free.
+func checkFree(addr string) error {
+	tcpAddr, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if tcpAddr.Port == 0 {
+		return nil
+	}
+	family, sa := sockaddr(tcpAddr)
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return fmt.Errorf("listen %s: socket: %w", addr, err)
+	}
+	defer unix.Close(fd)
+	// SO_REUSEADDR, as the real sockets have: connections of an earlier
+	// server still in TIME_WAIT do not make the address busy.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("listen %s: SO_REUSEADDR: %w", addr, err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fmt.Errorf("listen %s: bind: %w", addr, err)
+	}
+	return nil
 }
 
 func wrap(fd int, addr string) (*net.TCPListener, error) {

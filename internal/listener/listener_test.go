@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -105,6 +106,35 @@ func TestListenNSharesOnePort(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Fatalf("connections reached listeners %v, want all 3", seen)
+	}
+}
+
+// TestListenNRefusesABusyPort checks that a group of SO_REUSEPORT
+// listeners does not join sockets already listening on its port (another
+// server of the same user, with or without SO_REUSEPORT), and that the
+// address is free again once the first group closes.
+func TestListenNRefusesABusyPort(t *testing.T) {
+	first, err := ListenN("127.0.0.1:0", 2, Options{Backlog: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := first[0].Addr().String()
+	if again, err := ListenN(addr, 2, Options{Backlog: 16}); !errors.Is(err, unix.EADDRINUSE) {
+		for _, ln := range again {
+			ln.Close()
+		}
+		t.Fatalf("a second group on %s: %v, want address in use", addr, err)
+	}
+	for _, ln := range first {
+		ln.Close()
+	}
+	plain, err := Listen(addr, Options{Backlog: 16})
+	if err != nil {
+		t.Fatalf("%s after the first group closed: %v", addr, err)
+	}
+	defer plain.Close()
+	if _, err := ListenN(addr, 2, Options{Backlog: 16}); !errors.Is(err, unix.EADDRINUSE) {
+		t.Fatalf("a group on %s held by a plain listener: %v, want address in use", addr, err)
 	}
 }
 
