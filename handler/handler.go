@@ -60,8 +60,9 @@ type Session interface {
 }
 
 // Farewell is an optional interface for a Session. When the engine closes a
-// connection on its own initiative (shutdown, outbound overflow, an input
-// limit), it calls Farewell first and sends the returned bytes as the last
+// connection on its own initiative (shutdown, outbound overflow, the
+// inbound limit, the frame timeout, the write timeout), it calls Farewell
+// first and sends the returned bytes as the last
 // thing on the wire, on a best-effort basis. The chat app uses it to send
 // "BYE <reason>".
 //
@@ -73,9 +74,11 @@ type Farewell interface {
 }
 
 // Refuser is an optional interface for a Handler. When a model refuses a
-// connection before Open (a cap was reached), it sends the bytes Refuse
-// returns, on a best-effort basis, and closes the connection. Returning
-// nil means the connection is just closed.
+// connection before Open (ErrServerFull: a cap was reached; ErrTooManyConns
+// or ErrConnRate: the per-address limits; ErrShutdown: the server is
+// stopping), it sends the bytes Refuse returns for that reason, on a
+// best-effort basis, and closes the connection. Returning nil means the
+// connection is just closed.
 type Refuser interface {
 	Refuse(reason error) []byte
 }
