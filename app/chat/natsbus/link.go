@@ -79,9 +79,12 @@ type link struct {
 	seenMu sync.Mutex
 	seen   map[string]map[uint64]position // room -> origin node -> last delivered
 	// heard is when the node last delivered an event from each origin, and
-	// done the origins that said they have quiesced (Drain).
+	// done the origins that said they have quiesced (Drain). Only origins
+	// in heard matter in done, and done is pruned to them (quiesced).
 	heard map[uint64]time.Time
 	done  map[uint64]bool
+	// doneLimit is the size of done that makes the next marker prune it.
+	doneLimit int
 	// self is this node's id as its events carry it (Origin.Node), once it
 	// has published one.
 	self atomic.Uint64
@@ -122,6 +125,8 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		heard: map[uint64]time.Time{},
 		done:  map[uint64]bool{},
 		quit:  make(chan struct{}),
+
+		doneLimit: maxHeard,
 	}
 	l.bufs.New = func() any { return new([]byte) }
 	nopts := []nats.Option{
@@ -372,9 +377,7 @@ func (l *link) handleData(m *nats.Msg) {
 	}
 	if m.Subject == l.subj.quiesced {
 		if len(m.Data) == 8 {
-			l.seenMu.Lock()
-			l.done[binary.BigEndian.Uint64(m.Data)] = true
-			l.seenMu.Unlock()
+			l.quiesced(binary.BigEndian.Uint64(m.Data))
 		}
 		return
 	}
@@ -456,6 +459,32 @@ func (l *link) hear(origin uint64) {
 		}
 	}
 	l.heard[origin] = now
+}
+
+// quiesced notes origin's quiesced marker. Every node that stops says so,
+// shared rooms or not (a fork or prefork parent hears one per connection's
+// child), so done is bounded on its own: once it holds doneLimit origins,
+// those not heard from within drainActive are forgotten. allQuiesced
+// consults done only for origins heard from within drainActive, and an
+// origin's marker follows its events on the one data goroutine, so an
+// origin that matters for a drain is in heard when its marker arrives.
+// (One heard of again after its marker, such as the LEAVEs its shutdown
+// sends after Drain, says quiesced again when it closes.)
+func (l *link) quiesced(origin uint64) {
+	l.seenMu.Lock()
+	defer l.seenMu.Unlock()
+	if len(l.done) >= l.doneLimit {
+		now := time.Now()
+		for o := range l.done {
+			if at, ok := l.heard[o]; !ok || now.Sub(at) > drainActive {
+				delete(l.done, o)
+			}
+		}
+		// Prune again only once the map has doubled, so that many recent
+		// origins cost amortized constant time per marker.
+		l.doneLimit = max(maxHeard, 2*len(l.done))
+	}
+	l.done[origin] = true
 }
 
 // maxReply bounds a /who or /rooms answer; the hub cuts its lists to a
