@@ -19,8 +19,10 @@ import (
 // Membership is copy-on-write: a room's members are an immutable slice
 // behind an atomic pointer. Joining or leaving copies the slice under the
 // room's own mutex; fan-out loads the pointer and writes to each member
-// with no lock but that member's write lock. No lock is global, and none is
-// held across a write to more than one connection.
+// with no lock but that member's write lock and a read lock on the room's
+// fan-out barrier (one per message, not per member), which a member that
+// leaves takes once to wait out the fan-outs that loaded the list it was
+// in. No lock is global.
 type hub struct {
 	opts  Options
 	enc   encoder
@@ -69,6 +71,11 @@ type room struct {
 	mu      sync.Mutex // serializes changes to members
 	dead    bool       // emptied and removed from hub.rooms; join a new one
 	members atomic.Pointer[[]*session]
+	// fan is read-locked by each fan-out across its load of members and
+	// its writes; leave write-locks it once, after removing the member, so
+	// that when leave returns no fan-out still holds a list with the
+	// member in it (see leave).
+	fan sync.RWMutex
 }
 
 func (r *room) load() []*session {
@@ -117,7 +124,21 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 // leave removes s from r. The last member out unsubscribes the node and
 // removes the room; Unsubscribe runs before the room leaves the map, so a
 // later join's Subscribe always follows it.
+//
+// When leave returns, s gets none of r's traffic any more: it waits for
+// the fan-outs to r that loaded a member list with s in it (a fan-out
+// never waits for a receiver, so that is short), and later ones load the
+// list without s. So a member that moves to another room gets its OK join
+// after the last of its old room's traffic.
 func (h *hub) leave(s *session, r *room) {
+	h.remove(s, r)
+	r.fan.Lock()
+	//lint:ignore SA2001 an empty critical section is the barrier: it waits for the fan-outs in progress
+	r.fan.Unlock()
+}
+
+// remove is leave's first half: s out of r's member list.
+func (h *hub) remove(s *session, r *room) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.load()
@@ -233,14 +254,18 @@ type node struct{ h *hub }
 var _ Node = node{}
 
 // Deliver fans a room event out to the local members: the frame is encoded
-// once and written to each member but the origin.
+// once and written to each member but the origin, under a read lock of the
+// room's fan-out barrier (see leave).
 func (n node) Deliver(ev Event) {
 	h := n.h
 	v, ok := h.rooms.Load(ev.Room)
 	if !ok {
 		return
 	}
-	members := v.(*room).load()
+	r := v.(*room)
+	r.fan.RLock()
+	defer r.fan.RUnlock()
+	members := r.load()
 	if len(members) == 0 {
 		return
 	}
