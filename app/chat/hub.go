@@ -345,11 +345,17 @@ func (n node) Notice(name string, words ...string) {
 }
 
 // list frames "OK <what> item item ...", cutting the list with "..."
-// where the frame would pass the server's frame limit.
+// where the frame would pass the server's frame limit. Only an item with
+// more after it must leave room for the " ..." that may follow it; a list
+// that fits whole is never cut.
 func (h *hub) list(dst []byte, what string, items []string) []byte {
 	p := append([]byte("OK "), what...)
-	for _, it := range items {
-		if len(p)+1+len(it)+len(" ...") > h.enc.max {
+	for i, it := range items {
+		room := 0
+		if i < len(items)-1 {
+			room = len(" ...")
+		}
+		if len(p)+1+len(it)+room > h.enc.max {
 			p = append(p, " ..."...)
 			break
 		}

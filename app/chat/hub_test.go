@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/handler"
 )
 
 // gateConn is a memConn whose next Write, once armed, stops until the gate
@@ -106,5 +107,65 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 	}
 	if in != "elsewhere" || msgs != 1 {
 		t.Errorf("the mover got %d lobby messages and ended in %s, want the one sent while it was in the lobby, then OK join elsewhere: %q", msgs, in, got)
+	}
+}
+
+// nickOf returns a valid nick of n characters starting with c.
+func nickOf(c byte, n int) string { return string(c) + strings.Repeat("n", n-1) }
+
+// TestListCutsOnlyWhatPassesTheLimit: a /who or /rooms list is cut, with
+// " ...", only if it would pass the server frame limit; one that fits
+// exactly, or within the 4 bytes of " ...", is sent whole.
+func TestListCutsOnlyWhatPassesTheLimit(t *testing.T) {
+	h, err := New(Options{Framing: frame.Line, MaxServerFrame: MinServerFrame})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// 15 nicks of 32 characters, then one of n: "OK who" + 15*33 + 1 + n.
+	var long []string
+	for i := range 15 {
+		long = append(long, nickOf(byte('a'+i), MaxNick))
+	}
+	base := len("OK who") + 15*(1+MaxNick) + 1
+	for _, n := range []int{1, MinServerFrame - base - 3, MinServerFrame - base - 1, MinServerFrame - base} {
+		items := append(append([]string{}, long...), nickOf('z', n))
+		want := "OK who " + strings.Join(items, " ")
+		if got := frames(t, h.hub.list(nil, "who", items)); len(got) != 1 || got[0] != want {
+			t.Errorf("a %d-byte list: got %q, want it whole", len(want), got)
+		}
+	}
+	items := append(append([]string{}, long...), nickOf('z', MinServerFrame-base+1))
+	want := "OK who " + strings.Join(long, " ") + " ..."
+	if got := frames(t, h.hub.list(nil, "who", items)); len(got) != 1 || got[0] != want {
+		t.Errorf("a list one byte over the limit: got %q, want %q", got, want)
+	}
+	// A list whose last but one item fits only without room for " ...".
+	items = append(append([]string{}, long...), nickOf('y', MinServerFrame-base), "z")
+	want = "OK who " + strings.Join(long, " ") + " ..."
+	if got := frames(t, h.hub.list(nil, "who", items)); len(got) != 1 || got[0] != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+
+	// The same through /who, with a list that fills the frame exactly.
+	nicks := append(long, nickOf('z', MinServerFrame-base))
+	conns := make([]memConn, len(nicks))
+	var last handler.Session
+	for i, nick := range nicks {
+		last = h.Open(&conns[i])
+		defer last.Closed(nil)
+		last.Data([]byte("/nick " + nick + "\n"))
+	}
+	c := &conns[len(conns)-1]
+	c.mu.Lock()
+	c.out = c.out[:0]
+	c.mu.Unlock()
+	last.Data([]byte("/who\n"))
+	c.mu.Lock()
+	got := frames(t, c.out)
+	c.mu.Unlock()
+	want = "OK who " + strings.Join(nicks, " ")
+	if len(want) != MinServerFrame || len(got) != 1 || got[0] != want {
+		t.Errorf("/who filling the frame (%d bytes): got %q", len(want), got)
 	}
 }
