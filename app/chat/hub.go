@@ -27,8 +27,9 @@ type hub struct {
 	opts  Options
 	enc   encoder
 	bus   Bus
-	id    uint64    // this node, in Event.Origin
-	epoch time.Time // monotonic base for idle timers
+	limit MessageLimiter // the bus's, if it bounds messages; else nil
+	id    uint64         // this node, in Event.Origin
+	epoch time.Time      // monotonic base for idle timers
 
 	rooms sync.Map // name -> *room
 	nicks sync.Map // nick -> *session, local connections only
@@ -62,7 +63,19 @@ func newHub(o Options) (*hub, error) {
 		return nil, fmt.Errorf("chat: attach to bus: %w", err)
 	}
 	h.bus = bus
+	h.limit, _ = bus.(MessageLimiter)
 	return h, nil
+}
+
+// messageLimit is the longest MSG or PRIV frame payload a message may
+// make: the server frame limit, or the bus's if that is less.
+func (h *hub) messageLimit() int {
+	if h.limit != nil {
+		if n := h.limit.MaxMessage(); n > 0 && n < h.enc.max {
+			return n
+		}
+	}
+	return h.enc.max
 }
 
 // room is one room's local members.

@@ -70,6 +70,9 @@ type link struct {
 	// down is set while the clients have been told bus-down and not yet
 	// bus-up.
 	down atomic.Bool
+	// maxPayload is the max payload the NATS server the node is connected
+	// to announced (MaxMessage).
+	maxPayload atomic.Int64
 
 	mu       sync.Mutex
 	rooms    map[string]*roomSub
@@ -104,9 +107,10 @@ type roomSub struct {
 }
 
 var (
-	_ chat.Bus          = (*link)(nil)
-	_ chat.GuestCounter = (*link)(nil)
-	_ chat.Drainer      = (*link)(nil)
+	_ chat.Bus            = (*link)(nil)
+	_ chat.GuestCounter   = (*link)(nil)
+	_ chat.Drainer        = (*link)(nil)
+	_ chat.MessageLimiter = (*link)(nil)
 )
 
 // dial connects node to NATS.
@@ -149,6 +153,7 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		return nil, fmt.Errorf("natsbus: connect to %s: %w", o.URLs, err)
 	}
 	l.nc = nc
+	l.maxPayload.Store(nc.MaxPayload())
 	l.claims, err = l.openClaimsPatiently()
 	if err == nil {
 		l.roomsSub, err = nc.ChanSubscribe(l.subj.rooms, l.ctl)
@@ -218,8 +223,17 @@ func (l *link) reconnected(nc *nats.Conn) {
 		l.opts.Logger.Warn("chat bus: reconnected, but the server did not confirm the subscriptions", "err", err)
 	}
 	l.opts.Logger.Info("chat bus: reconnected", "server", nc.ConnectedUrlRedacted())
+	if mp := nc.MaxPayload(); l.maxPayload.Swap(mp) != mp {
+		l.opts.Logger.Warn("chat bus: this NATS server's max payload differs from the last one's",
+			"max_payload", mp, "longest_message_frame", l.MaxMessage())
+	}
 	l.busUp()
 }
+
+// MaxMessage is the longest MSG or PRIV frame the NATS server the node is
+// connected to carries: its max payload less EventOverhead. The hub
+// refuses a longer message with ERR too-long.
+func (l *link) MaxMessage() int { return max(1, int(l.maxPayload.Load())-EventOverhead) }
 
 // busUp tells the clients the bus is back, once per outage: the first of
 // the reconnect's flush and the first event from the server again, so
@@ -487,8 +501,8 @@ func (l *link) quiesced(origin uint64) {
 	l.done[origin] = true
 }
 
-// maxReply bounds a /who or /rooms answer; the hub cuts its lists to a
-// frame anyway.
+// maxReply bounds a /who or /rooms answer, as does the NATS server's max
+// payload; the hub cuts its lists to a frame anyway.
 const maxReply = 256 << 10
 
 func (l *link) answer(m *nats.Msg) {
@@ -506,9 +520,10 @@ func (l *link) answer(m *nats.Msg) {
 	if len(items) == 0 {
 		return
 	}
+	limit := min(maxReply, int(l.maxPayload.Load()))
 	var p []byte
 	for _, it := range items {
-		if len(p)+1+len(it) > maxReply {
+		if len(p)+1+len(it) > limit {
 			break
 		}
 		if len(p) > 0 {

@@ -268,6 +268,19 @@ func (n *Net) Options() Options { return n.opts }
 // Stats returns the node's counters.
 func (n *Net) Stats() Stats { return n.stats.snapshot() }
 
+// MaxMessage is the longest MSG or PRIV frame the node can send: the max
+// payload of the NATS server it is connected to, less EventOverhead. The
+// hub refuses a longer message with "ERR too-long" (chat.MessageLimiter).
+// It is 0 before Join.
+func (n *Net) MaxMessage() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.link == nil {
+		return 0
+	}
+	return n.link.MaxMessage()
+}
+
 // Join connects node to NATS and returns its Bus. It can be called once.
 func (n *Net) Join(node chat.Node) (chat.Bus, error) {
 	n.mu.Lock()
