@@ -170,8 +170,13 @@ func New(o Options) (*Handler, error) {
 // refuses it with "ERR server-full" past Options.MaxConns.
 func (h *Handler) Open(c handler.Conn) handler.Session { return h.hub.open(c) }
 
-// Refuse is what a model sends to a connection it refuses before Open
-// because one of its own caps is reached.
+// Refuse is what a model sends to a connection it refuses before Open:
+// "ERR server-full" when one of its own caps is reached
+// (handler.ErrServerFull), "ERR too-many-connections" when the client's
+// address has the most connections allowed open (handler.ErrTooManyConns),
+// and "ERR connecting-too-fast" when it opens them faster than allowed
+// (handler.ErrConnRate), each followed by BYE with the same code; for any
+// other reason, "BYE error".
 func (h *Handler) Refuse(reason error) []byte {
 	enc := h.hub.enc
 	switch {
