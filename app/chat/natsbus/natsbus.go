@@ -23,6 +23,10 @@
 //     come from one JetStream stream's sequence, so guest-<n> counts up
 //     across the bus.
 //
+// An event is one NATS message, its frame plus at most EventOverhead bytes;
+// the node tells the hub (chat.MessageLimiter) to refuse, with "ERR
+// too-long", a message longer than the NATS server's max payload allows.
+//
 // Every room event carries its origin node, and a sequence number per
 // origin node and room. A receiving node drops an event it has already
 // delivered (so no client gets a message twice) and counts the events it
