@@ -80,6 +80,18 @@ type GuestCounter interface {
 	NextGuest() (uint64, error)
 }
 
+// MessageLimiter is an optional interface for a Bus whose transport
+// bounds the size of one event (a NATS server's max payload). The hub
+// refuses a message whose MSG or PRIV frame would pass the bus's limit
+// with "ERR too-long", as it does one that would pass
+// Options.MaxServerFrame, rather than let the bus fail to carry it.
+type MessageLimiter interface {
+	// MaxMessage returns the longest MSG or PRIV frame payload, as the hub
+	// encodes it, that the bus can carry now; 0 means no limit of its
+	// own. It is called once per message, so it must be cheap.
+	MaxMessage() int
+}
+
 // Drainer is an optional interface for a Bus that delivers asynchronously
 // (from another process). At shutdown, once the server has stopped reading
 // its connections and before it says BYE to them, the hub calls Drain:

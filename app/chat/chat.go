@@ -40,6 +40,14 @@ const (
 // fits in it.
 const MinServerFrame = 512
 
+// DefaultMaxServerFrame is the largest server frame when
+// Options.MaxServerFrame is 0 (and MaxFrame is not smaller): 256 KiB, a
+// quarter of the engine's default outbound bound (engine.Config.MaxPending,
+// 1 MiB), as the CLI makes it by default. So one message never overflows a
+// receiver that keeps up on a server with the engine's defaults. A server
+// with a smaller MaxPending should set MaxServerFrame to a quarter of it.
+const DefaultMaxServerFrame = 256 << 10
+
 // minFrame is the smallest MaxFrame allowed: "/msg", a longest nick and
 // some text fit in it.
 const minFrame = 64
@@ -56,9 +64,11 @@ type Options struct {
 	// MaxServerFrame is the largest frame the server sends. A message
 	// whose MSG or PRIV frame would be longer is refused with "ERR
 	// too-long"; /who and /rooms lists are cut to fit. Keep it well under
-	// the engine's per-connection outbound bound, so that one message can
-	// never overflow a receiver that keeps up. 0 means MaxFrame, but at
-	// least MinServerFrame.
+	// the engine's per-connection outbound bound (a quarter of it, as the
+	// CLI does), so that one message can never overflow a receiver that
+	// keeps up. 0 means MaxFrame or DefaultMaxServerFrame, whichever is
+	// smaller, but at least MinServerFrame: 256 KiB with the default
+	// MaxFrame, which suits the engine's default MaxPending of 1 MiB.
 	MaxServerFrame int
 	// MaxConns caps the connections the handler serves at once. Past it a
 	// new connection gets "ERR server-full" and is closed. 0 means
@@ -79,8 +89,10 @@ type Options struct {
 }
 
 // DefaultOptions returns the options the CLI starts from: length framing,
-// 1 MiB frames, 10000 connections, 100 messages a second with bursts of
-// 200, and a 5 minute idle timeout.
+// 1 MiB client frames, server frames of DefaultMaxServerFrame (256 KiB,
+// as MaxServerFrame 0 means), 10000 connections, 100 messages a second with bursts of 200, and a 5
+// minute idle timeout. They suit an engine.Config with the default
+// MaxPending (1 MiB).
 func DefaultOptions() Options {
 	return Options{
 		Framing:     frame.Length,
@@ -105,7 +117,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.MaxFrame = DefaultMaxFrame
 	}
 	if o.MaxServerFrame == 0 {
-		o.MaxServerFrame = max(o.MaxFrame, MinServerFrame)
+		o.MaxServerFrame = max(min(o.MaxFrame, DefaultMaxServerFrame), MinServerFrame)
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = DefaultMaxConns
@@ -158,8 +170,13 @@ func New(o Options) (*Handler, error) {
 // refuses it with "ERR server-full" past Options.MaxConns.
 func (h *Handler) Open(c handler.Conn) handler.Session { return h.hub.open(c) }
 
-// Refuse is what a model sends to a connection it refuses before Open
-// because one of its own caps is reached.
+// Refuse is what a model sends to a connection it refuses before Open:
+// "ERR server-full" when one of its own caps is reached
+// (handler.ErrServerFull), "ERR too-many-connections" when the client's
+// address has the most connections allowed open (handler.ErrTooManyConns),
+// and "ERR connecting-too-fast" when it opens them faster than allowed
+// (handler.ErrConnRate), each followed by BYE with the same code; for any
+// other reason, "BYE error".
 func (h *Handler) Refuse(reason error) []byte {
 	enc := h.hub.enc
 	switch {

@@ -19,14 +19,17 @@ import (
 // Membership is copy-on-write: a room's members are an immutable slice
 // behind an atomic pointer. Joining or leaving copies the slice under the
 // room's own mutex; fan-out loads the pointer and writes to each member
-// with no lock but that member's write lock. No lock is global, and none is
-// held across a write to more than one connection.
+// with no lock but that member's write lock and a read lock on the room's
+// fan-out barrier (one per message, not per member), which a member that
+// leaves takes once to wait out the fan-outs that loaded the list it was
+// in. No lock is global.
 type hub struct {
 	opts  Options
 	enc   encoder
 	bus   Bus
-	id    uint64    // this node, in Event.Origin
-	epoch time.Time // monotonic base for idle timers
+	limit MessageLimiter // the bus's, if it bounds messages; else nil
+	id    uint64         // this node, in Event.Origin
+	epoch time.Time      // monotonic base for idle timers
 
 	rooms sync.Map // name -> *room
 	nicks sync.Map // nick -> *session, local connections only
@@ -60,7 +63,19 @@ func newHub(o Options) (*hub, error) {
 		return nil, fmt.Errorf("chat: attach to bus: %w", err)
 	}
 	h.bus = bus
+	h.limit, _ = bus.(MessageLimiter)
 	return h, nil
+}
+
+// messageLimit is the longest MSG or PRIV frame payload a message may
+// make: the server frame limit, or the bus's if that is less.
+func (h *hub) messageLimit() int {
+	if h.limit != nil {
+		if n := h.limit.MaxMessage(); n > 0 && n < h.enc.max {
+			return n
+		}
+	}
+	return h.enc.max
 }
 
 // room is one room's local members.
@@ -69,6 +84,11 @@ type room struct {
 	mu      sync.Mutex // serializes changes to members
 	dead    bool       // emptied and removed from hub.rooms; join a new one
 	members atomic.Pointer[[]*session]
+	// fan is read-locked by each fan-out across its load of members and
+	// its writes; leave write-locks it once, after removing the member, so
+	// that when leave returns no fan-out still holds a list with the
+	// member in it (see leave).
+	fan sync.RWMutex
 }
 
 func (r *room) load() []*session {
@@ -117,7 +137,21 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 // leave removes s from r. The last member out unsubscribes the node and
 // removes the room; Unsubscribe runs before the room leaves the map, so a
 // later join's Subscribe always follows it.
+//
+// When leave returns, s gets none of r's traffic any more: it waits for
+// the fan-outs to r that loaded a member list with s in it (a fan-out
+// never waits for a receiver, so that is short), and later ones load the
+// list without s. So a member that moves to another room gets its OK join
+// after the last of its old room's traffic.
 func (h *hub) leave(s *session, r *room) {
+	h.remove(s, r)
+	r.fan.Lock()
+	//lint:ignore SA2001 an empty critical section is the barrier: it waits for the fan-outs in progress
+	r.fan.Unlock()
+}
+
+// remove is leave's first half: s out of r's member list.
+func (h *hub) remove(s *session, r *room) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.load()
@@ -233,14 +267,18 @@ type node struct{ h *hub }
 var _ Node = node{}
 
 // Deliver fans a room event out to the local members: the frame is encoded
-// once and written to each member but the origin.
+// once and written to each member but the origin, under a read lock of the
+// room's fan-out barrier (see leave).
 func (n node) Deliver(ev Event) {
 	h := n.h
 	v, ok := h.rooms.Load(ev.Room)
 	if !ok {
 		return
 	}
-	members := v.(*room).load()
+	r := v.(*room)
+	r.fan.RLock()
+	defer r.fan.RUnlock()
+	members := r.load()
 	if len(members) == 0 {
 		return
 	}
@@ -320,11 +358,17 @@ func (n node) Notice(name string, words ...string) {
 }
 
 // list frames "OK <what> item item ...", cutting the list with "..."
-// where the frame would pass the server's frame limit.
+// where the frame would pass the server's frame limit. Only an item with
+// more after it must leave room for the " ..." that may follow it; a list
+// that fits whole is never cut.
 func (h *hub) list(dst []byte, what string, items []string) []byte {
 	p := append([]byte("OK "), what...)
-	for _, it := range items {
-		if len(p)+1+len(it)+len(" ...") > h.enc.max {
+	for i, it := range items {
+		room := 0
+		if i < len(items)-1 {
+			room = len(" ...")
+		}
+		if len(p)+1+len(it)+room > h.enc.max {
 			p = append(p, " ..."...)
 			break
 		}

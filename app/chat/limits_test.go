@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -60,26 +61,65 @@ func TestIdleRemaining(t *testing.T) {
 	nilTimer.stop()
 }
 
-// TestIdleTimerFiresOnceAndStops checks the timer re-arms on activity and
-// that stop prevents the call; the durations are failure bounds.
+// TestIdleTimerFiresOnceAndStops checks that activity re-arms the timer
+// (a firing before the timeout has passed since the last frame waits for
+// the rest), that it calls expire once, and that stop prevents the call
+// even from a firing already on its way. The firings are driven by hand
+// (fire) where the outcome must not depend on timing; then the real
+// timer, whose durations are failure bounds only.
 func TestIdleTimerFiresOnceAndStops(t *testing.T) {
-	fired := make(chan struct{}, 2)
-	it := startIdle(30*time.Millisecond, time.Now(), func() { fired <- struct{}{} })
+	var calls atomic.Int32
+	count := func() { calls.Add(1) }
+	now := time.Now()
+
+	it := startIdle(time.Hour, now, count)
+	defer it.stop()
+	it.touch(now.Add(-2 * time.Hour)) // idle too long...
+	it.touch(time.Now())              // ...but a frame has just come
+	it.fire()
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("fired %d times though a frame had just come", n)
+	}
+	it.touch(time.Now().Add(-2 * time.Hour))
+	it.fire()
+	it.fire()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("after the timeout, fired %d times; want once", n)
+	}
+
+	stopped := startIdle(time.Hour, now, count)
+	stopped.touch(now.Add(-2 * time.Hour))
+	stopped.stop()
+	stopped.fire() // a firing that raced with stop
+	if n := calls.Load(); n != 1 {
+		t.Fatal("a stopped timer fired")
+	}
+
+	// The live timer: a frame "arriving" 300ms from now makes the first
+	// firing, at 50ms, re-arm; expire comes no sooner than 50ms after that
+	// frame (the code checks it on the monotonic clock before calling).
+	const timeout = 50 * time.Millisecond
+	fired := make(chan time.Time, 2)
+	live := startIdle(timeout, time.Now(), func() { fired <- time.Now() })
+	defer live.stop()
+	frameAt := time.Now().Add(300 * time.Millisecond)
+	live.touch(frameAt)
 	select {
-	case <-fired:
+	case at := <-fired:
+		if early := frameAt.Add(timeout).Sub(at); early > 0 {
+			t.Errorf("fired %v before the timeout had passed since the last frame", early)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("idle timer never fired")
 	}
-	it.stop()
+	live.mu.Lock()
+	done := live.stopped
+	live.mu.Unlock()
+	if !done {
+		t.Error("the timer is still armed after it fired")
+	}
 
-	stopped := startIdle(time.Hour, time.Now(), func() { fired <- struct{}{} })
-	stopped.stop()
 	if startIdle(0, time.Now(), nil) != nil {
 		t.Error("a zero timeout made a timer")
-	}
-	select {
-	case <-fired:
-		t.Fatal("fired twice or after stop")
-	default:
 	}
 }

@@ -180,13 +180,13 @@ func (s *session) handle(p []byte, now time.Time) {
 	}
 }
 
-func (s *session) tooLong(n int) {
-	s.sendErr(CodeTooLong, "the message would make a "+strconv.Itoa(n)+"-byte frame; the limit is "+strconv.Itoa(s.hub.enc.max))
+func (s *session) tooLong(n, limit int) {
+	s.sendErr(CodeTooLong, "the message would make a "+strconv.Itoa(n)+"-byte frame; the limit is "+strconv.Itoa(limit))
 }
 
 func (s *session) say(text []byte) {
-	if n := eventLen(EventMsg, s.room.name, s.nickname(), text); n > s.hub.enc.max {
-		s.tooLong(n)
+	if n, limit := eventLen(EventMsg, s.room.name, s.nickname(), text), s.hub.messageLimit(); n > limit {
+		s.tooLong(n, limit)
 		return
 	}
 	if err := s.publish(EventMsg, s.room.name, text); err != nil {
@@ -213,7 +213,8 @@ func (s *session) rename(nick string) {
 
 // switchRoom leaves the current room and joins name. OK join is written
 // before the connection becomes a member, so it precedes the new room's
-// traffic, and the old room's traffic stops before it.
+// traffic, and after leave has returned, so it follows the last of the old
+// room's (hub.leave waits out the fan-outs in progress there).
 func (s *session) switchRoom(name string) {
 	ok := s.hub.enc.words("OK", "join", name)
 	if name == s.room.name {
@@ -271,8 +272,8 @@ func (s *session) who() {
 
 func (s *session) private(to string, text []byte) {
 	from := s.nickname()
-	if n := eventLen(EventPriv, "", from, text); n > s.hub.enc.max {
-		s.tooLong(n)
+	if n, limit := eventLen(EventPriv, "", from, text), s.hub.messageLimit(); n > limit {
+		s.tooLong(n, limit)
 		return
 	}
 	err := s.hub.bus.Private(Event{Kind: EventPriv, Nick: from, To: to, Text: text, Origin: s.hub.origin(s)})

@@ -93,7 +93,7 @@ func newChatApp(o *serveOptions) (handler.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := o.chatBus()
+	b, err := o.chatBus(opts.MaxServerFrame)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +105,13 @@ func newChatApp(o *serveOptions) (handler.Handler, error) {
 		b.close()
 		return nil, err
 	}
+	if b.net != nil {
+		if m := b.net.MaxMessage(); m < opts.MaxServerFrame {
+			o.cfg.Logger.Warn("chat bus: the NATS server's max payload is too small for the largest message; longer ones get ERR too-long",
+				"longest_message_frame", m, "server_frame_limit", opts.MaxServerFrame,
+				"max_payload_needed", opts.MaxServerFrame+natsbus.EventOverhead)
+		}
+	}
 	return &chatApp{Handler: h, bus: b}, nil
 }
 
@@ -113,12 +120,13 @@ func newChatApp(o *serveOptions) (handler.Handler, error) {
 //   - local: the hub's own in-process bus; refused for fork and prefork,
 //     whose processes would each be a separate chat;
 //   - embedded (the default for fork and prefork): start a NATS server on
-//     127.0.0.1, random port, and join it; the children learn its URL from
+//     127.0.0.1, random port, whose max payload fits a message of
+//     serverFrame bytes, and join it; the children learn its URL from
 //     engine.Config.AppParams and join it too;
 //   - nats://...: join that NATS cluster.
 //
 // A fork or prefork child always joins the bus its parent names.
-func (o *serveOptions) chatBus() (*chatBusState, error) {
+func (o *serveOptions) chatBus(serverFrame int) (*chatBusState, error) {
 	m, err := engine.Lookup(o.model)
 	if err != nil {
 		return nil, err
@@ -146,7 +154,7 @@ func (o *serveOptions) chatBus() (*chatBusState, error) {
 		}
 		return b, nil
 	case mode == "embedded":
-		e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{})
+		e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{MaxPayload: natsbus.PayloadFor(serverFrame)})
 		if err != nil {
 			return nil, err
 		}

@@ -1,8 +1,11 @@
 package natsbus_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/app/chat/natsbus"
 )
 
@@ -62,5 +65,79 @@ func TestAcrossNodes(t *testing.T) {
 	}
 	if st1.Received == 0 || st2.Received == 0 {
 		t.Errorf("nothing received across: %+v, %+v", st1, st2)
+	}
+}
+
+// TestMessagesFitTheMaxPayload: a NATS server whose max payload is less
+// than the chat's frame limit allows makes the chat's limit smaller: a
+// message that NATS could not carry is refused to its sender with
+// too-long (not sent to its own node's members only and refused by NATS
+// as unavailable), and the longest message it can carry, room or private,
+// to the longest nick, reaches the other node.
+func TestMessagesFitTheMaxPayload(t *testing.T) {
+	const maxPayload = 4096
+	ns := startNATS(t, natsbus.EmbeddedOptions{MaxPayload: maxPayload})
+	n1 := startNode(t, testBusOptions(ns.URL()))
+	n2 := startNode(t, testBusOptions(ns.URL()))
+	limit := n1.net.MaxMessage()
+	if limit != maxPayload-natsbus.EventOverhead {
+		t.Fatalf("MaxMessage %d, want the max payload %d less EventOverhead %d", limit, maxPayload, natsbus.EventOverhead)
+	}
+	long := strings.Repeat("b", chat.MaxNick)
+	a := join(t, n1, "alice", "")
+	b := join(t, n2, long, "")
+	refused := func(cmd string, frameLen int) {
+		t.Helper()
+		a.send(cmd)
+		want := fmt.Sprintf("ERR too-long the message would make a %d-byte frame; the limit is %d", frameLen, limit)
+		var got []string
+		for _, f := range a.sync() {
+			if !isPresence(f) {
+				got = append(got, f)
+			}
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("a %d-byte frame: alice got %.100q, want %q", frameLen, got, want)
+		}
+	}
+
+	msg := "MSG lobby alice "
+	refused(strings.Repeat("x", limit+1-len(msg)), limit+1)
+	refused(strings.Repeat("x", maxPayload), len(msg)+maxPayload) // NATS would refuse it
+	text := strings.Repeat("y", limit-len(msg))
+	a.send(text)
+	b.expect(msg + text)
+
+	priv := "PRIV alice "
+	refused("/msg "+long+" "+strings.Repeat("x", limit+1-len(priv)), limit+1)
+	text = strings.Repeat("z", limit-len(priv))
+	a.call("/msg "+long+" "+text, "OK msg")
+	b.expect(priv + text)
+	if st := n1.net.Stats(); st.PublishErrors != 0 {
+		t.Errorf("%d events refused by NATS", st.PublishErrors)
+	}
+}
+
+// TestEmbeddedMaxPayload: an embedded server takes the max payload
+// PayloadFor gives it, which carries every message of the chat it is
+// for, and refuses one it cannot have.
+func TestEmbeddedMaxPayload(t *testing.T) {
+	for frame, want := range map[int]int{
+		chat.DefaultMaxServerFrame: 1 << 20, // NATS's default: no smaller
+		1 << 20:                    1<<20 + natsbus.EventOverhead,
+		1 << 30:                    natsbus.MaxEmbeddedPayload,
+	} {
+		if got := natsbus.PayloadFor(frame); got != want {
+			t.Errorf("PayloadFor(%d) = %d, want %d", frame, got, want)
+		}
+	}
+	ns := startNATS(t, natsbus.EmbeddedOptions{MaxPayload: natsbus.PayloadFor(1 << 20)})
+	n := startNode(t, testBusOptions(ns.URL()))
+	if got := n.net.MaxMessage(); got != 1<<20 {
+		t.Errorf("MaxMessage %d, want 1 MiB, the server frame limit it was made for", got)
+	}
+	if e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{MaxPayload: natsbus.MaxEmbeddedPayload + 1}); err == nil {
+		e.Shutdown()
+		t.Error("an embedded server took a max payload over MaxEmbeddedPayload")
 	}
 }

@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,12 +29,16 @@ type claims struct {
 	ttl   time.Duration // the bucket's, which may predate this node's options
 	value []byte
 
-	// mu guards held and closed, and is held across renewing one nick so
-	// that a release always deletes the newest revision.
-	mu     sync.Mutex
-	held   map[string]*claim
-	closed bool
-	done   chan struct{}
+	// mu guards held, claiming and closed, and is held across renewing
+	// one nick so that a release always deletes the newest revision.
+	mu   sync.Mutex
+	held map[string]*claim
+	// claiming are the nicks a claim of this node is under way for: a
+	// key holding this node's own value is adopted only by a claim that
+	// knows no other local one has or is taking the nick.
+	claiming map[string]bool
+	closed   bool
+	done     chan struct{}
 }
 
 type claim struct {
@@ -60,6 +65,8 @@ func openClaims(ctx context.Context, l *link) (*claims, error) {
 		value: strconv.AppendUint(nil, rand.Uint64(), 16), // names the node in the bucket
 		held:  map[string]*claim{},
 		done:  make(chan struct{}),
+
+		claiming: map[string]bool{},
 	}, nil
 }
 
@@ -132,22 +139,36 @@ func (c *claims) ctx() (context.Context, context.CancelFunc) {
 // claim reserves nick. The subscription for private messages is made
 // first: the claim's answer comes back on the same connection, so once it
 // has, the server has the subscription too.
+//
+// A key that holds this node's own value, though the node holds no claim
+// on it, is a write of this node's whose answer was lost (a claim or a
+// renewal that timed out after JetStream applied it, a release whose
+// delete did not arrive): the claim adopts it rather than wait for it to
+// expire. A nick another claim of this node is taking is taken.
 func (c *claims) claim(nick string) error {
 	l := c.l
 	if !l.nc.IsConnected() {
 		return fmt.Errorf("claim %s: %w", nick, ErrBusDown)
 	}
+	c.mu.Lock()
+	if c.held[nick] != nil || c.claiming[nick] {
+		c.mu.Unlock()
+		return fmt.Errorf("claim %s: %w", nick, chat.ErrNickTaken)
+	}
+	c.claiming[nick] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.claiming, nick)
+		c.mu.Unlock()
+	}()
 	sub, err := l.nc.ChanSubscribe(l.subj.nick+nick, l.data)
 	if err != nil {
 		return fmt.Errorf("claim %s: %w", nick, err)
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
-	var rev uint64
-	err = c.retry(ctx, func() (err error) {
-		rev, err = c.kv.Create(ctx, nick, c.value)
-		return err
-	})
+	rev, err := c.create(ctx, nick)
 	if err != nil {
 		sub.Unsubscribe()
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -164,6 +185,57 @@ func (c *claims) claim(nick string) error {
 	}
 	c.held[nick] = &claim{rev: rev, sub: sub}
 	return nil
+}
+
+// maxAdopt bounds create's attempts when the key changes under it.
+const maxAdopt = 3
+
+// create writes a claim on nick that the node does not hold: it creates
+// the key, or, if the key holds this node's own value (see claim), writes
+// it again at the revision it has. It returns the revision written, or
+// jetstream.ErrKeyExists if another node holds the nick.
+func (c *claims) create(ctx context.Context, nick string) (uint64, error) {
+	for range maxAdopt {
+		var rev uint64
+		err := c.retry(ctx, func() (err error) {
+			rev, err = c.kv.Create(ctx, nick, c.value)
+			return err
+		})
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return rev, err
+		}
+		own, err := c.ownRevision(ctx, nick)
+		if err != nil {
+			return 0, err
+		}
+		if own == 0 {
+			continue // gone meanwhile: create it
+		}
+		rev, err = c.kv.Update(ctx, nick, c.value, own)
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return rev, err
+		}
+		// The key changed since it was read: it expired, was deleted or
+		// was taken. Start over.
+	}
+	return 0, fmt.Errorf("the key changed %d times while it was being claimed", maxAdopt)
+}
+
+// ownRevision reads nick's key after a write found it taken. It returns
+// the key's revision if it holds this node's own value, 0 and nil if the
+// key is gone (expired or deleted meanwhile), and ErrKeyExists if it holds
+// another node's.
+func (c *claims) ownRevision(ctx context.Context, nick string) (uint64, error) {
+	e, err := c.kv.Get(ctx, nick)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read the claim: %w", err)
+	case !bytes.Equal(e.Value(), c.value):
+		return 0, jetstream.ErrKeyExists
+	}
+	return e.Revision(), nil
 }
 
 // release gives nick up. It unsubscribes before deleting the claim, so the
@@ -238,11 +310,15 @@ func (c *claims) renewAll() {
 	}
 }
 
-// renew writes nick's claim again. If the claim expired meanwhile (a long
-// outage), or the bucket is gone (the cluster restarted), it claims the
-// nick anew; if another node has it by then, this
-// node gives the claim up and counts a conflict: its client keeps the nick
-// locally, but private messages to it go to the other holder.
+// renew writes nick's claim again. If the claim's revision is not the
+// key's any more, it claims the nick anew (create): the claim expired
+// meanwhile (a long outage), or the bucket is gone (the cluster
+// restarted), or an earlier write of this node's own was applied though
+// its answer was lost (a renewal that timed out), which create adopts. If
+// another node has the nick by then, this node gives the claim up and
+// counts a conflict: its client keeps the nick locally, but private
+// messages to it go to the other holder. Any other failure (a timeout)
+// leaves the claim to the next renewal.
 func (c *claims) renew(nick string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -254,10 +330,7 @@ func (c *claims) renew(nick string) {
 	defer cancel()
 	rev, err := c.kv.Update(ctx, nick, c.value, cl.rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-		err = c.retry(ctx, func() (err error) {
-			rev, err = c.kv.Create(ctx, nick, c.value)
-			return err
-		})
+		rev, err = c.create(ctx, nick)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			c.l.stats.nickConflicts.Add(1)
 			c.l.opts.Logger.Warn("chat bus: a nick's claim expired and another node took it", "nick", nick)

@@ -178,3 +178,62 @@ func TestOutage(t *testing.T) {
 	n1.stop(t)
 	n2.stop(t)
 }
+
+// TestRenewalAdoptsItsOwnLostWrite: a renewal that timed out after
+// JetStream applied it leaves the node holding a stale revision of its own
+// claim (made here by rewriting the key behind the claim's back). The next
+// renewal finds the key holding the node's own value and carries on: no
+// conflict is counted, private messages from the other node still arrive,
+// the nick stays taken for others, and releasing it frees it.
+func TestRenewalAdoptsItsOwnLostWrite(t *testing.T) {
+	ns := startNATS(t, natsbus.EmbeddedOptions{})
+	o := testBusOptions(ns.URL())
+	n1, n2 := startNode(t, o), startNode(t, o)
+	a := join(t, n1, "alice", "")
+	b := join(t, n2, "bob", "")
+	for range 2 {
+		if err := n1.net.RewriteClaim("alice"); err != nil {
+			t.Fatal(err)
+		}
+		n1.net.RenewClaims()
+	}
+	if st := n1.net.Stats(); st.NickConflicts != 0 {
+		t.Fatalf("renewing a claim whose last write was the node's own counted %d conflicts", st.NickConflicts)
+	}
+	b.call("/msg alice still there?", "OK msg")
+	a.expect("PRIV bob still there?")
+	b.call("/nick alice", "ERR nick-taken alice")
+	// The release deletes the key at the revision the node holds: the
+	// adopted one, or the nick would stay taken until it expired.
+	a.call("/nick alice2", "OK nick alice2")
+	b.call("/nick alice", "OK nick alice")
+}
+
+// TestClaimAdoptsItsOwnOrphan: a claim that timed out after JetStream
+// applied it leaves a key holding the node's value that the node does not
+// hold (made here by writing it behind the node's back). The node's next
+// claim of that nick adopts it instead of finding it taken until it
+// expires; another client of the same node still finds it taken, and so
+// does the other node.
+func TestClaimAdoptsItsOwnOrphan(t *testing.T) {
+	ns := startNATS(t, natsbus.EmbeddedOptions{})
+	o := testBusOptions(ns.URL())
+	n1, n2 := startNode(t, o), startNode(t, o)
+	if err := n1.net.RewriteClaim("orphan"); err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, n1)
+	a.call("/nick orphan", "OK nick orphan")
+	a.nick = "orphan"
+	d := dial(t, n1)
+	d.call("/nick orphan", "ERR nick-taken orphan")
+	b := join(t, n2, "bob", "")
+	b.call("/nick orphan", "ERR nick-taken orphan")
+	b.call("/msg orphan hi", "OK msg")
+	a.expect("PRIV bob hi")
+	a.call("/nick other", "OK nick other")
+	d.call("/nick orphan", "OK nick orphan")
+	if st := n1.net.Stats(); st.NickConflicts != 0 {
+		t.Errorf("%d nick conflicts", st.NickConflicts)
+	}
+}

@@ -30,6 +30,28 @@ type EmbeddedOptions struct {
 	// MaxMemory bounds JetStream's memory store (the nick claims and the
 	// guest counter). Default 64 MiB.
 	MaxMemory int64
+	// MaxPayload is the largest message the server takes, in bytes:
+	// PayloadFor(the chat's server frame limit) fits every message the
+	// chat allows. At most MaxEmbeddedPayload. Default 0: NATS's own
+	// default, 1 MiB.
+	MaxPayload int
+}
+
+// MaxEmbeddedPayload is the largest EmbeddedOptions.MaxPayload: a NATS
+// server's max payload must not pass its per-client pending bound, 64 MiB
+// by default.
+const MaxEmbeddedPayload = 64 << 20
+
+// defaultPayload is a NATS server's max payload by default.
+const defaultPayload = 1 << 20
+
+// PayloadFor returns the max payload a NATS server needs to carry every
+// message of a chat whose server frame limit (chat.Options.MaxServerFrame)
+// is serverFrame: the longest frame plus EventOverhead, but no less than
+// NATS's default of 1 MiB (which /who and /rooms replies may use), and at
+// most MaxEmbeddedPayload.
+func PayloadFor(serverFrame int) int {
+	return min(max(serverFrame+EventOverhead, defaultPayload), MaxEmbeddedPayload)
 }
 
 // Embedded is a NATS server with JetStream running in this process: the
@@ -53,6 +75,9 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if o.MaxMemory == 0 {
 		o.MaxMemory = 64 << 20
 	}
+	if o.MaxPayload < 0 || o.MaxPayload > MaxEmbeddedPayload {
+		return nil, fmt.Errorf("embedded NATS: max payload %d: want 0 (the default) to %d bytes", o.MaxPayload, MaxEmbeddedPayload)
+	}
 	dir, err := os.MkdirTemp("", "tcplab-nats-")
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
@@ -67,6 +92,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		JetStreamMaxMemory: o.MaxMemory,
 		JetStreamMaxStore:  16 << 20, // the chat stores nothing on disk
 		StoreDir:           dir,
+		MaxPayload:         int32(o.MaxPayload),
 	}
 	if o.Cluster != "" {
 		cport := o.ClusterPort

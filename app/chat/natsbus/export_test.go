@@ -23,3 +23,20 @@ func (n *Net) Crash() {
 	c.mu.Unlock()
 	l.nc.Close()
 }
+
+// RewriteClaim writes nick's key in the claims bucket with this node's own
+// value behind its claims' back, as a write of the node's whose answer was
+// lost would have (a claim or renewal that timed out after JetStream
+// applied it): the key's revision moves past the one the node holds, if
+// it holds one.
+func (n *Net) RewriteClaim(nick string) error {
+	c := n.link.claims
+	ctx, cancel := c.ctx()
+	defer cancel()
+	_, err := c.kv.Put(ctx, nick, c.value)
+	return err
+}
+
+// RenewClaims renews the node's claims now, as its renewal loop does every
+// ClaimTTL/3.
+func (n *Net) RenewClaims() { n.link.claims.renewAll() }

@@ -70,6 +70,9 @@ type link struct {
 	// down is set while the clients have been told bus-down and not yet
 	// bus-up.
 	down atomic.Bool
+	// maxPayload is the max payload the NATS server the node is connected
+	// to announced (MaxMessage).
+	maxPayload atomic.Int64
 
 	mu       sync.Mutex
 	rooms    map[string]*roomSub
@@ -79,9 +82,12 @@ type link struct {
 	seenMu sync.Mutex
 	seen   map[string]map[uint64]position // room -> origin node -> last delivered
 	// heard is when the node last delivered an event from each origin, and
-	// done the origins that said they have quiesced (Drain).
+	// done the origins that said they have quiesced (Drain). Only origins
+	// in heard matter in done, and done is pruned to them (quiesced).
 	heard map[uint64]time.Time
 	done  map[uint64]bool
+	// doneLimit is the size of done that makes the next marker prune it.
+	doneLimit int
 	// self is this node's id as its events carry it (Origin.Node), once it
 	// has published one.
 	self atomic.Uint64
@@ -101,9 +107,10 @@ type roomSub struct {
 }
 
 var (
-	_ chat.Bus          = (*link)(nil)
-	_ chat.GuestCounter = (*link)(nil)
-	_ chat.Drainer      = (*link)(nil)
+	_ chat.Bus            = (*link)(nil)
+	_ chat.GuestCounter   = (*link)(nil)
+	_ chat.Drainer        = (*link)(nil)
+	_ chat.MessageLimiter = (*link)(nil)
 )
 
 // dial connects node to NATS.
@@ -122,6 +129,8 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		heard: map[uint64]time.Time{},
 		done:  map[uint64]bool{},
 		quit:  make(chan struct{}),
+
+		doneLimit: maxHeard,
 	}
 	l.bufs.New = func() any { return new([]byte) }
 	nopts := []nats.Option{
@@ -144,6 +153,7 @@ func dial(n *Net, node chat.Node) (*link, error) {
 		return nil, fmt.Errorf("natsbus: connect to %s: %w", o.URLs, err)
 	}
 	l.nc = nc
+	l.maxPayload.Store(nc.MaxPayload())
 	l.claims, err = l.openClaimsPatiently()
 	if err == nil {
 		l.roomsSub, err = nc.ChanSubscribe(l.subj.rooms, l.ctl)
@@ -213,8 +223,17 @@ func (l *link) reconnected(nc *nats.Conn) {
 		l.opts.Logger.Warn("chat bus: reconnected, but the server did not confirm the subscriptions", "err", err)
 	}
 	l.opts.Logger.Info("chat bus: reconnected", "server", nc.ConnectedUrlRedacted())
+	if mp := nc.MaxPayload(); l.maxPayload.Swap(mp) != mp {
+		l.opts.Logger.Warn("chat bus: this NATS server's max payload differs from the last one's",
+			"max_payload", mp, "longest_message_frame", l.MaxMessage())
+	}
 	l.busUp()
 }
+
+// MaxMessage is the longest MSG or PRIV frame the NATS server the node is
+// connected to carries: its max payload less EventOverhead. The hub
+// refuses a longer message with ERR too-long.
+func (l *link) MaxMessage() int { return max(1, int(l.maxPayload.Load())-EventOverhead) }
 
 // busUp tells the clients the bus is back, once per outage: the first of
 // the reconnect's flush and the first event from the server again, so
@@ -372,9 +391,7 @@ func (l *link) handleData(m *nats.Msg) {
 	}
 	if m.Subject == l.subj.quiesced {
 		if len(m.Data) == 8 {
-			l.seenMu.Lock()
-			l.done[binary.BigEndian.Uint64(m.Data)] = true
-			l.seenMu.Unlock()
+			l.quiesced(binary.BigEndian.Uint64(m.Data))
 		}
 		return
 	}
@@ -458,8 +475,34 @@ func (l *link) hear(origin uint64) {
 	l.heard[origin] = now
 }
 
-// maxReply bounds a /who or /rooms answer; the hub cuts its lists to a
-// frame anyway.
+// quiesced notes origin's quiesced marker. Every node that stops says so,
+// shared rooms or not (a fork or prefork parent hears one per connection's
+// child), so done is bounded on its own: once it holds doneLimit origins,
+// those not heard from within drainActive are forgotten. allQuiesced
+// consults done only for origins heard from within drainActive, and an
+// origin's marker follows its events on the one data goroutine, so an
+// origin that matters for a drain is in heard when its marker arrives.
+// (One heard of again after its marker, such as the LEAVEs its shutdown
+// sends after Drain, says quiesced again when it closes.)
+func (l *link) quiesced(origin uint64) {
+	l.seenMu.Lock()
+	defer l.seenMu.Unlock()
+	if len(l.done) >= l.doneLimit {
+		now := time.Now()
+		for o := range l.done {
+			if at, ok := l.heard[o]; !ok || now.Sub(at) > drainActive {
+				delete(l.done, o)
+			}
+		}
+		// Prune again only once the map has doubled, so that many recent
+		// origins cost amortized constant time per marker.
+		l.doneLimit = max(maxHeard, 2*len(l.done))
+	}
+	l.done[origin] = true
+}
+
+// maxReply bounds a /who or /rooms answer, as does the NATS server's max
+// payload; the hub cuts its lists to a frame anyway.
 const maxReply = 256 << 10
 
 func (l *link) answer(m *nats.Msg) {
@@ -477,9 +520,10 @@ func (l *link) answer(m *nats.Msg) {
 	if len(items) == 0 {
 		return
 	}
+	limit := min(maxReply, int(l.maxPayload.Load()))
 	var p []byte
 	for _, it := range items {
-		if len(p)+1+len(it) > maxReply {
+		if len(p)+1+len(it) > limit {
 			break
 		}
 		if len(p) > 0 {

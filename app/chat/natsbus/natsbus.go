@@ -23,6 +23,10 @@
 //     come from one JetStream stream's sequence, so guest-<n> counts up
 //     across the bus.
 //
+// An event is one NATS message, its frame plus at most EventOverhead bytes;
+// the node tells the hub (chat.MessageLimiter) to refuse, with "ERR
+// too-long", a message longer than the NATS server's max payload allows.
+//
 // Every room event carries its origin node, and a sequence number per
 // origin node and room. A receiving node drops an event it has already
 // delivered (so no client gets a message twice) and counts the events it
@@ -267,6 +271,19 @@ func (n *Net) Options() Options { return n.opts }
 
 // Stats returns the node's counters.
 func (n *Net) Stats() Stats { return n.stats.snapshot() }
+
+// MaxMessage is the longest MSG or PRIV frame the node can send: the max
+// payload of the NATS server it is connected to, less EventOverhead. The
+// hub refuses a longer message with "ERR too-long" (chat.MessageLimiter).
+// It is 0 before Join.
+func (n *Net) MaxMessage() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.link == nil {
+		return 0
+	}
+	return n.link.MaxMessage()
+}
 
 // Join connects node to NATS and returns its Bus. It can be called once.
 func (n *Net) Join(node chat.Node) (chat.Bus, error) {

@@ -25,6 +25,14 @@ const (
 	headerLen   = 34
 )
 
+// EventOverhead is the most by which an event's NATS payload is longer
+// than the MSG or PRIV frame it carries: the wire header and two name
+// lengths, less the frame's "PRIV " and two spaces, plus a private
+// message's recipient (a MSG's payload is 30 bytes longer than its frame,
+// a PRIV's 30 plus the recipient's nick). A NATS server whose max payload
+// is P carries every message frame up to P - EventOverhead bytes.
+const EventOverhead = headerLen + 2 - len("PRIV  ") + chat.MaxNick
+
 // position is an event's place in its origin's sequence for one room.
 type position struct {
 	epoch uint64
