@@ -209,7 +209,11 @@ func (c *claims) create(ctx context.Context, nick string) (uint64, error) {
 			return 0, err
 		}
 		if own == 0 {
-			continue // gone meanwhile: create it
+			// Not found, though Create found it: gone meanwhile, or a
+			// replica that has not applied it yet answered the read (seen
+			// in a 3-server cluster). Either way someone holds or held it
+			// a moment ago: taken, as before adoption existed.
+			return 0, jetstream.ErrKeyExists
 		}
 		rev, err = c.kv.Update(ctx, nick, c.value, own)
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
