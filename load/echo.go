@@ -158,8 +158,9 @@ func (r *run) connectEcho(i int, msg, got []byte, b *batch) (*conn, error) {
 		c.Close()
 		return nil, err
 	}
-	d := time.Since(sent)
-	b.add(d, d, len(msg))
+	now := time.Now()
+	d := now.Sub(sent)
+	b.add(now.Sub(r.start), d, d, len(msg))
 	return c, nil
 }
 
@@ -185,7 +186,7 @@ func (r *run) echoLoop(c *conn, msg, got []byte, b *batch, p *pacer) error {
 			return err
 		}
 		now := time.Now()
-		b.add(now.Sub(due), now.Sub(sent), len(msg))
+		b.add(now.Sub(r.start), now.Sub(due), now.Sub(sent), len(msg))
 	}
 	return nil
 }

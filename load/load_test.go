@@ -262,6 +262,36 @@ func TestCancelEndsTheRunWithoutBlamingTheServer(t *testing.T) {
 	if res.OKConns != 3 || res.FailedConns != 0 || res.DroppedConns != 0 {
 		t.Fatalf("ok %d failed %d dropped %d (%v)", res.OKConns, res.FailedConns, res.DroppedConns, res.Failures)
 	}
+	// The rates count over the 200 ms that ran, not the minute asked for.
+	if !res.Interrupted || res.Window <= 0 || res.Window > res.Elapsed {
+		t.Errorf("interrupted %v, window %.3fs of %.3fs elapsed", res.Interrupted, res.Window, res.Elapsed)
+	}
+	if res.Msgs == 0 || res.MsgsPerS != float64(res.Msgs)/res.Window || res.MsgsPerS*res.Elapsed < float64(res.Msgs) {
+		t.Errorf("%d messages in %.3fs: %.1f msgs/s", res.Msgs, res.Elapsed, res.MsgsPerS)
+	}
+	if !strings.Contains(res.Summary(), "interrupted") {
+		t.Errorf("the summary does not say the run was interrupted:\n%s", res.Summary())
+	}
+}
+
+// TestRatesCountTheTimeMeasured runs for 1 ns against a server that takes
+// 20 ms per echo: the proving echoes complete 20 ms or more after the
+// start, so the rate is at most their number per 20 ms, not per 1 ns.
+func TestRatesCountTheTimeMeasured(t *testing.T) {
+	srv := serve(t, "goroutine", echoWith(func() { time.Sleep(20 * time.Millisecond) }, nil), engine.Config{})
+	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, Duration: time.Nanosecond})
+	if res.OKConns != 2 || res.Msgs != 2 || res.Interrupted {
+		t.Fatalf("ok %d, %d messages, interrupted %v; want 2, 2, false", res.OKConns, res.Msgs, res.Interrupted)
+	}
+	if res.Window < 0.02 || res.Window > res.Elapsed {
+		t.Errorf("window %.6fs, want from 20 ms to the %.3fs elapsed", res.Window, res.Elapsed)
+	}
+	if res.MsgsPerS > 2/0.02 || res.BytesPerS > 2*DefaultSize/0.02 {
+		t.Errorf("%.0f msgs/s, %.0f bytes/s for 2 messages of which the last took 20 ms or more", res.MsgsPerS, res.BytesPerS)
+	}
+	if res.Latency.Count != 2 {
+		t.Errorf("%d latencies", res.Latency.Count)
+	}
 }
 
 func TestRaiseNofile(t *testing.T) {
