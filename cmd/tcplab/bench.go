@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/signal"
@@ -212,6 +213,10 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	// Check the report can be written before minutes of work, not after.
+	if err := checkOutDir(o.out); err != nil {
+		return usageError{err}
+	}
 	stderr := cmd.ErrOrStderr()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -240,6 +245,33 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("bench interrupted; the report has the %d cells that ran", len(res.Cells))
 	}
 	return nil
+}
+
+// checkOutDir creates dir if needed and checks a file can be created in
+// it.
+func checkOutDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out %s: cannot create the report directory: %w", dir, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, ".tcplab-write-check-*")
+	if err != nil {
+		return fmt.Errorf("--out %s: cannot write the report there: %w", dir, unwrapPath(err))
+	}
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("--out %s: %w", dir, err)
+	}
+	return nil
+}
+
+// unwrapPath drops a *fs.PathError's operation and path, which the
+// caller's message already names, keeping its cause.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // cellLine describes a finished cell in one line.
