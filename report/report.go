@@ -43,15 +43,17 @@ func Write(dir string, res *benchgrid.Results) ([]string, error) {
 	if err := add(CSVFile, writeCSV(filepath.Join(dir, CSVFile), res)); err != nil {
 		return files, err
 	}
-	charts, err := writeCharts(dir, res)
+	// A chart that fails costs only itself: the page still shows the
+	// table and the charts drawn before it, and the error is returned.
+	charts, chartErr := writeCharts(dir, res)
 	for _, c := range charts {
 		files = append(files, filepath.Join(dir, c.SVG), filepath.Join(dir, c.PNG))
 	}
-	if err != nil {
-		return files, fmt.Errorf("report: charts: %w", err)
-	}
 	if err := add(HTMLFile, writeHTML(filepath.Join(dir, HTMLFile), res, charts)); err != nil {
 		return files, err
+	}
+	if chartErr != nil {
+		return files, fmt.Errorf("report: charts: %w", chartErr)
 	}
 	return files, nil
 }

@@ -177,3 +177,31 @@ func TestOneCellGridCharts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriteWithNoLatencyAtTheLargestBacklog has no cell with a positive
+// p99 at the largest backlog (every connection timed out there): the p99
+// chart, on a log axis, has nothing to show, and says so.
+func TestWriteWithNoLatencyAtTheLargestBacklog(t *testing.T) {
+	res := sampleResults()
+	for i := range res.Cells {
+		if l := res.Cells[i].Load; l != nil && res.Cells[i].Backlog == 256 {
+			l.Latency = load.Percentiles{}
+			l.MsgsPerS = 0
+		}
+	}
+	dir := t.TempDir()
+	files, err := Write(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3+2*5 {
+		t.Errorf("%d files: %v", len(files), files)
+	}
+	if err := Offline(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "p99.svg"))
+	if err != nil || !bytes.Contains(b, []byte("no data")) {
+		t.Errorf("p99.svg does not say there is no data (%v)", err)
+	}
+}

@@ -237,10 +237,10 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return usageError{runErr}
 	}
 	files, err := report.Write(o.out, res)
+	printBenchSummary(cmd.OutOrStdout(), res, files)
 	if err != nil {
 		return err
 	}
-	printBenchSummary(cmd.OutOrStdout(), res, files)
 	if runErr != nil {
 		return fmt.Errorf("bench interrupted; the report has the %d cells that ran", len(res.Cells))
 	}
