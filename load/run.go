@@ -365,15 +365,14 @@ func (res *Result) Summary() string {
 	}
 	fmt.Fprintf(&b, "\nconnections  ok %d  failed %d  dropped %d  (success %.1f%%)", res.OKConns, res.FailedConns, res.DroppedConns, 100*res.SuccessRate)
 	if len(res.Failures) > 0 {
-		var parts []string
-		for _, k := range slices.Sorted(maps.Keys(res.Failures)) {
-			parts = append(parts, fmt.Sprintf("%s %d", k, res.Failures[k]))
-		}
-		fmt.Fprintf(&b, "  [%s]", strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "  [%s]", counts(res.Failures))
 	}
 	fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s  (%d msgs over %.3gs)", res.MsgsPerS, res.BytesPerS/1e6, res.Msgs, res.Window)
 	if res.Mode == "chat" {
 		fmt.Fprintf(&b, "  (ingress %.0f msgs/s, delivered %.0f msgs/s, fairness %.3f..%.3f)", res.IngressPerS, res.DeliveredPerS, res.FairnessMin, res.FairnessMax)
+	}
+	if len(res.ServerErrors) > 0 {
+		fmt.Fprintf(&b, "\nserver ERR   %s", counts(res.ServerErrors))
 	}
 	lat := func(name string, p Percentiles) {
 		fmt.Fprintf(&b, "\n%-12s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", name, us(p.P50), us(p.P90), us(p.P99), us(p.P999), us(p.Max))
@@ -390,6 +389,15 @@ func (res *Result) Summary() string {
 		fmt.Fprintf(&b, "\nwarning: %s", w)
 	}
 	return b.String()
+}
+
+// counts formats counts by name, sorted by name: "closed 2, timeout 3".
+func counts(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // us formats microseconds with a unit that fits.
