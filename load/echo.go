@@ -31,13 +31,18 @@ type pacer struct {
 	timer    *time.Timer
 }
 
+// newPacer returns slot i's pacer. Together the slots' schedules make
+// one of Rate per second from the start: slot i's messages are due at
+// i/Rate, (i+Conns)/Rate, (i+2*Conns)/Rate, ... seconds after the slot
+// starts. (The proving echo is sent on connecting, outside the schedule.)
 func (r *run) newPacer(i int) *pacer {
 	if r.cfg.Rate <= 0 {
 		return nil
 	}
 	interval := time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * float64(time.Second))
-	phase := interval * time.Duration(i) / time.Duration(r.cfg.Conns)
-	return &pacer{due: r.slotStart(i).Add(phase), interval: interval}
+	phase := time.Duration(float64(i) / r.cfg.Rate * float64(time.Second))
+	// next adds an interval before each message, the first included.
+	return &pacer{due: r.slotStart(i).Add(phase - interval), interval: interval}
 }
 
 // next returns the next due time and waits for it; ok is false once the

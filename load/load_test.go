@@ -158,6 +158,23 @@ func TestOpenLoopCountsFromDueTime(t *testing.T) {
 	}
 }
 
+// TestOpenLoopBelowOneMessagePerConnection asks for 10 messages a second
+// over 20 connections for a second: each connection's share is one every
+// 2 s, so the schedule must start at the start (slot i at i/10 s), not a
+// whole interval later, or nothing but the proving echoes is sent.
+func TestOpenLoopBelowOneMessagePerConnection(t *testing.T) {
+	srv := serve(t, "goroutine", echo.New(), engine.Config{})
+	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 20, Rate: 10, Duration: time.Second})
+	if res.OKConns != 20 {
+		t.Fatalf("ok %d, want 20", res.OKConns)
+	}
+	// 10 are due, at 0, 0.1, ..., 0.9 s; allow a few to miss the deadline
+	// on a busy machine.
+	if paced := res.Msgs - uint64(res.OKConns); paced < 5 || paced > 10 {
+		t.Errorf("%d messages besides the %d proving echoes, want about 10", paced, res.OKConns)
+	}
+}
+
 func TestPerConnOpensNewConnections(t *testing.T) {
 	srv := serve(t, "goroutine", echo.New(), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, PerConn: 5, Duration: 300 * time.Millisecond})
