@@ -32,10 +32,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// runCmd runs the tcplab command line args in-process and returns its
+// exit code and output. A command still running after a minute (a serve
+// that should have refused its flags) is stopped as by a signal.
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, &out, &errb)
+	code = run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -46,6 +51,9 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"serve", "--app", "no-such-app"},
 		{"serve", "--addr", "not-an-address"},
 		{"serve", "--workers", "0", "--model", "goroutine"},
+		{"serve", "--addr", "127.0.0.1:0", "--write-timeout", "0"},
+		{"serve", "--addr", "127.0.0.1:0", "--write-timeout", "-1s"},
+		{"serve", "--addr", "127.0.0.1:0", "--drain-timeout", "-1s"},
 		{"no-such-command"},
 		{"serve", "stray-argument"},
 		{"load", "--conns", "0"},
@@ -195,6 +203,28 @@ func TestServeWarnsAboutIgnoredFlagAndWildcardBind(t *testing.T) {
 	}
 	if !regexp.MustCompile(`warning.*flag=--workers model=seq`).MatchString(out) {
 		t.Errorf("no warning about the ignored --workers flag in:\n%s", out)
+	}
+}
+
+// TestDrainTimeoutZeroWarnsOnlyWhenItCutsConnections stops a server with
+// --drain-timeout 0 twice: with no connection open there is nothing to
+// warn about; with one open, it was cut off.
+func TestDrainTimeoutZeroWarnsOnlyWhenItCutsConnections(t *testing.T) {
+	const warning = "drain timeout reached"
+	_, log, stop := startServe(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
+	if code := stop(); code != 0 || strings.Contains(log.String(), warning) {
+		t.Errorf("no connections: exit %d, log:\n%s", code, log)
+	}
+
+	addr, log, stop := startServe(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoOn(t, c, "x") // the server has it open
+	if code := stop(); code != 0 || !strings.Contains(log.String(), warning) {
+		t.Errorf("one connection: exit %d, log:\n%s", code, log)
 	}
 }
 

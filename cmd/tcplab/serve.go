@@ -56,8 +56,8 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.Listeners, "listeners", 1, "SO_REUSEPORT listeners on the address")
 	f.IntVar(&o.cfg.MaxPending, "max-pending", d.MaxPending, "outbound bytes buffered per connection before it is closed as a slow consumer")
 	f.IntVar(&o.cfg.MaxInbound, "max-inbound", d.MaxInbound, "unconsumed inbound bytes per connection before it is closed")
-	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "close a connection whose socket takes no bytes for this long")
-	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "on shutdown, how long queued writes may flush")
+	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "close a connection whose socket takes no bytes for this long (must be positive)")
+	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "on shutdown, how long queued writes may flush (0: close at once)")
 	f.IntVar(&o.cfg.Workers, "workers", d.Workers, "workers (pool, prefork, reactor-pool)")
 	f.IntVar(&o.cfg.Queue, "queue", d.Queue, "queued connections (pool)")
 	f.IntVar(&o.cfg.MaxThreads, "max-threads", d.MaxThreads, "connection threads (thread)")
@@ -98,6 +98,14 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	}
 	if err := o.hard.apply(&o.cfg); err != nil {
 		return usageError{err}
+	}
+	// The engine reads a zero as "the default": refuse it rather than
+	// silently serve 10 s.
+	if o.cfg.WriteTimeout <= 0 {
+		return usageError{fmt.Errorf("--write-timeout %v: must be positive", o.cfg.WriteTimeout)}
+	}
+	if o.cfg.DrainTimeout < 0 {
+		return usageError{fmt.Errorf("--drain-timeout %v: want 0 (no drain) or a positive duration", o.cfg.DrainTimeout)}
 	}
 	// Every field has its default from the flags, so a 0 here was typed.
 	if err := o.cfg.Validate(); err != nil {
@@ -155,10 +163,15 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
+// shutdown stops srv, letting queued writes flush for up to drain. It
+// warns when the drain timeout cut connections off; with none open there
+// was nothing to cut (the engine reports a drain of 0 as cut short even
+// then).
 func shutdown(srv engine.Server, drain time.Duration, log *slog.Logger) {
+	open := srv.Stats().Open
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(ctx); err != nil && open > 0 {
 		log.Warn("warning: drain timeout reached; remaining connections were closed", "err", err)
 	}
 }
