@@ -151,8 +151,12 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first setting that cannot work, as a one-line
 // error naming the flag.
 func (c Config) Validate() error {
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
 		return fmt.Errorf("--addr %q: %w", c.Addr, err)
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n == 0 {
+		return fmt.Errorf("--addr %q: port %q: want 1 to 65535", c.Addr, port)
 	}
 	switch {
 	case c.App != AppEcho && c.App != AppChat:

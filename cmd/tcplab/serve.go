@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -189,15 +190,42 @@ func warnIgnoredFlags(flags *pflag.FlagSet, m engine.Model, log *slog.Logger) {
 // checkAddr refuses a malformed address and warns about binding every
 // interface.
 func checkAddr(addr string, log *slog.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	if host == "" {
 		return errors.New("--addr " + addr + ": give a host; 127.0.0.1 for this machine only, 0.0.0.0 for every interface")
 	}
+	if err := checkPort("--addr", addr, port, true); err != nil {
+		return err
+	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		log.Warn("warning: listening on every interface; anyone who can reach this machine can connect", "addr", addr)
+	}
+	return nil
+}
+
+// checkPort refuses the port of flag's address addr unless it is a number
+// from 1 to 65535 (0 too if ephemeral, where the kernel picks one) or a
+// service name.
+func checkPort(flag, addr, port string, ephemeral bool) error {
+	want := "1 to 65535"
+	if ephemeral {
+		want = "0 (any free port) to 65535"
+	}
+	if port == "" {
+		return fmt.Errorf("%s %q: give a port, %s", flag, addr, want)
+	}
+	n, err := net.LookupPort("tcp", port)
+	if err != nil {
+		if _, nerr := strconv.Atoi(port); nerr == nil {
+			return fmt.Errorf("%s %q: port %s out of range: want %s", flag, addr, port, want)
+		}
+		return fmt.Errorf("%s %q: port %q is neither a number nor a known service: want %s", flag, addr, port, want)
+	}
+	if n == 0 && !ephemeral {
+		return fmt.Errorf("%s %q: port 0: want %s", flag, addr, want)
 	}
 	return nil
 }
