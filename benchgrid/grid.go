@@ -185,7 +185,7 @@ func (o *Options) validate() error {
 		}
 	}
 	cfg := o.Load
-	cfg.App, cfg.Conns, cfg.Addr = o.App, o.Clients[0], "127.0.0.1:1"
+	cfg.App, cfg.Conns, cfg.Addr = o.App, slices.Min(o.Clients), "127.0.0.1:1" // Senders must fit every cell
 	if err := cfg.WithDefaults().Validate(); err != nil {
 		return err
 	}

@@ -135,7 +135,7 @@ func (c Config) WithDefaults() Config {
 		if c.Senders == 0 {
 			c.Senders = min(c.Conns, 10)
 		}
-		if c.Rate == 0 {
+		if c.Rate == 0 && c.Senders > 0 { // else Validate refuses Senders
 			c.Rate = DefaultSenderRate * float64(c.Senders)
 		}
 		if c.Framing == "" {
@@ -163,6 +163,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--app %q: want echo or chat", c.App)
 	case c.Conns < 1:
 		return fmt.Errorf("--conns %d: must be at least 1", c.Conns)
+	case c.App == AppChat && (c.Senders < 1 || c.Senders > c.Conns):
+		return fmt.Errorf("--senders %d: must be 1 to --conns (%d)", c.Senders, c.Conns)
 	case c.Duration <= 0:
 		return fmt.Errorf("--duration %v: must be positive", c.Duration)
 	case c.Size < 1 || c.Size > MaxSize:
@@ -181,9 +183,6 @@ func (c Config) Validate() error {
 	if c.App == AppChat {
 		if c.PerConn != 0 {
 			return errors.New("--per-conn applies to echo; chat connections are long-lived")
-		}
-		if c.Senders < 1 || c.Senders > c.Conns {
-			return fmt.Errorf("--senders %d: must be 1 to --conns (%d)", c.Senders, c.Conns)
 		}
 		if _, err := frame.ParseKind(string(c.Framing)); err != nil {
 			return fmt.Errorf("--framing: %w", err)

@@ -159,8 +159,17 @@ func (o *benchOptions) options(cmd *cobra.Command) (benchgrid.Options, error) {
 			return benchgrid.Options{}, usageError{fmt.Errorf("--clients and --backlog values must be at least 1, got %d", n)}
 		}
 	}
+	if o.app != load.AppChat {
+		if err := chatOnly(cmd, "senders"); err != nil {
+			return benchgrid.Options{}, err
+		}
+	}
+	// Validate against the smallest cell: --senders must fit every one.
 	cfg := o.cfg
-	cfg.App, cfg.Conns, cfg.Addr = o.app, o.clients[0], load.DefaultAddr // each cell sets its own address
+	cfg.App, cfg.Conns, cfg.Addr = o.app, slices.Min(o.clients), load.DefaultAddr // each cell sets its own address
+	if o.app == load.AppChat && (cfg.Senders < 0 || cfg.Senders > cfg.Conns) {
+		return benchgrid.Options{}, usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", cfg.Senders, cfg.Conns)}
+	}
 	if _, err := typedConfig(cfg); err != nil {
 		return benchgrid.Options{}, err
 	}

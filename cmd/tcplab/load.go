@@ -65,8 +65,10 @@ its own CPU use and flags a run where it used 90% of a core or more.`,
 
 func (o *loadOptions) run(cmd *cobra.Command) error {
 	o.cfg.Framing = frame.Kind(o.framing)
-	if o.cfg.App != load.AppChat && cmd.Flags().Changed("framing") {
-		return usageError{errors.New("--framing applies to --app chat")}
+	if o.cfg.App != load.AppChat {
+		if err := chatOnly(cmd, "framing", "senders", "room"); err != nil {
+			return err
+		}
 	}
 	cfg, err := typedConfig(o.cfg)
 	if err != nil {
@@ -111,6 +113,17 @@ func typedConfig(c load.Config) (load.Config, error) {
 		return c, usageError{err}
 	}
 	return def, nil
+}
+
+// chatOnly refuses, as a usage error, any of the named flags that was
+// set: they apply to --app chat only.
+func chatOnly(cmd *cobra.Command, names ...string) error {
+	for _, name := range names {
+		if cmd.Flags().Changed(name) {
+			return usageError{fmt.Errorf("--%s applies to --app chat", name)}
+		}
+	}
+	return nil
 }
 
 // contextErr reports an interrupted run.

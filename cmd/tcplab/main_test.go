@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -63,6 +64,7 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"load", "--rate", "-5"},
 		{"load", "--framing", "line"},
 		{"load", "--app", "chat", "--per-conn", "3"},
+		{"bench", "--app", "chat", "--senders", "-1"},
 		{"load", "--addr", "no-port"},
 		{"load", "--addr", "127.0.0.1:99999"},
 		{"load", "--addr", "127.0.0.1:0"},
@@ -87,6 +89,39 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		}
 		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: ") {
 			t.Errorf("%q: stderr %q, want one line starting with \"tcplab: \"", args, stderr)
+		}
+	}
+}
+
+// TestBadFlagIsTheOneNamed: an error names the flag that is wrong, not
+// one derived from it.
+func TestBadFlagIsTheOneNamed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// Should one run, it is short and finds nothing at port 1.
+		{[]string{"load", "--app", "chat", "--senders", "-1"}, "--senders -1"},
+		{[]string{"load", "--addr", "127.0.0.1:1", "--duration", "100ms", "--senders", "3"}, "--senders applies to --app chat"},
+		{[]string{"load", "--addr", "127.0.0.1:1", "--duration", "100ms", "--room", "dev"}, "--room applies to --app chat"},
+	} {
+		code, _, stderr := runCmd(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	// bench's are checked without running the grid.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--senders", "3"}, "--senders applies to --app chat"},
+		{[]string{"--app", "chat", "--clients", "20,5", "--senders", "10"}, "smallest --clients (5)"},
+	} {
+		_, err := optionsFor(tc.args...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench %q: %v; want a usage error with %q", tc.args, err, tc.want)
 		}
 	}
 }
