@@ -185,9 +185,13 @@ func (o *Options) validate() error {
 		}
 	}
 	cfg := o.Load
-	cfg.App, cfg.Conns, cfg.Addr = o.App, slices.Min(o.Clients), "127.0.0.1:1" // Senders must fit every cell
-	if err := cfg.WithDefaults().Validate(); err != nil {
-		return err
+	// Every cell must be valid: Senders must fit the smallest, the
+	// buffers the largest.
+	for _, n := range []int{slices.Min(o.Clients), slices.Max(o.Clients)} {
+		cfg.App, cfg.Conns, cfg.Addr = o.App, n, "127.0.0.1:1"
+		if err := cfg.WithDefaults().Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

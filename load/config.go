@@ -109,6 +109,10 @@ const (
 	DefaultSenderRate = 50
 	// MaxSize bounds Size: a message must fit one frame.
 	MaxSize = frame.DefaultMax
+	// MaxBuffers bounds the message buffers a run holds: two of Size bytes
+	// per connection (what it sends and what it reads back), so Conns x
+	// Size may be at most 512 MiB.
+	MaxBuffers = 1 << 30
 )
 
 // WithDefaults returns c with every unset field given its default.
@@ -169,6 +173,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--duration %v: must be positive", c.Duration)
 	case c.Size < 1 || c.Size > MaxSize:
 		return fmt.Errorf("--size %d: must be 1 to %d", c.Size, MaxSize)
+	case c.Conns > MaxBuffers/(2*c.Size):
+		return fmt.Errorf("--conns %d x --size %d: two buffers of --size per connection would take %.1f GiB, past the %d GiB limit; lower one of them",
+			c.Conns, c.Size, 2*float64(c.Conns)*float64(c.Size)/(1<<30), MaxBuffers>>30)
 	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
 		return fmt.Errorf("--rate %v: must be 0 (closed loop) or positive", c.Rate)
 	case c.ConnectRate < 0 || math.IsNaN(c.ConnectRate) || math.IsInf(c.ConnectRate, 0):

@@ -331,6 +331,21 @@ func TestRaiseNofile(t *testing.T) {
 	}
 }
 
+// TestBuffersPastTheBudgetAreRefused checks, without running (which
+// would allocate them), that a run whose message buffers pass MaxBuffers
+// is refused before it starts, naming both flags.
+func TestBuffersPastTheBudgetAreRefused(t *testing.T) {
+	for _, c := range []Config{{Conns: 10000, Size: 1 << 20}, {App: AppChat, Conns: 1025, Size: 1 << 19}} {
+		err := c.WithDefaults().Validate()
+		if err == nil || !strings.Contains(err.Error(), "--conns") || !strings.Contains(err.Error(), "--size") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%d conns x %d bytes: %v; want one line naming --conns and --size", c.Conns, c.Size, err)
+		}
+	}
+	if err := (Config{Conns: 1024, Size: 1 << 19}).WithDefaults().Validate(); err != nil {
+		t.Errorf("exactly the budget: %v", err)
+	}
+}
+
 func TestBadConfigIsOneLineError(t *testing.T) {
 	for _, c := range []Config{
 		{Addr: "nope"}, {App: "http"}, {Conns: -1}, {Duration: -time.Second}, {Size: MaxSize + 1},

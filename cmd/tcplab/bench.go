@@ -88,7 +88,7 @@ linspace(50, 400, 10), 100 cells per model.`,
 	f.BoolVar(&o.seed, "seed-grid", false, "the seed's grid on chat: backlog linspace(10,300,10) x clients linspace(50,400,10)")
 	f.StringVar(&o.pin, "pin", "", "SERVER_CPUS:CLIENT_CPUS, e.g. 0:1 or 0-1:2-3 (sched_setaffinity)")
 	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", load.DefaultConnectTimeout, "time for a connection's first round trip")
-	f.IntVar(&o.cfg.Size, "size", load.DefaultSize, "message size in bytes")
+	f.IntVar(&o.cfg.Size, "size", load.DefaultSize, "message size in bytes; clients x size at most 512 MiB")
 	f.Float64Var(&o.cfg.Rate, "rate", 0, "total messages per second per cell; 0 is closed loop (chat: 50/s per sender)")
 	f.IntVar(&o.cfg.PerConn, "per-conn", 0, "echo: messages per connection before reconnecting; 0 keeps connections")
 	f.IntVar(&o.cfg.Senders, "senders", 0, "chat: posting connections per cell (default min(clients, 10))")
@@ -170,6 +170,10 @@ func (o *benchOptions) options(cmd *cobra.Command) (benchgrid.Options, error) {
 	if o.app == load.AppChat && (cfg.Senders < 0 || cfg.Senders > cfg.Conns) {
 		return benchgrid.Options{}, usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", cfg.Senders, cfg.Conns)}
 	}
+	if _, err := typedConfig(cfg); err != nil {
+		return benchgrid.Options{}, err
+	}
+	cfg.Conns = slices.Max(o.clients) // and the largest for the buffer budget
 	if _, err := typedConfig(cfg); err != nil {
 		return benchgrid.Options{}, err
 	}

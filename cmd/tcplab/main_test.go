@@ -65,6 +65,8 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"load", "--framing", "line"},
 		{"load", "--app", "chat", "--per-conn", "3"},
 		{"bench", "--app", "chat", "--senders", "-1"},
+		{"load", "--conns", "10000", "--size", "1048576"},
+		{"bench", "--clients", "10,10000", "--size", "1048576"},
 		{"load", "--addr", "no-port"},
 		{"load", "--addr", "127.0.0.1:99999"},
 		{"load", "--addr", "127.0.0.1:0"},
