@@ -228,7 +228,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			c.Status, c.Cause = StatusSkipped, cause
 		} else {
 			o.runCell(ctx, c)
-			if ctx.Err() != nil && c.Status == StatusOK {
+			// An interruption (Ctrl-C reaches the servers too) explains
+			// whatever went wrong in the cell; only a load that ran to its
+			// end before it keeps its status.
+			if ctx.Err() != nil && (c.Status != StatusOK || c.Load == nil || c.Load.Interrupted) {
 				c.Status, c.Cause = StatusError, "interrupted: the load was cut short"
 			}
 			if c.Status == StatusSkipped {
