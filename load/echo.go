@@ -15,11 +15,26 @@ import (
 // runEcho runs one goroutine per connection slot. A slot holds one
 // connection at a time: for the whole run, or for PerConn messages and
 // then a new one.
+//
+// A long-lived connection stays open, idle, after the deadline until
+// every slot's first connection has succeeded or failed: closing it at
+// the deadline would free a server that serves a bounded number of
+// clients at once (seq, pool) for the clients still waiting, and they
+// would count as served although no server that kept its clients would
+// have served them.
 func (r *run) runEcho() {
-	var wg sync.WaitGroup
-	for i := range r.cfg.Conns {
-		wg.Go(func() { r.echoSlot(i) })
+	var wg, connecting sync.WaitGroup
+	allTried := make(chan struct{})
+	if r.cfg.PerConn == 0 {
+		connecting.Add(r.cfg.Conns)
 	}
+	for i := range r.cfg.Conns {
+		wg.Go(func() { r.echoSlot(i, &connecting, allTried) })
+	}
+	if r.cfg.PerConn == 0 {
+		connecting.Wait()
+	}
+	close(allTried)
 	wg.Wait()
 }
 
@@ -76,9 +91,16 @@ func (p *pacer) stop() {
 	}
 }
 
-func (r *run) echoSlot(i int) {
+// echoSlot runs slot i. Long-lived (PerConn 0), it calls connecting.Done
+// once its connection has succeeded or failed, and holds a connection
+// that succeeded until allTried is closed.
+func (r *run) echoSlot(i int, connecting *sync.WaitGroup, allTried <-chan struct{}) {
 	b := r.rec.batch(i)
 	defer b.flush()
+	var tried sync.Once
+	if r.cfg.PerConn == 0 {
+		defer tried.Do(connecting.Done)
+	}
 	msg := make([]byte, r.cfg.Size)
 	pattern := fmt.Appendf(nil, "conn %d ", i)
 	for j := range msg {
@@ -106,7 +128,16 @@ func (r *run) echoSlot(i int) {
 		}
 		bo.Reset()
 		r.succeeded()
+		if r.cfg.PerConn == 0 {
+			tried.Do(connecting.Done)
+		}
 		err = r.echoLoop(c, msg, got, b, p)
+		if r.cfg.PerConn == 0 && (err == nil || r.ended(err)) {
+			select { // hold the connection; see runEcho
+			case <-allTried:
+			case <-r.ctx.Done():
+			}
+		}
 		c.Close()
 		if err != nil && !r.ended(err) {
 			r.fail(err, true)

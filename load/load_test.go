@@ -359,3 +359,17 @@ func TestBadConfigIsOneLineError(t *testing.T) {
 		}
 	}
 }
+
+// TestSeqServesOneClientPerRun: seq serves one connection until it closes.
+// With a connect timeout longer than the run, the generator must not
+// close its one served connection at the deadline and so let seq serve the
+// clients still waiting: they were not served during the run, and a
+// client that kept its connection would have kept them waiting. Exactly
+// one succeeds, however the timings fall.
+func TestSeqServesOneClientPerRun(t *testing.T) {
+	srv := serve(t, "seq", echo.New(), engine.Config{Backlog: 16})
+	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 5, Duration: 200 * time.Millisecond, ConnectTimeout: 600 * time.Millisecond})
+	if res.OKConns != 1 || res.FailedConns != 4 || res.Failures[ReasonTimeout] != 4 {
+		t.Fatalf("ok %d failed %d (%v), want 1 and 4 timeouts", res.OKConns, res.FailedConns, res.Failures)
+	}
+}
