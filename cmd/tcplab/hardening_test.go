@@ -40,11 +40,11 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 			t.Errorf("%q: stderr %q, want one line starting with \"tcplab: \"", args, stderr)
 		}
 	}
-	code, _, stderr := runCmd(t, "serve", "--addr", "127.0.0.1:0", "--metrics", "99999")
+	_, _, stderr := runCmd(t, "serve", "--addr", "127.0.0.1:0", "--metrics", "99999")
 	if !strings.Contains(stderr, "out of range") {
 		t.Errorf("--metrics 99999: %q, want the port called out of range", stderr)
 	}
-	code, _, stderr = runCmd(t, "serve", "--model", "reactor-pool", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	code, _, stderr := runCmd(t, "serve", "--model", "reactor-pool", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
 	if code != 2 || !strings.Contains(stderr, "model reactor-pool") || !strings.Contains(stderr, "does not support TLS") {
 		t.Errorf("TLS on an event-loop model: exit %d, %q", code, stderr)
 	}
