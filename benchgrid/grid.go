@@ -185,9 +185,13 @@ func (o *Options) validate() error {
 		}
 	}
 	cfg := o.Load
-	cfg.App, cfg.Conns, cfg.Addr = o.App, o.Clients[0], "127.0.0.1:1"
-	if err := cfg.WithDefaults().Validate(); err != nil {
-		return err
+	// Every cell must be valid: Senders must fit the smallest, the
+	// buffers the largest.
+	for _, n := range []int{slices.Min(o.Clients), slices.Max(o.Clients)} {
+		cfg.App, cfg.Conns, cfg.Addr = o.App, n, "127.0.0.1:1"
+		if err := cfg.WithDefaults().Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -224,7 +228,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			c.Status, c.Cause = StatusSkipped, cause
 		} else {
 			o.runCell(ctx, c)
-			if ctx.Err() != nil && c.Status == StatusOK {
+			// An interruption (Ctrl-C reaches the servers too) explains
+			// whatever went wrong in the cell; only a load that ran to its
+			// end before it keeps its status.
+			if ctx.Err() != nil && (c.Status != StatusOK || c.Load == nil || c.Load.Interrupted) {
 				c.Status, c.Cause = StatusError, "interrupted: the load was cut short"
 			}
 			if c.Status == StatusSkipped {

@@ -13,7 +13,19 @@ import (
 	"github.com/tcplab/tcplab/load"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests, or with fakeServeEnv set a fake server (see
+// fakeServe).
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeServeEnv) == "1" {
+		fakeServe()
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// loadConfig is a cell's load for d.
+func loadConfig(d time.Duration) load.Config {
+	return load.Config{Duration: d, ConnectTimeout: time.Second}
+}
 
 func TestSeedGridIsTheSeeds(t *testing.T) {
 	// numpy.linspace(10, 300, 10) and (50, 400, 10), rounded.

@@ -71,7 +71,8 @@ func (r *run) runChat() *chatRun {
 	}
 	// Everyone who could join has; the measured window starts now, so each
 	// receiver is present for every message.
-	r.deadline = time.Now().Add(r.cfg.Duration)
+	r.sendStart = time.Now()
+	r.deadline = r.sendStart.Add(r.cfg.Duration)
 	var senders, receivers sync.WaitGroup
 	for k, m := range ch.members {
 		m.c.setDeadline(time.Time{})
@@ -167,7 +168,7 @@ func (m *member) join(kind frame.Kind, room string) error {
 func (ch *chatRun) send(m *member, k int) {
 	r := ch.r
 	interval := time.Duration(float64(r.cfg.Senders) / r.cfg.Rate * float64(time.Second))
-	start := r.deadline.Add(-r.cfg.Duration)
+	start := r.sendStart
 	p := &pacer{due: start.Add(interval*time.Duration(k)/time.Duration(r.cfg.Senders) - interval), interval: interval}
 	defer p.stop()
 	var text, out []byte
@@ -211,7 +212,7 @@ func (ch *chatRun) receive(m *member) {
 				continue // someone else's message
 			}
 			m.received.Add(1)
-			b.add(now-due, now-sent, len(p))
+			b.add(now, now-due, now-sent, len(p))
 		case "ERR":
 			ch.mu.Lock()
 			ch.errs[f.a]++
@@ -267,8 +268,10 @@ func (ch *chatRun) fill(res *Result, secs float64) {
 		res.Ingress += m.sent.Load()
 		res.Delivered += m.received.Load()
 	}
-	res.IngressPerS = float64(res.Ingress) / secs
-	res.DeliveredPerS = float64(res.Delivered) / secs
+	if secs > 0 {
+		res.IngressPerS = float64(res.Ingress) / secs
+		res.DeliveredPerS = float64(res.Delivered) / secs
+	}
 	if len(ch.errs) > 0 {
 		res.ServerErrors = ch.errs
 	}

@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,4 +66,17 @@ func FuzzParseServerFrame(f *testing.F) {
 			t.Fatalf("%q split into %+v", p, fr)
 		}
 	})
+}
+
+// TestSummaryShowsServerErrors: the ERR codes a chat run received are in
+// the summary, not only in the JSON.
+func TestSummaryShowsServerErrors(t *testing.T) {
+	res := &Result{App: AppChat, Mode: "chat", Conns: 2, Senders: 1, ServerErrors: map[string]int{"rate-limited": 7, "bad-command": 1}}
+	if s := res.Summary(); !strings.Contains(s, "\nserver ERR   bad-command 1, rate-limited 7\n") {
+		t.Errorf("summary lacks the ERR codes:\n%s", s)
+	}
+	res.ServerErrors = nil
+	if s := res.Summary(); strings.Contains(s, "server ERR") {
+		t.Errorf("summary shows ERR codes where there were none:\n%s", s)
+	}
 }

@@ -109,6 +109,10 @@ const (
 	DefaultSenderRate = 50
 	// MaxSize bounds Size: a message must fit one frame.
 	MaxSize = frame.DefaultMax
+	// MaxBuffers bounds the message buffers a run holds: two of Size bytes
+	// per connection (what it sends and what it reads back), so Conns x
+	// Size may be at most 512 MiB.
+	MaxBuffers = 1 << 30
 )
 
 // WithDefaults returns c with every unset field given its default.
@@ -135,7 +139,7 @@ func (c Config) WithDefaults() Config {
 		if c.Senders == 0 {
 			c.Senders = min(c.Conns, 10)
 		}
-		if c.Rate == 0 {
+		if c.Rate == 0 && c.Senders > 0 { // else Validate refuses Senders
 			c.Rate = DefaultSenderRate * float64(c.Senders)
 		}
 		if c.Framing == "" {
@@ -151,18 +155,27 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first setting that cannot work, as a one-line
 // error naming the flag.
 func (c Config) Validate() error {
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
 		return fmt.Errorf("--addr %q: %w", c.Addr, err)
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n == 0 {
+		return fmt.Errorf("--addr %q: port %q: want 1 to 65535", c.Addr, port)
 	}
 	switch {
 	case c.App != AppEcho && c.App != AppChat:
 		return fmt.Errorf("--app %q: want echo or chat", c.App)
 	case c.Conns < 1:
 		return fmt.Errorf("--conns %d: must be at least 1", c.Conns)
+	case c.App == AppChat && (c.Senders < 1 || c.Senders > c.Conns):
+		return fmt.Errorf("--senders %d: must be 1 to --conns (%d)", c.Senders, c.Conns)
 	case c.Duration <= 0:
 		return fmt.Errorf("--duration %v: must be positive", c.Duration)
 	case c.Size < 1 || c.Size > MaxSize:
 		return fmt.Errorf("--size %d: must be 1 to %d", c.Size, MaxSize)
+	case c.Conns > MaxBuffers/(2*c.Size):
+		return fmt.Errorf("--conns %d x --size %d: two buffers of --size per connection would take %.1f GiB, past the %d GiB limit; lower one of them",
+			c.Conns, c.Size, 2*float64(c.Conns)*float64(c.Size)/(1<<30), MaxBuffers>>30)
 	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
 		return fmt.Errorf("--rate %v: must be 0 (closed loop) or positive", c.Rate)
 	case c.ConnectRate < 0 || math.IsNaN(c.ConnectRate) || math.IsInf(c.ConnectRate, 0):
@@ -177,9 +190,6 @@ func (c Config) Validate() error {
 	if c.App == AppChat {
 		if c.PerConn != 0 {
 			return errors.New("--per-conn applies to echo; chat connections are long-lived")
-		}
-		if c.Senders < 1 || c.Senders > c.Conns {
-			return fmt.Errorf("--senders %d: must be 1 to --conns (%d)", c.Senders, c.Conns)
 		}
 		if _, err := frame.ParseKind(string(c.Framing)); err != nil {
 			return fmt.Errorf("--framing: %w", err)

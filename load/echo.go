@@ -15,11 +15,26 @@ import (
 // runEcho runs one goroutine per connection slot. A slot holds one
 // connection at a time: for the whole run, or for PerConn messages and
 // then a new one.
+//
+// A long-lived connection stays open, idle, after the deadline until
+// every slot's first connection has succeeded or failed: closing it at
+// the deadline would free a server that serves a bounded number of
+// clients at once (seq, pool) for the clients still waiting, and they
+// would count as served although no server that kept its clients would
+// have served them.
 func (r *run) runEcho() {
-	var wg sync.WaitGroup
-	for i := range r.cfg.Conns {
-		wg.Go(func() { r.echoSlot(i) })
+	var wg, connecting sync.WaitGroup
+	allTried := make(chan struct{})
+	if r.cfg.PerConn == 0 {
+		connecting.Add(r.cfg.Conns)
 	}
+	for i := range r.cfg.Conns {
+		wg.Go(func() { r.echoSlot(i, &connecting, allTried) })
+	}
+	if r.cfg.PerConn == 0 {
+		connecting.Wait()
+	}
+	close(allTried)
 	wg.Wait()
 }
 
@@ -31,13 +46,18 @@ type pacer struct {
 	timer    *time.Timer
 }
 
+// newPacer returns slot i's pacer. Together the slots' schedules make
+// one of Rate per second from the start: slot i's messages are due at
+// i/Rate, (i+Conns)/Rate, (i+2*Conns)/Rate, ... seconds after the slot
+// starts. (The proving echo is sent on connecting, outside the schedule.)
 func (r *run) newPacer(i int) *pacer {
 	if r.cfg.Rate <= 0 {
 		return nil
 	}
 	interval := time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * float64(time.Second))
-	phase := interval * time.Duration(i) / time.Duration(r.cfg.Conns)
-	return &pacer{due: r.slotStart(i).Add(phase), interval: interval}
+	phase := time.Duration(float64(i) / r.cfg.Rate * float64(time.Second))
+	// next adds an interval before each message, the first included.
+	return &pacer{due: r.slotStart(i).Add(phase - interval), interval: interval}
 }
 
 // next returns the next due time and waits for it; ok is false once the
@@ -71,9 +91,16 @@ func (p *pacer) stop() {
 	}
 }
 
-func (r *run) echoSlot(i int) {
+// echoSlot runs slot i. Long-lived (PerConn 0), it calls connecting.Done
+// once its connection has succeeded or failed, and holds a connection
+// that succeeded until allTried is closed.
+func (r *run) echoSlot(i int, connecting *sync.WaitGroup, allTried <-chan struct{}) {
 	b := r.rec.batch(i)
 	defer b.flush()
+	var tried sync.Once
+	if r.cfg.PerConn == 0 {
+		defer tried.Do(connecting.Done)
+	}
 	msg := make([]byte, r.cfg.Size)
 	pattern := fmt.Appendf(nil, "conn %d ", i)
 	for j := range msg {
@@ -101,7 +128,16 @@ func (r *run) echoSlot(i int) {
 		}
 		bo.Reset()
 		r.succeeded()
+		if r.cfg.PerConn == 0 {
+			tried.Do(connecting.Done)
+		}
 		err = r.echoLoop(c, msg, got, b, p)
+		if r.cfg.PerConn == 0 && (err == nil || r.ended(err)) {
+			select { // hold the connection; see runEcho
+			case <-allTried:
+			case <-r.ctx.Done():
+			}
+		}
 		c.Close()
 		if err != nil && !r.ended(err) {
 			r.fail(err, true)
@@ -158,8 +194,9 @@ func (r *run) connectEcho(i int, msg, got []byte, b *batch) (*conn, error) {
 		c.Close()
 		return nil, err
 	}
-	d := time.Since(sent)
-	b.add(d, d, len(msg))
+	now := time.Now()
+	d := now.Sub(sent)
+	b.add(now.Sub(r.start), d, d, len(msg))
 	return c, nil
 }
 
@@ -185,7 +222,7 @@ func (r *run) echoLoop(c *conn, msg, got []byte, b *batch, p *pacer) error {
 			return err
 		}
 		now := time.Now()
-		b.add(now.Sub(due), now.Sub(sent), len(msg))
+		b.add(now.Sub(r.start), now.Sub(due), now.Sub(sent), len(msg))
 	}
 	return nil
 }

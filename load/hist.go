@@ -60,6 +60,9 @@ type recorder struct {
 	shards []shard
 	msgs   atomic.Uint64
 	bytes  atomic.Uint64
+	// last is when the latest message completed, in nanoseconds from the
+	// run's start.
+	last atomic.Int64
 }
 
 type shard struct {
@@ -83,6 +86,7 @@ type batch struct {
 	s     *shard
 	n     int
 	bytes uint64
+	last  time.Duration // the latest completion added, from the run's start
 	due   [batchLen]int64
 	sent  [batchLen]int64
 }
@@ -91,10 +95,12 @@ func (r *recorder) batch(conn int) *batch {
 	return &batch{r: r, s: &r.shards[conn%len(r.shards)]}
 }
 
-// add records one message of size bytes: fromDue is its latency from the
-// time it was due, fromSent from the time it was written.
-func (b *batch) add(fromDue, fromSent time.Duration, size int) {
+// add records one message of size bytes that completed at, counted from the
+// run's start: fromDue is its latency from the time it was due, fromSent
+// from the time it was written.
+func (b *batch) add(at, fromDue, fromSent time.Duration, size int) {
 	b.due[b.n], b.sent[b.n] = int64(fromDue), int64(fromSent)
+	b.last = max(b.last, at)
 	b.bytes += uint64(size)
 	b.n++
 	if b.n == batchLen {
@@ -114,6 +120,12 @@ func (b *batch) flush() {
 	b.s.mu.Unlock()
 	b.r.msgs.Add(uint64(b.n))
 	b.r.bytes.Add(b.bytes)
+	for {
+		old := b.r.last.Load()
+		if int64(b.last) <= old || b.r.last.CompareAndSwap(old, int64(b.last)) {
+			break
+		}
+	}
 	b.n, b.bytes = 0, 0
 }
 

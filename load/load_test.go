@@ -158,6 +158,23 @@ func TestOpenLoopCountsFromDueTime(t *testing.T) {
 	}
 }
 
+// TestOpenLoopBelowOneMessagePerConnection asks for 10 messages a second
+// over 20 connections for a second: each connection's share is one every
+// 2 s, so the schedule must start at the start (slot i at i/10 s), not a
+// whole interval later, or nothing but the proving echoes is sent.
+func TestOpenLoopBelowOneMessagePerConnection(t *testing.T) {
+	srv := serve(t, "goroutine", echo.New(), engine.Config{})
+	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 20, Rate: 10, Duration: time.Second})
+	if res.OKConns != 20 {
+		t.Fatalf("ok %d, want 20", res.OKConns)
+	}
+	// 10 are due, at 0, 0.1, ..., 0.9 s; allow a few to miss the deadline
+	// on a busy machine.
+	if paced := res.Msgs - uint64(res.OKConns); paced < 5 || paced > 10 {
+		t.Errorf("%d messages besides the %d proving echoes, want about 10", paced, res.OKConns)
+	}
+}
+
 func TestPerConnOpensNewConnections(t *testing.T) {
 	srv := serve(t, "goroutine", echo.New(), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, PerConn: 5, Duration: 300 * time.Millisecond})
@@ -262,6 +279,36 @@ func TestCancelEndsTheRunWithoutBlamingTheServer(t *testing.T) {
 	if res.OKConns != 3 || res.FailedConns != 0 || res.DroppedConns != 0 {
 		t.Fatalf("ok %d failed %d dropped %d (%v)", res.OKConns, res.FailedConns, res.DroppedConns, res.Failures)
 	}
+	// The rates count over the 200 ms that ran, not the minute asked for.
+	if !res.Interrupted || res.Window <= 0 || res.Window > res.Elapsed {
+		t.Errorf("interrupted %v, window %.3fs of %.3fs elapsed", res.Interrupted, res.Window, res.Elapsed)
+	}
+	if res.Msgs == 0 || res.MsgsPerS != float64(res.Msgs)/res.Window || res.MsgsPerS*res.Elapsed < float64(res.Msgs) {
+		t.Errorf("%d messages in %.3fs: %.1f msgs/s", res.Msgs, res.Elapsed, res.MsgsPerS)
+	}
+	if !strings.Contains(res.Summary(), "interrupted") {
+		t.Errorf("the summary does not say the run was interrupted:\n%s", res.Summary())
+	}
+}
+
+// TestRatesCountTheTimeMeasured runs for 1 ns against a server that takes
+// 20 ms per echo: the proving echoes complete 20 ms or more after the
+// start, so the rate is at most their number per 20 ms, not per 1 ns.
+func TestRatesCountTheTimeMeasured(t *testing.T) {
+	srv := serve(t, "goroutine", echoWith(func() { time.Sleep(20 * time.Millisecond) }, nil), engine.Config{})
+	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, Duration: time.Nanosecond})
+	if res.OKConns != 2 || res.Msgs != 2 || res.Interrupted {
+		t.Fatalf("ok %d, %d messages, interrupted %v; want 2, 2, false", res.OKConns, res.Msgs, res.Interrupted)
+	}
+	if res.Window < 0.02 || res.Window > res.Elapsed {
+		t.Errorf("window %.6fs, want from 20 ms to the %.3fs elapsed", res.Window, res.Elapsed)
+	}
+	if res.MsgsPerS > 2/0.02 || res.BytesPerS > 2*DefaultSize/0.02 {
+		t.Errorf("%.0f msgs/s, %.0f bytes/s for 2 messages of which the last took 20 ms or more", res.MsgsPerS, res.BytesPerS)
+	}
+	if res.Latency.Count != 2 {
+		t.Errorf("%d latencies", res.Latency.Count)
+	}
 }
 
 func TestRaiseNofile(t *testing.T) {
@@ -284,6 +331,21 @@ func TestRaiseNofile(t *testing.T) {
 	}
 }
 
+// TestBuffersPastTheBudgetAreRefused checks, without running (which
+// would allocate them), that a run whose message buffers pass MaxBuffers
+// is refused before it starts, naming both flags.
+func TestBuffersPastTheBudgetAreRefused(t *testing.T) {
+	for _, c := range []Config{{Conns: 10000, Size: 1 << 20}, {App: AppChat, Conns: 1025, Size: 1 << 19}} {
+		err := c.WithDefaults().Validate()
+		if err == nil || !strings.Contains(err.Error(), "--conns") || !strings.Contains(err.Error(), "--size") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%d conns x %d bytes: %v; want one line naming --conns and --size", c.Conns, c.Size, err)
+		}
+	}
+	if err := (Config{Conns: 1024, Size: 1 << 19}).WithDefaults().Validate(); err != nil {
+		t.Errorf("exactly the budget: %v", err)
+	}
+}
+
 func TestBadConfigIsOneLineError(t *testing.T) {
 	for _, c := range []Config{
 		{Addr: "nope"}, {App: "http"}, {Conns: -1}, {Duration: -time.Second}, {Size: MaxSize + 1},
@@ -295,5 +357,19 @@ func TestBadConfigIsOneLineError(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%+v: error %v, want one line", c, err)
 		}
+	}
+}
+
+// TestSeqServesOneClientPerRun: seq serves one connection until it closes.
+// With a connect timeout longer than the run, the generator must not
+// close its one served connection at the deadline and so let seq serve the
+// clients still waiting: they were not served during the run, and a
+// client that kept its connection would have kept them waiting. Exactly
+// one succeeds, however the timings fall.
+func TestSeqServesOneClientPerRun(t *testing.T) {
+	srv := serve(t, "seq", echo.New(), engine.Config{Backlog: 16})
+	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 5, Duration: 200 * time.Millisecond, ConnectTimeout: 600 * time.Millisecond})
+	if res.OKConns != 1 || res.FailedConns != 4 || res.Failures[ReasonTimeout] != 4 {
+		t.Fatalf("ok %d failed %d (%v), want 1 and 4 timeouts", res.OKConns, res.FailedConns, res.Failures)
 	}
 }

@@ -60,11 +60,20 @@ type Result struct {
 
 	// Msgs and Bytes count completed messages: echoes received, or chat
 	// messages delivered to receivers. MsgsPerS and BytesPerS divide them
-	// by Duration.
+	// by Window.
 	Msgs      uint64  `json:"msgs"`
 	Bytes     uint64  `json:"bytes"`
 	MsgsPerS  float64 `json:"msgs_per_s"`
 	BytesPerS float64 `json:"bytes_per_s"`
+	// Window is the time the rates are measured over, in seconds: from
+	// the start of sending (for chat, once every member has joined) to the
+	// end of Duration, or to the interruption if that came first, and on
+	// to the last message's completion if that came later.
+	Window float64 `json:"window_s"`
+	// Interrupted is set when the run was cancelled before it ended (a
+	// SIGINT to `tcplab load`, a Ctrl-C to `tcplab bench`): its numbers
+	// cover only the part that ran.
+	Interrupted bool `json:"interrupted"`
 
 	// Latency counts from the time each message was due (corrected for
 	// coordinated omission); LatencyUncorrected from the time it was
@@ -115,8 +124,14 @@ type run struct {
 	ctx      context.Context
 	start    time.Time
 	deadline time.Time // no message is sent after it
-	src      []*net.TCPAddr
-	rec      *recorder
+	// sendStart is when sending starts: the start for echo, once every
+	// member has joined for chat.
+	sendStart time.Time
+	// cancelledAt is when ctx was cancelled, in nanoseconds from start,
+	// plus one; 0 while it is not.
+	cancelledAt atomic.Int64
+	src         []*net.TCPAddr
+	rec         *recorder
 
 	ok, failed, dropped atomic.Int64
 	mu                  sync.Mutex
@@ -165,6 +180,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.start = time.Now()
 	wallBefore := r.start
 	r.deadline = r.start.Add(cfg.Duration)
+	r.sendStart = r.start
+	stopWatch := context.AfterFunc(ctx, func() { r.cancelledAt.Store(int64(time.Since(r.start)) + 1) })
+	defer stopWatch()
 
 	stopProgress := r.progress()
 	var chat *chatRun
@@ -204,13 +222,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Failures, res.FirstError = r.failures, r.firstErr
 	res.Msgs, res.Bytes = r.rec.msgs.Load(), r.rec.bytes.Load()
-	secs := cfg.Duration.Seconds()
-	res.MsgsPerS, res.BytesPerS = float64(res.Msgs)/secs, float64(res.Bytes)/secs
+	res.Interrupted = ctx.Err() != nil
+	res.Window = r.window(elapsed).Seconds()
+	if secs := res.Window; secs > 0 {
+		res.MsgsPerS, res.BytesPerS = float64(res.Msgs)/secs, float64(res.Bytes)/secs
+	}
 	res.Latency, res.LatencyUncorrected = r.rec.merged()
 	if chat != nil {
-		chat.fill(res, secs)
+		chat.fill(res, res.Window)
 	}
 	return res, nil
+}
+
+// window is the time the run's rates are measured over: from sendStart
+// to the deadline, or to the cancellation if that came first, and on to
+// the last message's completion if that came later. elapsed is the run's
+// whole length, an upper bound on a cancellation time not yet recorded.
+func (r *run) window(elapsed time.Duration) time.Duration {
+	end := r.deadline.Sub(r.start)
+	if r.ctx.Err() != nil {
+		at := elapsed
+		if c := r.cancelledAt.Load(); c > 0 {
+			at = time.Duration(c - 1)
+		}
+		end = min(end, at)
+	}
+	end = max(end, time.Duration(r.rec.last.Load()))
+	return max(0, end-r.sendStart.Sub(r.start))
 }
 
 // selfCPU is this process's user plus system CPU time. getrusage is
@@ -322,17 +360,19 @@ func (res *Result) Summary() string {
 		b.Reset()
 		fmt.Fprintf(&b, "chat against %s: %d connections, %d senders, for %gs", res.Addr, res.Conns, res.Senders, res.Duration)
 	}
+	if res.Interrupted {
+		b.WriteString(" (interrupted: the numbers cover only the part that ran)")
+	}
 	fmt.Fprintf(&b, "\nconnections  ok %d  failed %d  dropped %d  (success %.1f%%)", res.OKConns, res.FailedConns, res.DroppedConns, 100*res.SuccessRate)
 	if len(res.Failures) > 0 {
-		var parts []string
-		for _, k := range slices.Sorted(maps.Keys(res.Failures)) {
-			parts = append(parts, fmt.Sprintf("%s %d", k, res.Failures[k]))
-		}
-		fmt.Fprintf(&b, "  [%s]", strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "  [%s]", counts(res.Failures))
 	}
-	fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s", res.MsgsPerS, res.BytesPerS/1e6)
+	fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s  (%d msgs over %.3gs)", res.MsgsPerS, res.BytesPerS/1e6, res.Msgs, res.Window)
 	if res.Mode == "chat" {
 		fmt.Fprintf(&b, "  (ingress %.0f msgs/s, delivered %.0f msgs/s, fairness %.3f..%.3f)", res.IngressPerS, res.DeliveredPerS, res.FairnessMin, res.FairnessMax)
+	}
+	if len(res.ServerErrors) > 0 {
+		fmt.Fprintf(&b, "\nserver ERR   %s", counts(res.ServerErrors))
 	}
 	lat := func(name string, p Percentiles) {
 		fmt.Fprintf(&b, "\n%-12s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", name, us(p.P50), us(p.P90), us(p.P99), us(p.P999), us(p.Max))
@@ -349,6 +389,15 @@ func (res *Result) Summary() string {
 		fmt.Fprintf(&b, "\nwarning: %s", w)
 	}
 	return b.String()
+}
+
+// counts formats counts by name, sorted by name: "closed 2, timeout 3".
+func counts(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // us formats microseconds with a unit that fits.

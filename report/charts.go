@@ -268,7 +268,13 @@ func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cel
 		}
 	}
 	if len(args) == 0 {
+		// An empty log axis cannot be drawn: show an empty linear one.
 		p.Title.Text += ": no data"
+		p.Y.Scale, p.Y.Tick.Marker = plot.LinearScale{}, plot.ConstantTicks{}
+		p.Y.Min, p.Y.Max = 0, 1
+		if len(g.clients) > 0 {
+			p.X.Min, p.X.Max = float64(g.clients[0]), float64(g.clients[len(g.clients)-1])
+		}
 		return p, nil
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,15 +44,17 @@ func Write(dir string, res *benchgrid.Results) ([]string, error) {
 	if err := add(CSVFile, writeCSV(filepath.Join(dir, CSVFile), res)); err != nil {
 		return files, err
 	}
-	charts, err := writeCharts(dir, res)
+	// A chart that fails costs only itself: the page still shows the
+	// table and the charts drawn before it, and the error is returned.
+	charts, chartErr := writeCharts(dir, res)
 	for _, c := range charts {
 		files = append(files, filepath.Join(dir, c.SVG), filepath.Join(dir, c.PNG))
 	}
-	if err != nil {
-		return files, fmt.Errorf("report: charts: %w", err)
-	}
 	if err := add(HTMLFile, writeHTML(filepath.Join(dir, HTMLFile), res, charts)); err != nil {
 		return files, err
+	}
+	if chartErr != nil {
+		return files, fmt.Errorf("report: charts: %w", chartErr)
 	}
 	return files, nil
 }
@@ -93,6 +96,15 @@ func writeCSV(path string, res *benchgrid.Results) error {
 	return closeAfter(f, w.Error())
 }
 
+// num formats v in full precision, as results.json does: the shortest
+// decimal that reads back as v, without an exponent in JSON's range.
+func num(v float64) string {
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		return strconv.FormatFloat(v, 'e', -1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
 func closeAfter(f *os.File, err error) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -101,7 +113,6 @@ func closeAfter(f *os.File, err error) error {
 }
 
 func csvRow(c benchgrid.Cell) []string {
-	num := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	row := []string{c.Model, c.App, strconv.Itoa(c.Clients), strconv.Itoa(c.Backlog), c.Status, c.Cause}
 	l := c.Load
 	if l == nil {

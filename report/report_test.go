@@ -177,3 +177,63 @@ func TestOneCellGridCharts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriteWithNoLatencyAtTheLargestBacklog has no cell with a positive
+// p99 at the largest backlog (every connection timed out there): the p99
+// chart, on a log axis, has nothing to show, and says so.
+func TestWriteWithNoLatencyAtTheLargestBacklog(t *testing.T) {
+	res := sampleResults()
+	for i := range res.Cells {
+		if l := res.Cells[i].Load; l != nil && res.Cells[i].Backlog == 256 {
+			l.Latency = load.Percentiles{}
+			l.MsgsPerS = 0
+		}
+	}
+	dir := t.TempDir()
+	files, err := Write(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3+2*5 {
+		t.Errorf("%d files: %v", len(files), files)
+	}
+	if err := Offline(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "p99.svg"))
+	if err != nil || !bytes.Contains(b, []byte("no data")) {
+		t.Errorf("p99.svg does not say there is no data (%v)", err)
+	}
+}
+
+// TestCSVKeepsFullPrecision: results.csv has the numbers results.json has,
+// not six significant digits.
+func TestCSVKeepsFullPrecision(t *testing.T) {
+	res := sampleResults()
+	l := res.Cells[0].Load
+	l.MsgsPerS, l.BytesPerS, l.SuccessRate, l.Latency.P99 = 7627331.123456789, 488149191.9, 0.123456789, 1234.5678
+	dir := t.TempDir()
+	if _, err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, CSVFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	for name, want := range map[string]string{
+		"msgs_per_s": "7627331.123456789", "bytes_per_s": "488149191.9", "success_rate": "0.123456789", "p99_us": "1234.5678",
+	} {
+		if got := rows[1][col[name]]; got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/signal"
@@ -87,7 +88,7 @@ linspace(50, 400, 10), 100 cells per model.`,
 	f.BoolVar(&o.seed, "seed-grid", false, "the seed's grid on chat: backlog linspace(10,300,10) x clients linspace(50,400,10)")
 	f.StringVar(&o.pin, "pin", "", "SERVER_CPUS:CLIENT_CPUS, e.g. 0:1 or 0-1:2-3 (sched_setaffinity)")
 	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", load.DefaultConnectTimeout, "time for a connection's first round trip")
-	f.IntVar(&o.cfg.Size, "size", load.DefaultSize, "message size in bytes")
+	f.IntVar(&o.cfg.Size, "size", load.DefaultSize, "message size in bytes; clients x size at most 512 MiB")
 	f.Float64Var(&o.cfg.Rate, "rate", 0, "total messages per second per cell; 0 is closed loop (chat: 50/s per sender)")
 	f.IntVar(&o.cfg.PerConn, "per-conn", 0, "echo: messages per connection before reconnecting; 0 keeps connections")
 	f.IntVar(&o.cfg.Senders, "senders", 0, "chat: posting connections per cell (default min(clients, 10))")
@@ -158,8 +159,21 @@ func (o *benchOptions) options(cmd *cobra.Command) (benchgrid.Options, error) {
 			return benchgrid.Options{}, usageError{fmt.Errorf("--clients and --backlog values must be at least 1, got %d", n)}
 		}
 	}
+	if o.app != load.AppChat {
+		if err := chatOnly(cmd, "senders"); err != nil {
+			return benchgrid.Options{}, err
+		}
+	}
+	// Validate against the smallest cell: --senders must fit every one.
 	cfg := o.cfg
-	cfg.App, cfg.Conns, cfg.Addr = o.app, o.clients[0], load.DefaultAddr // each cell sets its own address
+	cfg.App, cfg.Conns, cfg.Addr = o.app, slices.Min(o.clients), load.DefaultAddr // each cell sets its own address
+	if o.app == load.AppChat && (cfg.Senders < 0 || cfg.Senders > cfg.Conns) {
+		return benchgrid.Options{}, usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", cfg.Senders, cfg.Conns)}
+	}
+	if _, err := typedConfig(cfg); err != nil {
+		return benchgrid.Options{}, err
+	}
+	cfg.Conns = slices.Max(o.clients) // and the largest for the buffer budget
 	if _, err := typedConfig(cfg); err != nil {
 		return benchgrid.Options{}, err
 	}
@@ -212,6 +226,10 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	// Check the report can be written before minutes of work, not after.
+	if err := checkOutDir(o.out); err != nil {
+		return usageError{err}
+	}
 	stderr := cmd.ErrOrStderr()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -232,14 +250,41 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return usageError{runErr}
 	}
 	files, err := report.Write(o.out, res)
+	printBenchSummary(cmd.OutOrStdout(), res, files)
 	if err != nil {
 		return err
 	}
-	printBenchSummary(cmd.OutOrStdout(), res, files)
 	if runErr != nil {
 		return fmt.Errorf("bench interrupted; the report has the %d cells that ran", len(res.Cells))
 	}
 	return nil
+}
+
+// checkOutDir creates dir if needed and checks a file can be created in
+// it.
+func checkOutDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out %s: cannot create the report directory: %w", dir, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, ".tcplab-write-check-*")
+	if err != nil {
+		return fmt.Errorf("--out %s: cannot write the report there: %w", dir, unwrapPath(err))
+	}
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("--out %s: %w", dir, err)
+	}
+	return nil
+}
+
+// unwrapPath drops a *fs.PathError's operation and path, which the
+// caller's message already names, keeping its cause.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // cellLine describes a finished cell in one line.

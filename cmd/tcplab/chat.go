@@ -76,6 +76,13 @@ Ctrl-C, /quit, or when the server says BYE.
 }
 
 func (o *chatClient) check() error {
+	_, port, err := net.SplitHostPort(o.addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", o.addr, err)
+	}
+	if err := checkPort("--addr", o.addr, port, false); err != nil {
+		return err
+	}
 	if _, err := frame.ParseKind(o.framing); err != nil {
 		return fmt.Errorf("--framing: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -62,7 +63,7 @@ func (h *hardeningFlags) apply(cfg *engine.Config) error {
 		return errors.New("--pprof is served on the --metrics listener: give --metrics too")
 	}
 	if h.metrics != "" {
-		if _, err := metrics.LoopbackDefault(h.metrics); err != nil {
+		if err := checkMetricsAddr(h.metrics); err != nil {
 			return err
 		}
 	}
@@ -86,6 +87,25 @@ func (h *hardeningFlags) apply(cfg *engine.Config) error {
 	cfg.TLSCert, cfg.TLSKey = h.tlsCert, h.tlsKey
 	cfg.HandshakeTimeout = h.handshake
 	return nil
+}
+
+// checkMetricsAddr refuses a --metrics address, or bare port, that cannot
+// be listened on.
+func checkMetricsAddr(spec string) error {
+	// A bare number is a port, even out of range (LoopbackDefault would
+	// call it an address missing its port).
+	if _, err := strconv.Atoi(spec); err == nil {
+		return checkPort("--metrics", spec, spec, true)
+	}
+	addr, err := metrics.LoopbackDefault(spec)
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--metrics %q: %w", spec, err)
+	}
+	return checkPort("--metrics", spec, port, true)
 }
 
 // newMetrics returns the metrics registry if --metrics is set, and hooks

@@ -25,6 +25,9 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 		{"serve", "--tls-key", cert.KeyFile},
 		{"serve", "--pprof"},
 		{"serve", "--metrics", "no-port-here"},
+		{"serve", "--addr", "127.0.0.1:0", "--metrics", "99999"},
+		{"serve", "--addr", "127.0.0.1:0", "--metrics", "127.0.0.1:70000"},
+		{"serve", "--addr", "127.0.0.1:0", "--metrics", ":-1"},
 		{"serve", "--model", "reactor", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile},
 		{"chat", "--tls-ca", cert.CAFile},
 		{"chat", "--tls", "--tls-insecure", "--tls-ca", cert.CAFile},
@@ -36,6 +39,10 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: ") {
 			t.Errorf("%q: stderr %q, want one line starting with \"tcplab: \"", args, stderr)
 		}
+	}
+	_, _, stderr := runCmd(t, "serve", "--addr", "127.0.0.1:0", "--metrics", "99999")
+	if !strings.Contains(stderr, "out of range") {
+		t.Errorf("--metrics 99999: %q, want the port called out of range", stderr)
 	}
 	code, _, stderr := runCmd(t, "serve", "--model", "reactor-pool", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
 	if code != 2 || !strings.Contains(stderr, "model reactor-pool") || !strings.Contains(stderr, "does not support TLS") {

@@ -238,3 +238,21 @@ func readResults(t *testing.T, dir string) benchgrid.Results {
 	}
 	return res
 }
+
+// TestBenchChecksOutBeforeRunning gives --out paths that cannot hold a
+// report: bench refuses them with one line before running any cell.
+func TestBenchChecksOutBeforeRunning(t *testing.T) {
+	t.Setenv("TCPLAB_TEST_MAIN", "1") // should a cell run, its server is this binary
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{file, filepath.Join(file, "sub"), "/proc/nope"} {
+		code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine", "--clients", "2", "--backlog", "8",
+			"--duration", "200ms", "--out", out)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: --out ") || stdout != "" {
+			t.Errorf("--out %s: exit %d, stdout %q, stderr %q; want 2 and one line about --out before any cell", out, code, stdout, stderr)
+		}
+	}
+}

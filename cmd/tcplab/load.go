@@ -51,7 +51,7 @@ its own CPU use and flags a run where it used 90% of a core or more.`,
 	f.StringVar(&c.App, "app", load.AppEcho, "protocol: echo or chat")
 	f.IntVar(&c.Conns, "conns", load.DefaultConns, "concurrent connections")
 	f.DurationVar(&c.Duration, "duration", load.DefaultDuration, "how long to send")
-	f.IntVar(&c.Size, "size", load.DefaultSize, "message size in bytes (chat: text size)")
+	f.IntVar(&c.Size, "size", load.DefaultSize, "message size in bytes (chat: text size); conns x size at most 512 MiB (two buffers each, 1 GiB)")
 	f.Float64Var(&c.Rate, "rate", 0, "total messages per second; 0 is closed loop (chat: 0 means 50/s per sender)")
 	f.Float64Var(&c.ConnectRate, "connect-rate", 0, "new connections per second; 0 opens all at once")
 	f.DurationVar(&c.ConnectTimeout, "connect-timeout", load.DefaultConnectTimeout, "time for a connection's first round trip, from its connect")
@@ -65,8 +65,10 @@ its own CPU use and flags a run where it used 90% of a core or more.`,
 
 func (o *loadOptions) run(cmd *cobra.Command) error {
 	o.cfg.Framing = frame.Kind(o.framing)
-	if o.cfg.App != load.AppChat && cmd.Flags().Changed("framing") {
-		return usageError{errors.New("--framing applies to --app chat")}
+	if o.cfg.App != load.AppChat {
+		if err := chatOnly(cmd, "framing", "senders", "room"); err != nil {
+			return err
+		}
 	}
 	cfg, err := typedConfig(o.cfg)
 	if err != nil {
@@ -111,6 +113,17 @@ func typedConfig(c load.Config) (load.Config, error) {
 		return c, usageError{err}
 	}
 	return def, nil
+}
+
+// chatOnly refuses, as a usage error, any of the named flags that was
+// set: they apply to --app chat only.
+func chatOnly(cmd *cobra.Command, names ...string) error {
+	for _, name := range names {
+		if cmd.Flags().Changed(name) {
+			return usageError{fmt.Errorf("--%s applies to --app chat", name)}
+		}
+	}
+	return nil
 }
 
 // contextErr reports an interrupted run.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -32,10 +33,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// runCmd runs the tcplab command line args in-process and returns its
+// exit code and output. A command still running after a minute (a serve
+// that should have refused its flags) is stopped as by a signal.
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, &out, &errb)
+	code = run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -46,6 +52,9 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"serve", "--app", "no-such-app"},
 		{"serve", "--addr", "not-an-address"},
 		{"serve", "--workers", "0", "--model", "goroutine"},
+		{"serve", "--addr", "127.0.0.1:0", "--write-timeout", "0"},
+		{"serve", "--addr", "127.0.0.1:0", "--write-timeout", "-1s"},
+		{"serve", "--addr", "127.0.0.1:0", "--drain-timeout", "-1s"},
 		{"no-such-command"},
 		{"serve", "stray-argument"},
 		{"load", "--conns", "0"},
@@ -55,7 +64,17 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"load", "--rate", "-5"},
 		{"load", "--framing", "line"},
 		{"load", "--app", "chat", "--per-conn", "3"},
+		{"bench", "--app", "chat", "--senders", "-1"},
+		{"load", "--conns", "10000", "--size", "1048576"},
+		{"bench", "--clients", "10,10000", "--size", "1048576"},
 		{"load", "--addr", "no-port"},
+		{"load", "--addr", "127.0.0.1:99999"},
+		{"load", "--addr", "127.0.0.1:0"},
+		{"serve", "--addr", "127.0.0.1:99999"},
+		{"serve", "--addr", "127.0.0.1:-1"},
+		{"serve", "--addr", "127.0.0.1:no-such-service"},
+		{"chat", "--addr", "127.0.0.1:99999"},
+		{"chat", "--addr", "127.0.0.1:0"},
 		{"bench", "--models", "no-such-model"},
 		{"bench", "--pin", "0"},
 		{"bench", "--pin", "0:1000"},
@@ -72,6 +91,39 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		}
 		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: ") {
 			t.Errorf("%q: stderr %q, want one line starting with \"tcplab: \"", args, stderr)
+		}
+	}
+}
+
+// TestBadFlagIsTheOneNamed: an error names the flag that is wrong, not
+// one derived from it.
+func TestBadFlagIsTheOneNamed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// Should one run, it is short and finds nothing at port 1.
+		{[]string{"load", "--app", "chat", "--senders", "-1"}, "--senders -1"},
+		{[]string{"load", "--addr", "127.0.0.1:1", "--duration", "100ms", "--senders", "3"}, "--senders applies to --app chat"},
+		{[]string{"load", "--addr", "127.0.0.1:1", "--duration", "100ms", "--room", "dev"}, "--room applies to --app chat"},
+	} {
+		code, _, stderr := runCmd(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	// bench's are checked without running the grid.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--senders", "3"}, "--senders applies to --app chat"},
+		{[]string{"--app", "chat", "--clients", "20,5", "--senders", "10"}, "smallest --clients (5)"},
+	} {
+		_, err := optionsFor(tc.args...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench %q: %v; want a usage error with %q", tc.args, err, tc.want)
 		}
 	}
 }
@@ -195,6 +247,28 @@ func TestServeWarnsAboutIgnoredFlagAndWildcardBind(t *testing.T) {
 	}
 	if !regexp.MustCompile(`warning.*flag=--workers model=seq`).MatchString(out) {
 		t.Errorf("no warning about the ignored --workers flag in:\n%s", out)
+	}
+}
+
+// TestDrainTimeoutZeroWarnsOnlyWhenItCutsConnections stops a server with
+// --drain-timeout 0 twice: with no connection open there is nothing to
+// warn about; with one open, it was cut off.
+func TestDrainTimeoutZeroWarnsOnlyWhenItCutsConnections(t *testing.T) {
+	const warning = "drain timeout reached"
+	_, log, stop := startServe(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
+	if code := stop(); code != 0 || strings.Contains(log.String(), warning) {
+		t.Errorf("no connections: exit %d, log:\n%s", code, log)
+	}
+
+	addr, log, stop := startServe(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoOn(t, c, "x") // the server has it open
+	if code := stop(); code != 0 || !strings.Contains(log.String(), warning) {
+		t.Errorf("one connection: exit %d, log:\n%s", code, log)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -56,8 +57,8 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.Listeners, "listeners", 1, "SO_REUSEPORT listeners on the address")
 	f.IntVar(&o.cfg.MaxPending, "max-pending", d.MaxPending, "outbound bytes buffered per connection before it is closed as a slow consumer")
 	f.IntVar(&o.cfg.MaxInbound, "max-inbound", d.MaxInbound, "unconsumed inbound bytes per connection before it is closed")
-	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "close a connection whose socket takes no bytes for this long")
-	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "on shutdown, how long queued writes may flush")
+	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "close a connection whose socket takes no bytes for this long (must be positive)")
+	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "on shutdown, how long queued writes may flush (0: close at once)")
 	f.IntVar(&o.cfg.Workers, "workers", d.Workers, "workers (pool, prefork, reactor-pool)")
 	f.IntVar(&o.cfg.Queue, "queue", d.Queue, "queued connections (pool)")
 	f.IntVar(&o.cfg.MaxThreads, "max-threads", d.MaxThreads, "connection threads (thread)")
@@ -98,6 +99,14 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	}
 	if err := o.hard.apply(&o.cfg); err != nil {
 		return usageError{err}
+	}
+	// The engine reads a zero as "the default": refuse it rather than
+	// silently serve 10 s.
+	if o.cfg.WriteTimeout <= 0 {
+		return usageError{fmt.Errorf("--write-timeout %v: must be positive", o.cfg.WriteTimeout)}
+	}
+	if o.cfg.DrainTimeout < 0 {
+		return usageError{fmt.Errorf("--drain-timeout %v: want 0 (no drain) or a positive duration", o.cfg.DrainTimeout)}
 	}
 	// Every field has its default from the flags, so a 0 here was typed.
 	if err := o.cfg.Validate(); err != nil {
@@ -155,10 +164,15 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
+// shutdown stops srv, letting queued writes flush for up to drain. It
+// warns when the drain timeout cut connections off; with none open there
+// was nothing to cut (the engine reports a drain of 0 as cut short even
+// then).
 func shutdown(srv engine.Server, drain time.Duration, log *slog.Logger) {
+	open := srv.Stats().Open
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(ctx); err != nil && open > 0 {
 		log.Warn("warning: drain timeout reached; remaining connections were closed", "err", err)
 	}
 }
@@ -176,15 +190,42 @@ func warnIgnoredFlags(flags *pflag.FlagSet, m engine.Model, log *slog.Logger) {
 // checkAddr refuses a malformed address and warns about binding every
 // interface.
 func checkAddr(addr string, log *slog.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	if host == "" {
 		return errors.New("--addr " + addr + ": give a host; 127.0.0.1 for this machine only, 0.0.0.0 for every interface")
 	}
+	if err := checkPort("--addr", addr, port, true); err != nil {
+		return err
+	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		log.Warn("warning: listening on every interface; anyone who can reach this machine can connect", "addr", addr)
+	}
+	return nil
+}
+
+// checkPort refuses the port of flag's address addr unless it is a number
+// from 1 to 65535 (0 too if ephemeral, where the kernel picks one) or a
+// service name.
+func checkPort(flag, addr, port string, ephemeral bool) error {
+	want := "1 to 65535"
+	if ephemeral {
+		want = "0 (any free port) to 65535"
+	}
+	if port == "" {
+		return fmt.Errorf("%s %q: give a port, %s", flag, addr, want)
+	}
+	n, err := net.LookupPort("tcp", port)
+	if err != nil {
+		if _, nerr := strconv.Atoi(port); nerr == nil {
+			return fmt.Errorf("%s %q: port %s out of range: want %s", flag, addr, port, want)
+		}
+		return fmt.Errorf("%s %q: port %q is neither a number nor a known service: want %s", flag, addr, port, want)
+	}
+	if n == 0 && !ephemeral {
+		return fmt.Errorf("%s %q: port 0: want %s", flag, addr, want)
 	}
 	return nil
 }
