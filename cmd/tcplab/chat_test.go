@@ -270,6 +270,17 @@ func TestServeChatBadFlags(t *testing.T) {
 	}
 }
 
+// TestServeChatUnreachableBusExits1: a well-formed --bus that cannot be
+// reached (nothing listens on 127.0.0.1:1) is a runtime failure, exit 1
+// with one line, not bad usage.
+func TestServeChatUnreachableBusExits1(t *testing.T) {
+	args := []string{"serve", "--app", "chat", "--addr", "127.0.0.1:0", "--bus", "nats://127.0.0.1:1"}
+	code, _, stderr := runCmd(t, args...)
+	if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "127.0.0.1:1") {
+		t.Errorf("%q: exit %d, stderr %q; want 1 and one line naming the bus", args, code, stderr)
+	}
+}
+
 func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
 	addr, log, stop := startServe(t, "--app", "echo", "--addr", "127.0.0.1:0", "--framing", "line")
 	echoOnce(t, addr, "x")

@@ -98,7 +98,13 @@ func newChatApp(o *serveOptions) (handler.Handler, error) {
 		return nil, err
 	}
 	if b.net != nil {
-		opts.Bus = b.net.Join
+		opts.Bus = func(n chat.Node) (chat.Bus, error) {
+			bus, err := b.net.Join(n)
+			if err != nil {
+				return nil, runtimeError{err} // a bus it cannot reach: exit 1
+			}
+			return bus, nil
+		}
 	}
 	h, err := chat.New(opts)
 	if err != nil {
@@ -156,7 +162,7 @@ func (o *serveOptions) chatBus(serverFrame int) (*chatBusState, error) {
 	case mode == "embedded":
 		e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{MaxPayload: natsbus.PayloadFor(serverFrame)})
 		if err != nil {
-			return nil, err
+			return nil, runtimeError{err}
 		}
 		b.embedded = e
 		mode = e.URL()
@@ -172,7 +178,7 @@ func (o *serveOptions) chatBus(serverFrame int) (*chatBusState, error) {
 	b.net, err = natsbus.New(natsbus.Options{URLs: mode, Replicas: o.chat.replicas, Logger: o.cfg.Logger})
 	if err != nil {
 		b.close()
-		return nil, err
+		return nil, runtimeError{err}
 	}
 	return b, nil
 }

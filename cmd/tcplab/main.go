@@ -24,6 +24,14 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// runtimeError marks an error that an app's constructor met while acting
+// on valid flags (a bus it cannot reach), so serve exits 1 for it rather
+// than 2 as for the constructor's other errors, which are bad flags.
+type runtimeError struct{ err error }
+
+func (e runtimeError) Error() string { return e.err.Error() }
+func (e runtimeError) Unwrap() error { return e.err }
+
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -118,6 +118,9 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		return usageError{err}
 	}
 	h, err := a.new(o)
+	if re := (runtimeError{}); errors.As(err, &re) {
+		return err
+	}
 	if err != nil {
 		return usageError{err}
 	}
