@@ -294,8 +294,17 @@ func cellLine(c *benchgrid.Cell) string {
 		return head + ": " + c.Status + ": " + c.Cause
 	}
 	l := c.Load
-	return fmt.Sprintf("%s: success %.0f%%, %.0f msgs/s, p99 %.0fus, server %.2fus CPU/msg, ListenOverflows +%d",
-		head, 100*l.SuccessRate, l.MsgsPerS, l.Latency.P99, c.Server.CPUPerMsgUs, l.ListenOverflows)
+	return fmt.Sprintf("%s: success %s, %.0f msgs/s, p99 %.0fus, server %.2fus CPU/msg, ListenOverflows +%d",
+		head, percent(l.SuccessRate), l.MsgsPerS, l.Latency.P99, c.Server.CPUPerMsgUs, l.ListenOverflows)
+}
+
+// percent formats a rate as a percentage, with a decimal under 10% so a
+// small rate (1 client of 200) does not read as none.
+func percent(rate float64) string {
+	if rate < 0.1 {
+		return fmt.Sprintf("%.1f%%", 100*rate)
+	}
+	return fmt.Sprintf("%.0f%%", 100*rate)
 }
 
 func printBenchSummary(w io.Writer, res *benchgrid.Results, files []string) {
