@@ -119,6 +119,13 @@ func (s *Server) Stop(t testing.TB) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
+	s.awaitServe(t)
+}
+
+// awaitServe checks, after a Shutdown, that Serve returns nil in time, and
+// marks the server stopped.
+func (s *Server) awaitServe(t testing.TB) {
+	t.Helper()
 	select {
 	case err := <-s.served:
 		if err != nil {

@@ -69,15 +69,7 @@ func shutdownStuckPeer(t *testing.T, s *Server, newCtx func() (context.Context, 
 	if took > stuckShutdownBound {
 		t.Errorf("Shutdown took %v with a peer that does not read: want it to end with its context (a 300 ms drain)", took)
 	}
-	select {
-	case err := <-s.served:
-		if err != nil {
-			t.Errorf("Serve returned %v after Shutdown", err)
-		}
-	case <-time.After(shutdownTimeout):
-		t.Errorf("Serve did not return within %v of Shutdown", shutdownTimeout)
-	}
-	s.served = nil
+	s.awaitServe(t)
 }
 
 // stall sends to an echo server without reading the echo until the server
