@@ -17,6 +17,7 @@ type Proc struct {
 	Exe       string // the program it runs; "" if unreadable (zombies)
 }
 
+// String describes p for test logs.
 func (p Proc) String() string {
 	return fmt.Sprintf("pid %d (ppid %d, state %s, %s)", p.PID, p.PPID, p.State, p.Exe)
 }

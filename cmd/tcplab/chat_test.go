@@ -270,6 +270,15 @@ func TestServeChatBadFlags(t *testing.T) {
 	}
 }
 
+// TestServeChatSmallFrameNamesTheFlag: a --max-frame under chat's
+// minimum is refused naming --max-frame, not --max-pending.
+func TestServeChatSmallFrameNamesTheFlag(t *testing.T) {
+	code, _, stderr := runCmd(t, "serve", "--app", "chat", "--addr", "127.0.0.1:0", "--max-frame", "100")
+	if code != 2 || !strings.Contains(stderr, "--max-frame 100") {
+		t.Errorf("exit %d, stderr %q; want 2 naming --max-frame 100", code, stderr)
+	}
+}
+
 // TestServeChatUnreachableBusExits1: a well-formed --bus that cannot be
 // reached (nothing listens on 127.0.0.1:1) is a runtime failure, exit 1
 // with one line, not bad usage.

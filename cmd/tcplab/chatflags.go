@@ -67,6 +67,9 @@ func (c *chatFlags) options(cfg engine.Config) (chat.Options, error) {
 	if c.maxFrame+frame.HeaderLen+2 > cfg.MaxInbound {
 		return chat.Options{}, fmt.Errorf("--max-frame %d needs --max-inbound of at least %d (now %d)", c.maxFrame, c.maxFrame+frame.HeaderLen+2, cfg.MaxInbound)
 	}
+	if c.maxFrame < chat.MinServerFrame {
+		return chat.Options{}, fmt.Errorf("--max-frame %d is too small for chat: want at least %d", c.maxFrame, chat.MinServerFrame)
+	}
 	serverFrame := min(c.maxFrame, cfg.MaxPending/4)
 	if serverFrame < chat.MinServerFrame {
 		return chat.Options{}, fmt.Errorf("--max-pending %d is too small for chat: want at least %d", cfg.MaxPending, 4*chat.MinServerFrame)
