@@ -4,7 +4,8 @@
 //   - [Length]: a 4-byte unsigned big-endian length N, then N bytes, with
 //     1 <= N <= max.
 //   - [Line]: the bytes up to "\n", with one trailing "\r" dropped; at most
-//     max bytes of content.
+//     max bytes of content. (So [Append] ends a payload that ends in "\r"
+//     with "\r\n": every payload without "\n" survives a round trip.)
 //
 // The [Decoder] is incremental and allocation-free: it is fed whatever bytes
 // have arrived, returns complete frames as sub-slices of its input, and says
@@ -34,6 +35,21 @@ const (
 
 // DefaultMax is the default largest payload, 1 MiB.
 const DefaultMax = 1 << 20
+
+// MaxLimit is the largest max a Decoder, Reader or Append takes; a larger
+// one is lowered to it. A frame of a GiB is already far past any sane
+// protocol, and the cap keeps size arithmetic (max plus framing) within
+// an int on every platform.
+const MaxLimit = 1 << 30
+
+// limit returns the max a caller asked for, with DefaultMax for max <= 0
+// and MaxLimit as the ceiling.
+func limit(max int) int {
+	if max <= 0 {
+		return DefaultMax
+	}
+	return min(max, MaxLimit)
+}
 
 // HeaderLen is the size of a Length frame's header.
 const HeaderLen = 4
@@ -68,15 +84,12 @@ type Decoder struct {
 }
 
 // NewDecoder returns a decoder for kind with the given max payload size. A
-// max <= 0 means DefaultMax.
+// max <= 0 means DefaultMax; a max over MaxLimit means MaxLimit.
 func NewDecoder(kind Kind, max int) (*Decoder, error) {
 	if _, err := ParseKind(string(kind)); err != nil {
 		return nil, err
 	}
-	if max <= 0 {
-		max = DefaultMax
-	}
-	return &Decoder{kind: kind, max: max}, nil
+	return &Decoder{kind: kind, max: limit(max)}, nil
 }
 
 // Max returns the largest payload the decoder accepts.
@@ -144,12 +157,12 @@ func (d *Decoder) decodeLine(in []byte) ([]byte, int, error) {
 
 // Append appends payload, framed as kind, to dst and returns the extended
 // slice. It refuses payloads the matching decoder would refuse: longer than
-// max (max <= 0 means DefaultMax), empty for Length, or holding "\n" for
-// Line.
+// max (max <= 0 means DefaultMax, and MaxLimit caps it), empty for Length,
+// or holding "\n" for Line. A Line payload that ends in "\r" is ended with
+// "\r\n", so that the decoder, which drops one "\r" before the "\n",
+// returns it unchanged.
 func Append(dst []byte, kind Kind, max int, payload []byte) ([]byte, error) {
-	if max <= 0 {
-		max = DefaultMax
-	}
+	max = limit(max)
 	if len(payload) > max {
 		return dst, fmt.Errorf("%w: payload of %d bytes, max %d", ErrTooLarge, len(payload), max)
 	}
@@ -165,6 +178,9 @@ func Append(dst []byte, kind Kind, max int, payload []byte) ([]byte, error) {
 			return dst, ErrNewline
 		}
 		dst = append(dst, payload...)
+		if len(payload) > 0 && payload[len(payload)-1] == '\r' {
+			dst = append(dst, '\r')
+		}
 		return append(dst, '\n'), nil
 	}
 	return dst, fmt.Errorf("%w %q", ErrUnknownKind, kind)

@@ -174,3 +174,78 @@ func TestReaderTruncated(t *testing.T) {
 		t.Fatalf("Next = %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+func TestLinePayloadEndingInCR(t *testing.T) {
+	for _, p := range []string{"hi\r", "\r", "a\r\r"} {
+		enc, err := Append(nil, Line, 0, []byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, n, err := mustDecoder(t, Line, 0).Decode(enc)
+		if err != nil || n != len(enc) || string(got) != p {
+			t.Errorf("%q framed as %q decodes to %q (n %d, %v)", p, enc, got, n, err)
+		}
+	}
+}
+
+func TestMaxIsCapped(t *testing.T) {
+	const huge = int(^uint(0) >> 1) // the largest int
+	if got := mustDecoder(t, Length, huge).Max(); got != MaxLimit {
+		t.Errorf("NewDecoder(huge).Max() = %d, want MaxLimit %d", got, MaxLimit)
+	}
+	// A Reader with the largest max still grows its buffer by doubling: a
+	// 256 KiB frame takes a handful of reads, not one per byte.
+	payload := bytes.Repeat([]byte("x"), 256<<10)
+	enc, _ := Append(nil, Length, 0, payload)
+	reads := 0
+	r, err := NewReader(countReads{bytes.NewReader(enc), &reads}, Length, huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Next(); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("Next: %d bytes, %v", len(got), err)
+	}
+	if reads > 20 {
+		t.Errorf("%d reads for a 256 KiB frame: the buffer did not double", reads)
+	}
+}
+
+type countReads struct {
+	r io.Reader
+	n *int
+}
+
+func (c countReads) Read(p []byte) (int, error) {
+	*c.n++
+	return c.r.Read(p)
+}
+
+// emptyReads returns (0, nil) n times before each real read.
+type emptyReads struct {
+	r       io.Reader
+	n, left int
+}
+
+func (e *emptyReads) Read(p []byte) (int, error) {
+	if e.left > 0 {
+		e.left--
+		return 0, nil
+	}
+	e.left = e.n
+	return e.r.Read(p)
+}
+
+func TestReaderToleratesEmptyReads(t *testing.T) {
+	r, err := NewReader(&emptyReads{r: strings.NewReader("hello\n"), n: 3, left: 3}, Line, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Next(); err != nil || string(got) != "hello" {
+		t.Fatalf("after empty reads: %q, %v", got, err)
+	}
+	// A reader that never returns anything is broken: Next says so.
+	r, _ = NewReader(&emptyReads{r: strings.NewReader("x\n"), n: 1000, left: 1000}, Line, 0)
+	if _, err := r.Next(); !errors.Is(err, io.ErrNoProgress) {
+		t.Fatalf("a reader stuck returning nothing: %v, want io.ErrNoProgress", err)
+	}
+}

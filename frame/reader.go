@@ -17,7 +17,7 @@ type Reader struct {
 }
 
 // NewReader returns a Reader that decodes kind frames of at most max bytes
-// (max <= 0 means DefaultMax) from r.
+// (max <= 0 means DefaultMax, and MaxLimit caps it) from r.
 func NewReader(r io.Reader, kind Kind, max int) (*Reader, error) {
 	dec, err := NewDecoder(kind, max)
 	if err != nil {
@@ -65,13 +65,21 @@ func (fr *Reader) fill() error {
 		copy(nb, fr.buf[:fr.tail])
 		fr.buf = nb
 	}
-	n, err := fr.r.Read(fr.buf[fr.tail:])
-	fr.tail += n
-	if n > 0 {
-		return nil
+	// A Read may return nothing and no error now and then (io.Reader
+	// allows it); only many in a row mean a broken reader.
+	for range maxEmptyReads {
+		n, err := fr.r.Read(fr.buf[fr.tail:])
+		fr.tail += n
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
+	return io.ErrNoProgress
 }
+
+// maxEmptyReads is how many reads in a row may return nothing and no error
+// before fill gives up (as bufio does).
+const maxEmptyReads = 100

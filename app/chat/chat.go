@@ -123,8 +123,8 @@ func (o Options) withDefaults() (Options, error) {
 		o.MaxConns = DefaultMaxConns
 	}
 	switch {
-	case o.MaxFrame < minFrame || o.MaxFrame > math.MaxUint32:
-		return o, fmt.Errorf("--max-frame %d: want %d to %d bytes", o.MaxFrame, minFrame, uint32(math.MaxUint32))
+	case o.MaxFrame < minFrame || o.MaxFrame > frame.MaxLimit:
+		return o, fmt.Errorf("--max-frame %d: want %d to %d bytes", o.MaxFrame, minFrame, frame.MaxLimit)
 	case o.MaxServerFrame < MinServerFrame:
 		return o, fmt.Errorf("largest server frame %d: want at least %d bytes", o.MaxServerFrame, MinServerFrame)
 	case o.MaxConns < 0:

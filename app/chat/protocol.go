@@ -189,7 +189,10 @@ func quote(b []byte) string { return cut(b, maxDetail) }
 // bytes: if b is longer, it is cut on a character boundary and ends with
 // "...".
 func cut(b []byte, n int) string {
-	b = bytes.ToValidUTF8(b, []byte("?"))
+	// Only a prefix can show: copy no more than one (a frame may be a
+	// MiB). Four bytes per shown byte covers any UTF-8 the prefix keeps;
+	// a run of invalid bytes longer than that shows as "?" all the same.
+	b = bytes.ToValidUTF8(b[:min(len(b), 4*n)], []byte("?"))
 	if len(b) <= n {
 		return string(b)
 	}
