@@ -108,17 +108,28 @@ func (s *streamSet) tlsHandshake(tc *tls.Conn) error {
 }
 
 // maxTLSRefusals bounds the TLS handshakes run at once only to tell
-// refused clients why; past it a refused connection is just closed.
-const maxTLSRefusals = 16
+// refused clients why, and tlsRefusalRate how many start a second (in
+// bursts of maxTLSRefusals): past either, a refused connection is just
+// closed. Without the rate, an address over its --conn-rate could make
+// the server do a handshake's crypto for every refusal, as fast as it
+// connects.
+const (
+	maxTLSRefusals = 16
+	tlsRefusalRate = 16
+)
 
 // refuseTLS sends a refusal over TLS: the client expects a handshake
 // before any byte, so plaintext would be garbage to it (and the server
 // never sends plaintext on a TLS listener). The handshake runs on its own
 // goroutine, at most maxTLSRefusals at once, so the accept loop does not
 // wait for it; a refusal for shutdown, one with nothing to say, or one
-// past the bound just closes the connection.
+// past the bounds just closes the connection.
 func (s *streamSet) refuseTLS(nc net.Conn, msg []byte, reason error) {
 	if len(msg) == 0 || errors.Is(reason, handler.ErrShutdown) {
+		nc.Close()
+		return
+	}
+	if !s.tlsRefusalRate.Allow() {
 		nc.Close()
 		return
 	}

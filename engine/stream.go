@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
@@ -395,8 +396,10 @@ type streamSet struct {
 	// ctx is cancelled when shutdown starts: TLS handshakes stop.
 	ctx         context.Context
 	cancel      context.CancelFunc
-	tlsRefusals chan struct{}  // TLS refusals under way (guard.go)
-	refusers    sync.WaitGroup // their goroutines
+	tlsRefusals chan struct{} // TLS refusals under way (guard.go)
+	// tlsRefusalRate bounds the TLS refusals started a second (guard.go).
+	tlsRefusalRate *rate.Limiter
+	refusers       sync.WaitGroup // their goroutines
 
 	mu       sync.Mutex
 	conns    map[*streamConn]struct{}
@@ -413,6 +416,8 @@ func newStreamSet(h handler.Handler, cfg Config, stats *counters) *streamSet {
 		ctx:         ctx,
 		cancel:      cancel,
 		tlsRefusals: make(chan struct{}, maxTLSRefusals),
+
+		tlsRefusalRate: rate.NewLimiter(tlsRefusalRate, maxTLSRefusals),
 	}
 }
 

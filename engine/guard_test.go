@@ -1,0 +1,71 @@
+package engine_test
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/engine"
+)
+
+// TestTLSRefusalsAreRateBounded: an address over its per-address cap on a
+// TLS listener gets its refusal over TLS, but the server runs such
+// handshakes at a bounded rate (16 a second, bursts of 16): of 120 refused
+// connections in a row, at most that many are told, and the rest are
+// closed without the handshake's crypto. Every one counts as refused.
+func TestTLSRefusalsAreRateBounded(t *testing.T) {
+	const extra, burst, perSecond = 120, 16, 16
+	cert := conformance.NewTestCert(t)
+	s := conformance.Start(t, "goroutine", conformance.Probe(), engine.Config{
+		App: "probe", TLSCert: cert.CertFile, TLSKey: cert.KeyFile,
+		MaxConnsPerIP: 1, LimitLoopback: true,
+	})
+	held, err := tls.DialWithDialer(&net.Dialer{Timeout: ioBound}, "tcp", s.Addr().String(), cert.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	held.SetDeadline(time.Now().Add(ioBound))
+	mustPing(t, held)
+
+	// One after another, so that the bound on handshakes at once never
+	// comes into it: only the rate does.
+	start := time.Now()
+	told := 0
+	for range extra {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: ioBound}, "tcp", s.Addr().String(), cert.ClientConfig())
+		if err != nil {
+			continue // closed before or during the handshake
+		}
+		c.SetDeadline(time.Now().Add(ioBound))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if strings.HasPrefix(string(b), "REFUSED") {
+			told++
+		}
+	}
+	elapsed := time.Since(start)
+	if most := burst + int(elapsed.Seconds()*perSecond) + 1; told > most {
+		t.Errorf("%d of %d refused clients were told over TLS in %v: want at most %d (the refusal handshakes' rate)", told, extra, elapsed, most)
+	}
+	if told == 0 {
+		t.Error("no refused client was told why: the refusal over TLS is gone")
+	}
+	checkRefused(t, s, extra)
+}
+
+// checkRefused waits (bounded) until the server has counted n refusals.
+func checkRefused(t *testing.T, s *conformance.Server, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(ioBound)
+	for s.Stats().Refused < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refusals counted, want %d", s.Stats().Refused, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
