@@ -107,6 +107,11 @@ func checkStats(t *testing.T, s *Server, what string, ok func(engine.Stats) bool
 
 const frameTimeout = 300 * time.Millisecond
 
+// tlsTimeoutBound is how long the TLS cases give a configured timeout
+// (500 ms, 300 ms) to act: far under the defaults (5 s, 10 s) a server
+// ignoring the configuration would use, with room for a busy machine.
+const tlsTimeoutBound = 4 * time.Second
+
 func hardenFrameTimeout(t *testing.T, m engine.Model) {
 	s := Start(t, m.Name, Probe(), probeCfg(engine.Config{FrameTimeout: frameTimeout}))
 
@@ -470,10 +475,16 @@ func hardenTLS(t *testing.T, m engine.Model) {
 		return &lines{Conn: c, r: bufio.NewReader(c)}, nil
 	}
 
-	// A client that never starts the handshake is cut off at the deadline.
+	// A client that never starts the handshake is cut off at the deadline:
+	// the configured 500 ms, well before the 5 s default would be (the
+	// bound is a failure limit with room for a busy machine).
+	silentStart := time.Now()
 	silent := dialLines(t, s)
 	if got, _ := io.ReadAll(silent.r); len(got) != 0 {
 		t.Fatalf("a silent client got %q before the handshake", got)
+	}
+	if took := time.Since(silentStart); took > tlsTimeoutBound {
+		t.Fatalf("a silent client was cut off after %v: want the 500 ms handshake timeout, not the default", took)
 	}
 	checkStats(t, s, "a handshake timed out", func(st engine.Stats) bool { return st.HandshakeErrors == 1 })
 
@@ -529,7 +540,11 @@ func hardenTLS(t *testing.T, m engine.Model) {
 			}
 		}
 	}()
+	trickleStart := time.Now()
 	(&lines{Conn: tc, r: bufio.NewReader(tc)}).mustEnd(t, "BYE "+handler.ErrFrameTimeout.Error()+"\n")
+	if took := time.Since(trickleStart); took > tlsTimeoutBound {
+		t.Fatalf("a trickled record was cut off after %v: want the %v frame timeout, not the default", took, frameTimeout)
+	}
 
 	// Over the per-address cap, the refusal comes over TLS too. (One
 	// worker: a prefork worker counts the connections it serves.)
