@@ -414,7 +414,18 @@ func chatFanout(t *testing.T, e *chatEnv) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	a.mustCall("/nick robert", "OK nick robert")
+	// The nick goes just after the room (Closed leaves, then releases).
+	for {
+		a.mustSend("/nick robert")
+		f := a.mustNextPrefix("")
+		if f == "OK nick robert" {
+			break
+		}
+		if f != "ERR nick-taken robert" || time.Now().After(deadline) {
+			t.Fatalf("alice: got %q, want %q once robert has gone", cutFrame(f), "OK nick robert")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func chatMaxConns(t *testing.T, e *chatEnv) {
