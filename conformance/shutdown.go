@@ -15,7 +15,7 @@ import (
 // seamShutdownStuckPeer shuts a server down while its replies wait on a
 // peer that does not read, with a write timeout and a drain timeout of a
 // minute: the drain must end at the context's deadline (300 ms), not when
-// the write gives up, and Shutdown must say it was cut short.
+// the write gives up, and if it was cut short, Shutdown must say why.
 func seamShutdownStuckPeer(t *testing.T, s *Server) {
 	shutdownStuckPeer(t, s, func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -55,17 +56,10 @@ func TestTLSRefusalsAreRateBounded(t *testing.T) {
 	if told == 0 {
 		t.Error("no refused client was told why: the refusal over TLS is gone")
 	}
-	checkRefused(t, s, extra)
-}
-
-// checkRefused waits (bounded) until the server has counted n refusals.
-func checkRefused(t *testing.T, s *conformance.Server, n uint64) {
-	t.Helper()
-	deadline := time.Now().Add(ioBound)
-	for s.Stats().Refused < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d refusals counted, want %d", s.Stats().Refused, n)
+	eventually(t, ioBound, func() error {
+		if n := s.Stats().Refused; n < extra {
+			return fmt.Errorf("%d refusals counted, want %d", n, extra)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

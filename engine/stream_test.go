@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -90,18 +91,14 @@ func TestReadBufferShrinksAfterALargeFrame(t *testing.T) {
 	// Wait until every line has been read and consumed, and the heap has
 	// settled: a read buffer that shrinks does so right after its Data
 	// call, so this is a wait for a condition, bounded, not a pause.
-	deadline := time.Now().Add(ioBound)
-	var ms runtime.MemStats
-	for {
+	eventually(t, ioBound, func() error {
+		var ms runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
-		if s.Stats().BytesIn == conns*line && ms.HeapAlloc <= 16<<20 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("heap %d MiB with %d idle connections after one 1 MiB line each (server read %d of %d bytes): their read buffers were kept",
+		if s.Stats().BytesIn != conns*line || ms.HeapAlloc > 16<<20 {
+			return fmt.Errorf("heap %d MiB with %d idle connections after one 1 MiB line each (server read %d of %d bytes): their read buffers were kept",
 				ms.HeapAlloc>>20, len(cs), s.Stats().BytesIn, conns*line)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

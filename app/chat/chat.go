@@ -90,9 +90,9 @@ type Options struct {
 
 // DefaultOptions returns the options the CLI starts from: length framing,
 // 1 MiB client frames, server frames of DefaultMaxServerFrame (256 KiB,
-// as MaxServerFrame 0 means), 10000 connections, 100 messages a second with bursts of 200, and a 5
-// minute idle timeout. They suit an engine.Config with the default
-// MaxPending (1 MiB).
+// as MaxServerFrame 0 means), 10000 connections, 100 messages a second
+// with bursts of 200, and a 5 minute idle timeout. They suit an
+// engine.Config with the default MaxPending (1 MiB).
 func DefaultOptions() Options {
 	return Options{
 		Framing:     frame.Length,
