@@ -1,5 +1,7 @@
 package natsbus
 
+import "github.com/tcplab/tcplab/app/chat"
+
 // IsMetaLeader reports whether the server leads its cluster's JetStream
 // meta group.
 func (e *Embedded) IsMetaLeader() bool { return e.srv.JetStreamIsLeader() }
@@ -40,3 +42,9 @@ func (n *Net) RewriteClaim(nick string) error {
 // RenewClaims renews the node's claims now, as its renewal loop does every
 // ClaimTTL/3.
 func (n *Net) RenewClaims() { n.link.claims.renewAll() }
+
+// EventPayload is ev as a NATS message payload, at sequence number seq of
+// a fixed epoch.
+func EventPayload(ev chat.Event, seq uint64) []byte {
+	return appendEvent(nil, &ev, position{epoch: 1, seq: seq})
+}
