@@ -177,6 +177,8 @@ func (s *session) handle(p []byte, now time.Time) {
 		s.private(string(cmd.Name), cmd.Text)
 	case OpPing:
 		s.send(s.hub.enc.words("PONG"))
+	case OpHelp:
+		s.send(s.hub.enc.words(append([]string{"OK", "help"}, Commands()...)...))
 	}
 }
 
