@@ -150,6 +150,10 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "tcplab "+version) {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
+	code, flag, stderr := runCmd(t, "--version")
+	if code != 0 || flag != out || stderr != "" {
+		t.Errorf("--version: exit %d, output %q, stderr %q; want `tcplab version`'s %q", code, flag, stderr, out)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
