@@ -296,7 +296,7 @@ func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if !regexp.MustCompile(`warning.*flag=--framing app=echo`).MatchString(log.String()) {
+	if !regexp.MustCompile(`level=WARN msg="flag does not apply to this app; ignored" flag=--framing app=echo`).MatchString(log.String()) {
 		t.Errorf("no warning about --framing with --app echo:\n%s", log)
 	}
 }
