@@ -19,6 +19,7 @@ import (
 	"github.com/tcplab/tcplab/benchgrid"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/internal/cpupin"
+	"github.com/tcplab/tcplab/internal/english"
 	"github.com/tcplab/tcplab/load"
 	"github.com/tcplab/tcplab/report"
 )
@@ -235,8 +236,9 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cells := len(opts.Plan())
-	fmt.Fprintf(stderr, "bench: %d cells (%d models x %d backlogs x %d client counts), %s app, %v each; report in %s\n",
-		cells, len(opts.Models), len(opts.Backlogs), len(opts.Clients), opts.App, opts.Load.Duration, o.out)
+	fmt.Fprintf(stderr, "bench: %s (%s x %s x %s), %s app, %v each; report in %s\n",
+		english.Count(cells, "cell"), english.Count(len(opts.Models), "model"), english.Count(len(opts.Backlogs), "backlog"),
+		english.Count(len(opts.Clients), "client count"), opts.App, opts.Load.Duration, o.out)
 	bar := newLiveBar(stderr, "bench", int64(cells))
 	opts.Progress = func(done, total int, c *benchgrid.Cell) {
 		if bar != nil {
@@ -256,7 +258,7 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	if runErr != nil {
-		return fmt.Errorf("bench interrupted; the report has the %d cells that ran", len(res.Cells))
+		return fmt.Errorf("bench interrupted; the report has the %s that ran", english.Count(len(res.Cells), "cell"))
 	}
 	return nil
 }
@@ -315,14 +317,14 @@ func printBenchSummary(w io.Writer, res *benchgrid.Results, files []string) {
 			ok++
 		}
 	}
-	fmt.Fprintf(w, "bench: %d of %d cells ok in %.0fs\n", ok, len(res.Cells), res.Meta.Seconds)
+	fmt.Fprintf(w, "bench: %d of %s ok in %.0fs\n", ok, english.Count(len(res.Cells), "cell"), res.Meta.Seconds)
 	skipped := res.Skipped()
 	for _, m := range slices.Sorted(maps.Keys(skipped)) {
 		fmt.Fprintf(w, "skipped %s: %s\n", m, skipped[m])
 	}
 	for _, f := range files {
 		if filepath.Base(f) == report.HTMLFile {
-			fmt.Fprintf(w, "report: %s (with %s, %s and %d charts beside it)\n", f, report.JSONFile, report.CSVFile, (len(files)-3)/2)
+			fmt.Fprintf(w, "report: %s (with %s, %s and %s beside it)\n", f, report.JSONFile, report.CSVFile, english.Count((len(files)-3)/2, "chart"))
 		}
 	}
 }
