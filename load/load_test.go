@@ -263,6 +263,18 @@ func TestWrongEchoAndRefusedConnectionsFail(t *testing.T) {
 	if res.OKConns != 0 || res.Failures[ReasonRefused] != 3 {
 		t.Fatalf("ok %d failures %v, want 3 refused", res.OKConns, res.Failures)
 	}
+	// A run that ended as it began (every connection refused) says it
+	// measured nothing, rather than print rates and a CPU share of a few
+	// milliseconds.
+	if res.Window > res.Elapsed {
+		t.Errorf("window %.3fs of a run of %.3fs", res.Window, res.Elapsed)
+	}
+	s := res.Summary()
+	for _, want := range []string{"throughput   none: no message completed", "latency      none measured", "client cpu   not measured: the run lasted "} {
+		if res.Elapsed < minSaturationWall.Seconds() && !strings.Contains(s, want) {
+			t.Errorf("summary of a run of %.3fs lacks %q:\n%s", res.Elapsed, want, s)
+		}
+	}
 }
 
 func TestCancelEndsTheRunWithoutBlamingTheServer(t *testing.T) {
