@@ -369,12 +369,15 @@ func (res *Result) Summary() string {
 	if len(res.Failures) > 0 {
 		fmt.Fprintf(&b, "  [%s]", counts(res.Failures))
 	}
+	if res.FirstError != "" {
+		fmt.Fprintf(&b, "\nfirst error  %s", res.FirstError)
+	}
 	if res.Msgs == 0 {
 		b.WriteString("\nthroughput   none: no message completed")
 	} else {
 		fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s  (%s over %.3gs)", res.MsgsPerS, res.BytesPerS/1e6, english.Count(int(res.Msgs), "msg"), res.Window)
 	}
-	if res.Mode == "chat" {
+	if res.Mode == "chat" && res.Ingress+res.Delivered > 0 {
 		fmt.Fprintf(&b, "  (ingress %.0f msgs/s, delivered %.0f msgs/s, fairness %.3f..%.3f)", res.IngressPerS, res.DeliveredPerS, res.FairnessMin, res.FairnessMax)
 	}
 	if len(res.ServerErrors) > 0 {

@@ -38,11 +38,22 @@ func GreetingFraming(b []byte) (frame.Kind, bool) {
 	return "", false
 }
 
+// FramingError is SniffGreeting's error for a server that speaks the
+// other framing.
+type FramingError struct {
+	Server frame.Kind // the framing the server speaks
+}
+
+// Error says which framing to use: "the server speaks line framing: try
+// --framing line".
+func (e *FramingError) Error() string {
+	return fmt.Sprintf("the server speaks %s framing: try --framing %s", e.Server, e.Server)
+}
+
 // SniffGreeting reads the first bytes a chat server sends on r, enough to
 // tell its framing (less if the server closes first), and returns a reader
 // that yields them again and then the rest of r. If they are a chat
-// greeting in the other framing than kind, it returns an error that says
-// which one to use: "the server speaks line framing: try --framing line".
+// greeting in the other framing than kind, the error is a *FramingError.
 // An error reading r (a timeout: the server said nothing) is returned
 // wrapped.
 func SniffGreeting(r io.Reader, kind frame.Kind) (io.Reader, error) {
@@ -52,7 +63,7 @@ func SniffGreeting(r io.Reader, kind frame.Kind) (io.Reader, error) {
 		return nil, fmt.Errorf("no greeting from the server: %w", err)
 	}
 	if k, ok := GreetingFraming(buf[:n]); ok && k != kind {
-		return nil, fmt.Errorf("the server speaks %s framing: try --framing %s", k, k)
+		return nil, &FramingError{Server: k}
 	}
 	return io.MultiReader(bytes.NewReader(buf[:n]), r), nil
 }
