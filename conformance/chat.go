@@ -206,6 +206,8 @@ func chatCommands(t *testing.T, e *chatEnv) {
 	c.mustCall("/msg Al_ice-9", "ERR usage /msg NICK TEXT")
 	c.mustCall("/msg b@d hi", "ERR bad-nick b@d: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
 	c.mustCall("/who there", "ERR usage /who takes no argument")
+	c.mustCall("/help", "OK help /nick /join /rooms /who /msg /ping /help /quit")
+	c.mustCall("/help me", "ERR usage /help takes no argument")
 	c.mustCall("/frobnicate now", "ERR unknown-command /frobnicate")
 	c.mustCall("/NICK x", "ERR unknown-command /NICK")
 	c.mustCall("/", "ERR unknown-command /")
