@@ -43,6 +43,17 @@ func (n *Net) RewriteClaim(nick string) error {
 // ClaimTTL/3.
 func (n *Net) RenewClaims() { n.link.claims.renewAll() }
 
+// EventText is the text of the event a NATS message payload carries: ""
+// for an event without one (JOIN, LEAVE) or a payload that does not
+// decode.
+func EventText(p []byte) string {
+	ev, _, err := decodeEvent(p)
+	if err != nil {
+		return ""
+	}
+	return string(ev.Text)
+}
+
 // EventPayload is ev as a NATS message payload, at sequence number seq of
 // a fixed epoch.
 func EventPayload(ev chat.Event, seq uint64) []byte {
