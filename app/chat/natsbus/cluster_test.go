@@ -78,15 +78,17 @@ func (c *cluster) waitJetStream(t *testing.T) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "probe", Subjects: []string{"probe"}, Storage: jetstream.MemoryStorage, Replicas: 3})
+		cancel()
 		if err == nil {
-			err = js.DeleteStream(ctx, "probe")
-			cancel()
-			if err != nil {
-				t.Fatal(err)
+			// Its own context: the creation may have used up most of the
+			// second on a loaded machine (seen at a load average of 40).
+			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+			defer cancel()
+			if err := js.DeleteStream(ctx, "probe"); err != nil {
+				t.Fatalf("deleting the probe stream: %v", err)
 			}
 			return
 		}
-		cancel()
 		if time.Now().After(deadline) {
 			t.Fatalf("the cluster's JetStream is not ready: %v", err)
 		}
