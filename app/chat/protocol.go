@@ -98,33 +98,47 @@ type Command struct {
 	Text []byte // OpSay and OpMsg: the text, never empty
 }
 
+// command is one command: its word, its operation and its usage line
+// ("" for a command that takes no argument).
+type command struct {
+	word  string
+	op    Op
+	usage string
+}
+
+// commands are the commands, in the order /help lists them.
+func commands() [8]command {
+	return [...]command{
+		{"nick", OpNick, "/nick NAME"},
+		{"join", OpJoin, "/join ROOM"},
+		{"rooms", OpRooms, ""},
+		{"who", OpWho, ""},
+		{"msg", OpMsg, "/msg NICK TEXT"},
+		{"ping", OpPing, ""},
+		{"help", OpHelp, ""},
+		{"quit", OpQuit, ""},
+	}
+}
+
 // lookupCommand returns a command word's operation and its usage line
 // ("" for a command that takes no argument).
 func lookupCommand(word []byte) (op Op, usage string, ok bool) {
-	switch string(word) {
-	case "nick":
-		return OpNick, "/nick NAME", true
-	case "join":
-		return OpJoin, "/join ROOM", true
-	case "rooms":
-		return OpRooms, "", true
-	case "who":
-		return OpWho, "", true
-	case "msg":
-		return OpMsg, "/msg NICK TEXT", true
-	case "ping":
-		return OpPing, "", true
-	case "quit":
-		return OpQuit, "", true
-	case "help":
-		return OpHelp, "", true
+	for _, c := range commands() {
+		if string(word) == c.word {
+			return c.op, c.usage, true
+		}
 	}
 	return 0, "", false
 }
 
-// Commands lists the command words, as "/help" lists them.
+// Commands lists the commands as "/help" answers them: "/nick", "/join",
+// ...
 func Commands() []string {
-	return []string{"/nick", "/join", "/rooms", "/who", "/msg", "/ping", "/help", "/quit"}
+	var words []string
+	for _, c := range commands() {
+		words = append(words, "/"+c.word)
+	}
+	return words
 }
 
 // maxDetail bounds the part of the client's input an error detail quotes.
