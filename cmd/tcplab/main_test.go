@@ -117,7 +117,7 @@ func TestBadFlagIsTheOneNamed(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--senders", "3"}, "--senders applies to --app chat"},
+		{[]string{"--workload", "echo", "--senders", "3"}, "--senders applies to --app chat"},
 		{[]string{"--app", "chat", "--clients", "20,5", "--senders", "10"}, "smallest --clients (5)"},
 	} {
 		_, err := optionsFor(tc.args...)
