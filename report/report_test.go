@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,6 +235,68 @@ func TestCSVKeepsFullPrecision(t *testing.T) {
 	} {
 		if got := rows[1][col[name]]; got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestWriteRemovesStaleCharts: charts an earlier report left (of this
+// version or the last) go; a file the report does not write stays.
+func TestWriteRemovesStaleCharts(t *testing.T) {
+	dir := t.TempDir()
+	stale := []string{"success-1-goroutine.svg", "success-2-seq.png", "throughput.png", "p99.svg", "cpu-per-msg.png", "chat-p99.svg", SummaryFile}
+	for _, f := range append(slices.Clone(stale), "mine.png", "notes.md") {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := sampleResults()
+	res.Cells = res.Cells[len(res.Cells)-1:] // nothing to chart
+	if _, err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range stale[:len(stale)-1] {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it removed", f, err)
+		}
+	}
+	for _, f := range []string{"mine.png", "notes.md"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s was removed: %v", f, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, SummaryFile)); string(b) == "old" {
+		t.Error("summary.md was not rewritten")
+	}
+}
+
+func TestLogTicksLabelSeveralValues(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi float64
+		want   []string
+	}{
+		{0.1, 0.9, []string{"0.1", "0.2", "0.5"}},
+		{0.3, 40, []string{"0.5", "1", "2", "5", "10", "20"}},
+		{150, 700, []string{"200", "500"}},
+	} {
+		var got []string
+		for _, tk := range (logTicks{}).Ticks(tc.lo, tc.hi) {
+			if tk.Value < tc.lo || tk.Value > tc.hi {
+				t.Errorf("Ticks(%v, %v): tick %v out of range", tc.lo, tc.hi, tk.Value)
+			}
+			if tk.Label != "" {
+				got = append(got, tk.Label)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Ticks(%v, %v) labels %v, want %v", tc.lo, tc.hi, got, tc.want)
+		}
+	}
+}
+
+func TestPercentKeepsSmallAndNearlyFullRates(t *testing.T) {
+	for rate, want := range map[float64]string{0: "0.0%", 0.005: "0.5%", 0.0999: "10.0%", 0.5: "50%", 0.996: "99.6%", 0.9999: "99.9%", 1: "100%"} {
+		if got := Percent(rate); got != want {
+			t.Errorf("Percent(%v) = %s, want %s", rate, got, want)
 		}
 	}
 }
