@@ -43,7 +43,7 @@ type namedWorkload struct {
 // chatRate is the chat workload's total posting rate, per second: with
 // the server's rate limit off, enough to make fan-out cost something
 // (each message goes to every other member) while 2 cores still carry it.
-const chatRate = 2000
+const chatRate = 10000
 
 // namedWorkloads are the workloads `tcplab bench --workload` knows, in
 // the order `all` runs them.
@@ -64,7 +64,7 @@ var namedWorkloads = []namedWorkload{
 	{
 		name: "idle", app: load.AppEcho,
 		about:   "connections opened and left idle for the cell's duration (server memory measured then), then one echo each",
-		clients: [2][]int{{200}, {1000}}, backlogs: [2][]int{{1024}, {1024}},
+		clients: [2][]int{{1000}, {5000}}, backlogs: [2][]int{{1024}, {4096}},
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: 2 * time.Second,
 		load: func(c *load.Config) { c.Idle = true },
 	},

@@ -336,7 +336,6 @@ func (g *grid) cpuPerMsg() (*plot.Plot, string, error) {
 	p.Title.Text = g.workload + ": server CPU per message"
 	p.X.Label.Text = "model"
 	p.Y.Label.Text = "server CPU time per message (µs)"
-	vals := make(plotter.Values, len(g.models))
 	names := make([]string, len(g.models))
 	var none []string
 	for i, m := range g.models {
@@ -350,19 +349,19 @@ func (g *grid) cpuPerMsg() (*plot.Plot, string, error) {
 			}
 		}
 		names[i] = m
-		if msgs > 0 {
-			vals[i] = 1e6 * cpu / msgs
-		} else {
+		if msgs == 0 {
+			// No bar at all: a zero bar would read as free.
 			names[i] = m + "\n(none)"
 			none = append(none, m)
+			continue
 		}
+		bar, err := plotter.NewBarChart(plotter.Values{1e6 * cpu / msgs}, vg.Points(20))
+		if err != nil {
+			return nil, "", err
+		}
+		bar.XMin, bar.Color = float64(i), plotutil.Color(0)
+		p.Add(bar)
 	}
-	bars, err := plotter.NewBarChart(vals, vg.Points(20))
-	if err != nil {
-		return nil, "", err
-	}
-	bars.Color = plotutil.Color(0)
-	p.Add(bars)
 	p.NominalX(names...)
 	p.Y.Min = 0
 	note := fmt.Sprintf("Each bar is the model's total server CPU time divided by its total messages, over its cells that served at least %.0f%% of their clients.", 100*SuccessThreshold)

@@ -32,11 +32,14 @@ type skip struct{ Model, Cause string }
 // workloadView is one workload's section: its success map, charts and
 // cells.
 type workloadView struct {
-	Info    benchgrid.WorkloadInfo
-	Figure  string
-	Success *successMap
-	Charts  []chart
-	Rows    []cellRow
+	Info   benchgrid.WorkloadInfo
+	Figure string
+	// FigureCol shows the key figure in its own column, unless it is
+	// msgs/s, which has one.
+	FigureCol bool
+	Success   *successMap
+	Charts    []chart
+	Rows      []cellRow
 }
 
 // successMap is a workload's success rates, models by (backlog, clients).
@@ -77,9 +80,11 @@ h1 { margin-bottom: 0.2em; }
 p.sub { margin-top: 0; color: #555; }
 table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.4em; text-align: right; vertical-align: top; }
+table.cells td { white-space: nowrap; }
 th { background: #eee; font-weight: 600; }
 td.l, th.l { text-align: left; }
 table.verdict td { min-width: 6.5em; }
+table.verdict td b.v { white-space: nowrap; font-weight: inherit; }
 table.verdict td small, table.cells td small { display: block; color: #666; font-size: 11px; }
 td.best { background: #c8ecc8; font-weight: bold; }
 td.tied { background: #e6f5e6; }
@@ -111,7 +116,7 @@ Raw data: <a href="{{.JSON}}">{{.JSON}}</a>, <a href="{{.CSV}}">{{.CSV}}</a>; Ma
 <table class="verdict">
 <tr><th class="l">workload</th><th class="l">key figure</th>{{range .Models}}<th>{{.}}</th>{{end}}</tr>
 {{range .Matrix}}<tr><td class="l"><b>{{.Verdict.Workload}}</b></td><td class="l">{{.Verdict.Figure}}<small>{{.Verdict.Better}} is better</small></td>
-{{range .Cells}}<td class="{{.Class}}" title="{{.Note}}">{{if .Mark}}{{.Mark}} {{end}}{{.Text}}{{if .Note}}<small>{{short .Note}}</small>{{end}}</td>{{end}}</tr>
+{{range .Cells}}<td class="{{.Class}}" title="{{.Note}}"><b class="v">{{if .Mark}}{{.Mark}} {{end}}{{.Text}}</b>{{if .Short}}<small>{{.Short}}</small>{{end}}</td>{{end}}</tr>
 {{end}}</table>
 <p>{{.Legend}}. {{.Noise}}</p>
 <ul class="why">{{range .Matrix}}<li>{{.Verdict.Why}}</li>{{end}}</ul>
@@ -137,10 +142,10 @@ Scale: <span class="scale"></span> 0% → 50% → 100%; <i>n/a</i>: no result (s
 {{range .Charts}}<figure><a href="{{.PNG}}"><img src="{{.SVG}}" alt="{{.Title}}"></a><figcaption>{{.Title}} (<a href="{{.SVG}}">SVG</a>, <a href="{{.PNG}}">PNG</a>). {{.Note}}</figcaption></figure>
 {{end}}
 <table class="cells">
-<tr><th class="l">model</th><th>clients</th><th>backlog</th>{{if gt $.Meta.Repeat 1}}<th>round</th>{{end}}<th class="l">flags</th><th>served</th><th>{{.Figure}}</th><th>msgs/s</th>
+<tr><th class="l">model</th><th>clients</th><th>backlog</th>{{if gt $.Meta.Repeat 1}}<th>round</th>{{end}}<th class="l">flags</th><th>served</th>{{if .FigureCol}}<th>{{.Figure}}</th>{{end}}<th>msgs/s</th>
 <th>p50</th><th>p99</th><th>max</th><th>server CPU /msg</th><th>server CPU %</th><th>peak RSS</th><th>threads / procs</th><th>ctx sw. vol / invol</th><th>Listen Overflows / Drops</th><th>client CPU %</th></tr>
-{{range .Rows}}<tr class="{{.Class}}"><td class="l">{{.Model}}</td><td>{{.Clients}}</td><td>{{.Backlog}}</td>{{if gt $.Meta.Repeat 1}}<td>{{.Round}}</td>{{end}}<td class="l">{{range .Flags}}{{flag .}}{{end}}</td>
-{{if .Status}}<td class="l" colspan="13">{{.Status}}</td>{{else}}<td>{{.Served}}</td><td>{{.Figure}}</td><td>{{.Msgs}}</td><td>{{.P50}}</td><td>{{.P99}}</td><td>{{.Max}}</td>
+{{$w := .}}{{range .Rows}}<tr class="{{.Class}}"><td class="l">{{.Model}}</td><td>{{.Clients}}</td><td>{{.Backlog}}</td>{{if gt $.Meta.Repeat 1}}<td>{{.Round}}</td>{{end}}<td class="l">{{range .Flags}}{{flag .}}{{end}}</td>
+{{if .Status}}<td class="l" colspan="{{if $w.FigureCol}}13{{else}}12{{end}}">{{.Status}}</td>{{else}}<td>{{.Served}}</td>{{if $w.FigureCol}}<td>{{.Figure}}</td>{{end}}<td>{{.Msgs}}</td><td>{{.P50}}</td><td>{{.P99}}</td><td>{{.Max}}</td>
 <td>{{.CPUMsg}}</td><td>{{.CPUPct}}</td><td>{{.RSS}}</td><td>{{.ThrProc}}</td><td>{{.Switches}}</td><td>{{.Overflows}}</td><td>{{.ClientCPU}}</td>{{end}}</tr>
 {{end}}</table>
 {{end}}
@@ -165,10 +170,9 @@ Scale: <span class="scale"></span> 0% → 50% → 100%; <i>n/a</i>: no result (s
 
 func writeHTML(path string, res *benchgrid.Results, verdicts []Verdict, charts []chart) error {
 	funcs := template.FuncMap{
-		"join":  func(s []string) string { return strings.Join(s, ", ") },
-		"ints":  func(v []int) string { return strings.Trim(fmt.Sprint(v), "[]") },
-		"css":   func(s string) template.CSS { return template.CSS(s) },
-		"short": shortNote,
+		"join": func(s []string) string { return strings.Join(s, ", ") },
+		"ints": func(v []int) string { return strings.Trim(fmt.Sprint(v), "[]") },
+		"css":  func(s string) template.CSS { return template.CSS(s) },
 		"flag": func(f string) template.HTML {
 			class := "flag"
 			if strings.HasPrefix(f, "under") {
@@ -204,7 +208,7 @@ func writeHTML(path string, res *benchgrid.Results, verdicts []Verdict, charts [
 	}
 	for _, w := range res.Meta.Workloads {
 		f := figureFor(w)
-		wv := workloadView{Info: w, Figure: f.name, Success: successFor(res, w)}
+		wv := workloadView{Info: w, Figure: f.name + " (" + f.unit + ")", FigureCol: f.name != "msgs/s", Success: successFor(res, w)}
 		for _, c := range charts {
 			if strings.HasPrefix(c.SVG, w.Name+"-") {
 				wv.Charts = append(wv.Charts, c)
@@ -222,16 +226,6 @@ func writeHTML(path string, res *benchgrid.Results, verdicts []Verdict, charts [
 		return err
 	}
 	return closeAfter(f, t.Execute(f, pg))
-}
-
-// shortNote keeps a matrix note to one short line; the cell's title has
-// all of it.
-func shortNote(s string) string {
-	const most = 40
-	if r := []rune(s); len(r) > most {
-		return string(r[:most-1]) + "…"
-	}
-	return s
 }
 
 // successFor returns a workload's success map, or nil when its grid has a
@@ -308,7 +302,7 @@ func rowFor(c benchgrid.Cell, f figure) cellRow {
 	s := c.Server
 	r.Served = fmt.Sprintf("%d/%d (%s)", l.OKConns, l.OKConns+l.FailedConns, Percent(l.SuccessRate))
 	if v, ok := f.value(c); ok {
-		r.Figure = f.format(v)
+		r.Figure = strings.TrimSuffix(f.format(v), " "+f.unit)
 	} else {
 		r.Figure = "–"
 	}

@@ -35,8 +35,9 @@ type MatrixCell struct {
 	Mark string
 	// Class is how to show it: best, tied, ranked, out, skipped, none.
 	Class string
-	// Note says more: the figure beside the key one, or why it is out.
-	Note string
+	// Note says more: the figure beside the key one, or why it is out;
+	// Short is its gist in a few words, for the matrix itself.
+	Note, Short string
 }
 
 // MatrixRow is one workload's row.
@@ -59,7 +60,7 @@ func Matrix(res *benchgrid.Results, verdicts []Verdict) []MatrixRow {
 		for _, m := range res.Meta.Models {
 			var mc MatrixCell
 			if x, ok := v.Values[m]; ok {
-				mc = MatrixCell{Text: v.Format(x), Class: classRanked, Note: v.Beside[m]}
+				mc = MatrixCell{Text: v.Format(x), Class: classRanked, Note: v.Beside[m], Short: v.Beside[m]}
 				switch {
 				case m == v.Best && v.Call == CallWinner:
 					mc.Mark, mc.Class = MarkBest, classBest
@@ -67,9 +68,9 @@ func Matrix(res *benchgrid.Results, verdicts []Verdict) []MatrixRow {
 					mc.Mark, mc.Class = MarkTied, classTied
 				}
 			} else if cause, ok := skipped[[2]string{v.Workload, m}]; ok {
-				mc = MatrixCell{Text: "skipped", Class: classSkipped, Note: cause}
+				mc = MatrixCell{Text: "skipped", Class: classSkipped, Note: cause, Short: "cannot run here"}
 			} else if why, ok := v.Out[m]; ok {
-				mc = MatrixCell{Text: "out", Class: classOut, Note: why}
+				mc = MatrixCell{Text: "out", Class: classOut, Note: why, Short: v.OutShort[m]}
 			} else {
 				mc = MatrixCell{Text: "–", Class: classNone, Note: "not run"}
 			}

@@ -52,8 +52,10 @@ type Verdict struct {
 	// the models it ties (Best among them).
 	Call string   `json:"call"`
 	Tied []string `json:"tied,omitempty"`
-	// Out lists the models left out of the ranking, with why.
-	Out map[string]string `json:"out,omitempty"`
+	// Out lists the models left out of the ranking, with why, and
+	// OutShort the gist of it ("served 2/200", "error").
+	Out      map[string]string `json:"out,omitempty"`
+	OutShort map[string]string `json:"-"`
 	// Noise is the relative difference under which two values tie;
 	// NoiseFrom says how it was measured.
 	Noise     float64 `json:"noise"`
@@ -158,7 +160,7 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 	v := Verdict{
 		Workload: w.Name, Unit: f.unit, Better: f.better, Clients: clients, Backlog: backlog,
 		Figure: fmt.Sprintf("%s at %d %s, backlog %d", f.name, clients, plural(clients, "client", "clients"), backlog),
-		Values: map[string]float64{}, Out: map[string]string{}, Beside: map[string]string{},
+		Values: map[string]float64{}, Out: map[string]string{}, OutShort: map[string]string{}, Beside: map[string]string{},
 		Noise: DefaultNoise, NoiseFrom: fmt.Sprintf("the documented default (±%.0f%%, from repeated runs on the lab VM)", 100*DefaultNoise),
 	}
 	var ranks []ranked
@@ -169,18 +171,18 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 			continue
 		}
 		var vals []ranked
-		var why string
+		var why, short string
 		for _, c := range cs {
-			r, reason := rankable(c, f)
+			r, reason, gist := rankable(c, f)
 			if reason != "" {
-				why = reason
+				why, short = reason, gist
 				continue
 			}
 			vals = append(vals, ranked{m, r, c})
 		}
 		// A model is ranked only if every round of its key cell was.
 		if len(vals) < len(cs) {
-			v.Out[m] = why
+			v.Out[m], v.OutShort[m] = why, short
 			continue
 		}
 		slices.SortFunc(vals, func(a, b ranked) int { return cmpFloat(a.value, b.value) })
@@ -200,7 +202,7 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 		v.Noise = max(v.Noise, DefaultNoise/10)
 	}
 	if len(v.Out) == 0 {
-		v.Out = nil
+		v.Out, v.OutShort = nil, nil
 	}
 	slices.SortStableFunc(ranks, func(a, b ranked) int {
 		if f.better == Higher {
@@ -241,20 +243,23 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 	return v
 }
 
-// rankable returns c's figure, or why c is out of the ranking.
-func rankable(c benchgrid.Cell, f figure) (float64, string) {
+// rankable returns c's figure, or why c is out of the ranking and the
+// gist of it.
+func rankable(c benchgrid.Cell, f figure) (v float64, why, gist string) {
 	switch {
 	case c.Status != benchgrid.StatusOK || c.Load == nil:
-		return 0, c.Status + ": " + c.Cause
+		return 0, c.Status + ": " + c.Cause, c.Status
 	case c.Load.SuccessRate < SuccessThreshold:
+		n := c.Load.OKConns + c.Load.FailedConns
 		return 0, fmt.Sprintf("served %d of %d clients, %s, under the %.0f%% threshold",
-			c.Load.OKConns, c.Load.OKConns+c.Load.FailedConns, Percent(c.Load.SuccessRate), 100*SuccessThreshold)
+				c.Load.OKConns, n, Percent(c.Load.SuccessRate), 100*SuccessThreshold),
+			fmt.Sprintf("served %d/%d", c.Load.OKConns, n)
 	}
 	v, ok := f.value(c)
 	if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, "no " + f.name + " measured"
+		return 0, "no " + f.name + " measured", "no figure"
 	}
-	return v, ""
+	return v, "", ""
 }
 
 // relDiff is |a-b| relative to the larger magnitude.
