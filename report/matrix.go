@@ -12,8 +12,9 @@ import (
 
 // Marks in the verdict matrix.
 const (
-	MarkBest = "★" // the best of its row, ahead by more than the noise
-	MarkTied = "≈" // tied with the best: within the noise, or client-bound
+	MarkBest   = "★" // the best of its row, ahead by more than the noise
+	MarkTied   = "≈" // tied with the best: within the noise, or client-bound
+	MarkClient = "†" // the load generator saturated: the figure may be the client's limit
 )
 
 // Cell classes in the verdict matrix.
@@ -61,6 +62,10 @@ func Matrix(res *benchgrid.Results, verdicts []Verdict) []MatrixRow {
 			var mc MatrixCell
 			if x, ok := v.Values[m]; ok {
 				mc = MatrixCell{Text: v.Format(x), Class: classRanked, Note: v.Beside[m], Short: v.Beside[m]}
+				if slices.Contains(v.ClientBound, m) {
+					mc.Text += MarkClient
+					mc.Note = "client-bound: the load generator saturated; " + mc.Note
+				}
 				switch {
 				case m == v.Best && v.Call == CallWinner:
 					mc.Mark, mc.Class = MarkBest, classBest
@@ -84,7 +89,8 @@ func Matrix(res *benchgrid.Results, verdicts []Verdict) []MatrixRow {
 // MatrixLegend explains the marks, for the terminal and summary.md.
 func MatrixLegend() string {
 	return fmt.Sprintf("%s best of its row; %s tied with the best (within the run-to-run noise, or client-bound); "+
-		"out: served under %.0f%% of its clients or failed (see the report)", MarkBest, MarkTied, 100*SuccessThreshold)
+		"%s the load generator saturated (client-bound: the server may do more); "+
+		"out: served under %.0f%% of its clients or failed (see the report)", MarkBest, MarkTied, MarkClient, 100*SuccessThreshold)
 }
 
 // WriteMatrix prints the verdict matrix as aligned text, then one

@@ -60,6 +60,9 @@ type Verdict struct {
 	// NoiseFrom says how it was measured.
 	Noise     float64 `json:"noise"`
 	NoiseFrom string  `json:"noise_from"`
+	// ClientBound lists the ranked models whose load generator saturated
+	// (for figures the client's speed can limit).
+	ClientBound []string `json:"client_bound,omitempty"`
 	// Why is the generated sentence.
 	Why string `json:"why"`
 	// Beside are other figures of each model's key cell, shown beside the
@@ -192,6 +195,9 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 		}
 		ranks = append(ranks, med)
 		v.Values[m] = med.value
+		if f.clientBound && med.cell.Load.ClientSaturated {
+			v.ClientBound = append(v.ClientBound, m)
+		}
 		v.Beside[m] = f.beside(med.cell)
 	}
 	if len(spreads) > 0 {
@@ -289,7 +295,7 @@ func sentence(w benchgrid.WorkloadInfo, f figure, v Verdict, ranks []ranked) str
 	case CallNone:
 		b.WriteString("no model was ranked")
 		if len(v.Out) > 0 {
-			fmt.Fprintf(&b, ": %s", outList(v.Out))
+			fmt.Fprintf(&b, ": %s", outList(v))
 		}
 		b.WriteString(".")
 		return b.String()
@@ -326,7 +332,7 @@ func sentence(w benchgrid.WorkloadInfo, f figure, v Verdict, ranks []ranked) str
 		}
 	}
 	if len(v.Out) > 0 {
-		fmt.Fprintf(&b, ". Out of the ranking: %s", outList(v.Out))
+		fmt.Fprintf(&b, ". Out of the ranking: %s", outList(v))
 	}
 	b.WriteString(".")
 	return b.String()
@@ -454,11 +460,19 @@ func andList(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// outList lists the models out of the ranking with their reasons.
-func outList(out map[string]string) string {
-	var parts []string
-	for _, m := range slices.Sorted(maps.Keys(out)) {
-		parts = append(parts, m+": "+out[m])
+// outList lists the models out of the ranking with their reasons; those
+// under the success threshold together.
+func outList(v Verdict) string {
+	var under, parts []string
+	for _, m := range slices.Sorted(maps.Keys(v.Out)) {
+		if served, ok := strings.CutPrefix(v.OutShort[m], "served "); ok {
+			under = append(under, m+" "+served)
+		} else {
+			parts = append(parts, m+": "+v.Out[m])
+		}
+	}
+	if len(under) > 0 {
+		parts = append([]string{fmt.Sprintf("under the %.0f%% success threshold, %s (clients served)", 100*SuccessThreshold, andList(under))}, parts...)
 	}
 	return strings.Join(parts, "; ")
 }

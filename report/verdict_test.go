@@ -142,7 +142,7 @@ func TestVerdictCases(t *testing.T) {
 		t.Errorf("echo: out %v", echo.Out)
 	}
 	for _, want := range []string{"On echo, a is best with 100k msgs/s; b is next with 75.0k msgs/s",
-		"because a spends less server CPU per message (3.00 µs against 5.00 µs)", "Out of the ranking: c: served 1 of 100 clients", "; d: skipped: model d: not supported here; e: error: server exited"} {
+		"because a spends less server CPU per message (3.00 µs against 5.00 µs)", "Out of the ranking: under the 90% success threshold, c 1/100 (clients served); d: skipped: model d: not supported here; e: error: server exited"} {
 		if !strings.Contains(echo.Why, want) {
 			t.Errorf("echo: %q lacks %q", echo.Why, want)
 		}
@@ -184,7 +184,7 @@ func TestVerdictCases(t *testing.T) {
 	}
 
 	none := verdictOf(t, vs, "none")
-	if none.Call != CallNone || none.Best != "" || len(none.Out) != 2 || !strings.HasPrefix(none.Why, "On none, no model was ranked: a: served 50 of 100") {
+	if none.Call != CallNone || none.Best != "" || len(none.Out) != 2 || none.Why != "On none, no model was ranked: under the 90% success threshold, a 50/100 and b 20/100 (clients served)." {
 		t.Errorf("none: call %s, best %q, out %v, why %q", none.Call, none.Best, none.Out, none.Why)
 	}
 
@@ -244,7 +244,7 @@ func TestMatrixMarksTheBest(t *testing.T) {
 	lines := strings.Split(b.String(), "\n")
 	if !strings.HasPrefix(lines[0], "workload") || !strings.Contains(lines[0], "key figure") ||
 		!strings.Contains(lines[1], "echo") || !strings.Contains(lines[1], MarkBest+" 100k msgs/s") ||
-		!strings.Contains(lines[3], MarkTied+" 1.00M msgs/s") || !strings.Contains(b.String(), "- On chat, a and b saturated") {
+		!strings.Contains(lines[3], MarkTied+" 1.00M msgs/s"+MarkClient) || !strings.Contains(b.String(), "- On chat, a and b saturated") {
 		t.Errorf("terminal matrix:\n%s", b.String())
 	}
 }
