@@ -48,8 +48,11 @@ func (r *run) runIdle() {
 	if r.cfg.OnIdle != nil {
 		r.cfg.OnIdle()
 	}
+	// The rates' window is the round trips' own time: from now to the
+	// last answer.
 	r.sendStart = time.Now()
-	r.deadline = r.sendStart.Add(r.cfg.ConnectTimeout)
+	r.deadline = r.sendStart
+	limit := r.sendStart.Add(r.cfg.ConnectTimeout)
 	for i, c := range conns {
 		if c == nil {
 			continue
@@ -58,7 +61,7 @@ func (r *run) runIdle() {
 			b := r.rec.batch(i)
 			defer b.flush()
 			msg := fmt.Appendf(nil, "idle %d\n", i)
-			c.setDeadline(r.deadline)
+			c.setDeadline(limit)
 			sent := time.Now()
 			if err := roundTrip(c, msg, make([]byte, len(msg))); err != nil {
 				if r.ctx.Err() == nil {

@@ -30,6 +30,9 @@ func TestIdleHoldsConnectionsThenAnswersEach(t *testing.T) {
 	if res.Mode != "idle" || res.OKConns != n || res.FailedConns != 0 || res.Msgs != n || res.Latency.Count != n {
 		t.Fatalf("mode %s, ok %d failed %d msgs %d latencies %d; want idle, %d round trips", res.Mode, res.OKConns, res.FailedConns, res.Msgs, res.Latency.Count, n)
 	}
+	if res.Window <= 0 || res.Window > res.Elapsed-0.1 {
+		t.Errorf("window %.3fs of %.3fs: want the round trips' time, after the 100 ms idle", res.Window, res.Elapsed)
+	}
 	if got := srv.Stats().Accepted; got != n {
 		t.Errorf("server accepted %d connections, want %d (one each, no reconnects)", got, n)
 	}
