@@ -192,9 +192,7 @@ func writeHTML(path string, res *benchgrid.Results, verdicts []Verdict, charts [
 		Models: res.Meta.Models, Matrix: Matrix(res, verdicts), Legend: MatrixLegend(),
 		JSON: JSONFile, CSV: CSVFile, Summary: SummaryFile,
 	}
-	if len(verdicts) > 0 {
-		pg.Noise = "Two models tie when their figures differ by less than the run-to-run noise: " + verdicts[0].NoiseFrom + "."
-	}
+	pg.Noise = NoiseLine(verdicts)
 	skipped := res.Skipped()
 	for _, m := range res.Meta.Models {
 		if cause, ok := skipped[m]; ok {

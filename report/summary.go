@@ -29,7 +29,7 @@ func writeSummary(path string, res *benchgrid.Results, verdicts []Verdict) error
 		}
 	}
 	if len(verdicts) > 0 {
-		fmt.Fprintf(&b, "\nTies: two models tie when their figures differ by less than the run-to-run noise, %s.\n", verdicts[0].NoiseFrom)
+		fmt.Fprintf(&b, "\n%s\n", NoiseLine(verdicts))
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -58,7 +58,7 @@ func busyNote(m benchgrid.Meta) string {
 // varies from run to run, and why.
 func writeEchoTable(w io.Writer, res *benchgrid.Results, wl benchgrid.WorkloadInfo) {
 	clients, top := slices.Max(wl.Clients), slices.Max(wl.Backlogs)
-	fmt.Fprintf(w, "\n`%s` at %d clients, %g s per cell:\n\n| model |", wl.Name, clients, wl.Duration)
+	fmt.Fprintf(w, "\n`%s` at %d clients, %g s per cell (the first round):\n\n| model |", wl.Name, clients, wl.Duration)
 	for _, b := range wl.Backlogs {
 		fmt.Fprintf(w, " backlog %d: success (ListenOverflows) |", b)
 	}
