@@ -248,6 +248,10 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 			}
 		}
 	}
+	if len(cells) == 0 {
+		v.Why = fmt.Sprintf("On %s, no cell ran (the run stopped before it).", w.Name)
+		return v
+	}
 	v.Why = sentence(w, f, v, ranks)
 	return v
 }

@@ -105,8 +105,14 @@ func verdictOf(t *testing.T, vs []Verdict, workload string) Verdict {
 // best of values by better, and that no model out of the ranking is in
 // values.
 func TestBestIsTheBestOfItsValues(t *testing.T) {
-	vs := Verdicts(fabricated())
-	if len(vs) != 6 {
+	res := fabricated()
+	// A workload the run never reached (interrupted before it).
+	res.Meta.Workloads = append(res.Meta.Workloads, benchgrid.WorkloadInfo{Name: "later", App: "echo", Clients: []int{1}, Backlogs: []int{1}})
+	vs := Verdicts(res)
+	if later := vs[len(vs)-1]; later.Call != CallNone || later.Why != "On later, no cell ran (the run stopped before it)." {
+		t.Errorf("a workload that did not run: %+v", later)
+	}
+	if len(vs) != 7 {
 		t.Fatalf("%d verdicts, want one per workload", len(vs))
 	}
 	for _, v := range vs {
