@@ -212,7 +212,7 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 	// It ends with the verdict matrix: seq served 1 of 3, under the
 	// threshold, so goroutine is the only model ranked.
 	matrix := stdout[strings.Index(stdout, "workload  key figure"):]
-	if !strings.Contains(matrix, "- On echo, goroutine is best with") || !strings.Contains(matrix, "seq (served 1 of 3 clients") {
+	if !strings.Contains(matrix, "- On echo, goroutine is best with") || !strings.Contains(matrix, "under the 90% success threshold, seq 1/3") {
 		t.Errorf("bench does not end with the verdict:\n%s", stdout)
 	}
 	html, _ := os.ReadFile(filepath.Join(out, report.HTMLFile))
