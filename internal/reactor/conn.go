@@ -36,7 +36,7 @@ type conn struct {
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // reactor: bytes the session left unconsumed
-	limited    bool          // counted in Options.Limiter until removed
+	limited    bool          // counted in the per-address limits until removed
 	rc         ringConn      // io_uring loops only (ring.go)
 
 	remote, local netip.AddrPort
@@ -63,18 +63,18 @@ var _ handler.Conn = (*conn)(nil)
 func (c *conn) Write(p []byte) error {
 	err := c.out.Write(p)
 	if errors.Is(err, handler.ErrOverflow) {
-		c.l.s.overflows.Add(1)
+		c.l.s.stats.Overflows.Add(1)
 		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
 	}
 	return err
 }
 
 func (c *conn) Close(reason error) {
-	c.closeWith(reason, false, time.Now().Add(c.l.s.o.DrainTimeout))
+	c.closeWith(reason, false, time.Now().Add(c.l.s.cfg.DrainTimeout))
 }
 
 func (c *conn) CloseWith(last []byte, reason error) {
-	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.o.DrainTimeout)) {
+	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
 		c.l.post(task{kind: taskClose, c: c})
 	}
 }

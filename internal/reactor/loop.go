@@ -116,7 +116,7 @@ type loop struct {
 }
 
 func newLoop(s *Server) (*loop, error) {
-	if s.o.IOUring {
+	if s.model == Uring {
 		return newRingLoop(s)
 	}
 	p, err := newPoller()
@@ -352,7 +352,7 @@ func (l *loop) register(c *conn) {
 	if l.ring != nil {
 		l.ringAttach(c)
 	} else if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, connEvents, c.gen); err != nil {
-		l.s.o.Logger.Warn("reactor: dropping connection", "err", err)
+		l.s.cfg.Logger.Warn("reactor: dropping connection", "err", err)
 		unix.Close(c.fd)
 		l.load.Add(-1)
 		l.s.releaseSlot(c)
@@ -360,8 +360,8 @@ func (l *loop) register(c *conn) {
 	}
 	l.conns[c.fd] = c
 	l.n++
-	l.s.accepted.Add(1)
-	l.s.open.Add(1)
+	l.s.stats.Accepted.Add(1)
+	l.s.stats.Open.Add(1)
 	if l.s.pool != nil {
 		l.s.pool.open(c)
 	} else {
@@ -465,7 +465,7 @@ func (l *loop) inputEnded(c *conn, reason error) {
 		l.s.pool.endOfInput(c, reason)
 		return
 	}
-	c.startClosing(reason, false, time.Now().Add(l.s.o.DrainTimeout))
+	c.startClosing(reason, false, time.Now().Add(l.s.cfg.DrainTimeout))
 	l.finish(c)
 }
 
@@ -487,7 +487,7 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 		err = handler.CheckConsumed(used, len(in))
 	}
 	if err != nil {
-		c.startClosing(err, false, time.Now().Add(l.s.o.DrainTimeout))
+		c.startClosing(err, false, time.Now().Add(l.s.cfg.DrainTimeout))
 		l.finish(c)
 		return
 	}
@@ -496,8 +496,8 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 		l.armFrame(c)
 	}
 	switch {
-	case len(rest) > l.s.o.MaxInbound:
-		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(l.s.o.DrainTimeout))
+	case len(rest) > l.s.cfg.MaxInbound:
+		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(l.s.cfg.DrainTimeout))
 		l.finish(c)
 		return
 	case len(rest) == 0 && cap(c.in) > keepInCap:
@@ -507,7 +507,7 @@ func (l *loop) deliver(c *conn, fresh []byte) {
 	}
 	// An io_uring loop submits its sends later: whether the socket is
 	// full is not known yet, so only the buffer's level counts.
-	if (c.wantOut || l.ring != nil) && !c.paused.Load() && c.out.Len() > l.s.o.HighWater {
+	if (c.wantOut || l.ring != nil) && !c.paused.Load() && c.out.Len() > l.s.highWater {
 		c.paused.Store(true) // reading stops; TCP flow control holds the peer back
 	}
 }
@@ -567,7 +567,7 @@ func (l *loop) flush(c *conn) {
 		}
 		if !c.wantOut || progressed {
 			c.stallSince = l.now()
-			l.addTimer(c, c.stallSince+l.s.o.WriteTimeout)
+			l.addTimer(c, c.stallSince+l.s.cfg.WriteTimeout)
 		}
 		c.wantOut = true
 		l.drained(c)
@@ -583,7 +583,7 @@ func (l *loop) flush(c *conn) {
 // drained resumes reading a paused connection once its outbound buffer is
 // under the low-water mark.
 func (l *loop) drained(c *conn) {
-	if c.paused.Load() && c.out.Len() <= l.s.o.LowWater {
+	if c.paused.Load() && c.out.Len() <= l.s.lowWater {
 		c.paused.Store(false)
 		if l.s.pool != nil {
 			l.s.pool.kick(c)
@@ -657,7 +657,7 @@ func (l *loop) remove(c *conn) {
 	l.conns[c.fd] = nil
 	l.n--
 	l.load.Add(-1)
-	l.s.open.Add(-1)
+	l.s.stats.Open.Add(-1)
 	if l.s.pool != nil {
 		l.s.pool.closed(c)
 		return
@@ -727,11 +727,11 @@ func (l *loop) accepted(lfd, fd int, remote netip.AddrPort, errno unix.Errno) bo
 	case unix.EAGAIN:
 		return false
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-		l.s.acceptErrors.Add(1)
+		l.s.stats.AcceptErrors.Add(1)
 		l.overloaded(lfd, errno)
 		return false
 	default:
-		l.s.acceptErrors.Add(1)
+		l.s.stats.AcceptErrors.Add(1)
 		if backoff.Retryable(errno) {
 			return true // ECONNABORTED and the like: that one connection is gone
 		}
@@ -742,7 +742,7 @@ func (l *loop) accepted(lfd, fd int, remote netip.AddrPort, errno unix.Errno) bo
 		return false
 	}
 	if l.acceptBo.Reset() || l.s.refusing.Load() && l.s.refusing.Swap(false) {
-		l.s.o.Logger.Info("reactor: accepting again")
+		l.s.cfg.Logger.Info("reactor: accepting again")
 	}
 	if limited, ok := l.s.admit(fd, remote); ok {
 		l.s.place(l, fd, remote, limited)
@@ -763,7 +763,7 @@ func (l *loop) overloaded(lfd int, errno unix.Errno) {
 	}
 	wait, first := l.acceptBo.Fail()
 	if first {
-		l.s.o.Logger.Warn("reactor: accept failing; backing off", "err", errno)
+		l.s.cfg.Logger.Warn("reactor: accept failing; backing off", "err", errno)
 	}
 	if l.ring == nil {
 		l.ctl(unix.EPOLL_CTL_MOD, lfd, 0, tagListener)
@@ -823,8 +823,8 @@ func (l *loop) runTimers() {
 // session has input left unconsumed.
 func (l *loop) expire(c *conn, now time.Duration) {
 	if !c.finishing && l.frameExpired(c, now) {
-		l.s.frameTimeouts.Add(1)
-		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.o.DrainTimeout))
+		l.s.stats.FrameTimeouts.Add(1)
+		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.cfg.DrainTimeout))
 		l.finish(c)
 		return
 	}
@@ -840,10 +840,10 @@ func (l *loop) expire(c *conn, now time.Duration) {
 		l.addTimer(c, at)
 	}
 	if c.wantOut {
-		at := c.stallSince + l.s.o.WriteTimeout
+		at := c.stallSince + l.s.cfg.WriteTimeout
 		if now >= at {
 			if c.startClosing(handler.ErrWriteTimeout, true, time.Now()) {
-				l.s.writeTimeouts.Add(1) // not when a farewell is what stalled
+				l.s.stats.WriteTimeouts.Add(1) // not when a farewell is what stalled
 			}
 			l.remove(c)
 			return
@@ -916,7 +916,7 @@ func (h *timerHeap) Pop() any {
 
 // observe reports a batch taken for writing to Options.ObserveQueue.
 func (l *loop) observe(batch []byte) {
-	if f := l.s.o.ObserveQueue; f != nil && batch != nil {
+	if f := l.s.cfg.ObserveQueue; f != nil && batch != nil {
 		f(len(batch))
 	}
 }
@@ -927,7 +927,7 @@ func (l *loop) observe(batch []byte) {
 // reports whether a new partial frame began, whose timer must be armed.
 // The loop or a reactor-pool worker calls it, whichever ran Data.
 func (s *Server) trackPartial(c *conn, used, rest int) bool {
-	if s.o.FrameTimeout <= 0 {
+	if s.cfg.FrameTimeout <= 0 {
 		return false
 	}
 	switch {
@@ -946,7 +946,7 @@ func (s *Server) trackPartial(c *conn, used, rest int) bool {
 // armFrame arms the frame timer of c's current partial frame.
 func (l *loop) armFrame(c *conn) {
 	if p := c.partialAt.Load(); p != 0 {
-		l.addTimer(c, time.Duration(p)+l.s.o.FrameTimeout)
+		l.addTimer(c, time.Duration(p)+l.s.cfg.FrameTimeout)
 	}
 }
 
@@ -954,10 +954,10 @@ func (l *loop) armFrame(c *conn) {
 // timeout, re-arming the timer if it has not yet.
 func (l *loop) frameExpired(c *conn, now time.Duration) bool {
 	p := c.partialAt.Load()
-	if p == 0 || l.s.o.FrameTimeout <= 0 {
+	if p == 0 || l.s.cfg.FrameTimeout <= 0 {
 		return false
 	}
-	at := time.Duration(p) + l.s.o.FrameTimeout
+	at := time.Duration(p) + l.s.cfg.FrameTimeout
 	if now >= at {
 		return true
 	}

@@ -195,7 +195,7 @@ func (p *pool) run(c *conn) (again bool) {
 		case ex.eof && fresh == 0 && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
-			c.closeWith(reason, false, time.Now().Add(s.o.DrainTimeout))
+			c.closeWith(reason, false, time.Now().Add(s.cfg.DrainTimeout))
 			c.mu.Lock()
 
 		default:
@@ -219,11 +219,11 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if err == nil {
 		err = handler.CheckConsumed(used, n)
 	}
-	over := c.out.Len() > s.o.HighWater
+	over := c.out.Len() > s.highWater
 	c.mu.Lock()
 	if err != nil {
 		c.mu.Unlock()
-		c.closeWith(err, false, time.Now().Add(s.o.DrainTimeout))
+		c.closeWith(err, false, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()
 		return
 	}
@@ -235,9 +235,9 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
 		ex.in = nil
 	}
-	if ex.seen > s.o.MaxInbound {
+	if ex.seen > s.cfg.MaxInbound {
 		c.mu.Unlock()
-		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.o.DrainTimeout))
+		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()
 		return
 	}

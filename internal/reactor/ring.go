@@ -91,18 +91,12 @@ type RingOptions struct {
 	SendSlotSize int
 }
 
-func (r RingOptions) validate() error {
+// withDefaults fills in zero fields, and checks the result; a receive
+// buffer holds at most chunk.
+func (r RingOptions) withDefaults(chunk int) (RingOptions, error) {
 	if r.Buffers < 0 || r.BufferSize < 0 || r.SendSlots < 0 || r.SendSlotSize < 0 {
-		return fmt.Errorf("reactor: ring sizes %+v: must not be negative", r)
+		return r, fmt.Errorf("reactor: ring sizes %+v: must not be negative", r)
 	}
-	if r.Buffers > 1<<15 || r.Buffers&(r.Buffers-1) != 0 {
-		return fmt.Errorf("reactor: ring buffers %d: want a power of two up to 32768", r.Buffers)
-	}
-	return nil
-}
-
-// withDefaults fills in zero fields; a receive buffer holds at most chunk.
-func (r RingOptions) withDefaults(chunk int) RingOptions {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -113,7 +107,10 @@ func (r RingOptions) withDefaults(chunk int) RingOptions {
 	def(&r.SendSlots, defaultSendSlots)
 	def(&r.SendSlotSize, defaultSendSlotSize)
 	r.BufferSize = min(r.BufferSize, chunk)
-	return r
+	if r.Buffers > 1<<15 || r.Buffers&(r.Buffers-1) != 0 {
+		return r, fmt.Errorf("reactor: ring buffers %d: want a power of two up to 32768", r.Buffers)
+	}
+	return r, nil
 }
 
 // ringIO is a loop's io_uring state. Only the loop's goroutine touches it.
@@ -173,7 +170,7 @@ type ringConn struct {
 // starts disabled: the loop's own thread enables it, and becomes its only
 // submitter.
 func newRingLoop(s *Server) (*loop, error) {
-	ro := s.o.Ring.withDefaults(s.chunk)
+	ro := s.ring
 	r, err := uring.NewSized(ringEntries, ringCQEntries,
 		uring.SetupSingleIssuer|uring.SetupDeferTaskrun|uring.SetupRDisabled|uring.SetupSubmitAll)
 	if err != nil {
@@ -181,7 +178,7 @@ func newRingLoop(s *Server) (*loop, error) {
 	}
 	rg := &ringIO{r: r, drained: true}
 	fail := func(err error) (*loop, error) {
-		rg.close(s.o.Logger)
+		rg.close(s.cfg.Logger)
 		return nil, err
 	}
 	if rg.bufs, err = r.RegisterBufRing(ro.Buffers, ro.BufferSize, bufGroup); err != nil {
@@ -309,7 +306,7 @@ func (l *loop) ringDispatch(cqe *uring.CQE) {
 		// finds nothing when its target has just completed; the
 		// completion on its way does the rest.
 		if cqe.Res < 0 && cqe.UserData>>56 == opClose {
-			l.s.o.Logger.Debug("uring: close failed", "err", unix.Errno(-cqe.Res))
+			l.s.cfg.Logger.Debug("uring: close failed", "err", unix.Errno(-cqe.Res))
 		}
 	}
 }
@@ -330,7 +327,7 @@ func (l *loop) sqe() *uring.SQE {
 	// The kernel took nothing: a broken ring. The operation is lost, and
 	// the error has gone to Serve.
 	if rg.lost++; rg.lost == 1 {
-		l.s.o.Logger.Error("uring: the submission queue is stuck; operations are being dropped")
+		l.s.cfg.Logger.Error("uring: the submission queue is stuck; operations are being dropped")
 	}
 	rg.spare = uring.SQE{}
 	return &rg.spare
@@ -571,7 +568,7 @@ func (l *loop) ringFlush(c *conn) {
 		// Out of address space or memory: wait for a slot to be freed,
 		// with the write timeout running.
 		if rg.mapFailures++; rg.mapFailures == 1 {
-			l.s.o.Logger.Warn("uring: cannot map more send slots; connections wait for a free one", "err", err)
+			l.s.cfg.Logger.Warn("uring: cannot map more send slots; connections wait for a free one", "err", err)
 		}
 		rg.slotWaits++
 		rc.slotWait = true
@@ -615,7 +612,7 @@ func (l *loop) ringStalled(c *conn) {
 	if !c.wantOut {
 		c.wantOut = true
 		c.stallSince = l.ring.now
-		l.addTimer(c, c.stallSince+l.s.o.WriteTimeout)
+		l.addTimer(c, c.stallSince+l.s.cfg.WriteTimeout)
 	}
 }
 

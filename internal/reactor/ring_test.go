@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/serving"
 	"github.com/tcplab/tcplab/internal/uring"
 )
 
@@ -51,11 +52,11 @@ func (echoSession) Closed(error)                  {}
 
 // ringOptions are testOptions on io_uring loops, skipping the test where
 // the kernel refuses io_uring.
-func ringOptions(t *testing.T) Options {
+func ringOptions(t *testing.T) options {
 	t.Helper()
 	skipWithoutRing(t)
 	o := testOptions()
-	o.IOUring = true
+	o.model = Uring
 	return o
 }
 
@@ -165,8 +166,8 @@ func echoStorm(t *testing.T, s *Server, n, size int) {
 // loop must send the rest from where each send stopped, in order.
 func TestRingShortSends(t *testing.T) {
 	o := ringOptions(t)
-	o.MaxPending, o.HighWater, o.LowWater = 8<<20, 4<<20, 1<<20
-	o.Ring = RingOptions{SendSlots: 2, SendSlotSize: 8 << 20}
+	o.MaxPending = 8 << 20 // reading pauses over 4 MiB
+	o.ring = RingOptions{SendSlots: 2, SendSlotSize: 8 << 20}
 	want := pattern(6<<20, 1)
 	s, served := serve(t, greeter(want), o)
 	c := dial(t, s)
@@ -212,7 +213,7 @@ func TestRingResourcesRunOut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ringOptions(t)
-			o.Ring = tc.ring
+			o.ring = tc.ring
 			s, served := serve(t, echoer{}, o)
 			if tc.mapChunk != nil {
 				for _, l := range s.loops {
@@ -239,7 +240,7 @@ func TestRingResourcesRunOut(t *testing.T) {
 // connection never overflows.
 func TestRingPausedReadingKeepsOrder(t *testing.T) {
 	o := ringOptions(t)
-	o.MaxPending, o.HighWater, o.LowWater = 64<<10, 32<<10, 8<<10
+	o.MaxPending = 64 << 10 // reading pauses over 32 KiB, resumes under 8 KiB
 	s, served := serve(t, echoer{}, o)
 	c := dial(t, s)
 	if err := echoCheck(c, pattern(4<<20, 3), 16<<10, 50*time.Microsecond); err != nil {
@@ -344,8 +345,8 @@ func TestRingResumesWhileOthersWrite(t *testing.T) {
 	}
 	io.WriteString(cl, "fill\n")
 	expect("filled", ioTimeout)
-	if n := maxTook.Load(); n <= int64(o.HighWater) {
-		t.Fatalf("the largest batch was %d bytes, not over the high-water mark %d: reading never paused", n, o.HighWater)
+	if hw := serving.HighWater(o.Config); maxTook.Load() <= int64(hw) {
+		t.Fatalf("the largest batch was %d bytes, not over the high-water mark %d: reading never paused", maxTook.Load(), hw)
 	}
 	// A liveness bound, not a performance one: without the fix the pong
 	// never comes while the other writer writes.
@@ -361,11 +362,11 @@ func TestRingResumesWhileOthersWrite(t *testing.T) {
 // timeout, the only thing that freed their slots before mappings grew.
 // Epoll loops share no such resource and are held to the same.
 func TestStalledPeersHoldNoOneUp(t *testing.T) {
-	kernels(t, func(t *testing.T, o Options) {
+	kernels(t, func(t *testing.T, o options) {
 		o.Loops = 1
 		o.WriteTimeout = 10 * time.Second
 		o.MaxPending = 32 << 20
-		o.Ring = RingOptions{SendSlots: 2}
+		o.ring = RingOptions{SendSlots: 2}
 		h := newLines(t)
 		s := start(t, h, o)
 		const flooders = 3

@@ -29,6 +29,7 @@ package reactor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -45,12 +46,15 @@ import (
 	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/listener"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // Server is a set of event loops serving one handler.
 type Server struct {
 	h     handler.Handler
-	o     Options
+	cfg   serving.Config
+	model Model
+	ring  RingOptions // io_uring loops' sizes, defaults filled in
 	addr  *net.TCPAddr
 	local netip.AddrPort // every connection's local address, unless bound to a wildcard
 	chunk int            // most fresh bytes passed to one Data call
@@ -61,11 +65,13 @@ type Server struct {
 	rr     atomic.Uint64
 	pool   *pool // reactor-pool only
 
-	accepted, refused, acceptErrors, overflows atomic.Uint64
-	open                                       atomic.Int64
-	frameTimeouts, writeTimeouts               atomic.Uint64
-	refusedBy                                  admit.Refusals
-	quiet                                      atomic.Bool // shutdown phase 1 done: no Data starts
+	// highWater and lowWater are Config's backpressure marks
+	// (serving.HighWater).
+	highWater, lowWater int
+	limiter             *admit.Limiter // nil: no per-address limits
+
+	stats serving.Counters // the loops keep the byte counts
+	quiet atomic.Bool      // shutdown phase 1 done: no Data starts
 
 	// spare is a descriptor held in reserve: out of descriptors, the
 	// server closes it to accept one connection and refuse it, rather
@@ -85,33 +91,51 @@ type Server struct {
 	fatal     chan error
 }
 
-// New binds the listeners and prepares the loops; Serve starts them.
-func New(h handler.Handler, o Options) (*Server, error) {
-	if err := o.Validate(); err != nil {
+// New binds the listeners and prepares the loops of model m; Serve starts
+// them. cfg must have its defaults filled in (serving.Config.WithDefaults).
+func New(h handler.Handler, cfg serving.Config, m Model) (*Server, error) {
+	return newServer(h, cfg, m, RingOptions{})
+}
+
+// newServer is New with the io_uring loops' sizes (zero fields: the
+// defaults), which only tests change.
+func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("reactor: %w", err)
+	}
+	hw := serving.HighWater(cfg)
+	chunk := max(1, min(readBufSize, hw))
+	ring, err := ring.withDefaults(chunk)
+	if err != nil {
 		return nil, err
 	}
-	fds, addr, err := listener.FDs(o.Addr, o.Listeners, listener.Options{Backlog: o.Backlog, Logger: o.Logger})
+	fds, addr, err := listener.FDs(cfg.Addr, cfg.Listeners, listener.Options{Backlog: cfg.Backlog, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		h:      h,
-		o:      o,
-		addr:   addr,
-		chunk:  max(1, min(readBufSize, o.HighWater)),
-		shared: len(fds) == 1 && o.Loops > 1,
-		spare:  openSpare(),
-		done:   make(chan struct{}),
-		fatal:  make(chan error, 1),
+		h:         h,
+		cfg:       cfg,
+		model:     m,
+		ring:      ring,
+		addr:      addr,
+		chunk:     chunk,
+		shared:    len(fds) == 1 && cfg.Loops > 1,
+		highWater: hw,
+		lowWater:  serving.LowWater(cfg),
+		limiter:   serving.Limiter(cfg),
+		spare:     openSpare(),
+		done:      make(chan struct{}),
+		fatal:     make(chan error, 1),
 	}
 	if !addr.IP.IsUnspecified() {
 		ip, _ := netip.AddrFromSlice(addr.IP)
 		s.local = netip.AddrPortFrom(ip.Unmap(), uint16(addr.Port))
 	}
-	if o.Workers > 0 {
+	if m == ReactorPool {
 		s.pool = newPool(s)
 	}
-	for range o.Loops {
+	for range cfg.Loops {
 		l, err := newLoop(s)
 		if err != nil {
 			s.release(fds)
@@ -119,7 +143,7 @@ func New(h handler.Handler, o Options) (*Server, error) {
 		}
 		s.loops = append(s.loops, l)
 	}
-	spareP(o.Loops, o.Logger)
+	spareP(cfg.Loops, cfg.Logger)
 	for i, fd := range fds {
 		l := s.loops[i%len(s.loops)]
 		if l.ring == nil { // a ring loop arms its accepts when it starts
@@ -141,7 +165,7 @@ func (s *Server) release(listeners []int) {
 	}
 	for _, l := range s.loops {
 		if l.ring != nil {
-			l.ring.close(s.o.Logger)
+			l.ring.close(s.cfg.Logger)
 		}
 		l.poller.close()
 	}
@@ -170,7 +194,7 @@ func (s *Server) Serve() error {
 		return nil
 	}
 	if s.pool != nil {
-		s.pool.start(s.o.Workers)
+		s.pool.start(s.cfg.Workers)
 	}
 	for _, l := range s.loops {
 		s.loopsWG.Add(1)
@@ -212,7 +236,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shut = true
 	serving := s.serving
 	s.mu.Unlock()
-	deadline := drain.Deadline(ctx, s.o.DrainTimeout)
+	deadline := drain.Deadline(ctx, s.cfg.DrainTimeout)
 	if !serving {
 		var fds []int
 		for _, l := range s.loops {
@@ -285,18 +309,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Stats returns the counters so far.
-func (s *Server) Stats() Stats {
-	st := Stats{
-		Accepted:     s.accepted.Load(),
-		Open:         s.open.Load(),
-		Refused:      s.refused.Load(),
-		AcceptErrors: s.acceptErrors.Load(),
-		Overflows:    s.overflows.Load(),
-
-		RefusedBy:     s.refusedBy.Snapshot(),
-		FrameTimeouts: s.frameTimeouts.Load(),
-		WriteTimeouts: s.writeTimeouts.Load(),
-	}
+func (s *Server) Stats() serving.Stats {
+	st := s.stats.Snapshot()
 	for _, l := range s.loops {
 		st.BytesIn += l.bytesIn.Load()
 		st.BytesOut += l.bytesOut.Load()
@@ -317,7 +331,7 @@ func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) 
 	if !c.local.IsValid() {
 		c.local = localAddr(fd, &from.sa)
 	}
-	c.out = outbuf.New(s.o.MaxPending, c.notify)
+	c.out = outbuf.New(s.cfg.MaxPending, c.notify)
 	if to == from {
 		to.register(c)
 	} else {
@@ -327,7 +341,7 @@ func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) 
 
 // pick chooses a loop for a new connection.
 func (s *Server) pick() *loop {
-	if s.o.Balance == LeastConns {
+	if s.cfg.Balance == LeastConns {
 		best := s.loops[0]
 		for _, l := range s.loops[1:] {
 			if l.load.Load() < best.load.Load() {
@@ -355,7 +369,7 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 	if errno == 0 {
 		s.refuseConn(fd, handler.ErrServerFull)
 		if !s.refusing.Swap(true) {
-			s.o.Logger.Warn("reactor: out of file descriptors; refusing new connections")
+			s.cfg.Logger.Warn("reactor: out of file descriptors; refusing new connections")
 		}
 	}
 	s.spare = openSpare()
@@ -368,8 +382,7 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 // is a FIN, not a reset that could cost the peer the refusal), and closes
 // the socket.
 func (s *Server) refuseConn(fd int, reason error) {
-	s.refused.Add(1)
-	s.refusedBy.Add(reason)
+	s.stats.Refusal(reason)
 	if r, ok := s.h.(handler.Refuser); ok {
 		if msg := r.Refuse(reason); len(msg) > 0 {
 			rawWrite(fd, msg)
@@ -423,7 +436,7 @@ func (s *Server) lingerAside(fd int) bool {
 // remote. It reports whether the connection is counted against them
 // (limited), or refuses it and reports ok false.
 func (s *Server) admit(fd int, remote netip.AddrPort) (limited, ok bool) {
-	lim := s.o.Limiter
+	lim := s.limiter
 	if lim.Exempt(remote.Addr()) {
 		return false, true
 	}
@@ -438,7 +451,7 @@ func (s *Server) admit(fd int, remote netip.AddrPort) (limited, ok bool) {
 func (s *Server) releaseSlot(c *conn) {
 	if c.limited {
 		c.limited = false
-		s.o.Limiter.Release(c.remote.Addr())
+		s.limiter.Release(c.remote.Addr())
 	}
 }
 
