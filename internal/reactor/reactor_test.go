@@ -27,11 +27,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const ioTimeout = 10 * time.Second
 
 // options are what a test serves with: the Config (embedded, so a test
-// sets o.Loops), the model, and the io_uring loops' sizes.
+// sets o.Loops), the model, the io_uring loops' sizes, and what to do to
+// the server before it serves.
 type options struct {
 	serving.Config
-	model Model
-	ring  RingOptions
+	model   Model
+	ring    RingOptions
+	prepare func(*Server)
 }
 
 // testOptions are small, valid options on 127.0.0.1, for the reactor
@@ -71,6 +73,9 @@ func serve(t *testing.T, h handler.Handler, o options) (*Server, <-chan error) {
 	s, err := newServer(h, o.Config, o.model, o.ring)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.prepare != nil {
+		o.prepare(s)
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
@@ -310,6 +315,8 @@ func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) {
 
 func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o options) {
 	o.Loops = 1
+	var wakes *wakeCounter
+	o.prepare = func(s *Server) { wakes = countWakeups(s.loops[0]) }
 	h := newLines(t)
 	conns := make(chan handler.Conn, 100)
 	opener := handler.Func(func(c handler.Conn) handler.Session {
@@ -317,7 +324,6 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o options) {
 		return h.Open(c)
 	})
 	s := start(t, opener, o)
-	l := s.loops[0]
 
 	const n, msgs = 50, 200
 	clients := make([]*bufio.Reader, n)
@@ -331,7 +337,7 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o options) {
 	io.WriteString(busy, "block\n")
 	<-h.blocked // the only loop is inside Data now
 
-	before := l.wakeups.Load()
+	before := wakes.n.Load()
 	for m := range msgs {
 		for i := range n {
 			if err := server[i].Write(fmt.Appendf(nil, "%d %d\n", i, m)); err != nil {
@@ -339,7 +345,7 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o options) {
 			}
 		}
 	}
-	if w := l.wakeups.Load() - before; w != 0 {
+	if w := wakes.n.Load() - before; w != 0 {
 		t.Fatalf("%d writes to a busy loop's connections cost %d eventfd wake-ups, want 0", n*msgs, w)
 	}
 	close(h.release)
@@ -357,6 +363,8 @@ func TestSleepingLoopWakesOncePerBurst(t *testing.T) { kernels(t, testSleepingLo
 
 func testSleepingLoopWakesOncePerBurst(t *testing.T, o options) {
 	o.Loops = 1
+	var wakes *wakeCounter
+	o.prepare = func(s *Server) { wakes = countWakeups(s.loops[0]) }
 	conns := make(chan handler.Conn, 100)
 	h := newLines(t)
 	s := start(t, handler.Func(func(c handler.Conn) handler.Session {
@@ -371,7 +379,7 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o options) {
 		server[i] = <-conns
 	}
 	time.Sleep(20 * time.Millisecond) // the loop has gone to sleep
-	before := s.loops[0].wakeups.Load()
+	before := wakes.n.Load()
 	for m := range msgs {
 		for i := range n {
 			server[i].Write(fmt.Appendf(nil, "%d\n", m))
@@ -382,7 +390,7 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o options) {
 			expectLine(t, r, fmt.Sprint(m))
 		}
 	}
-	w := s.loops[0].wakeups.Load() - before
+	w := wakes.n.Load() - before
 	t.Logf("%d writes from another goroutine: %d eventfd wake-ups", n*msgs, w)
 	if w < 1 || w > n*msgs/10 {
 		t.Fatalf("%d writes cost %d wake-ups, want between 1 and %d", n*msgs, w, n*msgs/10)
@@ -653,23 +661,24 @@ func TestStaleLingerTimerSparesALaterLinger(t *testing.T) {
 	o.Loops = 1
 	s := start(t, newLines(t), o)
 	l := s.loops[0]
+	d := l.drv.(*epollDriver)
 	first, _ := serverSide(t)
 	second, _ := serverSide(t)
 	var lingered bool
 	call(l, func() {
 		fd := first
-		l.linger(fd)
-		delete(l.lingering, fd) // the first linger ends, as endLinger would, but keeps the number
+		d.linger(fd)
+		delete(d.lingering, fd) // the first linger ends, as endLinger would, but keeps the number
 		if err := unix.Dup3(second, fd, unix.O_CLOEXEC); err != nil {
 			t.Errorf("dup3: %v", err)
 		}
 		unix.Close(second)
 		l.epoch = l.epoch.Add(-time.Second) // the loop's clock moves on past the first deadline
-		l.linger(fd)
-		l.runTimers()
-		_, lingered = l.lingering[fd]
+		d.linger(fd)
+		d.expireLingers(l.now())
+		_, lingered = d.lingering[fd]
 		if lingered {
-			l.endLinger(fd)
+			d.endLinger(fd)
 		}
 	})
 	if !lingered {

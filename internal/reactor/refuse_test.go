@@ -31,7 +31,7 @@ func TestRefuseWhenOutOfDescriptors(t *testing.T) {
 		if o.model == Uring {
 			// An armed multishot accept keeps the limit it was armed
 			// with: arm it again under the new one.
-			call(s.loops[0], s.loops[0].ringRearmAccepts)
+			call(s.loops[0], ringOf(s.loops[0]).rearmAccepts)
 		}
 
 		c1 := dial(t, s)

@@ -1,29 +1,30 @@
 // Package reactor is the event-loop machinery under the reactor,
 // reactor-pool and uring models: N event loops, each on its own locked OS
 // thread, serving non-blocking sockets with no goroutine per connection.
-// A loop talks to the kernel through epoll, or, with Options.IOUring,
-// through an io_uring instance (ring.go); everything else is shared.
 //
-// The design, in short (docs/architecture.md has the long form):
+// Three parts, each in its own files (docs/architecture.md has the long
+// form):
 //
-//   - Edge-triggered epoll: each connection is registered once for
-//     input, output and peer hang-up. A readable connection gets one read
-//     per pass into the loop's shared 64 KiB buffer; a read that may have
-//     left bytes behind queues the connection to be read again on the next
-//     pass, so a busy connection cannot starve the others and no read is
-//     spent to see EAGAIN.
+//   - The loop core (loop.go, conn_io.go, timers.go): tasks posted from
+//     other goroutines, timers, handing input to the dispatcher, output
+//     and its backpressure, the close protocol and the two-phase
+//     shutdown. It knows no kernel interface.
+//   - The I/O drivers (driver.go): epoll (driver_epoll.go) for reactor and
+//     reactor-pool, io_uring (driver_uring.go, sendarena.go) for uring.
+//   - The dispatchers (dispatch.go): handler calls on the loop (inline:
+//     reactor, uring) or on a pool of workers (pool.go: reactor-pool).
+//
+// What they share:
+//
 //   - Bytes the session leaves unconsumed are kept per connection (bounded
 //     by MaxInbound); a connection with none keeps no input buffer.
 //   - Writes go to the connection's bounded internal/outbuf buffer. A reply
 //     written from Data on the loop is flushed inline after Data returns;
 //     a write from another goroutine posts the connection to its loop.
-//     Output readiness matters only after a write found the socket full.
 //   - Backpressure: above the high-water mark the loop stops reading the
 //     connection until its buffer drains under the low-water mark.
-//   - Cross-goroutine messages reach a loop through a queue; the eventfd is
-//     written only when the loop sleeps, so a burst costs one wake-up.
-//   - With Workers set (reactor-pool) the loops still do all the I/O and
-//     handler calls run on a worker pool, in order per connection.
+//   - Cross-goroutine messages reach a loop through a queue; the driver is
+//     woken only when the loop sleeps, so a burst costs one wake-up.
 package reactor
 
 import (
@@ -33,7 +34,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -47,6 +47,29 @@ import (
 	"github.com/tcplab/tcplab/internal/listener"
 	"github.com/tcplab/tcplab/internal/outbuf"
 	"github.com/tcplab/tcplab/internal/serving"
+)
+
+// Model is what a Server runs: which I/O driver its loops use, and where
+// the handler's calls run.
+type Model int
+
+const (
+	// Reactor runs epoll loops, with the handler's calls on the loops.
+	Reactor Model = iota
+	// ReactorPool runs epoll loops, with the handler's calls on
+	// Config.Workers goroutines.
+	ReactorPool
+	// Uring runs io_uring loops, with the handler's calls on the loops.
+	// New fails with an error wrapping uring.ErrUnavailable when the
+	// kernel refuses io_uring.
+	Uring
+)
+
+// Balance policies: how connections accepted on a shared listener are
+// spread over the loops (Config.Balance).
+const (
+	RoundRobin = serving.RoundRobin
+	LeastConns = serving.LeastConns
 )
 
 // Server is a set of event loops serving one handler.
@@ -63,7 +86,7 @@ type Server struct {
 	// each connection by Balance.
 	shared bool
 	rr     atomic.Uint64
-	pool   *pool // reactor-pool only
+	disp   dispatcher // where handler calls run: inline, or a pool
 
 	// highWater and lowWater are Config's backpressure marks
 	// (serving.HighWater).
@@ -84,11 +107,8 @@ type Server struct {
 	serving bool
 	shut    bool
 	loopsWG sync.WaitGroup
-	// lingerers are the goroutines of io_uring loops' lingering closes
-	// (lingerAside): Shutdown waits for them, CloseLinger at most.
-	lingerers sync.WaitGroup
-	done      chan struct{} // closed when Shutdown has finished
-	fatal     chan error
+	done    chan struct{} // closed when Shutdown has finished
+	fatal   chan error
 }
 
 // New binds the listeners and prepares the loops of model m; Serve starts
@@ -127,13 +147,14 @@ func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions)
 		spare:     openSpare(),
 		done:      make(chan struct{}),
 		fatal:     make(chan error, 1),
+		disp:      inline{},
 	}
 	if !addr.IP.IsUnspecified() {
 		ip, _ := netip.AddrFromSlice(addr.IP)
 		s.local = netip.AddrPortFrom(ip.Unmap(), uint16(addr.Port))
 	}
 	if m == ReactorPool {
-		s.pool = newPool(s)
+		s.disp = newPool(s, cfg.Workers)
 	}
 	for range cfg.Loops {
 		l, err := newLoop(s)
@@ -146,13 +167,11 @@ func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions)
 	spareP(cfg.Loops, cfg.Logger)
 	for i, fd := range fds {
 		l := s.loops[i%len(s.loops)]
-		if l.ring == nil { // a ring loop arms its accepts when it starts
-			if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
-				s.release(fds)
-				return nil, err
-			}
-		}
 		l.listeners = append(l.listeners, fd)
+		if err := l.drv.accepting(fd, true); err != nil {
+			s.release(fds)
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -164,10 +183,7 @@ func (s *Server) release(listeners []int) {
 		unix.Close(fd)
 	}
 	for _, l := range s.loops {
-		if l.ring != nil {
-			l.ring.close(s.cfg.Logger)
-		}
-		l.poller.close()
+		l.drv.release()
 	}
 	s.spareMu.Lock()
 	if s.spare >= 0 {
@@ -193,9 +209,7 @@ func (s *Server) Serve() error {
 		s.mu.Unlock()
 		return nil
 	}
-	if s.pool != nil {
-		s.pool.start(s.cfg.Workers)
-	}
+	s.disp.start()
 	for _, l := range s.loops {
 		s.loopsWG.Add(1)
 		go l.run(s.loopsWG.Done)
@@ -260,9 +274,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			<-ack
 		}
 	}
-	if s.pool != nil {
-		s.pool.quiesce()
-	}
+	s.disp.quiesce()
 	s.quiet.Store(true)
 	if q, ok := s.h.(handler.Quiescer); ok {
 		q.Quiesced(deadline) // messages from outside still reach the connections
@@ -292,10 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.loopsWG.Wait()
 	close(loopsDone)
 	<-watched
-	s.lingerers.Wait()
-	if s.pool != nil {
-		s.pool.shutdown()
-	}
+	s.disp.stop()
 	cut := false
 	for _, l := range s.loops {
 		cut = cut || l.cut
@@ -392,46 +401,6 @@ func (s *Server) refuseConn(fd int, reason error) {
 	unix.Close(fd)
 }
 
-// discardInput drops, without waiting, what the peer has sent and nobody
-// read (up to 64 KiB), so that closing the socket sends a FIN after the
-// last bytes written: Linux answers a close with unread input with a
-// reset, which also discards output not yet sent (a farewell, say).
-func discardInput(fd int) {
-	var scratch [4096]byte
-	for range 16 {
-		if n, _ := rawRead(fd, scratch[:]); n <= 0 {
-			break
-		}
-	}
-}
-
-// lingerAside is an io_uring loop's lingering close (see loop.linger):
-// a duplicate of fd, in Go's poller rather than on the ring, shuts the
-// write side, so the farewell already in the socket ends with a FIN, and
-// drops what the peer still sends until the peer closes or CloseLinger
-// passes; then it closes, and the socket with it. The loop closes its own
-// descriptor as usual. It costs a goroutine per lingering socket, for at
-// most CloseLinger, only for connections the server closes on its own
-// while the peer still sends. It reports false if fd could not be
-// duplicated (out of descriptors): then nothing lingers.
-func (s *Server) lingerAside(fd int) bool {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	f := os.NewFile(uintptr(dup), "lingering socket")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return false
-	}
-	s.lingerers.Go(func() {
-		outbuf.Linger(nc, time.Now().Add(outbuf.CloseLinger))
-		nc.Close()
-	})
-	return true
-}
-
 // admit applies the per-address limits to a connection just accepted from
 // remote. It reports whether the connection is counted against them
 // (limited), or refuses it and reports ok false.
@@ -468,12 +437,4 @@ func spareP(loops int, log *slog.Logger) {
 		runtime.GOMAXPROCS(loops + 1)
 		log.Info("reactor: raised GOMAXPROCS so waiting loops keep their threads", "from", have, "to", loops+1)
 	}
-}
-
-func openSpare() int {
-	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1
-	}
-	return fd
 }
