@@ -190,7 +190,7 @@ func (r RingOptions) withDefaults(chunk int) (RingOptions, error) {
 // becomes its only submitter.
 func newUringDriver(l *loop) (*uringDriver, error) {
 	ro := l.s.ring
-	r, err := uring.NewSized(ringEntries, ringCQEntries,
+	r, err := uring.New(ringEntries, ringCQEntries,
 		uring.SetupSingleIssuer|uring.SetupDeferTaskrun|uring.SetupRDisabled|uring.SetupSubmitAll)
 	if err != nil {
 		return nil, err

@@ -24,7 +24,7 @@ import (
 // refuses io_uring.
 func skipWithoutRing(t *testing.T) {
 	t.Helper()
-	r, err := uring.New(1, 0)
+	r, err := uring.New(1, 0, 0)
 	if errors.Is(err, uring.ErrUnavailable) {
 		t.Skipf("skipped: %v", err)
 	}
