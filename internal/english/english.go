@@ -13,3 +13,12 @@ func Count(n int, noun string) string {
 	}
 	return s
 }
+
+// Noun returns one when n is 1 and many otherwise: for nouns whose plural
+// is not the singular plus "s" ("process", "processes").
+func Noun(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
