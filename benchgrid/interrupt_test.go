@@ -13,10 +13,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/sdnotify"
 )
 
 // fakeServeEnv makes this test binary, run as the grid's server, an echo
-// server that logs as `tcplab serve` does; fakePIDEnv names the file it
+// server that reports ready as `tcplab serve` does; fakePIDEnv names the file it
 // writes its pid to.
 const (
 	fakeServeEnv = "BENCHGRID_TEST_SERVE"
@@ -34,7 +37,10 @@ func fakeServe() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	os.WriteFile(os.Getenv(fakePIDEnv), []byte(strconv.Itoa(os.Getpid())), 0o644)
-	fmt.Fprintf(os.Stderr, "level=INFO msg=serving app=echo model=fake addr=%s\n", ln.Addr())
+	if err := sdnotify.Send(os.Getenv(sdnotify.Env), sdnotify.Ready, launch.AddrVar+"="+ln.Addr().String()); err != nil {
+		fmt.Fprintf(os.Stderr, "tcplab: %v\n", err)
+		os.Exit(1)
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()

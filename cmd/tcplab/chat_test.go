@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // peer is a raw chat client for the tests: frames in, frames out.
@@ -94,17 +95,16 @@ func (p *peer) expectPrefix(prefix string) string {
 	return got
 }
 
-// waitFor polls b until it matches re, failing after 10 s.
+// waitFor waits until b matches re.
 func waitFor(t *testing.T, b interface{ String() string }, re string) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(10 * time.Second)
-	for !rx.MatchString(b.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never matched %q:\n%s", re, b.String())
+	testkit.Eventually(t, testkit.Bound, fmt.Sprintf("the output matches %q", re), func() error {
+		if !rx.MatchString(b.String()) {
+			return fmt.Errorf("the output:\n%s", b.String())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestChatClientBothFramings drives `tcplab chat` through its standard
@@ -113,7 +113,8 @@ func waitFor(t *testing.T, b interface{ String() string }, re string) {
 func TestChatClientBothFramings(t *testing.T) {
 	for _, kind := range []frame.Kind{frame.Length, frame.Line} {
 		t.Run(string(kind), func(t *testing.T) {
-			addr, _, stop := startServe(t, "--app", "chat", "--framing", string(kind), "--addr", "127.0.0.1:0")
+			s := serve(t, "--app", "chat", "--framing", string(kind), "--addr", "127.0.0.1:0")
+			addr := s.Addr
 			bob := dialPeer(t, addr, kind)
 			bob.send("/nick bob")
 			bob.expect("OK nick bob")
@@ -159,9 +160,7 @@ func TestChatClientBothFramings(t *testing.T) {
 				t.Errorf("output does not end with BYE quit:\n%s", out)
 			}
 			bob.expect("LEAVE dev alice")
-			if code := stop(); code != 0 {
-				t.Fatalf("serve exit %d", code)
-			}
+			stop(t, s)
 		})
 	}
 }
@@ -169,8 +168,7 @@ func TestChatClientBothFramings(t *testing.T) {
 // TestChatClientCtrlC runs the real binary and interrupts it: it leaves
 // the chat and exits 0.
 func TestChatClientCtrlC(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
-	defer stop()
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0").Addr
 	bob := dialPeer(t, addr, frame.Length)
 
 	cmd := exec.Command(os.Args[0], "chat", "--addr", addr, "--nick", "carol")
@@ -236,8 +234,7 @@ func TestChatClientBadInput(t *testing.T) {
 }
 
 func TestChatClientNickTaken(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
-	defer stop()
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0").Addr
 	bob := dialPeer(t, addr, frame.Length)
 	bob.send("/nick bob")
 	bob.expect("OK nick bob")
@@ -291,32 +288,28 @@ func TestServeChatUnreachableBusExits1(t *testing.T) {
 }
 
 func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
-	addr, log, stop := startServe(t, "--app", "echo", "--addr", "127.0.0.1:0", "--framing", "line")
-	echoOnce(t, addr, "x")
-	if code := stop(); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	if !regexp.MustCompile(`warning.*flag=--framing app=echo`).MatchString(log.String()) {
-		t.Errorf("no warning about --framing with --app echo:\n%s", log)
+	s := serve(t, "--app", "echo", "--addr", "127.0.0.1:0", "--framing", "line")
+	echoOnce(t, s.Addr, "x")
+	stop(t, s)
+	if !regexp.MustCompile(`warning.*flag=--framing app=echo`).MatchString(s.Stderr()) {
+		t.Errorf("no warning about --framing with --app echo:\n%s", s.Stderr())
 	}
 }
 
-// TestChatShutdownDeliversThenSaysBye stops a chat server the way SIGTERM
-// does (the signal cancels serve's context): a message the server read
-// reaches the other client before its BYE shutting-down.
+// TestChatShutdownDeliversThenSaysBye stops a chat server with SIGTERM: a
+// message the server read reaches the other client before its BYE
+// shutting-down.
 func TestChatShutdownDeliversThenSaysBye(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
-	a := dialPeer(t, addr, frame.Line)
-	b := dialPeer(t, addr, frame.Line)
+	s := serve(t, "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
+	a := dialPeer(t, s.Addr, frame.Line)
+	b := dialPeer(t, s.Addr, frame.Line)
 	a.expectPrefix("JOIN lobby guest-")
 	for i := range 100 {
 		b.send(fmt.Sprintf("message %d", i))
 	}
 	b.send("/ping")
 	b.expect("PONG") // all 100 were read
-	if code := stop(); code != 0 {
-		t.Fatalf("serve exit %d", code)
-	}
+	stop(t, s)
 	for i := range 100 {
 		a.expect(fmt.Sprintf("MSG lobby guest-2 message %d", i))
 	}
@@ -365,10 +358,9 @@ func FuzzFormatChatFrame(f *testing.F) {
 // TestServeChatFlagsReachTheServer checks that each chat flag of serve
 // takes effect, over real TCP.
 func TestServeChatFlagsReachTheServer(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0", "--framing", "line",
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0", "--framing", "line",
 		"--max-conns", "1", "--msg-rate", "0.001", "--msg-burst", "3", "--idle-timeout", "500ms",
-		"--max-frame", "2000", "--max-pending", "4096")
-	defer stop()
+		"--max-frame", "2000", "--max-pending", "4096").Addr
 	a := dialPeer(t, addr, frame.Line)
 	// --max-pending 4096 makes the server frame limit 1024 bytes.
 	a.send(strings.Repeat("x", 1024))

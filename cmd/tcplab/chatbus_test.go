@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +9,8 @@ import (
 	"github.com/tcplab/tcplab/app/chat/natsbus"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestServeChatOnProcessModelsIsOneChat runs "tcplab serve --app chat"
@@ -20,10 +21,10 @@ import (
 func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 	for _, model := range []string{"fork", "prefork"} {
 		t.Run(model, func(t *testing.T) {
-			cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--model", model, "--workers", "2", "--drain-timeout", "2s")
-			a := dialPeer(t, addr, frame.Line)
-			b := dialPeer(t, addr, frame.Line)
-			c := dialPeer(t, addr, frame.Line)
+			s := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", "line", "--model", model, "--workers", "2", "--drain-timeout", "2s")
+			a := dialPeer(t, s.Addr, frame.Line)
+			b := dialPeer(t, s.Addr, frame.Line)
+			c := dialPeer(t, s.Addr, frame.Line)
 			// Guest numbers count across the processes. b's and c's JOINs
 			// come from different processes, each sent on the bus as its
 			// client is answered, so a may get them in either order.
@@ -45,7 +46,7 @@ func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 			a.expect("OK msg")
 			c.expect("PRIV guest-1 psst")
 
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := s.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			for _, p := range []*peer{a, b, c} {
@@ -59,7 +60,7 @@ func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 					}
 				}
 			}
-			if err := waitExit(t, cmd, 10*time.Second); err != nil {
+			if err := s.Wait(testkit.Bound); err != nil {
 				t.Fatalf("exit after SIGTERM: %v", err)
 			}
 			conformance.CheckNoStrays(t, 5*time.Second)
@@ -78,12 +79,12 @@ func TestServeChatJoinsAnExistingBus(t *testing.T) {
 	}
 	t.Cleanup(ns.Shutdown) // after the servers, whose cleanups come later
 	bus := ns.URL() + ",nats://127.0.0.1:1"
-	var cmds []*exec.Cmd
+	var servers []*launch.Process
 	var peers []*peer
 	for range 2 {
-		cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--bus", bus)
-		cmds = append(cmds, cmd)
-		peers = append(peers, dialPeer(t, addr, frame.Line))
+		s := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", "line", "--bus", bus)
+		servers = append(servers, s)
+		peers = append(peers, dialPeer(t, s.Addr, frame.Line))
 	}
 	a, b := peers[0], peers[1]
 	a.expect("JOIN lobby guest-2")
@@ -91,12 +92,7 @@ func TestServeChatJoinsAnExistingBus(t *testing.T) {
 	a.expect("MSG lobby guest-2 across processes")
 	a.send("/who")
 	a.expect("OK who guest-1 guest-2")
-	for _, cmd := range cmds {
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitExit(t, cmd, 10*time.Second); err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
+	for _, s := range servers {
+		stop(t, s)
 	}
 }

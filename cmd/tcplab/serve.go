@@ -24,9 +24,11 @@ type serveOptions struct {
 	app      string
 	model    string
 	logLevel string
-	cfg      engine.Config
-	chat     chatFlags
-	hard     hardeningFlags
+	// printAddr prints the bound address on stdout once serving (ready.go).
+	printAddr bool
+	cfg       engine.Config
+	chat      chatFlags
+	hard      hardeningFlags
 }
 
 // modelFlags are the flags that only some models read. Each model lists the
@@ -52,6 +54,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo or chat")
 	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.BoolVar(&o.printAddr, "print-addr", false, `once serving, print "listening on ADDR" (and "metrics on URL" with --metrics) to stdout`)
 	f.StringVar(&o.cfg.Addr, "addr", d.Addr, "address to listen on (0.0.0.0 or [::] only if you mean every interface)")
 	f.IntVar(&o.cfg.Backlog, "backlog", d.Backlog, "listen(2) backlog (the kernel caps it at net.core.somaxconn)")
 	f.IntVar(&o.cfg.Listeners, "listeners", 1, "SO_REUSEPORT listeners on the address")
@@ -138,7 +141,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	log.Info("serving", "app", a.name, "model", model.Name, "addr", srv.Addr().String(), "tls", o.cfg.TLS())
-	stopMetrics, err := o.hard.serveMetrics(m, srv, h, log)
+	metricsURL, stopMetrics, err := o.hard.serveMetrics(m, srv, h, log)
 	if err != nil {
 		shutdown(srv, o.cfg.DrainTimeout, log)
 		return err
@@ -147,10 +150,14 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Ready only now: a SIGTERM right after READY=1 must find its handler.
+	ready := newReadiness(o.printAddr, cmd.OutOrStdout(), log, child)
+	ready.ready(a.name, model.Name, srv.Addr().String(), metricsURL)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {
 	case err := <-served:
+		ready.stopping()
 		shutdown(srv, o.cfg.DrainTimeout, log)
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
@@ -159,6 +166,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "drain_timeout", o.cfg.DrainTimeout.String())
+	ready.stopping()
 	shutdown(srv, o.cfg.DrainTimeout, log)
 	if err := <-served; err != nil {
 		return fmt.Errorf("serve: %w", err)
