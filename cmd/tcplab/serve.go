@@ -16,7 +16,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/tcplab/tcplab/app/registry"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
 )
 
 // serveOptions holds the serve command's flags.
@@ -27,7 +30,6 @@ type serveOptions struct {
 	// printAddr prints the bound address on stdout once serving (ready.go).
 	printAddr bool
 	cfg       engine.Config
-	chat      chatFlags
 	hard      hardeningFlags
 }
 
@@ -68,7 +70,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.MaxProcs, "max-procs", d.MaxProcs, "child processes (fork)")
 	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
 	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor, reactor-pool, uring)")
-	addChatFlags(f, &o.chat)
+	addAppFlags(f)
 	addHardeningFlags(f, &o.hard)
 	return cmd
 }
@@ -81,7 +83,10 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	// A fork or prefork child runs this same command line: its parent has
 	// already said what it serves and warned about the flags, so the child
 	// logs only warnings and errors, and repeats none of the parent's.
-	_, child, _ := engine.Child()
+	spec, child, specErr := engine.Child()
+	if specErr != nil {
+		return specErr
+	}
 	if child {
 		level = max(level, slog.LevelWarn)
 	}
@@ -96,9 +101,10 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return usageError{err}
 	}
-	a, err := lookupApp(o.app)
+	apps := registry.Apps()
+	a, err := apps.Lookup(o.app)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	if err := o.hard.apply(&o.cfg); err != nil {
 		return usageError{err}
@@ -120,19 +126,26 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err := checkAddr(o.cfg.Addr, warnLog); err != nil {
 		return usageError{err}
 	}
-	h, err := a.new(o)
-	if re := (runtimeError{}); errors.As(err, &re) {
-		return err
+	// The app's handler, from its flags; a fork or prefork child rebuilds
+	// its parent's from the same values, which the parent passes on in
+	// o.cfg.AppParams.
+	var h handler.Handler
+	if child {
+		h, err = apps.Child(spec, log)
+	} else {
+		h, err = apps.New(a.Name, appParams(cmd.Flags(), a), model, &o.cfg)
+	}
+	if re := (registry.RuntimeError{}); errors.As(err, &re) {
+		return runtimeError{err}
 	}
 	if err != nil {
 		return usageError{err}
 	}
 
-	o.cfg.App = a.name
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close() // after the server has shut down
 	}
-	m := o.hard.newMetrics(model.Name, a.name, &o.cfg, child)
+	m := o.hard.newMetrics(model.Name, a.Name, &o.cfg, child)
 	srv, err := engine.Listen(model.Name, h, o.cfg)
 	if errors.Is(err, engine.ErrNoTLS) {
 		return usageError{err}
@@ -140,7 +153,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "app", a.name, "model", model.Name, "addr", srv.Addr().String(), "tls", o.cfg.TLS())
+	log.Info("serving", "app", a.Name, "model", model.Name, "addr", srv.Addr().String(), "tls", o.cfg.TLS())
 	metricsURL, stopMetrics, err := o.hard.serveMetrics(m, srv, h, log)
 	if err != nil {
 		shutdown(srv, o.cfg.DrainTimeout, log)
@@ -152,7 +165,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	defer stop()
 	// Ready only now: a SIGTERM right after READY=1 must find its handler.
 	ready := newReadiness(o.printAddr, cmd.OutOrStdout(), log, child)
-	ready.ready(a.name, model.Name, srv.Addr().String(), metricsURL)
+	ready.ready(a.Name, model.Name, srv.Addr().String(), metricsURL)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {
