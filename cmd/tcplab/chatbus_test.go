@@ -4,7 +4,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/app/chat/natsbus"
 	"github.com/tcplab/tcplab/conformance"
@@ -63,7 +62,7 @@ func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 			if err := s.Wait(testkit.Bound); err != nil {
 				t.Fatalf("exit after SIGTERM: %v", err)
 			}
-			conformance.CheckNoStrays(t, 5*time.Second)
+			conformance.CheckNoStrays(t)
 		})
 	}
 }

@@ -56,7 +56,7 @@ func TestPreforkSIGTERMStopsEveryWorkerAndExitsZero(t *testing.T) {
 	if err := s.Wait(testkit.Bound); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	conformance.CheckNoStrays(t, 5*time.Second)
+	conformance.CheckNoStrays(t)
 }
 
 // TestProcessModelChildrenDieWithTheirParent SIGKILLs a fork or prefork
@@ -79,7 +79,7 @@ func TestProcessModelChildrenDieWithTheirParent(t *testing.T) {
 			}
 			liveChildren(t, s.Pid(), want)
 			s.Kill()
-			conformance.CheckNoStrays(t, 5*time.Second)
+			conformance.CheckNoStrays(t)
 			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 				t.Errorf("client still served after its server's parent was killed: (%d, %v)", n, err)
 			}

@@ -19,7 +19,7 @@ import (
 // machine (a server answering, a counter reaching its value): generous, so
 // that only a real hang fails on a loaded one. It is never a timing
 // assertion.
-const Bound = 20 * time.Second
+const Bound = 30 * time.Second
 
 // pollEvery is how often Eventually checks its condition.
 const pollEvery = 10 * time.Millisecond
