@@ -27,30 +27,30 @@ func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 			// Guest numbers count across the processes. b's and c's JOINs
 			// come from different processes, each sent on the bus as its
 			// client is answered, so a may get them in either order.
-			joins := map[string]bool{a.next(): true, a.next(): true}
+			joins := map[string]bool{a.MustRead(): true, a.MustRead(): true}
 			if !joins["JOIN lobby guest-2"] || !joins["JOIN lobby guest-3"] {
 				t.Fatalf("guest-1 got %v, want the JOINs of guest-2 and guest-3", joins)
 			}
-			b.expect("JOIN lobby guest-3")
-			c.send("/nick carol")
-			c.expect("OK nick carol")
-			a.send("/nick carol")
-			a.expect("ERR nick-taken carol")
-			c.send("hello, processes")
-			a.expect("MSG lobby carol hello, processes")
-			b.expect("MSG lobby carol hello, processes")
-			b.send("/who")
-			b.expect("OK who carol guest-1 guest-2")
-			a.send("/msg carol psst")
-			a.expect("OK msg")
-			c.expect("PRIV guest-1 psst")
+			b.Next("JOIN lobby guest-3")
+			c.MustSend("/nick carol")
+			c.Next("OK nick carol")
+			a.MustSend("/nick carol")
+			a.Next("ERR nick-taken carol")
+			c.MustSend("hello, processes")
+			a.Next("MSG lobby carol hello, processes")
+			b.Next("MSG lobby carol hello, processes")
+			b.MustSend("/who")
+			b.Next("OK who carol guest-1 guest-2")
+			a.MustSend("/msg carol psst")
+			a.Next("OK msg")
+			c.Next("PRIV guest-1 psst")
 
 			if err := s.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range []*peer{a, b, c} {
+			for _, p := range []*testkit.Client{a, b, c} {
 				for { // the others' LEAVE may come first: they close at once
-					f := p.next()
+					f := p.MustRead()
 					if f == "BYE shutting-down" {
 						break
 					}
@@ -79,18 +79,18 @@ func TestServeChatJoinsAnExistingBus(t *testing.T) {
 	t.Cleanup(ns.Shutdown) // after the servers, whose cleanups come later
 	bus := ns.URL() + ",nats://127.0.0.1:1"
 	var servers []*launch.Process
-	var peers []*peer
+	var peers []*testkit.Client
 	for range 2 {
 		s := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", "line", "--bus", bus)
 		servers = append(servers, s)
 		peers = append(peers, dialPeer(t, s.Addr, frame.Line))
 	}
 	a, b := peers[0], peers[1]
-	a.expect("JOIN lobby guest-2")
-	b.send("across processes")
-	a.expect("MSG lobby guest-2 across processes")
-	a.send("/who")
-	a.expect("OK who guest-1 guest-2")
+	a.Next("JOIN lobby guest-2")
+	b.MustSend("across processes")
+	a.Next("MSG lobby guest-2 across processes")
+	a.MustSend("/who")
+	a.Next("OK who guest-1 guest-2")
 	for _, s := range servers {
 		stop(t, s)
 	}

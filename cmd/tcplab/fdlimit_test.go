@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/internal/launch"
 	"github.com/tcplab/tcplab/internal/testkit"
 )
@@ -79,24 +77,21 @@ func serveLimited(t *testing.T, nofile int, args ...string) *launch.Process {
 	return testkit.Serve(t, serveCmd(append([]string{"--addr", "127.0.0.1:0"}, args...), nofileEnv+"="+strconv.Itoa(nofile)))
 }
 
-// client is one chat connection and its first line.
+// client is one chat connection and its first frame.
 type client struct {
-	c     net.Conn
-	first chan string // the first line the server sends, or "" at an error
+	*testkit.Client
+	first chan string // the first frame the server sends, or "" at an error
 }
 
+// dialClient connects a line-framed chat client to addr and reads its
+// first frame in the background, so that many clients can connect before
+// any is served.
 func dialClient(t *testing.T, addr string) *client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	cl := &client{c: c, first: make(chan string, 1)}
+	cl := &client{Client: testkit.Dial(t, addr, frame.Line), first: make(chan string, 1)}
 	go func() {
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		cl.first <- line
+		f, _ := cl.Read()
+		cl.first <- f
 	}()
 	return cl
 }
@@ -132,7 +127,7 @@ func TestOutOfDescriptors(t *testing.T) {
 			if line := <-cl.first; !strings.HasPrefix(line, "HELLO ") {
 				t.Fatalf("client %d: first line %q", i, line)
 			}
-			cl.c.Close()
+			cl.Close()
 		}
 		// An episode ends with the next accept that succeeds: after the
 		// last client, an accept may fail again with nobody waiting, so
@@ -158,7 +153,7 @@ func TestOutOfDescriptors(t *testing.T) {
 			switch line := <-cl.first; {
 			case strings.HasPrefix(line, "HELLO "):
 				served++
-				cl.c.Close()
+				cl.Close()
 			case strings.HasPrefix(line, "ERR server-full "):
 				refused++
 			default:

@@ -198,6 +198,16 @@ func (c *Client) Read() (string, error) {
 	}
 }
 
+// MustRead is Read, failing the test on an error.
+func (c *Client) MustRead() string {
+	c.t.Helper()
+	f, err := c.Read()
+	if err != nil {
+		c.t.Fatalf("%s: reading a frame: %v", c.Name, err)
+	}
+	return f
+}
+
 // Next reads the next frame and requires it to be want.
 func (c *Client) Next(want string) {
 	c.t.Helper()
