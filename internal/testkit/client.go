@@ -23,7 +23,8 @@ type Client struct {
 	// Join, or the test, sets it.
 	Name string
 	// Skip, if set, drops the frames it reports true for, as they arrive:
-	// presence from other hubs that may come late, say (Presence).
+	// presence from other hubs that may come late, say (Presence). A frame
+	// that Next, NextPrefix or Call waits for is never dropped.
 	Skip func(f string) bool
 	// Timeout bounds each read and each write; 0 means Bound.
 	Timeout time.Duration
@@ -52,6 +53,8 @@ type Dialer struct {
 	// client that does not read stops the server's writes after about
 	// 100 KiB rather than megabytes.
 	Stall bool
+	// Skip is the clients' Skip.
+	Skip func(f string) bool
 }
 
 // Dial connects to addr without reading anything.
@@ -73,7 +76,9 @@ func (d Dialer) Dial(t testing.TB, addr string, kind frame.Kind) (*Client, error
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return NewClient(t, c, kind), nil
+	cl := NewClient(t, c, kind)
+	cl.Skip = d.Skip
+	return cl, nil
 }
 
 // Hello connects to the chat server at addr and reads its greeting,
@@ -98,16 +103,15 @@ func (d Dialer) Hello(t testing.TB, addr string, kind frame.Kind) (*Client, erro
 
 // Join connects to the chat server at addr, reads HELLO and, if nick or
 // room are given, takes the nick and joins the room. While it does, it
-// passes over presence (Presence): other hubs' earlier moves may still be
-// on their way.
+// passes over presence (Presence) too: other hubs' earlier moves may still
+// be on their way.
 func (d Dialer) Join(t testing.TB, addr string, kind frame.Kind, nick, room string) *Client {
 	t.Helper()
 	c, err := d.Hello(t, addr, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	skip := c.Skip
-	c.Skip = Presence
+	c.Skip = func(f string) bool { return Presence(f) || d.Skip != nil && d.Skip(f) }
 	if nick != "" {
 		c.Call("/nick "+nick, "OK nick "+nick)
 		c.Name = nick
@@ -115,7 +119,7 @@ func (d Dialer) Join(t testing.TB, addr string, kind frame.Kind, nick, room stri
 	if room != "" {
 		c.Call("/join "+room, "OK join "+room)
 	}
-	c.Skip = skip
+	c.Skip = d.Skip
 	return c
 }
 
@@ -185,14 +189,18 @@ func (c *Client) MustSend(payloads ...string) {
 
 // Read returns the next frame that Skip does not drop. At the end of the
 // stream the error is io.EOF.
-func (c *Client) Read() (string, error) {
+func (c *Client) Read() (string, error) { return c.read(nil) }
+
+// read returns the next frame that Skip does not drop, or that wanted
+// reports true for.
+func (c *Client) read(wanted func(string) bool) (string, error) {
 	for {
 		c.conn.SetReadDeadline(time.Now().Add(c.timeout()))
 		p, err := c.r.Next()
 		if err != nil {
 			return "", err
 		}
-		if f := string(p); c.Skip == nil || !c.Skip(f) {
+		if f := string(p); c.Skip == nil || !c.Skip(f) || wanted != nil && wanted(f) {
 			return f, nil
 		}
 	}
@@ -211,7 +219,7 @@ func (c *Client) MustRead() string {
 // Next reads the next frame and requires it to be want.
 func (c *Client) Next(want string) {
 	c.t.Helper()
-	got, err := c.Read()
+	got, err := c.read(func(f string) bool { return f == want })
 	if err != nil {
 		c.t.Fatalf("%s: waiting for %q: %v", c.Name, want, err)
 	}
@@ -224,7 +232,7 @@ func (c *Client) Next(want string) {
 // returns it.
 func (c *Client) NextPrefix(prefix string) string {
 	c.t.Helper()
-	got, err := c.Read()
+	got, err := c.read(func(f string) bool { return strings.HasPrefix(f, prefix) })
 	if err != nil {
 		c.t.Fatalf("%s: waiting for %q...: %v", c.Name, prefix, err)
 	}

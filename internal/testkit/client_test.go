@@ -49,7 +49,9 @@ func TestClientSpeaksTheChatInBothFramings(t *testing.T) {
 				t.Fatalf("Hello named the client %q, want its guest nick", b.Name)
 			}
 			b.Call("/join dev", "OK join dev")
-			a.Next("JOIN dev " + b.Name)
+			a.Skip = Presence
+			a.Next("JOIN dev " + b.Name) // a frame waited for is never skipped
+			a.Skip = nil
 			a.MustSend("hi", "/who")
 			b.Next("MSG dev alice hi")
 			a.Next("OK who alice " + b.Name)
