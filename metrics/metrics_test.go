@@ -37,22 +37,6 @@ func serveMetrics(t *testing.T, m *metrics.Metrics, pprof bool) string {
 	return "http://" + e.Addr().String()
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	client := &http.Client{Timeout: testkit.Bound}
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.CloseIdleConnections()
-	return resp.StatusCode, string(b)
-}
-
 // eventually waits until the gathered metrics satisfy ok.
 func eventually(t *testing.T, m *metrics.Metrics, what string, ok func(map[string]float64) bool) {
 	t.Helper()
@@ -126,7 +110,7 @@ func TestChatCounters(t *testing.T) {
 					g["tcplab_accept_errors_total"] == 0
 			})
 
-			code, body := get(t, url+"/metrics")
+			code, body := testkit.Get(t, url+"/metrics")
 			if code != http.StatusOK {
 				t.Fatalf("/metrics: %d", code)
 			}
@@ -149,7 +133,7 @@ func TestChatCounters(t *testing.T) {
 					t.Errorf("metric without the model label: %s", line)
 				}
 			}
-			if code, _ := get(t, url+"/debug/pprof/"); code != http.StatusNotFound {
+			if code, _ := testkit.Get(t, url+"/debug/pprof/"); code != http.StatusNotFound {
 				t.Errorf("/debug/pprof/ without --pprof: %d, want 404", code)
 			}
 		})
@@ -211,11 +195,11 @@ func TestWriteTimeouts(t *testing.T) {
 func TestPprofBehindTheFlag(t *testing.T) {
 	m := metrics.New("goroutine", "echo")
 	url := serveMetrics(t, m, true)
-	code, body := get(t, url+"/debug/pprof/")
+	code, body := testkit.Get(t, url+"/debug/pprof/")
 	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
 		t.Fatalf("/debug/pprof/: %d %q", code, body[:min(len(body), 200)])
 	}
-	if code, _ := get(t, url+"/debug/pprof/cmdline"); code != http.StatusOK {
+	if code, _ := testkit.Get(t, url+"/debug/pprof/cmdline"); code != http.StatusOK {
 		t.Fatalf("/debug/pprof/cmdline: %d", code)
 	}
 }

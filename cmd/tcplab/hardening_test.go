@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/internal/launch"
@@ -55,22 +53,6 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 	}
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // TestServeMetrics serves echo with --metrics on a bare port (127.0.0.1
 // only) and --pprof, and reads both.
 func TestServeMetrics(t *testing.T) {
@@ -81,14 +63,14 @@ func TestServeMetrics(t *testing.T) {
 	}
 	echoOnce(t, s.Addr, "counted")
 	testkit.Eventually(t, testkit.Bound, "/metrics counts the connection and its 7 bytes", func() error {
-		code, body := httpGet(t, base+"/metrics")
+		code, body := testkit.Get(t, base+"/metrics")
 		if code == http.StatusOK && strings.Contains(body, `tcplab_connections_accepted_total{app="echo",model="goroutine"} 1`+"\n") &&
 			strings.Contains(body, `tcplab_bytes_in_total{app="echo",model="goroutine"} 7`+"\n") {
 			return nil
 		}
 		return fmt.Errorf("/metrics: %d\n%s", code, body)
 	})
-	if code, _ := httpGet(t, base+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
+	if code, _ := testkit.Get(t, base+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
 		t.Fatalf("pprof: %d", code)
 	}
 	stop(t, s)

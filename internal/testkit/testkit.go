@@ -8,6 +8,8 @@ package testkit
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"testing"
 	"time"
@@ -88,4 +90,23 @@ func TryServe(t testing.TB, cmd *exec.Cmd) (*launch.Process, error) {
 		}
 	})
 	return p, nil
+}
+
+// Get fetches url over HTTP (a metrics or pprof endpoint) and returns the
+// status code and body, failing the test if it cannot. The request is
+// bounded by Bound.
+func Get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: Bound}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
