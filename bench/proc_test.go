@@ -3,9 +3,11 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,10 +110,22 @@ type child struct {
 // startServer runs a server binary (tcplab serve, or cecho: both report
 // ready with the notification protocol, package launch) and stops it when
 // the test ends. A model this machine cannot run (uring where the kernel
-// refuses io_uring) skips the test.
+// refuses io_uring) skips the test. The base build of an A/B (baseEnv) may
+// predate the notification: it listens on a port picked here instead of
+// its "127.0.0.1:0", and is ready once that port accepts.
 func startServer(t testing.TB, bin string, args ...string) *child {
 	t.Helper()
-	p, err := testkit.TryServe(t, exec.Command(bin, args...))
+	var opts launch.Options
+	if base := os.Getenv(baseEnv); base != "" && bin == base {
+		args = slices.Clone(args)
+		i := slices.Index(args, "127.0.0.1:0")
+		if i < 0 {
+			t.Fatalf("%q: the base build needs --addr 127.0.0.1:0 to replace", args)
+		}
+		args[i] = freeAddr(t)
+		opts.DialAddr = args[i]
+	}
+	p, err := testkit.TryServe(t, exec.Command(bin, args...), opts)
 	if ee := (*launch.EarlyExit)(nil); errors.As(err, &ee) && strings.Contains(ee.Stderr, engine.ErrUnsupported.Error()) {
 		t.Skipf("skipped: %s", ee.LastError)
 	}
@@ -119,6 +133,17 @@ func startServer(t testing.TB, bin string, args ...string) *child {
 		t.Fatal(err)
 	}
 	return &child{p: p, Addr: p.Addr, Pid: p.Pid()}
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // Stop sends SIGTERM and waits for a clean exit.

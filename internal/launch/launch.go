@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"sync"
@@ -42,6 +43,11 @@ type Options struct {
 	// ReadyTimeout bounds the wait for READY=1; 0 means
 	// DefaultReadyTimeout. Past it the process is killed.
 	ReadyTimeout time.Duration
+	// DialAddr is for a server that does not speak the notification
+	// protocol (a tcplab build from before it, in an A/B benchmark): the
+	// address it was told to listen on. It is ready once a connection to
+	// DialAddr succeeds, and Process.Addr is DialAddr.
+	DialAddr string
 }
 
 // Process is a server process that reported ready.
@@ -102,6 +108,9 @@ func Start(cmd *exec.Cmd, opts Options) (*Process, error) {
 	}()
 	ready := make(chan sdnotify.State, 1)
 	go p.receive(ready)
+	if opts.DialAddr != "" {
+		go p.dialUntilReady(opts.DialAddr, ready)
+	}
 
 	timeout := opts.ReadyTimeout
 	if timeout == 0 {
@@ -138,6 +147,29 @@ func (e *EarlyExit) Error() string {
 	return fmt.Sprintf("%s exited before it was ready (%v): %s", e.Path, e.Err, e.LastError)
 }
 
+// dialUntilReady connects to addr every 10 ms until it succeeds, then
+// sends ready what READY=1 would have carried; it gives up when the
+// process exits.
+func (p *Process) dialUntilReady(addr string, ready chan<- sdnotify.State) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			select {
+			case ready <- sdnotify.State{"READY": "1", AddrVar: addr}:
+			default: // READY=1 came first
+			}
+			return
+		}
+		select {
+		case <-p.exited:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // receive reads notifications until the receiver is closed: the first with
 // READY=1 goes to ready, the others are kept.
 func (p *Process) receive(ready chan<- sdnotify.State) {
@@ -150,7 +182,10 @@ func (p *Process) receive(ready chan<- sdnotify.State) {
 		}
 		if !isReady && st["READY"] == "1" {
 			isReady = true
-			ready <- st
+			select {
+			case ready <- st:
+			default: // a dial found the server ready first
+			}
 			continue
 		}
 		p.mu.Lock()

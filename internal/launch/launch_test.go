@@ -18,8 +18,11 @@ import (
 )
 
 // fakeEnv makes this test binary a fake server (fakeServer) instead of
-// the tests.
-const fakeEnv = "LAUNCH_TEST_FAKE"
+// the tests; legacyAddrEnv is where a legacy one listens.
+const (
+	fakeEnv       = "LAUNCH_TEST_FAKE"
+	legacyAddrEnv = "LAUNCH_TEST_ADDR"
+)
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeEnv); mode != "" {
@@ -35,6 +38,7 @@ func TestMain(m *testing.M) {
 //	fail    print tcplab's one-line error and exit 2 without notifying
 //	silent  never notify; exit on SIGTERM
 //	stubborn  as ready, but ignore SIGTERM
+//	legacy  as ready, on the address in legacyAddrEnv, without notifying
 func fakeServer(mode string) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
@@ -50,7 +54,11 @@ func fakeServer(mode string) int {
 		<-sigs
 		return 0
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if mode == "legacy" {
+		addr = os.Getenv(legacyAddrEnv)
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -66,6 +74,9 @@ func fakeServer(mode string) int {
 		}
 	}()
 	socket := os.Getenv(sdnotify.Env)
+	if mode == "legacy" {
+		socket = "" // speaks no notification protocol
+	}
 	if err := sdnotify.Send(socket, sdnotify.Ready, AddrVar+"="+ln.Addr().String()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -151,5 +162,28 @@ func TestStartCopiesStderr(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "some log line") {
 		t.Fatalf("cmd.Stderr got %q", b.String())
+	}
+}
+
+// TestDialAddrIsReadyWhenItAccepts: a server that speaks no notification
+// protocol is ready once the address it was given accepts a connection.
+func TestDialAddrIsReadyWhenItAccepts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := fake("legacy")
+	cmd.Env = append(cmd.Env, legacyAddrEnv+"="+addr)
+	p, err := Start(cmd, Options{DialAddr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Addr != addr {
+		t.Errorf("Addr %q, want %q", p.Addr, addr)
+	}
+	if err := p.Stop(DefaultReadyTimeout); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -63,19 +63,23 @@ func Eventually(t testing.TB, bound time.Duration, what string, cond func() erro
 // exit 0 within Bound.
 func Serve(t testing.TB, cmd *exec.Cmd) *launch.Process {
 	t.Helper()
-	p, err := TryServe(t, cmd)
+	p, err := TryServe(t, cmd, launch.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// TryServe is Serve for a server that may fail to start: it returns
-// launch.Start's error (a *launch.EarlyExit if the process exited first)
-// rather than failing the test.
-func TryServe(t testing.TB, cmd *exec.Cmd) (*launch.Process, error) {
+// TryServe is Serve for a server that may fail to start, with opts (a 0
+// ReadyTimeout is Bound): it returns launch.Start's error (a
+// *launch.EarlyExit if the process exited first) rather than failing the
+// test.
+func TryServe(t testing.TB, cmd *exec.Cmd, opts launch.Options) (*launch.Process, error) {
 	t.Helper()
-	p, err := launch.Start(cmd, launch.Options{ReadyTimeout: Bound})
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = Bound
+	}
+	p, err := launch.Start(cmd, opts)
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", cmd.Args, err)
 	}

@@ -104,7 +104,7 @@ func TestOnlyTestsImportTheKit(t *testing.T) {
 }
 
 func TestTryServeReportsAnEarlyExit(t *testing.T) {
-	_, err := TryServe(t, fake("fail"))
+	_, err := TryServe(t, fake("fail"), launch.Options{})
 	var ee *launch.EarlyExit
 	if !errors.As(err, &ee) || ee.LastError != "cannot serve" {
 		t.Fatalf("TryServe: %v, want an EarlyExit with the server's error", err)
