@@ -40,13 +40,14 @@ import (
 const (
 	AppEcho = "echo"
 	AppChat = "chat"
+	AppWork = "work" // the work protocol (package app/work); see WorkSpec
 )
 
 // Config describes one run. The zero value of a field means its default.
 type Config struct {
 	// Addr is the server's host:port. Default 127.0.0.1:7000.
 	Addr string
-	// App is AppEcho (default) or AppChat.
+	// App is AppEcho (default), AppChat or AppWork.
 	App string
 	// Conns is the number of concurrent connections. Default 10.
 	Conns int
@@ -75,6 +76,13 @@ type Config struct {
 	// Room is the chat room. Default "lobby", where the server puts every
 	// new connection; another room is joined with /join first.
 	Room string
+	// Work is the request the light connections send (AppWork); the
+	// zero value is echo. Heavy of the connections (the first ones, the
+	// greedy clients) send HeavyWork instead; HeavyWork must be set when
+	// Heavy is not 0. See WorkSpec and Result.Classes.
+	Work      WorkSpec
+	Heavy     int
+	HeavyWork WorkSpec
 	// PortsPerSource is how many connections one source address may hold
 	// to the server; past it, connections to a 127.0.0.0/8 server come from
 	// 127.0.0.1, 127.0.0.2, ... Default: the size of
@@ -163,8 +171,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--addr %q: port %q: want 1 to 65535", c.Addr, port)
 	}
 	switch {
-	case c.App != AppEcho && c.App != AppChat:
-		return fmt.Errorf("--app %q: want echo or chat", c.App)
+	case c.App != AppEcho && c.App != AppChat && c.App != AppWork:
+		return fmt.Errorf("--app %q: want echo, chat or work", c.App)
 	case c.Conns < 1:
 		return fmt.Errorf("--conns %d: must be at least 1", c.Conns)
 	case c.App == AppChat && (c.Senders < 1 || c.Senders > c.Conns):
@@ -186,6 +194,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--per-conn %d: must be 0 (long-lived) or positive", c.PerConn)
 	case c.PortsPerSource < 0:
 		return fmt.Errorf("ports per source %d: must not be negative", c.PortsPerSource)
+	}
+	if err := c.validateWork(); err != nil {
+		return err
 	}
 	if c.App == AppChat {
 		if c.PerConn != 0 {

@@ -94,6 +94,16 @@ type Result struct {
 	FairnessMax   float64        `json:"fairness_max,omitempty"`
 	ServerErrors  map[string]int `json:"server_errors,omitempty"` // ERR codes received, e.g. rate-limited
 
+	// Work only: the requests, and the numbers of each class of
+	// connection (work.go).
+	Work    *WorkSpecs `json:"work,omitempty"`
+	Classes *Classes   `json:"classes,omitempty"`
+
+	// Pacing is the open loop's and the chat senders' account of their
+	// own schedule: how late they sent, and the rate they reached
+	// (late.go).
+	Pacing
+
 	// ClientCPU is this process's CPU time during the run, and
 	// ClientCPUPct that as a percentage of one core over the run's wall
 	// time (it can pass 100 on several cores). ClientSaturated is set from
@@ -132,6 +142,7 @@ type run struct {
 	cancelledAt atomic.Int64
 	src         []*net.TCPAddr
 	rec         *recorder
+	sched       *schedule // the open loop's own pacing (late.go)
 
 	ok, failed, dropped atomic.Int64
 	mu                  sync.Mutex
@@ -174,7 +185,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Sources = max(1, len(src))
 
-	r := &run{cfg: cfg, ctx: ctx, src: src, rec: newRecorder(cfg.Conns), failures: map[string]int{}}
+	var wk *workRun
+	if cfg.App == AppWork {
+		wk = newWorkRun(cfg) // computes the expected sha replies, before the clock starts
+	}
+	r := &run{cfg: cfg, ctx: ctx, src: src, rec: newRecorder(cfg.Conns), sched: newSchedule(cfg.Conns), failures: map[string]int{}}
 	kernelBefore, kerr := netstat.ReadListen()
 	cpuBefore, cerr := selfCPU()
 	r.start = time.Now()
@@ -186,9 +201,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	stopProgress := r.progress()
 	var chat *chatRun
-	if cfg.App == AppChat {
+	switch cfg.App {
+	case AppChat:
 		chat = r.runChat()
-	} else {
+	case AppWork:
+		r.runSlots(func(i int) exchanger { return wk.newExchanger(r, i) })
+	default:
 		r.runEcho()
 	}
 	stopProgress()
@@ -231,6 +249,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if chat != nil {
 		chat.fill(res, res.Window)
 	}
+	if wk != nil {
+		wk.fill(res, cfg)
+	}
+	r.sched.fill(res)
 	return res, nil
 }
 
@@ -381,6 +403,8 @@ func (res *Result) Summary() string {
 	if res.Mode != "closed" {
 		lat("uncorrected", res.LatencyUncorrected)
 	}
+	res.workSummary(&b)
+	res.pacingSummary(&b)
 	fmt.Fprintf(&b, "\nclient cpu   %.0f%% of a core (cpus %s)", res.ClientCPUPct, res.ClientCPUs)
 	fmt.Fprintf(&b, "\nkernel       ListenOverflows +%d  ListenDrops +%d", res.ListenOverflows, res.ListenDrops)
 	ws := slices.Clone(res.Warnings)

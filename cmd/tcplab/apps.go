@@ -27,6 +27,7 @@ func apps() []app {
 	return []app{
 		{name: "echo", summary: "RFC 862 echo", new: func(*serveOptions) (handler.Handler, error) { return echo.New(), nil }},
 		{name: "chat", summary: "rooms, nicks and private messages (docs/protocol.md)", new: newChatApp, flags: chatFlagNames()},
+		{name: "work", summary: "requests whose cost the client chooses: sha, sleep, echo (docs/work-protocol.md)", new: newWorkApp, flags: workFlagNames()},
 	}
 }
 

@@ -38,7 +38,7 @@ func chatFlagNames() []string {
 func addChatFlags(f *pflag.FlagSet, c *chatFlags) {
 	d := chat.DefaultOptions()
 	f.StringVar(&c.framing, "framing", string(d.Framing), "chat: framing, length (4-byte big-endian length, then the text) or line (text, newline)")
-	f.IntVar(&c.maxFrame, "max-frame", d.MaxFrame, "chat: largest frame a client may send, in bytes")
+	f.IntVar(&c.maxFrame, "max-frame", d.MaxFrame, "chat, work: largest frame a client may send, in bytes")
 	f.IntVar(&c.maxConns, "max-conns", d.MaxConns, "chat: connections served at once; past it ERR server-full")
 	f.Float64Var(&c.msgRate, "msg-rate", d.MsgRate, "chat: frames a second per connection (token bucket); 0 turns the limit off")
 	f.IntVar(&c.msgBurst, "msg-burst", d.MsgBurst, "chat: burst of the per-connection rate limit; 0 turns the limit off")

@@ -26,6 +26,7 @@ type serveOptions struct {
 	logLevel string
 	cfg      engine.Config
 	chat     chatFlags
+	work     workFlags
 	hard     hardeningFlags
 }
 
@@ -49,7 +50,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	}
 	f := cmd.Flags()
 	d := engine.Config{}.WithDefaults()
-	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo or chat")
+	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo, chat or work")
 	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.cfg.Addr, "addr", d.Addr, "address to listen on (0.0.0.0 or [::] only if you mean every interface)")
@@ -66,6 +67,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
 	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor, reactor-pool, uring)")
 	addChatFlags(f, &o.chat)
+	addWorkFlags(f, &o.work)
 	addHardeningFlags(f, &o.hard)
 	return cmd
 }
