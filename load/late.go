@@ -112,15 +112,14 @@ func (s *schedule) fill(res *Result) {
 	if due == 0 && sent == 0 {
 		return // closed loop
 	}
-	h := newHist()
+	hs := make([]*hdrhistogram.Histogram, len(s.shards))
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		if sh.h != nil {
-			h.Merge(sh.h)
-		}
+		hs[i] = sh.h
 		sh.mu.Unlock()
 	}
+	h := sum(hs)
 	late := summarise(h)
 	res.SendLate, res.DueMsgs, res.SentMsgs = &late, due, sent
 	if res.Window > 0 {
