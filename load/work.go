@@ -2,17 +2,19 @@ package load
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/tcplab/tcplab/app/work"
 	"github.com/tcplab/tcplab/frame"
 )
 
-// The work protocol (Config.App AppWork, docs/work-protocol.md): each
+// The work protocol (Config.App AppWork, docs/work-protocol.md; the server
+// is package app/work, which load does not import): each
 // connection proves itself with one "echo" round trip, then sends its
 // class's request over and over, closed loop or open loop as for echo
 // (one request in flight per connection; Rate is shared by every
@@ -133,16 +135,24 @@ func (w *WorkSpec) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// request returns the work request for the spec, with text for sha and
-// echo.
-func (w WorkSpec) request(text []byte) work.Request {
+// exchange returns the request payload for the spec, with text for sha and
+// echo, and the reply payload the server must send. The reply is computed
+// here, from the protocol (docs/work-protocol.md), not with the server's
+// code (package app/work): a check that shared the server's code would
+// share its bugs.
+func (w WorkSpec) exchange(text []byte) (req, reply []byte) {
 	switch w.Kind {
 	case WorkSha:
-		return work.Request{Verb: work.VerbSha, Rounds: w.Rounds, Text: text}
+		h := sha256.Sum256(text)
+		for range w.Rounds - 1 {
+			h = sha256.Sum256(h[:])
+		}
+		return fmt.Appendf(nil, "sha %d %s", w.Rounds, text), hex.AppendEncode([]byte("OK "), h[:])
 	case WorkSleep:
-		return work.Request{Verb: work.VerbSleep, Sleep: w.Sleep}
+		us := w.Sleep.Microseconds()
+		return fmt.Appendf(nil, "sleep %d", us), fmt.Appendf(nil, "OK slept %d", us)
 	}
-	return work.Request{Verb: work.VerbEcho, Text: text}
+	return append([]byte("echo "), text...), append([]byte("OK "), text...)
 }
 
 // validateWork checks the work settings: only for AppWork, specs in range,
@@ -245,8 +255,8 @@ func newWorkRun(cfg Config) *workRun {
 	for i := range text {
 		text[i] = proofText[i%len(proofText)]
 	}
-	proof := work.Request{Verb: work.VerbEcho, Text: []byte(proofText)}
-	w := &workRun{proof: appendFrame(nil, work.AppendRequest(nil, proof)), proofWant: work.AppendReply(nil, proof)}
+	proof, proofWant := WorkSpec{}.exchange([]byte(proofText))
+	w := &workRun{proof: appendFrame(nil, proof), proofWant: proofWant}
 	for k, spec := range [2]WorkSpec{cfg.Work, cfg.HeavyWork} {
 		conns := cfg.Conns - cfg.Heavy
 		if k == heavyClass {
@@ -254,10 +264,10 @@ func newWorkRun(cfg Config) *workRun {
 		}
 		cl := &workClass{spec: spec, conns: conns}
 		if conns > 0 {
-			r := spec.request(text)
+			req, want := spec.exchange(text)
 			// A class's histograms are merged after the run: a few shards
 			// keep that quick.
-			cl.req, cl.want, cl.rec = appendFrame(nil, work.AppendRequest(nil, r)), work.AppendReply(nil, r), newRecorder(min(conns, 4))
+			cl.req, cl.want, cl.rec = appendFrame(nil, req), want, newRecorder(min(conns, 4))
 		}
 		w.classes[k] = cl
 	}

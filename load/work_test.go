@@ -272,3 +272,17 @@ func TestChatSendersAccountForTheirSchedule(t *testing.T) {
 		t.Fatalf("due %d sent %d ingress %d lateness %+v", res.DueMsgs, res.SentMsgs, res.Ingress, res.SendLate)
 	}
 }
+
+// TestShaReplyIsComputedByTheClient: the client's own chain gives the
+// known digest of "abc" for one round (FIPS 180-2), and the request the
+// protocol names.
+func TestShaReplyIsComputedByTheClient(t *testing.T) {
+	req, reply := WorkSpec{Kind: WorkSha, Rounds: 1}.exchange([]byte("abc"))
+	if string(req) != "sha 1 abc" || string(reply) != "OK ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Errorf("%q -> %q", req, reply)
+	}
+	req, reply = WorkSpec{Kind: WorkSleep, Sleep: 5 * time.Millisecond}.exchange(nil)
+	if string(req) != "sleep 5000" || string(reply) != "OK slept 5000" {
+		t.Errorf("%q -> %q", req, reply)
+	}
+}
