@@ -2,30 +2,20 @@ package work
 
 import (
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tcplab/tcplab/internal/mdtable"
 )
 
 // docTable returns the first column (the text in backquotes) of the table
 // under the heading in docs/work-protocol.md.
 func docTable(t *testing.T, heading string) []string {
 	t.Helper()
-	doc, err := os.ReadFile("../../docs/work-protocol.md")
+	keys, err := mdtable.Keys("../../docs/work-protocol.md", heading)
 	if err != nil {
 		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(doc), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("docs/work-protocol.md has no %q", heading)
-	}
-	if i := strings.Index(section, "\n#"); i >= 0 {
-		section = section[:i]
-	}
-	var keys []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)`").FindAllStringSubmatch(section, -1) {
-		keys = append(keys, m[1])
 	}
 	return keys
 }
