@@ -143,16 +143,47 @@ func (w *WorkSpec) UnmarshalText(text []byte) error {
 func (w WorkSpec) exchange(text []byte) (req, reply []byte) {
 	switch w.Kind {
 	case WorkSha:
-		h := sha256.Sum256(text)
-		for range w.Rounds - 1 {
-			h = sha256.Sum256(h[:])
-		}
+		h := shaChain(w.Rounds, text)
 		return fmt.Appendf(nil, "sha %d %s", w.Rounds, text), hex.AppendEncode([]byte("OK "), h[:])
 	case WorkSleep:
 		us := w.Sleep.Microseconds()
 		return fmt.Appendf(nil, "sleep %d", us), fmt.Appendf(nil, "OK slept %d", us)
 	}
 	return append([]byte("echo "), text...), append([]byte("OK "), text...)
+}
+
+// shaChain is the work of "sha N TEXT": h1 = sha256(text), h(i+1) =
+// sha256(h(i)); it returns hn.
+func shaChain(n int, text []byte) [sha256.Size]byte {
+	h := sha256.Sum256(text)
+	for range n - 1 {
+		h = sha256.Sum256(h[:])
+	}
+	return h
+}
+
+// calibrationRounds is the size of one timed batch in CalibrateSha: about
+// 5 to 50 ms on current machines (more under the race detector).
+const calibrationRounds = 50_000
+
+// CalibrateSha returns how many rounds of "sha N TEXT" take about d of one
+// core on this machine (at least 1), and the time one round took: a
+// workload that wants requests of a given CPU cost sets WorkSpec.Rounds
+// from it. It times 5 batches of rounds and keeps the fastest, so a busy
+// machine makes it err towards more rounds, not fewer; it takes a few
+// tens of milliseconds. The server's rounds cost the same only if it runs
+// on the same machine and build (the race detector's is several times
+// slower).
+func CalibrateSha(d time.Duration) (rounds int, perRound time.Duration) {
+	best := time.Duration(1<<63 - 1)
+	var h [sha256.Size]byte
+	for range 5 {
+		start := time.Now()
+		h = shaChain(calibrationRounds, h[:])
+		best = min(best, time.Since(start))
+	}
+	per := float64(best) / calibrationRounds
+	return max(1, int(float64(d)/per)), time.Duration(per)
 }
 
 // validateWork checks the work settings: only for AppWork, specs in range,

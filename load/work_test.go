@@ -286,3 +286,11 @@ func TestShaReplyIsComputedByTheClient(t *testing.T) {
 		t.Errorf("%q -> %q", req, reply)
 	}
 }
+
+func TestCalibrateShaScalesWithTheTarget(t *testing.T) {
+	r1, per := CalibrateSha(time.Millisecond)
+	r10, _ := CalibrateSha(10 * time.Millisecond)
+	if r1 < 1 || per <= 0 || r10 < 5*r1 {
+		t.Errorf("1 ms: %d rounds (%v each); 10 ms: %d rounds", r1, per, r10)
+	}
+}

@@ -89,7 +89,7 @@ func TestGreedyClientDelaysLightOnesOnOneLoop(t *testing.T) {
 	const conns, perConn, heavy, attempts = 21, 25, 20 * time.Millisecond, 3
 	valid := 0
 	for a := 1; a <= attempts; a++ {
-		rounds, per := work.Calibrate(heavy)
+		rounds, per := load.CalibrateSha(heavy)
 		lc := load.Config{Conns: conns, Rate: conns * perConn, Duration: time.Second, ConnectTimeout: 20 * time.Second,
 			Heavy: 1, HeavyWork: load.WorkSpec{Kind: load.WorkSha, Rounds: rounds}}
 		loop := drive(t, "reactor", engine.Config{Loops: 1}, lc)

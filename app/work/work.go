@@ -17,7 +17,7 @@
 // package handler (and frame), so it runs unchanged on every model.
 //
 // The files: protocol.go parses requests and formats replies; sha.go is
-// the hash chain and its calibration; work.go the handler and sessions.
+// the hash chain; work.go the handler and sessions.
 package work
 
 import (
