@@ -55,16 +55,20 @@ func TestLoadWorkReportsItsSpecsAndClasses(t *testing.T) {
 
 // TestWorkOnProcessModelsHasTheServersLimits: a fork or prefork child
 // parses its parent's command line, so it applies --max-sha and
-// --max-sleep too.
+// --max-sleep too. A request within the limits is answered (the run lasts
+// a second, time for fork to start its child and serve some), one over
+// them fails the connection with ERR too-much.
 func TestWorkOnProcessModelsHasTheServersLimits(t *testing.T) {
 	for _, model := range []string{"fork", "prefork"} {
 		t.Run(model, func(t *testing.T) {
 			cmd, addr := serveBinary(t, "--app", "work", "--model", model, "--workers", "2", "--max-sha", "10", "--max-sleep", "1ms")
-			for spec, want := range map[string]any{"sha:10": nil, "sha:11": 1.0, "sleep:1ms": nil, "sleep:1001us": 1.0} {
-				got := loadJSON(t, "--addr", addr, "--app", "work", "--conns", "1", "--duration", "100ms", "--work", spec)
+			for spec, refused := range map[string]bool{"sha:10": false, "sha:11": true, "sleep:1ms": false, "sleep:1001us": true} {
+				got := loadJSON(t, "--addr", addr, "--app", "work", "--conns", "1", "--duration", "1s", "--work", spec)
 				f, _ := got["failures"].(map[string]any)
-				if f["err too-much"] != want || got["ok_conns"] != 1.0 {
-					t.Errorf("%s: ok %v, failures %v; want err too-much %v", spec, got["ok_conns"], f, want)
+				light, _ := got["classes"].(map[string]any)["light"].(map[string]any)
+				answered := light["msgs"].(float64) > 0
+				if got["ok_conns"] != 1.0 || refused != (f["err too-much"] == 1.0) || refused == answered {
+					t.Errorf("%s: ok %v, failures %v, %v replies; want refused %v", spec, got["ok_conns"], f, light["msgs"], refused)
 				}
 			}
 			cmd.Process.Signal(syscall.SIGTERM)
