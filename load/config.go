@@ -14,6 +14,10 @@
 //   - Chat: N connections in one room, Senders of them posting at Rate per
 //     second in total; every member measures delivery latency from the send
 //     time carried in the message text.
+//   - Work: as echo, closed or open loop, with the work protocol's requests
+//     (sha, sleep, echo; see WorkSpec): Heavy connections send HeavyWork,
+//     the rest Work, every reply is checked, and latency is also reported
+//     per class (Result.Classes).
 //
 // A connection is successful only once one application round trip
 // completes within ConnectTimeout (an echoed message, or the chat server's
@@ -23,7 +27,10 @@
 // Latencies go into HDR histograms (github.com/HdrHistogram/hdrhistogram-go).
 // The result also carries the client's own CPU use, with a flag when it
 // reached 90% of a core (the client, not the server, may have been the
-// bottleneck), and the kernel's ListenOverflows and ListenDrops deltas.
+// bottleneck), and the kernel's ListenOverflows and ListenDrops deltas. A
+// paced run (open loop, chat senders) also reports its own send lateness
+// and the rate it reached (Result.Pacing), with warnings when they make
+// its numbers suspect.
 package load
 
 import (
