@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -119,26 +120,84 @@ func drive(t *testing.T, model string, loops int, lc load.Config) *load.Result {
 	return res
 }
 
+// wakeProbe measures how late this process wakes up while it runs: a
+// goroutine sleeps 1 ms at a time and records by how much each sleep
+// overran. stop ends it and returns the median overrun. On a machine with
+// a core to spare it is well under a millisecond; on one whose run queue
+// is long (seen here: load average 20 on 2 cores), every wake-up of every
+// process waits milliseconds for a CPU.
+func wakeProbe() (stop func() time.Duration) {
+	done := make(chan struct{})
+	result := make(chan time.Duration, 1)
+	go func() {
+		var late []time.Duration
+		for {
+			select {
+			case <-done:
+				slices.Sort(late)
+				if len(late) == 0 {
+					result <- 0
+				} else {
+					result <- late[len(late)/2]
+				}
+				return
+			default:
+			}
+			start := time.Now()
+			time.Sleep(time.Millisecond)
+			late = append(late, time.Since(start)-time.Millisecond)
+		}
+	}()
+	return func() time.Duration { close(done); return <-result }
+}
+
 // TestBlockingCallsBlockWhereTheModelRunsTheHandler: 50 clients each send
 // "sleep 20000" in closed loop. On one event loop the handler runs on the
 // loop, so the sleeps run one after another: at most one per 20 ms. One
-// goroutine per connection sleeps them all at once. Only the ratio of the
-// two, measured in this run, is asserted (and the loop's bound, which no
-// machine can beat: a sleep takes at least its 20 ms).
+// goroutine per connection sleeps them all at once: up to 2500 a second.
+// Only the ratio of the two, measured in one attempt, is asserted (and the
+// loop's bound, which no machine can beat: a sleep takes at least its
+// 20 ms).
+//
+// goroutine needs a fifth of its 2500 a second for the ratio of 10. Under
+// the race detector on a 2-core machine whose run queue was long (the
+// whole suite and other work at once) it once reached 443 a second: each
+// round trip's wake-ups waited for a CPU. wakeProbe measures that in the
+// same run, independently of the models: an attempt whose median wake-up
+// was more than 5 ms late measured the machine, not the model; it is
+// repeated once, and if neither attempt was quiet the test skips, saying
+// so.
 func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
-	const sleep = 20 * time.Millisecond
-	lc := load.Config{Conns: 50, Duration: 600 * time.Millisecond, ConnectTimeout: 20 * time.Second,
+	const sleep, attempts = 20 * time.Millisecond, 2
+	lc := load.Config{Conns: 50, Duration: time.Second, ConnectTimeout: 20 * time.Second,
 		Work: load.WorkSpec{Kind: load.WorkSleep, Sleep: sleep}}
-	loop := drive(t, "reactor", 1, lc)
-	gor := drive(t, "goroutine", 0, lc)
-	l, g := loop.Classes.Light, gor.Classes.Light
-	t.Logf("sleep:20ms x 50 conns: reactor --loops 1 %.0f req/s (%d), goroutine %.0f req/s (%d)", l.MsgsPerS, l.Msgs, g.MsgsPerS, g.Msgs)
-	if most := uint64(loop.Elapsed/sleep.Seconds()) + 1; l.Msgs > most {
-		t.Errorf("reactor --loops 1 completed %d sleeps in %.2fs: more than one per 20 ms (%d), so they did not block its loop", l.Msgs, loop.Elapsed, most)
+	quiet := 0
+	for a := 1; a <= attempts; a++ {
+		stopProbe := wakeProbe()
+		loop := drive(t, "reactor", 1, lc)
+		gor := drive(t, "goroutine", 0, lc)
+		late := stopProbe()
+		l, g := loop.Classes.Light, gor.Classes.Light
+		t.Logf("attempt %d: sleep:20ms x 50 conns: reactor --loops 1 %.0f req/s (%d), goroutine %.0f req/s (%d); median wake-up %v late",
+			a, l.MsgsPerS, l.Msgs, g.MsgsPerS, g.Msgs, late)
+		if most := uint64(loop.Elapsed/sleep.Seconds()) + 1; l.Msgs > most {
+			t.Fatalf("reactor --loops 1 completed %d sleeps in %.2fs: more than one per 20 ms (%d), so they did not block its loop", l.Msgs, loop.Elapsed, most)
+		}
+		if l.Msgs == 0 {
+			t.Fatalf("reactor --loops 1 completed no sleep")
+		}
+		if late > 5*time.Millisecond {
+			continue // the machine, not the model: see above
+		}
+		quiet++
+		if g.MsgsPerS >= 10*l.MsgsPerS {
+			return
+		}
 	}
-	if l.Msgs == 0 || g.MsgsPerS < 10*l.MsgsPerS {
-		t.Errorf("goroutine %.0f req/s against reactor --loops 1 %.0f: want at least 10 times", g.MsgsPerS, l.MsgsPerS)
+	if quiet == 0 {
+		t.Skipf("in %d attempts this process's median wake-up was never under 5ms late: too loaded a machine to compare throughputs (see the log)", attempts)
 	}
+	t.Errorf("goroutine never completed 10 times the requests of reactor --loops 1 in %d quiet attempts (see the log)", quiet)
 }
 
 // TestGreedyClientDelaysLightOnesOnOneLoop: one client sends requests of
