@@ -28,6 +28,10 @@ const (
 // 19,000 clients from this one and leaves them idle, measures the server's
 // memory per connection (RSS growth / connections), then has every client
 // complete an echo round trip.
+//
+// With TCPLAB_BENCH_BASE naming another build's binary (see baseEnv),
+// each model runs on both builds, old, new, old, new, and the test logs
+// the new build's bytes per idle connection as a ratio to the old's.
 func TestCapacity(t *testing.T) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
@@ -36,62 +40,77 @@ func TestCapacity(t *testing.T) {
 	if lim.Cur < capacityConns+200 {
 		t.Skipf("needs ulimit -n >= %d for the clients; have %d", capacityConns+200, lim.Cur)
 	}
-	bin := buildBinary(t, "tcplab")
-	for _, model := range []string{"reactor", "reactor-pool", "uring"} {
-		t.Run(model, func(t *testing.T) {
-			srv := startServer(t, bin, "serve", "--app", "echo", "--model", model,
-				"--addr", "127.0.0.1:0", "--backlog", "4096")
-			if lim, err := childNofile(srv.Pid); err != nil || lim < capacityConns+50 {
-				t.Skipf("the server's ulimit -n is %d (%v); needs %d", lim, err, capacityConns+50)
-			}
-			// Warm up: one connection and one echo, so the baseline
-			// includes the loops' buffers and the runtime's first arenas.
-			warm := dialFrom(t, srv.Addr, 0)
-			if err := echoOnce(warm, 0); err != nil {
-				t.Fatalf("warm-up echo: %v", err)
-			}
-			baseFDs, baseRSS := srv.FDs(t), srv.RSS(t)
-
-			conns := make([]net.Conn, capacityConns)
-			t.Cleanup(func() {
-				for _, c := range conns {
-					if c != nil {
-						c.Close()
-					}
-				}
+	bins := builds(t)
+	models := []string{"reactor", "reactor-pool", "uring"}
+	perConnOf := map[string]float64{} // by runName + "/rss"
+	for _, model := range models {
+		for _, bl := range bins {
+			t.Run(runName(model, bl), func(t *testing.T) {
+				perConnOf[runName(model, bl)+"/rss"] = capacity(t, bl.bin, model)
 			})
-			start := time.Now()
-			parallel(t, capacityConns, func(i int) error {
-				c, err := dial(srv.Addr, i)
-				conns[i] = c
-				return err
-			})
-			// Every client's connect has returned; wait until the server
-			// has accepted them all (its descriptor count says so).
-			deadline := time.Now().Add(20 * time.Second)
-			for srv.FDs(t) < baseFDs+capacityConns {
-				if time.Now().After(deadline) {
-					t.Fatalf("server holds %d connections after 20s, want %d", srv.FDs(t)-baseFDs, capacityConns)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			rss := srv.RSS(t)
-			perConn := float64(rss-baseRSS) / capacityConns
-			t.Logf("%s: %d idle connections in %v; server RSS %.1f MiB -> %.1f MiB: %.0f bytes per idle connection",
-				model, capacityConns, time.Since(start).Round(time.Millisecond),
-				float64(baseRSS)/(1<<20), float64(rss)/(1<<20), perConn)
-			if perConn > maxBytesPerConn {
-				t.Errorf("%.0f bytes of RSS per idle connection, want <= %d", perConn, maxBytesPerConn)
-			}
-
-			parallel(t, capacityConns, func(i int) error { return echoOnce(conns[i], i) })
-			if err := echoOnce(warm, 1); err != nil {
-				t.Fatalf("warm-up connection after the round: %v", err)
-			}
-			t.Logf("%s: all %d connections answered an echo", model, capacityConns)
-			srv.Stop(t) // closes every connection: the clients leave no TIME_WAIT behind
-		})
+		}
 	}
+	if ab := abRatios(perConnOf, models, []string{"rss"}, "B/conn"); ab != "" {
+		t.Logf("RSS per idle connection, this build against %s, means of two rounds:%s", baseEnv, ab)
+	}
+}
+
+// capacity runs model from bin as TestCapacity says, and returns the bytes
+// of RSS per idle connection.
+func capacity(t *testing.T, bin, model string) float64 {
+	t.Helper()
+	srv := startServer(t, bin, "serve", "--app", "echo", "--model", model,
+		"--addr", "127.0.0.1:0", "--backlog", "4096")
+	if lim, err := childNofile(srv.Pid); err != nil || lim < capacityConns+50 {
+		t.Skipf("the server's ulimit -n is %d (%v); needs %d", lim, err, capacityConns+50)
+	}
+	// Warm up: one connection and one echo, so the baseline
+	// includes the loops' buffers and the runtime's first arenas.
+	warm := dialFrom(t, srv.Addr, 0)
+	if err := echoOnce(warm, 0); err != nil {
+		t.Fatalf("warm-up echo: %v", err)
+	}
+	baseFDs, baseRSS := srv.FDs(t), srv.RSS(t)
+
+	conns := make([]net.Conn, capacityConns)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+	start := time.Now()
+	parallel(t, capacityConns, func(i int) error {
+		c, err := dial(srv.Addr, i)
+		conns[i] = c
+		return err
+	})
+	// Every client's connect has returned; wait until the server
+	// has accepted them all (its descriptor count says so).
+	deadline := time.Now().Add(20 * time.Second)
+	for srv.FDs(t) < baseFDs+capacityConns {
+		if time.Now().After(deadline) {
+			t.Fatalf("server holds %d connections after 20s, want %d", srv.FDs(t)-baseFDs, capacityConns)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rss := srv.RSS(t)
+	perConn := float64(rss-baseRSS) / capacityConns
+	t.Logf("%s: %d idle connections in %v; server RSS %.1f MiB -> %.1f MiB: %.0f bytes per idle connection",
+		model, capacityConns, time.Since(start).Round(time.Millisecond),
+		float64(baseRSS)/(1<<20), float64(rss)/(1<<20), perConn)
+	if perConn > maxBytesPerConn {
+		t.Errorf("%.0f bytes of RSS per idle connection, want <= %d", perConn, maxBytesPerConn)
+	}
+
+	parallel(t, capacityConns, func(i int) error { return echoOnce(conns[i], i) })
+	if err := echoOnce(warm, 1); err != nil {
+		t.Fatalf("warm-up connection after the round: %v", err)
+	}
+	t.Logf("%s: all %d connections answered an echo", model, capacityConns)
+	srv.Stop(t) // closes every connection: the clients leave no TIME_WAIT behind
+	return perConn
 }
 
 // childNofile reads a process's soft RLIMIT_NOFILE.

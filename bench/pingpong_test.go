@@ -31,6 +31,11 @@ import (
 // ratio to the C server's in that same run (with -count N, one table per
 // run): on a noisy machine, ratios from one run are what compare.
 //
+// To compare two builds of tcplab (before and after a change), name the
+// other build's binary in TCPLAB_BENCH_BASE (see baseEnv): each tcplab
+// server then runs on both builds, alternately, old, new, old, new, and the
+// run ends with the new build's CPU per round trip as a ratio to the old's.
+//
 // The C reference (cecho.c) is built with the system cc, and skipped with a
 // message when there is none.
 func BenchmarkPingPong(b *testing.B) {
@@ -39,12 +44,19 @@ func BenchmarkPingPong(b *testing.B) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	pinThreads(b, os.Getpid(), 1)
-	servers := []server{
-		{"reactor", []string{"--model", "reactor", "--loops", "1"}},
-		{"uring", []string{"--model", "uring", "--loops", "1"}},
-		{"goroutine", []string{"--model", "goroutine"}},
-		{"cecho", nil},
+	models := []server{
+		{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
+		{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
+		{name: "goroutine", args: []string{"--model", "goroutine"}},
 	}
+	var servers []server
+	bins := builds(b)
+	for _, m := range models {
+		for _, bl := range bins {
+			servers = append(servers, server{name: runName(m.name, bl), bin: bl.bin, args: m.args})
+		}
+	}
+	servers = append(servers, server{name: "cecho"})
 	// cpu holds the last measurement of each server and connection count
 	// in this run (a sub-benchmark runs more than once as b.N grows).
 	cpu := map[string]float64{}
@@ -56,7 +68,7 @@ func BenchmarkPingPong(b *testing.B) {
 			} else {
 				args := append([]string{"serve", "--app", "echo", "--addr", "127.0.0.1:0",
 					"--backlog", "4096"}, s.args...)
-				srv = startPinnedGo(b, buildBinary(b, "tcplab"), args...)
+				srv = startPinnedGo(b, s.bin, args...)
 			}
 			srv.Pin(b, 0)
 			for _, n := range conns {
@@ -67,15 +79,27 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 	logRatios(b, cpu, servers)
+	var names, keys []string
+	for _, m := range models {
+		names = append(names, m.name)
+	}
+	for _, n := range conns {
+		keys = append(keys, strconv.Itoa(n))
+	}
+	if ab := abRatios(cpu, names, keys, "us"); ab != "" {
+		fmt.Fprintf(os.Stdout, "%s: server CPU per round trip (us) at 100 and 1000 connections, this build against %s, means of two rounds:%s\n",
+			b.Name(), baseEnv, ab)
+	}
 }
 
 // conns are the connection counts every server is measured at.
 var conns = []int{100, 1000}
 
-// server is a server under test: tcplab serve's arguments, or nil for the
-// C reference.
+// server is a server under test: a tcplab binary and its serve
+// arguments, or nil arguments for the C reference.
 type server struct {
 	name string
+	bin  string
 	args []string
 }
 
@@ -85,7 +109,7 @@ type server struct {
 func logRatios(b *testing.B, cpu map[string]float64, servers []server) {
 	var sb strings.Builder
 	for _, s := range servers {
-		fmt.Fprintf(&sb, "\n%-10s", s.name)
+		fmt.Fprintf(&sb, "\n%-15s", s.name)
 		for _, n := range conns {
 			key := "/" + strconv.Itoa(n)
 			us, ok := cpu[s.name+key]

@@ -35,17 +35,17 @@ type Options struct {
 	Env []string
 	// Models are the model names, in order.
 	Models []string
-	// App is the protocol: load.AppEcho or load.AppChat.
-	App string
-	// Clients and Backlogs are the grid's axes.
-	Clients, Backlogs []int
-	// Load is the template for each cell's load; Addr, App and Conns are
-	// set per cell.
-	Load load.Config
+	// Workloads are the loads run on every model, in order.
+	Workloads []Workload
+	// Repeat runs every cell this many times (0 or 1: once), each round
+	// over all the models before the next, so the report can measure the
+	// run-to-run noise.
+	Repeat int
 	// ServerCPUs and ClientCPUs, if set, pin the server processes and this
 	// process (which runs the load) with sched_setaffinity.
 	ServerCPUs, ClientCPUs []int
-	// Preset names the grid for the report: "quick", "seed", "custom".
+	// Preset names the grid for the report: "quick", "full", "seed",
+	// "custom".
 	Preset string
 	// Command is the command line that ran the grid, for the report.
 	Command string
@@ -54,12 +54,34 @@ type Options struct {
 	Progress func(done, total int, cell *Cell)
 }
 
+// Workload is a named load that the grid runs on every model: an app, its
+// axes (backlogs x clients) and the load of each cell.
+type Workload struct {
+	// Name names it in the report ("echo", "short", "idle", "chat", ...).
+	Name string
+	// App is the protocol the servers run and the load speaks:
+	// load.AppEcho or load.AppChat.
+	App string
+	// About says in a few words what the load does, for the report.
+	About string
+	// Clients and Backlogs are its axes.
+	Clients, Backlogs []int
+	// Load is the template for each cell's load; Addr, App and Conns are
+	// set per cell.
+	Load load.Config
+	// ServeArgs are extra arguments for `tcplab serve` (e.g. --msg-rate 0).
+	ServeArgs []string
+}
+
 // Cell is one grid point's outcome.
 type Cell struct {
-	Model   string `json:"model"`
-	App     string `json:"app"`
-	Clients int    `json:"clients"`
-	Backlog int    `json:"backlog"`
+	Workload string `json:"workload"`
+	Model    string `json:"model"`
+	App      string `json:"app"`
+	Clients  int    `json:"clients"`
+	Backlog  int    `json:"backlog"`
+	// Round counts the cell's repetitions from 0 (Options.Repeat).
+	Round int `json:"round,omitempty"`
 	// Status is StatusOK, StatusSkipped or StatusError; Cause says why a
 	// cell is not ok.
 	Status string `json:"status"`
@@ -93,6 +115,13 @@ type ServerCost struct {
 	// Threads and Procs are the most threads and processes seen at once.
 	Threads int `json:"threads"`
 	Procs   int `json:"procs"`
+	// IdleRSS is the RSS of the process tree while an idle load's
+	// connections were idle, BaseRSS before the load; RSSPerConn is the
+	// difference per connection the server answered (idle loads only).
+	// RSS counts a page shared by several processes once per process.
+	IdleRSS    uint64  `json:"idle_rss_bytes,omitempty"`
+	BaseRSS    uint64  `json:"base_rss_bytes,omitempty"`
+	RSSPerConn float64 `json:"rss_bytes_per_conn,omitempty"`
 	// Voluntary and Involuntary are the context switches during the load
 	// (of threads alive at its end).
 	Voluntary   uint64 `json:"voluntary_switches"`
@@ -109,21 +138,42 @@ type Results struct {
 
 // Meta describes where and how the grid ran.
 type Meta struct {
-	Started    time.Time `json:"started"`
-	Seconds    float64   `json:"seconds"`
-	Command    string    `json:"command"`
-	Preset     string    `json:"preset"`
-	App        string    `json:"app"`
-	Models     []string  `json:"models"`
-	Clients    []int     `json:"clients"`
-	Backlogs   []int     `json:"backlogs"`
-	Duration   float64   `json:"duration_s"`
-	Host       string    `json:"host"`
-	Kernel     string    `json:"kernel"`
-	CPUs       int       `json:"cpus"`
-	GoVersion  string    `json:"go_version"`
-	ServerCPUs string    `json:"server_cpus,omitempty"`
-	ClientCPUs string    `json:"client_cpus,omitempty"`
+	Started    time.Time      `json:"started"`
+	Seconds    float64        `json:"seconds"`
+	Command    string         `json:"command"`
+	Preset     string         `json:"preset"`
+	Models     []string       `json:"models"`
+	Workloads  []WorkloadInfo `json:"workloads"`
+	Repeat     int            `json:"repeat"`
+	Host       string         `json:"host"`
+	Kernel     string         `json:"kernel"`
+	CPUs       int            `json:"cpus"`
+	GoVersion  string         `json:"go_version"`
+	LoadAvg    string         `json:"loadavg,omitempty"` // /proc/loadavg when the run started
+	ServerCPUs string         `json:"server_cpus,omitempty"`
+	ClientCPUs string         `json:"client_cpus,omitempty"`
+}
+
+// WorkloadInfo describes a workload in the results.
+type WorkloadInfo struct {
+	Name     string  `json:"name"`
+	App      string  `json:"app"`
+	About    string  `json:"about,omitempty"`
+	Clients  []int   `json:"clients"`
+	Backlogs []int   `json:"backlogs"`
+	Duration float64 `json:"duration_s"`
+	// ConnectTimeout is each connection's time for its first round trip.
+	ConnectTimeout float64 `json:"connect_timeout_s"`
+}
+
+// Workload returns the named workload's description, or nil.
+func (m *Meta) Workload(name string) *WorkloadInfo {
+	for i := range m.Workloads {
+		if m.Workloads[i].Name == name {
+			return &m.Workloads[i]
+		}
+	}
+	return nil
 }
 
 // Skipped returns each model that was skipped with its cause.
@@ -156,18 +206,32 @@ func SeedBacklogs() []int { return Linspace(10, 300, 10) }
 // SeedClients is the seed experiment's clients axis, linspace(50, 400, 10).
 func SeedClients() []int { return Linspace(50, 400, 10) }
 
-// Plan returns the grid's cells in the order Run visits them: by model,
-// then backlog, then clients.
+// Plan returns the grid's cells in the order Run visits them: by
+// workload, then round, then model, backlog and clients.
 func (o *Options) Plan() []Cell {
 	var cells []Cell
-	for _, m := range o.Models {
-		for _, b := range o.Backlogs {
-			for _, c := range o.Clients {
-				cells = append(cells, Cell{Model: m, App: o.App, Clients: c, Backlog: b})
+	for _, w := range o.Workloads {
+		for round := range max(1, o.Repeat) {
+			for _, m := range o.Models {
+				for _, b := range w.Backlogs {
+					for _, c := range w.Clients {
+						cells = append(cells, Cell{Workload: w.Name, Model: m, App: w.App, Clients: c, Backlog: b, Round: round})
+					}
+				}
 			}
 		}
 	}
 	return cells
+}
+
+// workload returns the named workload.
+func (o *Options) workload(name string) *Workload {
+	for i := range o.Workloads {
+		if o.Workloads[i].Name == name {
+			return &o.Workloads[i]
+		}
+	}
+	return nil
 }
 
 func (o *Options) validate() error {
@@ -176,21 +240,43 @@ func (o *Options) validate() error {
 		return errors.New("benchgrid: no tcplab binary to run")
 	case len(o.Models) == 0:
 		return errors.New("benchgrid: no models")
-	case len(o.Clients) == 0 || len(o.Backlogs) == 0:
-		return errors.New("benchgrid: empty grid")
+	case len(o.Workloads) == 0:
+		return errors.New("benchgrid: no workloads")
+	case o.Repeat < 0:
+		return fmt.Errorf("benchgrid: repeat %d: must not be negative", o.Repeat)
 	}
-	for _, n := range append(slices.Clone(o.Clients), o.Backlogs...) {
+	seen := map[string]bool{}
+	for _, w := range o.Workloads {
+		if err := w.validate(); err != nil {
+			return err
+		}
+		if seen[w.Name] {
+			return fmt.Errorf("benchgrid: workload %q twice", w.Name)
+		}
+		seen[w.Name] = true
+	}
+	return nil
+}
+
+func (w *Workload) validate() error {
+	if w.Name == "" {
+		return errors.New("benchgrid: a workload without a name")
+	}
+	if len(w.Clients) == 0 || len(w.Backlogs) == 0 {
+		return fmt.Errorf("benchgrid: workload %s: empty grid", w.Name)
+	}
+	for _, n := range append(slices.Clone(w.Clients), w.Backlogs...) {
 		if n < 1 {
-			return fmt.Errorf("benchgrid: grid value %d: must be at least 1", n)
+			return fmt.Errorf("benchgrid: workload %s: grid value %d: must be at least 1", w.Name, n)
 		}
 	}
-	cfg := o.Load
+	cfg := w.Load
 	// Every cell must be valid: Senders must fit the smallest, the
 	// buffers the largest.
-	for _, n := range []int{slices.Min(o.Clients), slices.Max(o.Clients)} {
-		cfg.App, cfg.Conns, cfg.Addr = o.App, n, "127.0.0.1:1"
+	for _, n := range []int{slices.Min(w.Clients), slices.Max(w.Clients)} {
+		cfg.App, cfg.Conns, cfg.Addr = w.App, n, "127.0.0.1:1"
 		if err := cfg.WithDefaults().Validate(); err != nil {
-			return err
+			return fmt.Errorf("workload %s: %w", w.Name, err)
 		}
 	}
 	return nil
@@ -214,7 +300,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		defer cpupin.PinSelf(old)
 	}
 	cells := o.Plan()
-	skipped := map[string]string{} // model -> cause
+	skipped := map[[2]string]string{} // workload and model -> cause
 	for i := range cells {
 		if err := ctx.Err(); err != nil {
 			res.Meta.Seconds = time.Since(res.Meta.Started).Seconds()
@@ -224,7 +310,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		if o.Progress != nil {
 			o.Progress(i, len(cells), c)
 		}
-		if cause, ok := skipped[c.Model]; ok {
+		if cause, ok := skipped[[2]string{c.Workload, c.Model}]; ok {
 			c.Status, c.Cause = StatusSkipped, cause
 		} else {
 			o.runCell(ctx, c)
@@ -235,7 +321,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				c.Status, c.Cause = StatusError, "interrupted: the load was cut short"
 			}
 			if c.Status == StatusSkipped {
-				skipped[c.Model] = c.Cause
+				skipped[[2]string{c.Workload, c.Model}] = c.Cause
 			}
 		}
 		res.Cells = append(res.Cells, *c)
@@ -249,18 +335,22 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 func (o *Options) meta() Meta {
 	m := Meta{
-		Started: time.Now(), Command: o.Command, Preset: o.Preset, App: o.App,
-		Models: o.Models, Clients: o.Clients, Backlogs: o.Backlogs,
+		Started: time.Now(), Command: o.Command, Preset: o.Preset, Models: o.Models, Repeat: max(1, o.Repeat),
 		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 	}
-	d := o.Load.Duration
-	if d == 0 {
-		d = load.DefaultDuration
+	for _, w := range o.Workloads {
+		cfg := w.Load.WithDefaults()
+		m.Workloads = append(m.Workloads, WorkloadInfo{
+			Name: w.Name, App: w.App, About: w.About, Clients: w.Clients, Backlogs: w.Backlogs,
+			Duration: cfg.Duration.Seconds(), ConnectTimeout: cfg.ConnectTimeout.Seconds(),
+		})
 	}
-	m.Duration = d.Seconds()
 	m.Host, _ = os.Hostname()
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
 	if len(o.ServerCPUs) > 0 {
 		m.ServerCPUs = cpupin.FormatList(o.ServerCPUs)

@@ -41,31 +41,47 @@ func TestSeedGridIsTheSeeds(t *testing.T) {
 }
 
 func TestPlanVisitsEveryCellByModel(t *testing.T) {
-	o := Options{Models: []string{"a", "b"}, App: "echo", Clients: []int{1, 2, 3}, Backlogs: []int{10, 20}}
+	o := Options{Models: []string{"a", "b"}, Repeat: 2, Workloads: []Workload{
+		{Name: "w1", App: "echo", Clients: []int{1, 2, 3}, Backlogs: []int{10, 20}},
+		{Name: "w2", App: "chat", Clients: []int{5}, Backlogs: []int{7}},
+	}}
 	cells := o.Plan()
-	if len(cells) != 12 {
+	if len(cells) != 2*(12+2) {
 		t.Fatalf("%d cells", len(cells))
 	}
-	if c := cells[0]; c.Model != "a" || c.Backlog != 10 || c.Clients != 1 {
+	if c := cells[0]; c.Workload != "w1" || c.Model != "a" || c.Backlog != 10 || c.Clients != 1 || c.Round != 0 {
 		t.Errorf("first cell %+v", c)
 	}
-	if c := cells[11]; c.Model != "b" || c.Backlog != 20 || c.Clients != 3 {
+	// Each round visits every model before the next round starts.
+	if c := cells[11]; c.Model != "b" || c.Backlog != 20 || c.Clients != 3 || c.Round != 0 {
+		t.Errorf("cell 11 %+v", c)
+	}
+	if c := cells[12]; c.Model != "a" || c.Round != 1 {
+		t.Errorf("cell 12 %+v", c)
+	}
+	if c := cells[len(cells)-1]; c.Workload != "w2" || c.App != "chat" || c.Model != "b" || c.Round != 1 {
 		t.Errorf("last cell %+v", c)
 	}
 }
 
 func TestRunRefusesAnUnusableGrid(t *testing.T) {
-	good := Options{Exe: "/bin/true", Models: []string{"a"}, App: "echo", Clients: []int{1}, Backlogs: []int{1}}
+	good := func() Options {
+		return Options{Exe: "/bin/true", Models: []string{"a"}, Workloads: []Workload{{Name: "w", App: "echo", Clients: []int{1}, Backlogs: []int{1}}}}
+	}
 	for name, change := range map[string]func(*Options){
-		"no exe":      func(o *Options) { o.Exe = "" },
-		"no models":   func(o *Options) { o.Models = nil },
-		"no clients":  func(o *Options) { o.Clients = nil },
-		"zero":        func(o *Options) { o.Backlogs = []int{0} },
-		"bad app":     func(o *Options) { o.App = "http" },
-		"bad load":    func(o *Options) { o.Load = load.Config{Duration: -time.Second} },
-		"bad per-con": func(o *Options) { o.App, o.Load = load.AppChat, load.Config{PerConn: 2} },
+		"no exe":       func(o *Options) { o.Exe = "" },
+		"no models":    func(o *Options) { o.Models = nil },
+		"no workloads": func(o *Options) { o.Workloads = nil },
+		"no name":      func(o *Options) { o.Workloads[0].Name = "" },
+		"twice":        func(o *Options) { o.Workloads = append(o.Workloads, o.Workloads[0]) },
+		"repeat":       func(o *Options) { o.Repeat = -1 },
+		"no clients":   func(o *Options) { o.Workloads[0].Clients = nil },
+		"zero":         func(o *Options) { o.Workloads[0].Backlogs = []int{0} },
+		"bad app":      func(o *Options) { o.Workloads[0].App = "http" },
+		"bad load":     func(o *Options) { o.Workloads[0].Load = load.Config{Duration: -time.Second} },
+		"bad per-con":  func(o *Options) { o.Workloads[0].App, o.Workloads[0].Load = load.AppChat, load.Config{PerConn: 2} },
 	} {
-		o := good
+		o := good()
 		change(&o)
 		if res, err := Run(context.Background(), o); err == nil || res != nil {
 			t.Errorf("%s: Run = %v, %v", name, res, err)
@@ -87,7 +103,7 @@ func TestServerThatCannotStartIsSkipped(t *testing.T) {
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Exe: script, Models: []string{"m1", "m2"}, App: "echo", Clients: []int{1, 2}, Backlogs: []int{5, 6}}
+	o := Options{Exe: script, Models: []string{"m1", "m2"}, Workloads: []Workload{{Name: "echo", App: "echo", Clients: []int{1, 2}, Backlogs: []int{5, 6}}}}
 	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -106,5 +122,32 @@ func TestServerThatCannotStartIsSkipped(t *testing.T) {
 	b, err := os.ReadFile(starts)
 	if err != nil || string(b) != "m1\nm2\n" {
 		t.Errorf("server starts %q (%v), want one per model", b, err)
+	}
+}
+
+// TestIdleCellMeasuresRSSPerConnection runs an idle workload on the fake
+// server: the cell keeps the server's RSS before the load and while the
+// connections were idle, and their difference per answered connection.
+func TestIdleCellMeasuresRSSPerConnection(t *testing.T) {
+	o := Options{
+		Exe: os.Args[0], Env: []string{fakeServeEnv + "=1", fakePIDEnv + "=" + filepath.Join(t.TempDir(), "pid")},
+		Models: []string{"fake"},
+		Workloads: []Workload{{Name: "idle", App: "echo", Clients: []int{40}, Backlogs: []int{64},
+			Load: load.Config{Idle: true, Duration: 200 * time.Millisecond, ConnectTimeout: 5 * time.Second}}},
+	}
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Cells[0]
+	if c.Status != StatusOK || c.Load.Mode != "idle" || c.Load.OKConns != 40 {
+		t.Fatalf("cell %s %q, load %+v", c.Status, c.Cause, c.Load)
+	}
+	s := c.Server
+	if s.BaseRSS == 0 || s.IdleRSS == 0 || s.RSSPerConn != (float64(s.IdleRSS)-float64(s.BaseRSS))/40 {
+		t.Errorf("base RSS %d, idle RSS %d, per connection %.0f", s.BaseRSS, s.IdleRSS, s.RSSPerConn)
+	}
+	if w := res.Meta.Workload("idle"); w == nil || w.Duration != 0.2 || w.ConnectTimeout != 5 {
+		t.Errorf("meta workload %+v", w)
 	}
 }

@@ -59,8 +59,8 @@ func TestInterruptedCellSaysSo(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	o := Options{
 		Exe: os.Args[0], Env: []string{fakeServeEnv + "=1", fakePIDEnv + "=" + pidFile},
-		Models: []string{"fake"}, App: "echo", Clients: []int{2}, Backlogs: []int{8},
-		Load: loadConfig(10 * time.Second),
+		Models:    []string{"fake"},
+		Workloads: []Workload{{Name: "echo", App: "echo", Clients: []int{2}, Backlogs: []int{8}, Load: loadConfig(10 * time.Second)}},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

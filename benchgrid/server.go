@@ -217,8 +217,10 @@ func (sm *sampler) finish() ServerCost {
 func (o *Options) runCell(ctx context.Context, c *Cell) {
 	started := time.Now()
 	defer func() { c.Seconds = time.Since(started).Seconds() }()
+	w := o.workload(c.Workload)
 	args := []string{"serve", "--app", c.App, "--model", c.Model, "--addr", "127.0.0.1:0",
 		"--backlog", strconv.Itoa(c.Backlog), "--drain-timeout", "1s"}
+	args = append(args, w.ServeArgs...)
 	c.Serve = "tcplab " + strings.Join(args, " ")
 	srv, err := o.startServer(args)
 	if err != nil {
@@ -252,8 +254,13 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 		return
 	}
 	sm := startSampler(pid)
-	cfg := o.Load
+	cfg := w.Load
 	cfg.Addr, cfg.App, cfg.Conns = srv.addr, c.App, c.Clients
+	var idle procstat.Sample
+	var idleErr error
+	if cfg.Idle {
+		cfg.OnIdle = func() { idle, idleErr = procstat.Tree(pid) }
+	}
 	res, err := load.Run(ctx, cfg)
 	after, aerr := procstat.Tree(pid)
 	cpus := c.Server.CPUs
@@ -271,6 +278,12 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 	c.Server.CPUSeconds = (after.CPU - before.CPU).Seconds()
 	if res.Msgs > 0 {
 		c.Server.CPUPerMsgUs = 1e6 * c.Server.CPUSeconds / float64(res.Msgs)
+	}
+	if cfg.Idle && idleErr == nil && idle.RSS > 0 {
+		c.Server.BaseRSS, c.Server.IdleRSS = before.RSS, idle.RSS
+		if res.OKConns > 0 {
+			c.Server.RSSPerConn = float64(int64(idle.RSS)-int64(before.RSS)) / float64(res.OKConns)
+		}
 	}
 	c.Server.Voluntary = after.Voluntary - min(after.Voluntary, before.Voluntary)
 	c.Server.Involuntary = after.Involuntary - min(after.Involuntary, before.Involuntary)

@@ -13,6 +13,7 @@ import (
 	"github.com/tcplab/tcplab/internal/backoff"
 	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/listener"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // blockingServer is the Server of every model that accepts through Go's
@@ -23,7 +24,7 @@ import (
 type blockingServer struct {
 	cfg   Config
 	lns   []*net.TCPListener
-	stats counters
+	stats serving.Counters
 	set   *streamSet
 	// children, under fork, holds what the child processes report: the
 	// traffic counters, which only they see.
@@ -68,7 +69,7 @@ func newBlockingServerOn(h handler.Handler, cfg Config, lns []*net.TCPListener) 
 
 func (s *blockingServer) Addr() net.Addr { return s.lns[0].Addr() }
 func (s *blockingServer) Stats() Stats {
-	st := s.stats.snapshot()
+	st := s.stats.Snapshot()
 	if s.children != nil {
 		addStats(&st, s.children.sum(false), false)
 	}
@@ -115,7 +116,7 @@ func (s *blockingServer) acceptLoop(ln *net.TCPListener) error {
 			if !backoff.Retryable(err) {
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
-			s.stats.acceptErrors.Add(1)
+			s.stats.AcceptErrors.Add(1)
 			fails++
 			wait, first := bo.Fail()
 			if first {

@@ -25,6 +25,7 @@ import (
 	"sync"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // Server is a bound, running (or ready to run) model.
@@ -184,7 +185,7 @@ func checkTLS(m Model, cfg *Config) error {
 		return fmt.Errorf("model %s: %w (it owns its sockets without net.Conn, so crypto/tls cannot wrap them); TLS works on %s",
 			m.Name, ErrNoTLS, strings.Join(can, ", "))
 	}
-	if err := cfg.loadTLS(); err != nil {
+	if err := serving.LoadTLS(cfg); err != nil {
 		return fmt.Errorf("model %s: %w", m.Name, err)
 	}
 	return nil

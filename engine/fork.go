@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/drain"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // fork starts a process per connection, like a classic inetd or pre-thread
@@ -49,27 +50,27 @@ func newFork(h handler.Handler, cfg Config) (Server, error) {
 	var releasers sync.WaitGroup // per-address slots waiting for their child
 	// Stats.Open counts live children: one connection each.
 	g.exited = func(p *proc) {
-		s.stats.open.Add(-1)
+		s.stats.Open.Add(-1)
 		if p.err != nil {
 			cfg.Logger.Warn("fork: child process failed", "pid", p.cmd.Process.Pid, "exit", p.err)
 		}
 	}
 	s.dispatch = func(nc net.Conn) {
-		if s.stats.open.Load() >= int64(cfg.MaxProcs) {
+		if s.stats.Open.Load() >= int64(cfg.MaxProcs) {
 			s.set.refuse(nc, handler.ErrServerFull)
 			return
 		}
-		s.stats.open.Add(1)
+		s.stats.Open.Add(1)
 		p, err := forkConn(g, nc)
 		if err != nil {
-			s.stats.open.Add(-1)
+			s.stats.Open.Add(-1)
 			if !errors.Is(err, errStopping) {
 				cfg.Logger.Warn("fork: cannot start a child; connection refused", "err", err)
 			}
 			s.set.refuse(nc, handler.ErrServerFull)
 			return
 		}
-		s.stats.accepted.Add(1)
+		s.stats.Accepted.Add(1)
 		a, limited := nc.(*admittedConn)
 		if !limited {
 			nc.Close() // the child has its own copy
@@ -120,13 +121,13 @@ func forkChild(h handler.Handler, cfg Config, f *os.File) (Server, error) {
 type connServer struct {
 	nc      net.Conn
 	cfg     Config
-	stats   counters
+	stats   serving.Counters
 	set     *streamSet
 	started atomic.Bool
 }
 
 func (s *connServer) Addr() net.Addr { return s.nc.LocalAddr() }
-func (s *connServer) Stats() Stats   { return s.stats.snapshot() }
+func (s *connServer) Stats() Stats   { return s.stats.Snapshot() }
 
 // Serve serves the connection to its end, then returns nil.
 func (s *connServer) Serve() error {

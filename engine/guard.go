@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // This file holds what the blocking models do between accept and Open, and
@@ -91,9 +92,9 @@ func (s *streamSet) handshake(nc net.Conn) (net.Conn, bool) {
 	if s.cfg.FrameTimeout > 0 {
 		under = &recordConn{Conn: nc, timeout: s.cfg.FrameTimeout}
 	}
-	tc := tls.Server(under, s.cfg.tls)
+	tc := tls.Server(under, serving.TLSConfig(s.cfg))
 	if err := s.tlsHandshake(tc); err != nil {
-		s.stats.handshakeErrors.Add(1)
+		s.stats.HandshakeErrors.Add(1)
 		s.cfg.Logger.Debug("TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		nc.Close()
 		return nil, false
@@ -141,7 +142,7 @@ func (s *streamSet) refuseTLS(nc net.Conn, msg []byte, reason error) {
 	}
 	s.refusers.Go(func() {
 		defer func() { <-s.tlsRefusals }()
-		tc := tls.Server(nc, s.cfg.tls)
+		tc := tls.Server(nc, serving.TLSConfig(s.cfg))
 		if s.tlsHandshake(tc) != nil {
 			nc.Close()
 			return

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"github.com/tcplab/tcplab/handler"
-	"github.com/tcplab/tcplab/internal/admit"
 	"github.com/tcplab/tcplab/internal/reactor"
 )
 
@@ -18,57 +17,17 @@ func init() {
 		Limits:  "no cap beyond memory and file descriptors; out of descriptors, new connections are refused",
 		Options: []string{"listeners", "loops", "balance"},
 		New: func(h handler.Handler, cfg Config) (Server, error) {
-			return newReactor(h, cfg, 0)
+			return newLoops(h, cfg, reactor.Reactor)
 		},
 	})
 }
 
-// newReactor starts the event-loop machinery for reactor (workers 0) and
-// reactor-pool (handler calls on workers).
-func newReactor(h handler.Handler, cfg Config, workers int) (Server, error) {
-	o := loopOptions(cfg)
-	o.Workers = workers
-	return newLoops(h, o)
-}
-
-// loopOptions are the event loops' options from cfg.
-func loopOptions(cfg Config) reactor.Options {
-	return reactor.Options{
-		Addr:         cfg.Addr,
-		Backlog:      cfg.Backlog,
-		Listeners:    cfg.Listeners,
-		Loops:        cfg.Loops,
-		Balance:      cfg.Balance,
-		MaxPending:   cfg.MaxPending,
-		MaxInbound:   cfg.MaxInbound,
-		HighWater:    cfg.highWater(),
-		LowWater:     cfg.lowWater(),
-		WriteTimeout: cfg.WriteTimeout,
-		DrainTimeout: cfg.DrainTimeout,
-		Logger:       cfg.Logger,
-		Limiter:      admit.New(cfg.admitOptions()),
-		FrameTimeout: cfg.FrameTimeout,
-		ObserveQueue: cfg.ObserveQueue,
-	}
-}
-
-// newLoops starts event loops (epoll or io_uring) with o.
-func newLoops(h handler.Handler, o reactor.Options) (Server, error) {
-	srv, err := reactor.New(h, o)
+// newLoops starts the event loops of reactor, reactor-pool or uring. The
+// loops read cfg directly, and their Server is an engine Server as it is.
+func newLoops(h handler.Handler, cfg Config, m reactor.Model) (Server, error) {
+	srv, err := reactor.New(h, cfg, m)
 	if err != nil {
 		return nil, err
 	}
-	return reactorServer{srv}, nil
-}
-
-// reactorServer adapts reactor.Server to the engine's Server.
-type reactorServer struct{ *reactor.Server }
-
-func (s reactorServer) Stats() Stats {
-	st := s.Server.Stats()
-	return Stats{
-		Accepted: st.Accepted, Open: st.Open, Refused: st.Refused, RefusedBy: st.RefusedBy,
-		AcceptErrors: st.AcceptErrors, Overflows: st.Overflows, BytesIn: st.BytesIn, BytesOut: st.BytesOut,
-		FrameTimeouts: st.FrameTimeouts, WriteTimeouts: st.WriteTimeouts,
-	}
+	return srv, nil
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/tcplab/tcplab/handler"
+import (
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/reactor"
+)
 
 // reactor-pool is the seed's "listener reads, workers process": the epoll
 // loops of reactor do all the I/O, and the handler runs on a fixed pool of
@@ -13,7 +16,7 @@ func init() {
 		Limits:  "no cap beyond memory and file descriptors; out of descriptors, new connections are refused",
 		Options: []string{"listeners", "loops", "balance", "workers"},
 		New: func(h handler.Handler, cfg Config) (Server, error) {
-			return newReactor(h, cfg, cfg.Workers)
+			return newLoops(h, cfg, reactor.ReactorPool)
 		},
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tcplab/tcplab/internal/admit"
 	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // The blocking models (seq, goroutine, thread, pool, and the children of
@@ -61,7 +62,7 @@ var _ handler.Conn = (*streamConn)(nil)
 func (c *streamConn) Write(p []byte) error {
 	err := c.out.Write(p)
 	if errors.Is(err, handler.ErrOverflow) {
-		c.set.stats.overflows.Add(1)
+		c.set.stats.Overflows.Add(1)
 		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
 	}
 	return err
@@ -146,7 +147,7 @@ func (c *streamConn) flush() bool {
 				err = handler.ErrWriteTimeout
 			}
 			if c.closeWith(err, true, time.Now()) && err == handler.ErrWriteTimeout {
-				c.set.stats.writeTimeouts.Add(1) // not when a farewell is what stalled
+				c.set.stats.WriteTimeouts.Add(1) // not when a farewell is what stalled
 			}
 			return false
 		}
@@ -178,7 +179,7 @@ func (c *streamConn) writeBatch(b []byte) error {
 			c.nc.SetWriteDeadline(c.writeDeadline())
 		}
 		n, err := c.nc.Write(piece)
-		c.set.stats.bytesOut.Add(uint64(n))
+		c.set.stats.BytesOut.Add(uint64(n))
 		b = b[n:]
 		if n > 0 {
 			// The buffer's level (its bound, the backpressure marks)
@@ -229,7 +230,7 @@ func (c *streamConn) readLoop() {
 	for {
 		n, err := c.nc.Read(buf[have:min(len(buf), have+chunk)])
 		if n > 0 {
-			c.set.stats.bytesIn.Add(uint64(n))
+			c.set.stats.BytesIn.Add(uint64(n))
 			filled := have+n == len(buf)
 			have += n
 			used, ok := c.deliver(buf[:have])
@@ -260,7 +261,7 @@ func (c *streamConn) readLoop() {
 				return
 			}
 			if frame.expired(err) {
-				c.set.stats.frameTimeouts.Add(1)
+				c.set.stats.FrameTimeouts.Add(1)
 				c.closeWith(handler.ErrFrameTimeout, true, time.Now().Add(cfg.DrainTimeout))
 				return
 			}
@@ -372,10 +373,10 @@ func (c *streamConn) quiesced() bool {
 // false if the connection closed meanwhile.
 func (c *streamConn) waitBelowLowWater() bool {
 	cfg := &c.set.cfg
-	if c.out.Len() <= cfg.highWater() {
+	if c.out.Len() <= serving.HighWater(*cfg) {
 		return true
 	}
-	for c.out.Len() > cfg.lowWater() {
+	for c.out.Len() > serving.LowWater(*cfg) {
 		c.signal(c.wake)
 		select {
 		case <-c.drained:
@@ -390,7 +391,7 @@ func (c *streamConn) waitBelowLowWater() bool {
 type streamSet struct {
 	h     handler.Handler
 	cfg   Config
-	stats *counters
+	stats *serving.Counters
 
 	limiter *admit.Limiter // per-address limits; nil if none
 	// ctx is cancelled when shutdown starts: TLS handshakes stop.
@@ -408,11 +409,11 @@ type streamSet struct {
 	wg       sync.WaitGroup // one per connection being served
 }
 
-func newStreamSet(h handler.Handler, cfg Config, stats *counters) *streamSet {
+func newStreamSet(h handler.Handler, cfg Config, stats *serving.Counters) *streamSet {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &streamSet{
 		h: h, cfg: cfg, stats: stats, conns: map[*streamConn]struct{}{},
-		limiter:     admit.New(cfg.admitOptions()),
+		limiter:     serving.Limiter(cfg),
 		ctx:         ctx,
 		cancel:      cancel,
 		tlsRefusals: make(chan struct{}, maxTLSRefusals),
@@ -437,7 +438,7 @@ func (s *streamSet) begin() bool {
 // caller must have called begin.
 func (s *streamSet) serve(nc net.Conn) {
 	defer s.wg.Done()
-	if s.cfg.tls != nil {
+	if serving.TLSConfig(s.cfg) != nil {
 		var ok bool
 		if nc, ok = s.handshake(nc); !ok {
 			return
@@ -451,9 +452,9 @@ func (s *streamSet) serve(nc net.Conn) {
 		stop:    make(chan struct{}),
 	}
 	c.out = outbuf.New(s.cfg.MaxPending, func() { c.signal(c.wake) })
-	s.stats.accepted.Add(1)
-	s.stats.open.Add(1)
-	defer s.stats.open.Add(-1)
+	s.stats.Accepted.Add(1)
+	s.stats.Open.Add(1)
+	defer s.stats.Open.Add(-1)
 
 	writerDone := make(chan struct{})
 	go c.writer(writerDone)
@@ -554,12 +555,12 @@ const refuseTimeout = 100 * time.Millisecond
 // write normally lands in the socket buffer at once; refuseTimeout bounds
 // it otherwise.
 func (s *streamSet) refuse(nc net.Conn, reason error) {
-	s.stats.refusal(reason)
+	s.stats.Refusal(reason)
 	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
 		msg = r.Refuse(reason)
 	}
-	if s.cfg.tls != nil {
+	if serving.TLSConfig(s.cfg) != nil {
 		s.refuseTLS(nc, msg, reason)
 		return
 	}

@@ -2,13 +2,12 @@ package engine
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // thread serves each connection on a goroutine locked to its own OS thread
@@ -24,7 +23,7 @@ func init() {
 	Register(Model{
 		Name:    "thread",
 		Summary: "one OS thread per connection (a goroutine locked to its thread)",
-		Limits:  fmt.Sprintf("--max-threads connections (default %d, at most Go's thread limit - %d); past it refused", DefaultMaxThreads, threadHeadroom),
+		Limits:  fmt.Sprintf("--max-threads connections (default %d, at most Go's thread limit - %d); past it refused", DefaultMaxThreads, serving.ThreadHeadroom),
 		Options: []string{"max-threads"},
 		TLS:     true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
@@ -54,30 +53,4 @@ func init() {
 			return s, nil
 		},
 	})
-}
-
-// threadHeadroom is how many threads --max-threads leaves, below Go's limit
-// (debug.SetMaxThreads, default 10000), for the runtime's own threads,
-// threads blocked in system calls, and the connections' writer goroutines.
-const threadHeadroom = 1000
-
-// goMaxThreads returns the runtime's current thread limit (default
-// 10,000; a process that passes it aborts). The runtime offers no getter,
-// so it sets the limit and restores it at once; the interim value is the
-// highest there is, because setting a limit below the threads already
-// running aborts too.
-func goMaxThreads() int {
-	n := debug.SetMaxThreads(math.MaxInt32)
-	debug.SetMaxThreads(n)
-	return n
-}
-
-// checkMaxThreads reports an error if n connection threads could take the
-// process to Go's thread limit.
-func checkMaxThreads(n int) error {
-	if limit := goMaxThreads(); n > limit-threadHeadroom {
-		return fmt.Errorf("--max-threads %d: must be at most %d, %d below Go's thread limit %d (runtime/debug.SetMaxThreads)",
-			n, limit-threadHeadroom, threadHeadroom, limit)
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -77,12 +78,13 @@ func TestThreadCapRefusesCleanly(t *testing.T) {
 
 func TestThreadCapStaysBelowGoThreadLimit(t *testing.T) {
 	_, err := engine.Listen("thread", echo.New(), engine.Config{Addr: "127.0.0.1:0", MaxThreads: 9500})
-	if err == nil || !strings.Contains(err.Error(), "--max-threads 9500") {
-		t.Fatalf("--max-threads 9500 (within 1000 of Go's 10000): %v, want a clear refusal", err)
+	var fe *engine.FieldError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "Config.MaxThreads 9500") {
+		t.Fatalf("MaxThreads 9500 (within 1000 of Go's 10000): %v, want a clear refusal naming the field", err)
 	}
 	srv, err := engine.Listen("thread", echo.New(), engine.Config{Addr: "127.0.0.1:0", MaxThreads: 9000})
 	if err != nil {
-		t.Fatalf("--max-threads 9000: %v", err)
+		t.Fatalf("MaxThreads 9000: %v", err)
 	}
 	srv.Shutdown(t.Context())
 }

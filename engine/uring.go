@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/reactor"
 	"github.com/tcplab/tcplab/internal/uring"
 )
 
@@ -12,8 +13,8 @@ import (
 // instance on its own locked OS thread instead of epoll: multishot
 // accept, multishot receive into a registered ring of provided buffers,
 // sends from mmap'd slots, and closes, all submitted in one io_uring_enter
-// per pass of the loop. The machinery is internal/reactor's (ring.go
-// there); docs/architecture.md describes it. Where the kernel refuses
+// per pass of the loop. The machinery is internal/reactor's (its io_uring
+// driver); docs/architecture.md describes it. Where the kernel refuses
 // io_uring, New fails with an error wrapping ErrUnsupported that names
 // the cause.
 func init() {
@@ -23,9 +24,7 @@ func init() {
 		Limits:  "no cap beyond memory and file descriptors; out of descriptors, new connections are refused; needs io_uring (Linux 6.1+)",
 		Options: []string{"listeners", "loops", "balance"},
 		New: func(h handler.Handler, cfg Config) (Server, error) {
-			o := loopOptions(cfg)
-			o.IOUring = true
-			srv, err := newLoops(h, o)
+			srv, err := newLoops(h, cfg, reactor.Uring)
 			if errors.Is(err, uring.ErrUnavailable) {
 				return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
 			}

@@ -76,6 +76,12 @@ type Config struct {
 	// opens a new one (short-lived, HTTP-style connections). 0 keeps
 	// connections for the whole run.
 	PerConn int
+	// Idle, for echo, opens Conns connections and leaves them idle for
+	// Duration, then completes one round trip on each (idle.go).
+	Idle bool
+	// OnIdle, if set, is called once in an Idle run when the connections
+	// have been idle for Duration, just before their round trips.
+	OnIdle func()
 	// Senders is how many chat connections post. Default min(Conns, 10).
 	Senders int
 	// Framing is the chat framing, frame.Length (default) or frame.Line.
@@ -204,6 +210,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateWork(); err != nil {
 		return err
+	}
+	if c.Idle && (c.App != AppEcho || c.PerConn != 0 || c.Rate != 0) {
+		return errors.New("idle connections are echo's, long-lived and closed loop: drop --app, --per-conn and --rate")
 	}
 	if c.App == AppChat {
 		if c.PerConn != 0 {

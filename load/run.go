@@ -33,7 +33,7 @@ const minSaturationWall = 100 * time.Millisecond
 type Result struct {
 	// The run's settings, after defaults.
 	App      string  `json:"app"`
-	Mode     string  `json:"mode"` // "closed", "open" or "chat"
+	Mode     string  `json:"mode"` // "closed", "open", "chat" or "idle"
 	Addr     string  `json:"addr"`
 	Conns    int     `json:"conns"`
 	Duration float64 `json:"duration_s"`
@@ -167,6 +167,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Mode, res.Senders = "chat", cfg.Senders
 	case cfg.Rate > 0:
 		res.Mode = "open"
+	case cfg.Idle:
+		res.Mode = "idle"
 	}
 	soft, _, err := RaiseNofile()
 	if err != nil {
@@ -201,11 +203,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	stopProgress := r.progress()
 	var chat *chatRun
-	switch cfg.App {
-	case AppChat:
+	switch {
+	case cfg.App == AppChat:
 		chat = r.runChat()
-	case AppWork:
+	case cfg.App == AppWork:
 		r.runSlots(func(i int) exchanger { return wk.newExchanger(r, i) })
+	case cfg.Idle:
+		r.runIdle()
 	default:
 		r.runEcho()
 	}
@@ -343,7 +347,7 @@ func (r *run) total() time.Duration {
 	if r.cfg.ConnectRate > 0 {
 		t = max(t, time.Duration(float64(r.cfg.Conns)/r.cfg.ConnectRate*float64(time.Second)))
 	}
-	if r.cfg.App == AppChat {
+	if r.cfg.App == AppChat || r.cfg.Idle {
 		t += r.cfg.ConnectTimeout
 	}
 	return t

@@ -2,18 +2,19 @@ package report
 
 import (
 	"fmt"
-	"image/color"
 	"math"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/palette"
-	"gonum.org/v1/plot/palette/moreland"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/tcplab/tcplab/benchgrid"
 )
@@ -22,19 +23,45 @@ import (
 type chart struct {
 	Title    string
 	SVG, PNG string
+	// Note says what the chart leaves out, and its rule.
+	Note string
 }
 
 const (
-	chartW = 16 * vg.Centimeter
+	chartW = 18 * vg.Centimeter
 	chartH = 10 * vg.Centimeter
 )
 
-// grid indexes a result's ok cells.
+// chartFile matches the charts this package writes, and wrote in earlier
+// versions (success-N-MODEL, throughput, p99, cpu-per-msg), so a new
+// report in the same directory removes stale ones.
+var chartFile = regexp.MustCompile(`^(success-\d+-[A-Za-z0-9_-]+|throughput|p99|cpu-per-msg|[a-z0-9_-]+-(throughput|p99|cpu-per-msg))\.(svg|png)$`)
+
+// removeStale removes the report files an earlier run left in dir: its
+// charts, and the files every report writes.
+func removeStale(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.Type().IsRegular() && (chartFile.MatchString(name) || slices.Contains(reportFiles, name)) {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// grid indexes one workload's cells.
 type grid struct {
+	workload string
 	models   []string // models with at least one ok cell, in run order
 	clients  []int
 	backlogs []int
-	cells    map[key]benchgrid.Cell
+	cells    map[key][]benchgrid.Cell // every round
 }
 
 type key struct {
@@ -42,10 +69,10 @@ type key struct {
 	clients, backlog int
 }
 
-func index(res *benchgrid.Results) grid {
-	g := grid{cells: map[key]benchgrid.Cell{}}
+func index(res *benchgrid.Results, workload string) grid {
+	g := grid{workload: workload, cells: map[key][]benchgrid.Cell{}}
 	for _, c := range res.Cells {
-		if c.Status != benchgrid.StatusOK || c.Load == nil {
+		if c.Workload != workload || c.Status != benchgrid.StatusOK || c.Load == nil {
 			continue
 		}
 		if !slices.Contains(g.models, c.Model) {
@@ -57,23 +84,39 @@ func index(res *benchgrid.Results) grid {
 		if !slices.Contains(g.backlogs, c.Backlog) {
 			g.backlogs = append(g.backlogs, c.Backlog)
 		}
-		g.cells[key{c.Model, c.Clients, c.Backlog}] = c
+		k := key{c.Model, c.Clients, c.Backlog}
+		g.cells[k] = append(g.cells[k], c)
 	}
 	slices.Sort(g.clients)
 	slices.Sort(g.backlogs)
 	return g
 }
 
-// writeCharts draws every chart the results allow and returns them in the
-// order the report shows them.
-func writeCharts(dir string, res *benchgrid.Results) ([]chart, error) {
-	g := index(res)
-	if len(g.models) == 0 {
-		return nil, nil
+// value is the median over rounds of value at k, and whether every round
+// served at least SuccessThreshold of its clients.
+func (g *grid) value(k key, value func(benchgrid.Cell) float64) (v float64, served bool, ok bool) {
+	cs := g.cells[k]
+	if len(cs) == 0 {
+		return 0, false, false
 	}
+	var vals []float64
+	served = true
+	for _, c := range cs {
+		vals = append(vals, value(c))
+		served = served && c.Load.SuccessRate >= SuccessThreshold
+	}
+	slices.Sort(vals)
+	return vals[len(vals)/2], served, true
+}
+
+// writeCharts draws every chart the results allow and returns them in the
+// order the report shows them: for each workload with more than one
+// client count, throughput and p99 against clients; then server CPU per
+// message of the first echo workload.
+func writeCharts(dir string, res *benchgrid.Results) ([]chart, error) {
 	var out []chart
-	save := func(p *plot.Plot, name string) error {
-		c := chart{Title: p.Title.Text, SVG: name + ".svg", PNG: name + ".png"}
+	save := func(p *plot.Plot, name, note string) error {
+		c := chart{Title: p.Title.Text, SVG: name + ".svg", PNG: name + ".png", Note: note}
 		for _, f := range []string{c.SVG, c.PNG} {
 			if err := savePlot(p, filepath.Join(dir, f)); err != nil {
 				return fmt.Errorf("%s: %w", f, err)
@@ -82,131 +125,80 @@ func writeCharts(dir string, res *benchgrid.Results) ([]chart, error) {
 		out = append(out, c)
 		return nil
 	}
-	for i, m := range g.models {
-		p, err := g.heatmap(m)
-		if err != nil {
-			return out, err
+	cpuDone := false
+	for _, w := range res.Meta.Workloads {
+		g := index(res, w.Name)
+		if len(g.models) == 0 {
+			continue
 		}
-		if err := save(p, "success-"+strconv.Itoa(i+1)+"-"+safeName(m)); err != nil {
-			return out, err
+		if len(g.clients) > 1 {
+			backlog := g.backlogs[len(g.backlogs)-1]
+			lines := []struct {
+				name, title, ylabel string
+				value               func(benchgrid.Cell) float64
+				log                 bool
+			}{
+				{"throughput", "%s: throughput against clients (backlog %d)", "messages per second",
+					func(c benchgrid.Cell) float64 { return c.Load.MsgsPerS }, false},
+				{"p99", "%s: p99 latency against clients (backlog %d)", "p99 latency (ms, log scale)",
+					func(c benchgrid.Cell) float64 { return c.Load.Latency.P99 / 1e3 }, true},
+			}
+			for _, l := range lines {
+				p, note, err := g.lines(fmt.Sprintf(l.title, w.Name, backlog), l.ylabel, backlog, l.value, l.log)
+				if err != nil {
+					return out, err
+				}
+				if err := save(p, w.Name+"-"+l.name, note); err != nil {
+					return out, err
+				}
+			}
+		}
+		if !cpuDone && w.App == "echo" && w.Name != "idle" {
+			cpuDone = true
+			p, note, err := g.cpuPerMsg()
+			if err != nil {
+				return out, err
+			}
+			if err := save(p, w.Name+"-cpu-per-msg", note); err != nil {
+				return out, err
+			}
 		}
 	}
-	backlog := g.backlogs[len(g.backlogs)-1]
-	lines := []struct {
-		name, title, ylabel string
-		value               func(benchgrid.Cell) float64
-		log                 bool
-	}{
-		{"throughput", "Throughput against clients (backlog %d)", "messages per second",
-			func(c benchgrid.Cell) float64 { return c.Load.MsgsPerS }, false},
-		{"p99", "p99 latency against clients (backlog %d)", "p99 latency (ms, log scale)",
-			func(c benchgrid.Cell) float64 { return c.Load.Latency.P99 / 1e3 }, true},
-	}
-	for _, l := range lines {
-		p, err := g.lines(fmt.Sprintf(l.title, backlog), l.ylabel, backlog, l.value, l.log)
-		if err != nil {
-			return out, err
-		}
-		if err := save(p, l.name); err != nil {
-			return out, err
-		}
-	}
-	p, err := g.cpuPerMsg()
-	if err != nil {
-		return out, err
-	}
-	return out, save(p, "cpu-per-msg")
+	return out, nil
 }
 
-// savePlot saves p, turning a panic inside the plotting library (it panics
-// on some degenerate axes) into an error.
+// savePlot saves p with its legend, if any, to the right of the data
+// area rather than over it, turning a panic inside the plotting library
+// (it panics on some degenerate axes) into an error.
 func savePlot(p *plot.Plot, path string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("plot: %v", r)
 		}
 	}()
-	return p.Save(chartW, chartH, path)
-}
-
-// safeName keeps a model name usable as a file name.
-func safeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
-
-// successGrid is one model's success rates for the heat map, on index
-// coordinates (the axes label them with the real values).
-type successGrid struct {
-	g     *grid
-	model string
-}
-
-func (s successGrid) Dims() (c, r int)   { return len(s.g.clients), len(s.g.backlogs) }
-func (s successGrid) X(c int) float64    { return float64(c) }
-func (s successGrid) Y(r int) float64    { return float64(r) }
-func (s successGrid) Min() float64       { return 0 }
-func (s successGrid) Max() float64       { return 1 }
-func (s successGrid) Z(c, r int) float64 { return s.g.success(s.model, c, r) }
-
-func (g *grid) success(model string, c, r int) float64 {
-	cell, ok := g.cells[key{model, g.clients[c], g.backlogs[r]}]
-	if !ok {
-		return math.NaN()
-	}
-	return cell.Load.SuccessRate
-}
-
-func (g *grid) heatmap(model string) (*plot.Plot, error) {
-	p := plot.New()
-	p.Title.Text = "Connection success rate, " + model
-	p.X.Label.Text = "clients (connections)"
-	p.Y.Label.Text = "listen backlog (connections)"
-	cmap := moreland.SmoothBlueRed()
-	cmap.SetMin(0)
-	cmap.SetMax(1)
-	h := plotter.NewHeatMap(successGrid{g, model}, palette.Reverse(cmap).Palette(64))
-	h.NaN = color.Gray{Y: 200}
-	p.Add(h)
-	var labels plotter.XYLabels
-	for c := range g.clients {
-		for r := range g.backlogs {
-			v := g.success(model, c, r)
-			text := "n/a"
-			if !math.IsNaN(v) {
-				text = fmt.Sprintf("%.0f%%", 100*v)
-			}
-			labels.XYs = append(labels.XYs, plotter.XY{X: float64(c), Y: float64(r)})
-			labels.Labels = append(labels.Labels, text)
-		}
-	}
-	l, err := plotter.NewLabels(labels)
+	c, err := draw.NewFormattedCanvas(chartW, chartH, strings.TrimPrefix(filepath.Ext(path), "."))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for i := range l.TextStyle {
-		l.TextStyle[i].XAlign, l.TextStyle[i].YAlign = -0.5, -0.5
+	dc := draw.New(c)
+	legend := p.Legend
+	p.Legend = plot.NewLegend()
+	defer func() { p.Legend = legend }()
+	var lw vg.Length
+	if r := legend.Rectangle(dc); r.Max.X > r.Min.X {
+		lw = r.Max.X - r.Min.X + vg.Points(12)
 	}
-	p.Add(l)
-	p.X.Tick.Marker = indexTicks(g.clients)
-	p.Y.Tick.Marker = indexTicks(g.backlogs)
-	p.X.Min, p.X.Max = -0.5, float64(len(g.clients))-0.5
-	p.Y.Min, p.Y.Max = -0.5, float64(len(g.backlogs))-0.5
-	return p, nil
-}
-
-// indexTicks labels index positions 0, 1, ... with values.
-func indexTicks(values []int) plot.ConstantTicks {
-	t := make(plot.ConstantTicks, len(values))
-	for i, v := range values {
-		t[i] = plot.Tick{Value: float64(i), Label: strconv.Itoa(v)}
+	p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
+	if lw > 0 {
+		legend.Top, legend.Left = true, true
+		legend.Draw(draw.Crop(dc, chartW-lw+vg.Points(6), 0, 0, -vg.Points(24)))
 	}
-	return t
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = c.WriteTo(f)
+	return closeAfter(f, err)
 }
 
 // valueTicks marks each value at its own position.
@@ -224,23 +216,53 @@ type humanTicks struct{}
 func (humanTicks) Ticks(lo, hi float64) []plot.Tick {
 	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
 	for i, t := range ticks {
-		if t.Label == "" {
-			continue
+		if t.Label != "" {
+			ticks[i].Label = tickLabel(t.Value)
 		}
-		switch v := math.Abs(t.Value); {
-		case v >= 1e6:
-			ticks[i].Label = strconv.FormatFloat(t.Value/1e6, 'f', -1, 64) + "M"
-		case v >= 1e3:
-			ticks[i].Label = strconv.FormatFloat(t.Value/1e3, 'f', -1, 64) + "k"
-		default:
-			ticks[i].Label = strconv.FormatFloat(t.Value, 'f', -1, 64)
+	}
+	return ticks
+}
+
+// tickLabel labels a value as 0.2, 5, 1.5k, 20k or 1.2M.
+func tickLabel(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	case a >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// logTicks label 1, 2 and 5 of every decade in range, so a log axis
+// spanning less than a decade still has several labels; the other
+// integers of a decade are unlabelled minor ticks.
+type logTicks struct{}
+
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		decade := math.Pow(10, e)
+		for i := 1; i < 10; i++ {
+			v := float64(i) * decade
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if i == 1 || i == 2 || i == 5 {
+				// Round away float noise (0.30000000000000004).
+				t.Label = tickLabel(math.Round(v/decade) * decade)
+			}
+			ticks = append(ticks, t)
 		}
 	}
 	return ticks
 }
 
 // lines plots value against clients, one line per model, at one backlog.
-func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cell) float64, log bool) (*plot.Plot, error) {
+// Cells that served under SuccessThreshold of their clients are left out:
+// their numbers come from the few clients served. The note says which.
+func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cell) float64, log bool) (*plot.Plot, string, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "clients (connections)"
@@ -249,23 +271,32 @@ func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cel
 	p.Y.Tick.Marker = humanTicks{}
 	if log {
 		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Tick.Marker = logTicks{}
 	}
 	var args []any
+	var left []string
 	for _, m := range g.models {
 		var xys plotter.XYs
 		for _, n := range g.clients {
-			c, ok := g.cells[key{m, n, backlog}]
-			if !ok {
+			v, served, ok := g.value(key{m, n, backlog}, value)
+			switch {
+			case !ok:
+				continue
+			case !served:
+				left = append(left, fmt.Sprintf("%s at %d", m, n))
 				continue
 			}
-			if v := value(c); !math.IsNaN(v) && (!log || v > 0) {
+			if !math.IsNaN(v) && (!log || v > 0) {
 				xys = append(xys, plotter.XY{X: float64(n), Y: v})
 			}
 		}
 		if len(xys) > 0 {
 			args = append(args, m, xys)
 		}
+	}
+	note := fmt.Sprintf("Only cells that served at least %.0f%% of their clients are drawn.", 100*SuccessThreshold)
+	if len(left) > 0 {
+		note += " Left out (under the threshold): " + strings.Join(left, ", ") + " clients."
 	}
 	if len(args) == 0 {
 		// An empty log axis cannot be drawn: show an empty linear one.
@@ -275,13 +306,13 @@ func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cel
 		if len(g.clients) > 0 {
 			p.X.Min, p.X.Max = float64(g.clients[0]), float64(g.clients[len(g.clients)-1])
 		}
-		return p, nil
+		return p, note, nil
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if log {
-		// Pad the range by a factor of two each way: gonum's own padding
+		// Pad the range by a factor of 1.5 each way: gonum's own padding
 		// can go below zero, which a log axis cannot show.
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for i := 1; i < len(args); i += 2 {
@@ -289,38 +320,53 @@ func (g *grid) lines(title, ylabel string, backlog int, value func(benchgrid.Cel
 				lo, hi = min(lo, xy.Y), max(hi, xy.Y)
 			}
 		}
-		p.Y.Min, p.Y.Max = lo/2, hi*2
+		p.Y.Min, p.Y.Max = lo/1.5, hi*1.5
+	} else {
+		p.Y.Min = 0
 	}
-	p.Legend.Top = true
-	return p, nil
+	return p, note, nil
 }
 
-// cpuPerMsg plots each model's server CPU time per message over all its ok
-// cells (total CPU / total messages).
-func (g *grid) cpuPerMsg() (*plot.Plot, error) {
+// cpuPerMsg plots each model's server CPU time per message: its total
+// server CPU over its total messages, across the cells that served at
+// least SuccessThreshold of their clients. A model with no such cell, or
+// no message, gets no bar and says so under the axis.
+func (g *grid) cpuPerMsg() (*plot.Plot, string, error) {
 	p := plot.New()
-	p.Title.Text = "Server CPU per message, all ok cells"
+	p.Title.Text = g.workload + ": server CPU per message"
 	p.X.Label.Text = "model"
 	p.Y.Label.Text = "server CPU time per message (µs)"
-	vals := make(plotter.Values, len(g.models))
+	names := make([]string, len(g.models))
+	var none []string
 	for i, m := range g.models {
 		var cpu, msgs float64
-		for k, c := range g.cells {
-			if k.model == m {
-				cpu += c.Server.CPUSeconds
-				msgs += float64(c.Load.Msgs)
+		for k, cs := range g.cells {
+			for _, c := range cs {
+				if k.model == m && c.Load.SuccessRate >= SuccessThreshold {
+					cpu += c.Server.CPUSeconds
+					msgs += float64(c.Load.Msgs)
+				}
 			}
 		}
-		if msgs > 0 {
-			vals[i] = 1e6 * cpu / msgs
+		names[i] = m
+		if msgs == 0 {
+			// No bar at all: a zero bar would read as free.
+			names[i] = m + "\n(none)"
+			none = append(none, m)
+			continue
 		}
+		bar, err := plotter.NewBarChart(plotter.Values{1e6 * cpu / msgs}, vg.Points(20))
+		if err != nil {
+			return nil, "", err
+		}
+		bar.XMin, bar.Color = float64(i), plotutil.Color(0)
+		p.Add(bar)
 	}
-	bars, err := plotter.NewBarChart(vals, vg.Points(20))
-	if err != nil {
-		return nil, err
+	p.NominalX(names...)
+	p.Y.Min = 0
+	note := fmt.Sprintf("Each bar is the model's total server CPU time divided by its total messages, over its cells that served at least %.0f%% of their clients.", 100*SuccessThreshold)
+	if len(none) > 0 {
+		note += " No bar: " + andList(none) + " had no such cell (not free: nothing to divide)."
 	}
-	bars.Color = plotutil.Color(0)
-	p.Add(bars)
-	p.NominalX(g.models...)
-	return p, nil
+	return p, note, nil
 }

@@ -1,8 +1,15 @@
 // Package report writes a benchmark grid's results (package benchgrid) to a
-// directory: results.json (everything), results.csv (one row per cell),
-// charts as SVG and PNG (gonum.org/v1/plot), and index.html, which shows
-// them with a table and needs no network: it references only files in the
-// same directory.
+// directory: results.json (everything, and the verdict), results.csv (one
+// row per cell), charts as SVG and PNG (gonum.org/v1/plot), summary.md
+// (the verdict and the echo table as Markdown, to paste), and index.html,
+// which opens with the verdict, shows the charts and tables and needs no
+// network: it references only files in the same directory.
+//
+// The verdict ranks the models of each workload by its key figure (see
+// Verdicts): a cell that served under SuccessThreshold of its clients is
+// out of the ranking and of the charts, models that saturated the load
+// generator are called client-bound, and models closer than the
+// run-to-run noise are called a tie.
 package report
 
 import (
@@ -19,17 +26,26 @@ import (
 
 // File names in the output directory.
 const (
-	JSONFile = "results.json"
-	CSVFile  = "results.csv"
-	HTMLFile = "index.html"
+	JSONFile    = "results.json"
+	CSVFile     = "results.csv"
+	HTMLFile    = "index.html"
+	SummaryFile = "summary.md"
 )
 
+// reportFiles are the files every report writes.
+var reportFiles = []string{JSONFile, CSVFile, HTMLFile, SummaryFile}
+
 // Write writes the report for res into dir, creating it if needed, and
-// returns the paths of the files written.
+// returns the paths of the files written. It first removes the files an
+// earlier report left there (its charts included), so none is stale.
 func Write(dir string, res *benchgrid.Results) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
+	if err := removeStale(dir); err != nil {
+		return nil, fmt.Errorf("report: removing the earlier report: %w", err)
+	}
+	verdicts := Verdicts(res)
 	var files []string
 	add := func(name string, err error) error {
 		if err != nil {
@@ -38,7 +54,7 @@ func Write(dir string, res *benchgrid.Results) ([]string, error) {
 		files = append(files, filepath.Join(dir, name))
 		return nil
 	}
-	if err := add(JSONFile, writeJSON(filepath.Join(dir, JSONFile), res)); err != nil {
+	if err := add(JSONFile, writeJSON(filepath.Join(dir, JSONFile), res, verdicts)); err != nil {
 		return files, err
 	}
 	if err := add(CSVFile, writeCSV(filepath.Join(dir, CSVFile), res)); err != nil {
@@ -50,7 +66,10 @@ func Write(dir string, res *benchgrid.Results) ([]string, error) {
 	for _, c := range charts {
 		files = append(files, filepath.Join(dir, c.SVG), filepath.Join(dir, c.PNG))
 	}
-	if err := add(HTMLFile, writeHTML(filepath.Join(dir, HTMLFile), res, charts)); err != nil {
+	if err := add(SummaryFile, writeSummary(filepath.Join(dir, SummaryFile), res, verdicts)); err != nil {
+		return files, err
+	}
+	if err := add(HTMLFile, writeHTML(filepath.Join(dir, HTMLFile), res, verdicts, charts)); err != nil {
 		return files, err
 	}
 	if chartErr != nil {
@@ -59,8 +78,14 @@ func Write(dir string, res *benchgrid.Results) ([]string, error) {
 	return files, nil
 }
 
-func writeJSON(path string, res *benchgrid.Results) error {
-	b, err := json.MarshalIndent(res, "", "  ")
+// document is results.json: the results and the verdict.
+type document struct {
+	*benchgrid.Results
+	Verdict []Verdict `json:"verdict"`
+}
+
+func writeJSON(path string, res *benchgrid.Results, verdicts []Verdict) error {
+	b, err := json.MarshalIndent(document{res, verdicts}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -70,14 +95,14 @@ func writeJSON(path string, res *benchgrid.Results) error {
 // csvHeader names results.csv's columns.
 func csvHeader() []string {
 	return []string{
-		"model", "app", "clients", "backlog", "status", "cause",
+		"workload", "model", "app", "clients", "backlog", "round", "status", "cause",
 		"ok_conns", "failed_conns", "dropped_conns", "success_rate",
 		"msgs_per_s", "bytes_per_s",
 		"p50_us", "p90_us", "p99_us", "p999_us", "max_us",
 		"p50_uncorrected_us", "p99_uncorrected_us", "p999_uncorrected_us", "max_uncorrected_us",
 		"ingress_msgs_per_s", "delivered_msgs_per_s", "fairness_min", "fairness_max",
 		"server_cpu_s", "server_cpu_us_per_msg", "server_peak_rss_bytes", "server_threads", "server_procs",
-		"server_voluntary_switches", "server_involuntary_switches",
+		"server_voluntary_switches", "server_involuntary_switches", "server_rss_bytes_per_conn",
 		"listen_overflows", "listen_drops", "client_cpu_pct", "client_saturated", "serve",
 	}
 }
@@ -113,7 +138,7 @@ func closeAfter(f *os.File, err error) error {
 }
 
 func csvRow(c benchgrid.Cell) []string {
-	row := []string{c.Model, c.App, strconv.Itoa(c.Clients), strconv.Itoa(c.Backlog), c.Status, c.Cause}
+	row := []string{c.Workload, c.Model, c.App, strconv.Itoa(c.Clients), strconv.Itoa(c.Backlog), strconv.Itoa(c.Round), c.Status, c.Cause}
 	l := c.Load
 	if l == nil {
 		for range len(csvHeader()) - len(row) - 1 {
@@ -129,7 +154,7 @@ func csvRow(c benchgrid.Cell) []string {
 		num(l.LatencyUncorrected.P50), num(l.LatencyUncorrected.P99), num(l.LatencyUncorrected.P999), num(l.LatencyUncorrected.Max),
 		num(l.IngressPerS), num(l.DeliveredPerS), num(l.FairnessMin), num(l.FairnessMax),
 		num(s.CPUSeconds), num(s.CPUPerMsgUs), strconv.FormatUint(s.PeakRSS, 10), strconv.Itoa(s.Threads), strconv.Itoa(s.Procs),
-		strconv.FormatUint(s.Voluntary, 10), strconv.FormatUint(s.Involuntary, 10),
+		strconv.FormatUint(s.Voluntary, 10), strconv.FormatUint(s.Involuntary, 10), num(s.RSSPerConn),
 		strconv.FormatUint(l.ListenOverflows, 10), strconv.FormatUint(l.ListenDrops, 10),
 		num(l.ClientCPUPct), strconv.FormatBool(l.ClientSaturated), c.Serve,
 	)

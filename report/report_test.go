@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,25 +25,26 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func sampleResults() *benchgrid.Results {
 	res := &benchgrid.Results{Meta: benchgrid.Meta{
 		Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Command: "tcplab bench --quick", Preset: "quick",
-		App: "echo", Models: []string{"goroutine", "seq", "uring"}, Clients: []int{20, 200}, Backlogs: []int{16, 256},
-		Duration: 1, Host: "test", Kernel: "6.1", CPUs: 2, GoVersion: "go1.26",
+		Models: []string{"goroutine", "seq", "uring"}, Repeat: 1, LoadAvg: "0.10 0.20 0.30",
+		Workloads: []benchgrid.WorkloadInfo{{Name: "echo", App: "echo", About: "closed-loop echo", Clients: []int{20, 200}, Backlogs: []int{16, 256}, Duration: 1, ConnectTimeout: 1}},
+		Host:      "test", Kernel: "6.1", CPUs: 2, GoVersion: "go1.26",
 	}}
 	for i, m := range []string{"goroutine", "seq"} {
-		for _, b := range res.Meta.Backlogs {
-			for _, c := range res.Meta.Clients {
+		for _, b := range []int{16, 256} {
+			for _, c := range []int{20, 200} {
 				ok := c
 				if b < c {
 					ok = b
 				}
 				lr := &load.Result{OKConns: ok, FailedConns: c - ok, SuccessRate: float64(ok) / float64(c),
-					Msgs: uint64(1000 * (i + 1) * c), MsgsPerS: float64(1000 * (i + 1) * c),
+					Msgs: uint64(1000 * (i + 1) * c), MsgsPerS: float64(1000 * (i + 1) * c), Window: 1, Elapsed: 1,
 					Latency: load.Percentiles{P50: 10, P90: 20, P99: float64(40 * c), P999: 90, Max: 100}}
-				res.Cells = append(res.Cells, benchgrid.Cell{Model: m, App: "echo", Clients: c, Backlog: b,
+				res.Cells = append(res.Cells, benchgrid.Cell{Workload: "echo", Model: m, App: "echo", Clients: c, Backlog: b,
 					Status: benchgrid.StatusOK, Load: lr, Server: benchgrid.ServerCost{CPUSeconds: float64(i+1) * 0.5, PeakRSS: 8 << 20}})
 			}
 		}
 	}
-	res.Cells = append(res.Cells, benchgrid.Cell{Model: "uring", App: "echo", Clients: 20, Backlog: 16,
+	res.Cells = append(res.Cells, benchgrid.Cell{Workload: "echo", Model: "uring", App: "echo", Clients: 20, Backlog: 16,
 		Status: benchgrid.StatusSkipped, Cause: "model uring: model not supported here: io_uring_setup: operation not permitted"})
 	return res
 }
@@ -54,8 +56,8 @@ func TestWriteProducesEveryFileOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// json, csv, html, and SVG+PNG for 2 heat maps, throughput, p99, cpu.
-	if len(files) != 3+2*5 {
+	// json, csv, summary, html, and SVG+PNG for throughput, p99, cpu.
+	if len(files) != 4+2*3 {
 		t.Errorf("%d files: %v", len(files), files)
 	}
 	for _, f := range files {
@@ -78,18 +80,17 @@ func TestWriteProducesEveryFileOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	html, _ := os.ReadFile(filepath.Join(dir, HTMLFile))
-	for _, want := range []string{"uring", "io_uring_setup: operation not permitted", "Connection success rate, goroutine",
-		"Throughput against clients", "p99 latency", "Server CPU per message", "tcplab bench --quick"} {
+	for _, want := range []string{"uring", "io_uring_setup: operation not permitted", "Connection success rate",
+		"throughput against clients", "p99 latency", "server CPU per message", "tcplab bench --quick", "Verdict"} {
 		if !strings.Contains(string(html), want) {
 			t.Errorf("index.html lacks %q", want)
 		}
 	}
 	// Each chart has its title and axis labels, with units.
 	for svg, texts := range map[string][]string{
-		"throughput.svg":          {"Throughput against clients", "clients (connections)", "messages per second"},
-		"p99.svg":                 {"p99 latency against clients", "clients (connections)", "p99 latency (ms"},
-		"cpu-per-msg.svg":         {"Server CPU per message", "model", "per message (µs)"},
-		"success-1-goroutine.svg": {"Connection success rate, goroutine", "clients (connections)", "listen backlog (connections)"},
+		"echo-throughput.svg":  {"echo: throughput against clients", "clients (connections)", "messages per second"},
+		"echo-p99.svg":         {"echo: p99 latency against clients", "clients (connections)", "p99 latency (ms"},
+		"echo-cpu-per-msg.svg": {"echo: server CPU per message", "model", "per message (µs)"},
 	} {
 		b, err := os.ReadFile(filepath.Join(dir, svg))
 		if err != nil {
@@ -120,7 +121,7 @@ func TestWriteProducesEveryFileOffline(t *testing.T) {
 		t.Fatalf("%d csv rows for %d cells", len(rows), len(res.Cells))
 	}
 	last := rows[len(rows)-1]
-	if last[0] != "uring" || last[4] != benchgrid.StatusSkipped || !strings.Contains(last[5], "not supported") {
+	if last[0] != "echo" || last[1] != "uring" || last[6] != benchgrid.StatusSkipped || !strings.Contains(last[7], "not supported") {
 		t.Errorf("skipped row %q", last)
 	}
 }
@@ -133,8 +134,8 @@ func TestWriteWithNothingToChart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 3 {
-		t.Errorf("files %v, want json, csv and html", files)
+	if len(files) != 4 {
+		t.Errorf("files %v, want json, csv, summary and html", files)
 	}
 	if err := Offline(dir); err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func TestOneCellGridCharts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 3+2*4 {
+	if len(files) != 4+2*1 { // one client count: no lines, only the CPU chart
 		t.Errorf("%d files: %v", len(files), files)
 	}
 	if err := Offline(dir); err != nil {
@@ -194,13 +195,13 @@ func TestWriteWithNoLatencyAtTheLargestBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 3+2*5 {
+	if len(files) != 4+2*3 {
 		t.Errorf("%d files: %v", len(files), files)
 	}
 	if err := Offline(dir); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "p99.svg"))
+	b, err := os.ReadFile(filepath.Join(dir, "echo-p99.svg"))
 	if err != nil || !bytes.Contains(b, []byte("no data")) {
 		t.Errorf("p99.svg does not say there is no data (%v)", err)
 	}
@@ -234,6 +235,68 @@ func TestCSVKeepsFullPrecision(t *testing.T) {
 	} {
 		if got := rows[1][col[name]]; got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestWriteRemovesStaleCharts: charts an earlier report left (of this
+// version or the last) go; a file the report does not write stays.
+func TestWriteRemovesStaleCharts(t *testing.T) {
+	dir := t.TempDir()
+	stale := []string{"success-1-goroutine.svg", "success-2-seq.png", "throughput.png", "p99.svg", "cpu-per-msg.png", "chat-p99.svg", SummaryFile}
+	for _, f := range append(slices.Clone(stale), "mine.png", "notes.md") {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := sampleResults()
+	res.Cells = res.Cells[len(res.Cells)-1:] // nothing to chart
+	if _, err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range stale[:len(stale)-1] {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it removed", f, err)
+		}
+	}
+	for _, f := range []string{"mine.png", "notes.md"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s was removed: %v", f, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, SummaryFile)); string(b) == "old" {
+		t.Error("summary.md was not rewritten")
+	}
+}
+
+func TestLogTicksLabelSeveralValues(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi float64
+		want   []string
+	}{
+		{0.1, 0.9, []string{"0.1", "0.2", "0.5"}},
+		{0.3, 40, []string{"0.5", "1", "2", "5", "10", "20"}},
+		{150, 700, []string{"200", "500"}},
+	} {
+		var got []string
+		for _, tk := range (logTicks{}).Ticks(tc.lo, tc.hi) {
+			if tk.Value < tc.lo || tk.Value > tc.hi {
+				t.Errorf("Ticks(%v, %v): tick %v out of range", tc.lo, tc.hi, tk.Value)
+			}
+			if tk.Label != "" {
+				got = append(got, tk.Label)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Ticks(%v, %v) labels %v, want %v", tc.lo, tc.hi, got, tc.want)
+		}
+	}
+}
+
+func TestPercentKeepsSmallAndNearlyFullRates(t *testing.T) {
+	for rate, want := range map[float64]string{0: "0.0%", 0.005: "0.5%", 0.0999: "10.0%", 0.5: "50%", 0.996: "99.6%", 0.9999: "99.9%", 1: "100%"} {
+		if got := Percent(rate); got != want {
+			t.Errorf("Percent(%v) = %s, want %s", rate, got, want)
 		}
 	}
 }

@@ -23,15 +23,8 @@ import (
 	"github.com/tcplab/tcplab/report"
 )
 
-// The quick grid covers every model in under two minutes on a 2-core
-// machine: 4 cells of about 1.5 s each per model.
-func quickClients() []int  { return []int{20, 200} }
-func quickBacklogs() []int { return []int{16, 256} }
-
 const (
-	quickDuration       = time.Second
-	quickConnectTimeout = time.Second
-	seedDuration        = 2 * time.Second
+	seedDuration = 2 * time.Second
 	// seedRate keeps the seed grid's fan-out (rate x clients deliveries
 	// per second, 40,000 at 400 clients) within what 2 cores can carry.
 	seedRate        = 100
@@ -40,15 +33,18 @@ const (
 
 // benchOptions holds the bench command's flags.
 type benchOptions struct {
-	models   string
-	app      string
-	clients  []int
-	backlogs []int
-	out      string
-	quick    bool
-	seed     bool
-	pin      string
-	cfg      load.Config
+	models    string
+	workloads string
+	app       string
+	clients   []int
+	backlogs  []int
+	out       string
+	quick     bool
+	full      bool
+	seed      bool
+	repeat    int
+	pin       string
+	cfg       load.Config
 }
 
 func newBenchCmd() *cobra.Command { return newBenchCmdWith(&benchOptions{}) }
@@ -57,39 +53,47 @@ func newBenchCmd() *cobra.Command { return newBenchCmdWith(&benchOptions{}) }
 func newBenchCmdWith(o *benchOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Run the benchmark grid (models x backlogs x clients) and write a report",
-		Long: `Run the benchmark grid and write results.json, results.csv and an offline
-index.html with charts to --out.
+		Short: "Run every workload on every model, and say which model wins which workload",
+		Long: `Run named workloads on every model and write an offline report to --out:
+index.html (opening with the verdict: which model for which workload, and
+why), results.json, results.csv, summary.md and charts.
 
+Workloads (--workload, default all): ` + strings.Join(benchgrid.WorkloadNames(), ", ") + `.
 Each cell starts "tcplab serve" as its own process, waits until it answers,
 runs the load, and records success rate, throughput, latency, the server's
-CPU time per message (child processes included), peak RSS, threads,
-context switches, and the kernel's ListenOverflows and ListenDrops.
+CPU time per message (child processes included), RSS, threads, context
+switches, and the kernel's ListenOverflows and ListenDrops.
 
-With no flags (or --quick) it runs a small echo grid over every model and
-takes under two minutes on 2 cores. --seed-grid runs the seed experiment's
-grid on the chat app: backlog linspace(10, 300, 10) x clients
-linspace(50, 400, 10), 100 cells per model.`,
+Presets: quick (the default: a small size of every workload, a few minutes
+on 2 cores), --full (about ten times longer), --seed-grid (the seed
+experiment's chat grid: backlog linspace(10, 300, 10) x clients
+linspace(50, 400, 10)). Only a grid axis (--clients, --backlog) leaves the
+preset's grid; --out, --pin, --duration, --models, --workload and the load
+flags keep it.`,
 		Example: `  tcplab bench
-  tcplab bench --models goroutine,seq --clients 50,100,200 --backlog 10,100 --duration 3s
+  tcplab bench --workload echo,idle --models goroutine,reactor
+  tcplab bench --workload echo --clients 50,100,200 --backlog 10,100 --duration 3s
   tcplab bench --seed-grid --models goroutine
-  tcplab bench --quick --pin 0:1`,
+  tcplab bench --quick --pin 0:1 --repeat 3`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.models, "models", "all", "comma-separated models, or all (see tcplab models)")
-	f.StringVar(&o.app, "app", load.AppEcho, "protocol: echo or chat")
-	f.IntSliceVar(&o.clients, "clients", []int{50, 100, 200, 400}, "client counts (concurrent connections)")
-	f.IntSliceVar(&o.backlogs, "backlog", []int{16, 128, 1024}, "listen backlogs")
-	f.DurationVar(&o.cfg.Duration, "duration", 3*time.Second, "load per cell")
+	f.StringVar(&o.workloads, "workload", "all", "comma-separated workloads, or all: "+strings.Join(benchgrid.WorkloadNames(), ", "))
+	f.StringVar(&o.app, "app", "", "run the one workload of this app: echo or chat (same as --workload echo or chat)")
+	f.IntSliceVar(&o.clients, "clients", nil, "client counts (concurrent connections) for every workload; leaves the preset's grid")
+	f.IntSliceVar(&o.backlogs, "backlog", nil, "listen backlogs for every workload; leaves the preset's grid")
+	f.DurationVar(&o.cfg.Duration, "duration", 0, "load per cell (default: the preset's, 1s quick, 3s full)")
 	f.StringVar(&o.out, "out", defaultBenchOut, "directory for the report")
-	f.BoolVar(&o.quick, "quick", false, fmt.Sprintf("small grid: every model, clients %v, backlogs %v, %v per cell", quickClients(), quickBacklogs(), quickDuration))
+	f.BoolVar(&o.quick, "quick", false, "the quick preset (the default): every workload small, 1 s per cell")
+	f.BoolVar(&o.full, "full", false, "the full preset: larger grids, 3 s per cell, about ten times longer")
 	f.BoolVar(&o.seed, "seed-grid", false, "the seed's grid on chat: backlog linspace(10,300,10) x clients linspace(50,400,10)")
+	f.IntVar(&o.repeat, "repeat", 1, "run every cell this many times, to measure the run-to-run noise")
 	f.StringVar(&o.pin, "pin", "", "SERVER_CPUS:CLIENT_CPUS, e.g. 0:1 or 0-1:2-3 (sched_setaffinity)")
-	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", load.DefaultConnectTimeout, "time for a connection's first round trip")
-	f.IntVar(&o.cfg.Size, "size", load.DefaultSize, "message size in bytes; clients x size at most 512 MiB")
-	f.Float64Var(&o.cfg.Rate, "rate", 0, "total messages per second per cell; 0 is closed loop (chat: 50/s per sender)")
+	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", 0, "time for a connection's first round trip (default: the workload's)")
+	f.IntVar(&o.cfg.Size, "size", 0, "message size in bytes; clients x size at most 512 MiB (default 64)")
+	f.Float64Var(&o.cfg.Rate, "rate", 0, "total messages per second per cell; 0 is closed loop (default: the workload's)")
 	f.IntVar(&o.cfg.PerConn, "per-conn", 0, "echo: messages per connection before reconnecting; 0 keeps connections")
 	f.IntVar(&o.cfg.Senders, "senders", 0, "chat: posting connections per cell (default min(clients, 10))")
 	return cmd
@@ -97,91 +101,148 @@ linspace(50, 400, 10), 100 cells per model.`,
 
 // options turns the flags into a grid, or a usage error.
 func (o *benchOptions) options(cmd *cobra.Command) (benchgrid.Options, error) {
+	fail := func(err error) (benchgrid.Options, error) { return benchgrid.Options{}, usageError{err} }
 	f := cmd.Flags()
 	changed := func(name string) bool { return f.Changed(name) }
-	if o.quick && o.seed {
-		return benchgrid.Options{}, usageError{errors.New("--quick and --seed-grid are different grids; pick one")}
+	presets := 0
+	for _, b := range []bool{o.quick, o.full, o.seed} {
+		if b {
+			presets++
+		}
 	}
-	preset := "custom"
-	if o.quick || f.NFlag() == 0 {
-		preset = "quick"
-		if !changed("clients") {
-			o.clients = quickClients()
+	if presets > 1 {
+		return fail(errors.New("--quick, --full and --seed-grid are different grids; pick one"))
+	}
+	if o.repeat < 1 {
+		return fail(fmt.Errorf("--repeat %d: must be at least 1", o.repeat))
+	}
+	size, preset := benchgrid.Quick, "quick"
+	if o.full {
+		size, preset = benchgrid.Full, "full"
+	}
+	names := o.workloads
+	if changed("app") {
+		if changed("workload") {
+			return fail(errors.New("--app picks the workload of that app; give --app or --workload, not both"))
 		}
-		if !changed("backlog") {
-			o.backlogs = quickBacklogs()
+		if o.app != load.AppEcho && o.app != load.AppChat {
+			return fail(fmt.Errorf("--app %q: want echo or chat", o.app))
 		}
-		if !changed("duration") {
-			o.cfg.Duration = quickDuration
-		}
-		if !changed("connect-timeout") {
-			o.cfg.ConnectTimeout = quickConnectTimeout
-		}
+		names = o.app
 	}
 	if o.seed {
-		preset = "seed"
-		if changed("app") && o.app != load.AppChat {
-			return benchgrid.Options{}, usageError{errors.New("--seed-grid runs the chat app; drop --app")}
+		preset, size = "seed", benchgrid.Full
+		if changed("workload") && names != load.AppChat || changed("app") && o.app != load.AppChat {
+			return fail(errors.New("--seed-grid runs the chat app; drop --app and --workload"))
 		}
-		o.app = load.AppChat
-		if !changed("clients") {
-			o.clients = benchgrid.SeedClients()
+		names = load.AppChat
+	}
+	var workloads []benchgrid.Workload
+	list := benchgrid.WorkloadNames()
+	if names != "all" {
+		list = nil
+		for name := range strings.SplitSeq(names, ",") {
+			list = append(list, strings.TrimSpace(name))
 		}
-		if !changed("backlog") {
-			o.backlogs = benchgrid.SeedBacklogs()
+	}
+	for _, name := range list {
+		w, err := benchgrid.NamedWorkload(name, size)
+		if err != nil {
+			return fail(fmt.Errorf("--workload: %w", err))
 		}
-		if !changed("duration") {
-			o.cfg.Duration = seedDuration
+		if slices.ContainsFunc(workloads, func(x benchgrid.Workload) bool { return x.Name == name }) {
+			return fail(fmt.Errorf("--workload: %q twice", name))
 		}
-		if !changed("rate") {
-			o.cfg.Rate = seedRate
+		if o.seed {
+			w.About = "the seed experiment's grid: 10 members post 100 messages/s in all, the server's default limits"
+			w.Clients, w.Backlogs, w.ServeArgs = benchgrid.SeedClients(), benchgrid.SeedBacklogs(), nil
+			w.Load.Duration, w.Load.Rate = seedDuration, seedRate
+		}
+		workloads = append(workloads, w)
+	}
+	// Only a grid axis leaves the preset's grid.
+	if changed("clients") || changed("backlog") {
+		preset = "custom grid (" + preset + " settings)"
+	}
+	chat := false
+	for i := range workloads {
+		w := &workloads[i]
+		if changed("clients") {
+			w.Clients = o.clients
+		}
+		if changed("backlog") {
+			w.Backlogs = o.backlogs
+		}
+		for name, set := range map[string]func(){
+			"duration":        func() { w.Load.Duration = o.cfg.Duration },
+			"connect-timeout": func() { w.Load.ConnectTimeout = o.cfg.ConnectTimeout },
+			"size":            func() { w.Load.Size = o.cfg.Size },
+			"rate":            func() { w.Load.Rate = o.cfg.Rate },
+			"per-conn":        func() { w.Load.PerConn = o.cfg.PerConn },
+			"senders":         func() { w.Load.Senders = o.cfg.Senders },
+		} {
+			if changed(name) {
+				set()
+			}
+		}
+		if err := checkWorkload(w); err != nil {
+			return benchgrid.Options{}, err
+		}
+		chat = chat || w.App == load.AppChat
+	}
+	if !chat {
+		if err := chatOnly(cmd, "senders"); err != nil {
+			return benchgrid.Options{}, err
 		}
 	}
 	models, err := pickModels(o.models)
 	if err != nil {
-		return benchgrid.Options{}, usageError{err}
+		return fail(err)
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return benchgrid.Options{}, fmt.Errorf("bench: finding the tcplab binary: %w", err)
 	}
 	opts := benchgrid.Options{
-		Exe: exe, Models: models, App: o.app, Clients: o.clients, Backlogs: o.backlogs,
-		Load: o.cfg, Preset: preset, Command: "tcplab " + strings.Join(os.Args[1:], " "),
+		Exe: exe, Models: models, Workloads: workloads, Repeat: o.repeat,
+		Preset: preset, Command: "tcplab " + strings.Join(os.Args[1:], " "),
 	}
 	if o.pin != "" {
 		if opts.ServerCPUs, opts.ClientCPUs, err = parsePin(o.pin); err != nil {
-			return benchgrid.Options{}, usageError{err}
-		}
-	}
-	for _, n := range append(append([]int{}, o.clients...), o.backlogs...) {
-		if n < 1 {
-			return benchgrid.Options{}, usageError{fmt.Errorf("--clients and --backlog values must be at least 1, got %d", n)}
-		}
-	}
-	if o.app != load.AppChat {
-		if err := chatOnly(cmd, "senders"); err != nil {
-			return benchgrid.Options{}, err
-		}
-	}
-	// --senders must fit the smallest cell (said in bench's own terms).
-	cfg := o.cfg
-	cfg.App, cfg.Conns, cfg.Addr = o.app, slices.Min(o.clients), load.DefaultAddr // each cell sets its own address
-	if o.app == load.AppChat && (cfg.Senders < 0 || cfg.Senders > cfg.Conns) {
-		return benchgrid.Options{}, usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", cfg.Senders, cfg.Conns)}
-	}
-	// Every cell must be valid: Senders must fit the smallest, the
-	// buffers the largest.
-	for _, n := range []int{slices.Min(o.clients), slices.Max(o.clients)} {
-		cfg.Conns = n
-		if _, err := typedConfig(cfg); err != nil {
-			return benchgrid.Options{}, err
+			return fail(err)
 		}
 	}
 	if o.out == "" {
-		return benchgrid.Options{}, usageError{errors.New("--out: give a directory")}
+		return fail(errors.New("--out: give a directory"))
 	}
 	return opts, nil
+}
+
+// checkWorkload checks every cell of w can run, in bench's own terms.
+func checkWorkload(w *benchgrid.Workload) error {
+	for _, n := range append(slices.Clone(w.Clients), w.Backlogs...) {
+		if n < 1 {
+			return usageError{fmt.Errorf("--clients and --backlog values must be at least 1, got %d", n)}
+		}
+	}
+	// --senders must fit the smallest cell.
+	cfg := w.Load
+	cfg.App, cfg.Conns, cfg.Addr = w.App, slices.Min(w.Clients), load.DefaultAddr // each cell sets its own address
+	if cfg.Size == 0 {
+		cfg.Size = load.DefaultSize
+	}
+	if w.App == load.AppChat && (cfg.Senders < 0 || cfg.Senders > cfg.Conns) {
+		return usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", cfg.Senders, cfg.Conns)}
+	}
+	// Every cell must be valid: Senders must fit the smallest, the
+	// buffers the largest.
+	for _, n := range []int{slices.Min(w.Clients), slices.Max(w.Clients)} {
+		cfg.Conns = n
+		if _, err := typedConfig(cfg); err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+	}
+	return nil
 }
 
 // pickModels resolves --models against the registry.
@@ -235,23 +296,23 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cells := len(opts.Plan())
-	fmt.Fprintf(stderr, "bench: %d cells (%d models x %d backlogs x %d client counts), %s app, %v each; report in %s\n",
-		cells, len(opts.Models), len(opts.Backlogs), len(opts.Clients), opts.App, opts.Load.Duration, o.out)
+	fmt.Fprintf(stderr, "bench: %s; report in %s\n", describeGrid(opts, cells), o.out)
 	bar := newLiveBar(stderr, "bench", int64(cells))
 	opts.Progress = func(done, total int, c *benchgrid.Cell) {
 		if bar != nil {
-			bar.update(int64(done), fmt.Sprintf("%s clients=%d backlog=%d", c.Model, c.Clients, c.Backlog))
+			bar.update(int64(done), fmt.Sprintf("%s %s clients=%d backlog=%d", c.Workload, c.Model, c.Clients, c.Backlog))
 		} else if c.Status != "" {
 			fmt.Fprintf(stderr, "bench: [%d/%d] %s\n", done, total, cellLine(c))
 		}
 	}
 	res, runErr := benchgrid.Run(ctx, opts)
-	bar.done()
+	bar.finish(runErr == nil)
 	if res == nil {
 		return usageError{runErr}
 	}
 	files, err := report.Write(o.out, res)
 	printBenchSummary(cmd.OutOrStdout(), res, files)
+	report.WriteMatrix(cmd.OutOrStdout(), res, report.Verdicts(res))
 	if err != nil {
 		return err
 	}
@@ -259,6 +320,30 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("bench interrupted; the report has the %d cells that ran", len(res.Cells))
 	}
 	return nil
+}
+
+// describeGrid says, before the run, which preset and grid it is.
+func describeGrid(opts benchgrid.Options, cells int) string {
+	var ws []string
+	for _, w := range opts.Workloads {
+		cfg := w.Load.WithDefaults()
+		ws = append(ws, fmt.Sprintf("%s (clients %s x backlogs %s, %v)", w.Name, ints(w.Clients), ints(w.Backlogs), cfg.Duration))
+	}
+	rounds := ""
+	if opts.Repeat > 1 {
+		rounds = fmt.Sprintf(", %d rounds", opts.Repeat)
+	}
+	preset := opts.Preset
+	if !strings.HasPrefix(preset, "custom") {
+		preset += " preset"
+	}
+	return fmt.Sprintf("%s: %d cells: %d models x workloads %s%s",
+		preset, cells, len(opts.Models), strings.Join(ws, ", "), rounds)
+}
+
+// ints formats 20,200.
+func ints(v []int) string {
+	return strings.Trim(strings.ReplaceAll(fmt.Sprint(v), " ", ","), "[]")
 }
 
 // checkOutDir creates dir if needed and checks a file can be created in
@@ -290,22 +375,13 @@ func unwrapPath(err error) error {
 
 // cellLine describes a finished cell in one line.
 func cellLine(c *benchgrid.Cell) string {
-	head := fmt.Sprintf("%s clients=%d backlog=%d", c.Model, c.Clients, c.Backlog)
+	head := fmt.Sprintf("%s %s clients=%d backlog=%d", c.Workload, c.Model, c.Clients, c.Backlog)
 	if c.Status != benchgrid.StatusOK || c.Load == nil {
 		return head + ": " + c.Status + ": " + c.Cause
 	}
 	l := c.Load
 	return fmt.Sprintf("%s: success %s, %.0f msgs/s, p99 %.0fus, server %.2fus CPU/msg, ListenOverflows +%d",
-		head, percent(l.SuccessRate), l.MsgsPerS, l.Latency.P99, c.Server.CPUPerMsgUs, l.ListenOverflows)
-}
-
-// percent formats a rate as a percentage, with a decimal under 10% so a
-// small rate (1 client of 200) does not read as none.
-func percent(rate float64) string {
-	if rate < 0.1 {
-		return fmt.Sprintf("%.1f%%", 100*rate)
-	}
-	return fmt.Sprintf("%.0f%%", 100*rate)
+		head, report.Percent(l.SuccessRate), l.MsgsPerS, l.Latency.P99, c.Server.CPUPerMsgUs, l.ListenOverflows)
 }
 
 func printBenchSummary(w io.Writer, res *benchgrid.Results, files []string) {
@@ -322,7 +398,8 @@ func printBenchSummary(w io.Writer, res *benchgrid.Results, files []string) {
 	}
 	for _, f := range files {
 		if filepath.Base(f) == report.HTMLFile {
-			fmt.Fprintf(w, "report: %s (with %s, %s and %d charts beside it)\n", f, report.JSONFile, report.CSVFile, (len(files)-3)/2)
+			fmt.Fprintf(w, "report: %s (with %s, %s, %s and %d charts beside it)\n", f, report.JSONFile, report.CSVFile, report.SummaryFile, (len(files)-4)/2)
 		}
 	}
+	fmt.Fprintln(w)
 }

@@ -16,76 +16,28 @@ import (
 	"github.com/tcplab/tcplab/metrics"
 )
 
-// hardeningFlags are serve's flags for exposure: per-address limits, the
-// frame timeout, TLS, and the metrics endpoint.
+// hardeningFlags are serve's flags for the metrics endpoint. The other
+// hardening flags (per-address limits, the frame timeout, TLS) set
+// engine.Config fields: configFlags has them.
 type hardeningFlags struct {
-	maxPerIP      int
-	limitLoopback bool
-	connRate      float64
-	connBurst     int
-	frameTimeout  time.Duration
-	tlsCert       string
-	tlsKey        string
-	handshake     time.Duration
-	metrics       string
-	pprof         bool
+	metrics string
+	pprof   bool
 }
 
 func addHardeningFlags(f *pflag.FlagSet, h *hardeningFlags) {
-	d := engine.Config{}.WithDefaults()
-	f.IntVar(&h.maxPerIP, "max-conns-per-ip", d.MaxConnsPerIP, "connections open at once from one client address (IPv6: one /64); past it refused; 0 turns it off")
-	f.BoolVar(&h.limitLoopback, "limit-loopback", false, "apply --max-conns-per-ip and --conn-rate to loopback clients too (exempt by default)")
-	f.Float64Var(&h.connRate, "conn-rate", d.ConnRate, "new connections a second from one client address; past it refused; 0 turns it off")
-	f.IntVar(&h.connBurst, "conn-burst", d.ConnBurst, "new connections one client address may open at once before --conn-rate applies")
-	f.DurationVar(&h.frameTimeout, "frame-timeout", d.FrameTimeout, "close a connection whose frame is not complete this long after its first byte (slowloris); 0 turns it off")
-	f.StringVar(&h.tlsCert, "tls-cert", "", "PEM certificate chain: serve TLS (1.2 or later) with --tls-key")
-	f.StringVar(&h.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
-	f.DurationVar(&h.handshake, "handshake-timeout", d.HandshakeTimeout, "disconnect a client that has not finished the TLS handshake by then")
 	f.StringVar(&h.metrics, "metrics", "", "serve Prometheus metrics on this address (/metrics); a bare port listens on 127.0.0.1 only; off by default")
 	f.BoolVar(&h.pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on the --metrics listener")
 }
 
-// apply checks the flags and puts them into cfg. A flag's 0 ("off")
-// becomes the engine's negative value.
-func (h *hardeningFlags) apply(cfg *engine.Config) error {
-	switch {
-	case h.maxPerIP < 0:
-		return fmt.Errorf("--max-conns-per-ip %d: want 0 (off) or a positive number", h.maxPerIP)
-	case h.connRate < 0 || h.connRate != h.connRate:
-		return fmt.Errorf("--conn-rate %v: want 0 (off) or a positive number", h.connRate)
-	case h.connBurst < 1:
-		return fmt.Errorf("--conn-burst %d: must be at least 1", h.connBurst)
-	case h.frameTimeout < 0:
-		return fmt.Errorf("--frame-timeout %v: want 0 (off) or a positive duration", h.frameTimeout)
-	case h.handshake <= 0:
-		return fmt.Errorf("--handshake-timeout %v: must be positive", h.handshake)
-	case h.pprof && h.metrics == "":
+// check refuses --pprof without --metrics and a --metrics address that
+// cannot be listened on.
+func (h *hardeningFlags) check() error {
+	if h.pprof && h.metrics == "" {
 		return errors.New("--pprof is served on the --metrics listener: give --metrics too")
 	}
 	if h.metrics != "" {
-		if err := checkMetricsAddr(h.metrics); err != nil {
-			return err
-		}
+		return checkMetricsAddr(h.metrics)
 	}
-	off := func(v int) int {
-		if v == 0 {
-			return -1
-		}
-		return v
-	}
-	cfg.MaxConnsPerIP = off(h.maxPerIP)
-	cfg.ConnRate = h.connRate
-	if h.connRate == 0 {
-		cfg.ConnRate = -1
-	}
-	cfg.ConnBurst = h.connBurst
-	cfg.LimitLoopback = h.limitLoopback
-	cfg.FrameTimeout = h.frameTimeout
-	if h.frameTimeout == 0 {
-		cfg.FrameTimeout = -1
-	}
-	cfg.TLSCert, cfg.TLSKey = h.tlsCert, h.tlsKey
-	cfg.HandshakeTimeout = h.handshake
 	return nil
 }
 
@@ -126,7 +78,7 @@ func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd 
 	if m == nil {
 		return func() {}, nil
 	}
-	addr, err := metrics.LoopbackDefault(h.metrics) // checked by apply
+	addr, err := metrics.LoopbackDefault(h.metrics) // checked by check
 	if err != nil {
 		return nil, err
 	}

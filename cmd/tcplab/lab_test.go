@@ -110,25 +110,51 @@ func TestBareBenchIsTheQuickGridOverEveryModel(t *testing.T) {
 	for _, m := range engine.Models() {
 		names = append(names, m.Name)
 	}
-	for _, args := range [][]string{{}, {"--quick"}} {
+	echo, err := benchgrid.NamedWorkload("echo", benchgrid.Quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flags that are not a grid axis keep the quick preset.
+	for _, args := range [][]string{{}, {"--quick"}, {"--out", t.TempDir()}, {"--pin", "0:0"}, {"--duration", "2s"}, {"--models", "all"}, {"--repeat", "2"}} {
 		opts, err := optionsFor(args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if opts.Preset != "quick" || !slices.Equal(opts.Models, names) || opts.App != "echo" {
-			t.Errorf("bench %q: preset %s, models %v, app %s; want quick over %v", args, opts.Preset, opts.Models, opts.App, names)
+		var ws []string
+		for _, w := range opts.Workloads {
+			ws = append(ws, w.Name)
 		}
-		if !slices.Equal(opts.Clients, quickClients()) || !slices.Equal(opts.Backlogs, quickBacklogs()) || opts.Load.Duration != quickDuration {
-			t.Errorf("bench %q: grid %v x %v, %v", args, opts.Clients, opts.Backlogs, opts.Load.Duration)
+		if opts.Preset != "quick" || !slices.Equal(opts.Models, names) || !slices.Equal(ws, benchgrid.WorkloadNames()) {
+			t.Errorf("bench %q: preset %s, models %v, workloads %v; want quick over %v and every workload", args, opts.Preset, opts.Models, ws, names)
+		}
+		w := opts.Workloads[0]
+		if !slices.Equal(w.Clients, echo.Clients) || !slices.Equal(w.Backlogs, echo.Backlogs) {
+			t.Errorf("bench %q: echo grid %v x %v, want %v x %v", args, w.Clients, w.Backlogs, echo.Clients, echo.Backlogs)
 		}
 	}
-	opts, err := optionsFor("--seed-grid", "--models", "goroutine")
+	// A grid axis leaves it, and says so.
+	opts, err := optionsFor("--workload", "echo", "--clients", "5")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.App != "chat" || len(opts.Plan()) != 100 || opts.Preset != "seed" ||
-		!slices.Equal(opts.Backlogs, benchgrid.SeedBacklogs()) || !slices.Equal(opts.Clients, benchgrid.SeedClients()) {
-		t.Errorf("seed grid: app %s, %d cells, preset %s", opts.App, len(opts.Plan()), opts.Preset)
+	if opts.Preset != "custom grid (quick settings)" || !slices.Equal(opts.Workloads[0].Clients, []int{5}) || !slices.Equal(opts.Workloads[0].Backlogs, echo.Backlogs) {
+		t.Errorf("--clients 5: preset %q, grid %v x %v", opts.Preset, opts.Workloads[0].Clients, opts.Workloads[0].Backlogs)
+	}
+	full, err := optionsFor("--full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Preset != "full" || len(full.Plan()) < 5*len(opts.Models) {
+		t.Errorf("--full: preset %s, %d cells", full.Preset, len(full.Plan()))
+	}
+	opts, err = optionsFor("--seed-grid", "--models", "goroutine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := opts.Workloads[0]
+	if len(opts.Workloads) != 1 || w.App != "chat" || len(opts.Plan()) != 100 || opts.Preset != "seed" ||
+		!slices.Equal(w.Backlogs, benchgrid.SeedBacklogs()) || !slices.Equal(w.Clients, benchgrid.SeedClients()) {
+		t.Errorf("seed grid: app %s, %d cells, preset %s", w.App, len(opts.Plan()), opts.Preset)
 	}
 }
 
@@ -148,7 +174,7 @@ func optionsFor(args ...string) (benchgrid.Options, error) {
 func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 	t.Setenv("TCPLAB_TEST_MAIN", "1")
 	out := t.TempDir()
-	code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine,seq,"+unsupportedModel,
+	code, stdout, stderr := runCmd(t, "bench", "--workload", "echo", "--models", "goroutine,seq,"+unsupportedModel,
 		"--clients", "3", "--backlog", "8", "--duration", "600ms", "--connect-timeout", "300ms", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -156,7 +182,7 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 	if err := report.Offline(out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bench: 3 cells", "[1/3] goroutine clients=3 backlog=8: success", "[3/3] " + unsupportedModel + " clients=3 backlog=8: skipped"} {
+	for _, want := range []string{"bench: custom grid (quick settings): 3 cells", "[1/3] echo goroutine clients=3 backlog=8: success", "[3/3] echo " + unsupportedModel + " clients=3 backlog=8: skipped"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("progress lacks %q:\n%s", want, stderr)
 		}
@@ -183,11 +209,17 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 	if skip.Status != benchgrid.StatusSkipped || !strings.Contains(skip.Cause, "this test kernel refuses it") {
 		t.Errorf("unsupported model: %s %q", skip.Status, skip.Cause)
 	}
+	// It ends with the verdict matrix: seq served 1 of 3, under the
+	// threshold, so goroutine is the only model ranked.
+	matrix := stdout[strings.Index(stdout, "workload  key figure"):]
+	if !strings.Contains(matrix, "- On echo, goroutine is best with") || !strings.Contains(matrix, "under the 90% success threshold, seq 1/3") {
+		t.Errorf("bench does not end with the verdict:\n%s", stdout)
+	}
 	html, _ := os.ReadFile(filepath.Join(out, report.HTMLFile))
 	if !strings.Contains(string(html), unsupportedModel) || !strings.Contains(stdout, "skipped "+unsupportedModel) {
 		t.Errorf("the skipped model is not reported:\n%s", stdout)
 	}
-	for _, f := range []string{report.CSVFile, "throughput.svg", "throughput.png", "success-1-goroutine.svg"} {
+	for _, f := range []string{report.CSVFile, report.SummaryFile, "echo-cpu-per-msg.svg", "echo-cpu-per-msg.png"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}
@@ -209,7 +241,7 @@ func TestBenchPinsServerAndClient(t *testing.T) {
 	}
 	server, client := strconv.Itoa(online[0]), strconv.Itoa(online[len(online)-1])
 	out := t.TempDir()
-	code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine", "--clients", "2", "--backlog", "8",
+	code, stdout, stderr := runCmd(t, "bench", "--workload", "echo", "--models", "goroutine", "--clients", "2", "--backlog", "8",
 		"--duration", "200ms", "--pin", server+":"+client, "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -248,7 +280,7 @@ func TestBenchChecksOutBeforeRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, out := range []string{file, filepath.Join(file, "sub"), "/proc/nope"} {
-		code, stdout, stderr := runCmd(t, "bench", "--models", "goroutine", "--clients", "2", "--backlog", "8",
+		code, stdout, stderr := runCmd(t, "bench", "--workload", "echo", "--models", "goroutine", "--clients", "2", "--backlog", "8",
 			"--duration", "200ms", "--out", out)
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
 		if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "tcplab: --out ") || stdout != "" {

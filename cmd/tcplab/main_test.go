@@ -81,6 +81,12 @@ func TestBadInputExits2WithOneLine(t *testing.T) {
 		{"bench", "--pin", "x:1"},
 		{"bench", "--quick", "--seed-grid"},
 		{"bench", "--seed-grid", "--app", "echo"},
+		{"bench", "--workload", "no-such-workload"},
+		{"bench", "--workload", "echo,echo"},
+		{"bench", "--app", "chat", "--workload", "echo"},
+		{"bench", "--quick", "--full"},
+		{"bench", "--repeat", "0"},
+		{"bench", "--workload", "idle", "--rate", "100"},
 		{"bench", "--clients", "0"},
 		{"bench", "--duration", "-1s"},
 		{"doctor", "extra"},
@@ -117,7 +123,7 @@ func TestBadFlagIsTheOneNamed(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--senders", "3"}, "--senders applies to --app chat"},
+		{[]string{"--workload", "echo", "--senders", "3"}, "--senders applies to --app chat"},
 		{[]string{"--app", "chat", "--clients", "20,5", "--senders", "10"}, "smallest --clients (5)"},
 	} {
 		_, err := optionsFor(tc.args...)

@@ -56,15 +56,22 @@ func (lb *liveBar) update(cur int64, text string) {
 	lb.mu.Lock()
 	lb.text = text
 	lb.mu.Unlock()
-	lb.bar.SetCurrent(min(cur, lb.total-1)) // done completes it
-
+	lb.bar.SetCurrent(min(cur, lb.total-1)) // finish completes it
 }
 
 // done completes the bar and waits until it is drawn.
-func (lb *liveBar) done() {
+func (lb *liveBar) done() { lb.finish(true) }
+
+// finish ends the bar and waits until it is drawn: completed, it fills to
+// 100%; otherwise (interrupted) it stays where the work stopped.
+func (lb *liveBar) finish(completed bool) {
 	if lb == nil {
 		return
 	}
-	lb.bar.SetCurrent(lb.total) // reaching its total completes a bar
+	if completed {
+		lb.bar.SetCurrent(lb.total) // reaching its total completes a bar
+	} else {
+		lb.bar.Abort(false) // keep it drawn, at its place
+	}
 	lb.p.Wait()
 }

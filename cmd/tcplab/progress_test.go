@@ -72,3 +72,30 @@ func TestLoadShowsProgressOnATerminal(t *testing.T) {
 		t.Errorf("summary %q", out.String())
 	}
 }
+
+// TestBarStaysWhereInterrupted: a bar finished after an interruption
+// stays at the work done (1 of 4); one that completed shows 100%.
+func TestBarStaysWhereInterrupted(t *testing.T) {
+	for _, completed := range []bool{false, true} {
+		master, slave := openPTY(t)
+		var screen bytes.Buffer
+		read := make(chan struct{})
+		go func() {
+			io.Copy(&screen, master) // ends with EIO once the slave closes
+			close(read)
+		}()
+		bar := newLiveBar(slave, "bench", 4)
+		bar.update(1, "cell 2")
+		bar.finish(completed)
+		slave.Close()
+		<-read
+		master.Close()
+		s := screen.String()
+		if got := strings.Contains(s, "100 %"); got != completed {
+			t.Errorf("completed %v: the bar shows 100%%: %v (%q)", completed, got, s)
+		}
+		if !completed && !strings.Contains(s, "25 %") {
+			t.Errorf("interrupted: the bar does not stay at 25%%: %q", s)
+		}
+	}
+}

@@ -49,23 +49,10 @@ On a signal it stops accepting, lets queued writes flush for up to
 		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	d := engine.Config{}.WithDefaults()
 	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo, chat or work")
 	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringVar(&o.cfg.Addr, "addr", d.Addr, "address to listen on (0.0.0.0 or [::] only if you mean every interface)")
-	f.IntVar(&o.cfg.Backlog, "backlog", d.Backlog, "listen(2) backlog (the kernel caps it at net.core.somaxconn)")
-	f.IntVar(&o.cfg.Listeners, "listeners", 1, "SO_REUSEPORT listeners on the address")
-	f.IntVar(&o.cfg.MaxPending, "max-pending", d.MaxPending, "outbound bytes buffered per connection before it is closed as a slow consumer")
-	f.IntVar(&o.cfg.MaxInbound, "max-inbound", d.MaxInbound, "unconsumed inbound bytes per connection before it is closed")
-	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "close a connection whose socket takes no bytes for this long (must be positive)")
-	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", d.DrainTimeout, "on shutdown, how long queued writes may flush (0: close at once)")
-	f.IntVar(&o.cfg.Workers, "workers", d.Workers, "workers (pool, prefork, reactor-pool)")
-	f.IntVar(&o.cfg.Queue, "queue", d.Queue, "queued connections (pool)")
-	f.IntVar(&o.cfg.MaxThreads, "max-threads", d.MaxThreads, "connection threads (thread)")
-	f.IntVar(&o.cfg.MaxProcs, "max-procs", d.MaxProcs, "child processes (fork)")
-	f.IntVar(&o.cfg.Loops, "loops", d.Loops, "event loops (reactor, reactor-pool, uring)")
-	f.StringVar(&o.cfg.Balance, "balance", d.Balance, "how connections spread over loops: round-robin or least-conns (reactor, reactor-pool, uring)")
+	addConfigFlags(f, &o.cfg)
 	addChatFlags(f, &o.chat)
 	addWorkFlags(f, &o.work)
 	addHardeningFlags(f, &o.hard)
@@ -99,19 +86,10 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if err := o.hard.apply(&o.cfg); err != nil {
+	if err := checkConfig(&o.cfg); err != nil {
 		return usageError{err}
 	}
-	// The engine reads a zero as "the default": refuse it rather than
-	// silently serve 10 s.
-	if o.cfg.WriteTimeout <= 0 {
-		return usageError{fmt.Errorf("--write-timeout %v: must be positive", o.cfg.WriteTimeout)}
-	}
-	if o.cfg.DrainTimeout < 0 {
-		return usageError{fmt.Errorf("--drain-timeout %v: want 0 (no drain) or a positive duration", o.cfg.DrainTimeout)}
-	}
-	// Every field has its default from the flags, so a 0 here was typed.
-	if err := o.cfg.Validate(); err != nil {
+	if err := o.hard.check(); err != nil {
 		return usageError{err}
 	}
 	warnIgnoredFlags(cmd.Flags(), model, warnLog)
@@ -133,6 +111,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	}
 	m := o.hard.newMetrics(model.Name, a.name, &o.cfg, child)
 	srv, err := engine.Listen(model.Name, h, o.cfg)
+	err = configError(err)
 	if errors.Is(err, engine.ErrNoTLS) {
 		return usageError{err}
 	}

@@ -15,29 +15,32 @@ import (
 // conn is one connection of an event loop. It implements handler.Conn.
 //
 // Fields are grouped by who may touch them: the owning loop only; the loop
-// and any goroutine under mu; or atomics.
+// and any goroutine under mu; or atomics. The I/O driver keeps its own
+// per-connection state (io_uring: ringConn, found by id), and so does the
+// dispatcher (reactor-pool: ex).
 type conn struct {
 	l   *loop
 	out *outbuf.Buffer
 
 	// Owned by the loop.
 	fd         int
-	gen        int32
-	wantOut    bool          // the socket is full: waiting for an output edge
-	rdReady    bool          // the socket may hold unread bytes
+	gen        int32         // tells this connection's events and timers from an earlier one's on fd
+	id         int32         // the driver's handle (io_uring: the id in its operations' user data)
+	rdReady    bool          // the driver may have input for c (epoll: the socket may hold unread bytes)
 	rdHup      bool          // the peer has shut down its side: reads end in EOF
 	inReady    bool          // in the loop's ready list
-	inFull     bool          // reactor-pool: enough bytes wait for the session; stop reading
-	eof        bool          // reactor-pool: the peer finished or failed; read no more
+	held       bool          // the dispatcher holds a Data call's worth of input: read no more until it lets go
+	eof        bool          // input ended (the peer finished or failed): read no more
 	finishing  bool          // closing: reading stopped, flushing until done or the deadline
 	removed    bool          // the socket is closed
+	sending    bool          // the driver holds a send of c's; loop.sendDone continues the flush
+	wantOut    bool          // output is held up (the socket is full): the write timeout runs
 	batch      []byte        // the batch being written, while the loop holds the flush token
 	off        int           // bytes of batch already written
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
-	in         []byte        // reactor: bytes the session left unconsumed
-	limited    bool          // counted in Options.Limiter until removed
-	rc         ringConn      // io_uring loops only (ring.go)
+	in         []byte        // inline dispatch: bytes the session left unconsumed
+	limited    bool          // counted in the per-address limits until removed
 
 	remote, local netip.AddrPort
 
@@ -55,7 +58,7 @@ type conn struct {
 
 	mu   sync.Mutex
 	sess handler.Session
-	ex   execState // reactor-pool: the per-connection executor
+	ex   *execState // reactor-pool dispatch: the connection's executor (pool.go)
 }
 
 var _ handler.Conn = (*conn)(nil)
@@ -63,18 +66,18 @@ var _ handler.Conn = (*conn)(nil)
 func (c *conn) Write(p []byte) error {
 	err := c.out.Write(p)
 	if errors.Is(err, handler.ErrOverflow) {
-		c.l.s.overflows.Add(1)
+		c.l.s.stats.Overflows.Add(1)
 		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
 	}
 	return err
 }
 
 func (c *conn) Close(reason error) {
-	c.closeWith(reason, false, time.Now().Add(c.l.s.o.DrainTimeout))
+	c.closeWith(reason, false, time.Now().Add(c.l.s.cfg.DrainTimeout))
 }
 
 func (c *conn) CloseWith(last []byte, reason error) {
-	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.o.DrainTimeout)) {
+	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
 		c.l.post(task{kind: taskClose, c: c})
 	}
 }

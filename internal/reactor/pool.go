@@ -14,7 +14,8 @@ const maxRunCalls = 4
 
 // execState is a reactor-pool connection's executor: the handler events
 // waiting to run on a worker, kept in order and run by at most one worker
-// at a time. Guarded by the conn's mu.
+// at a time. The pool allocates it when the connection opens (conn.ex);
+// it is guarded by the conn's mu.
 type execState struct {
 	scheduled bool // in the pool's queue or running on a worker
 	opened    bool // Open has returned
@@ -27,32 +28,33 @@ type execState struct {
 	seen      int    // bytes at the front of in that Data has already seen
 }
 
-// pool runs handler calls for reactor-pool: the loops read and write, and
-// a fixed set of workers run Open, Data and Closed. A connection is in the
-// queue at most once, so its events never run concurrently and keep their
+// pool is reactor-pool's dispatcher: the loops read and write, and a fixed
+// set of workers run Open, Data and Closed. A connection is in the queue
+// at most once, so its events never run concurrently and keep their
 // order.
 type pool struct {
-	s     *Server
-	mu    sync.Mutex
-	work  sync.Cond // a connection was queued, or stop
-	idle  sync.Cond // busy reached zero
-	queue []*conn
-	head  int
-	busy  int // connections queued or running
-	stop  bool
-	wg    sync.WaitGroup
+	s        *Server
+	workers  int
+	mu       sync.Mutex
+	work     sync.Cond // a connection was queued, or stop
+	idle     sync.Cond // busy reached zero
+	queue    []*conn
+	head     int
+	busy     int // connections queued or running
+	stopping bool
+	wg       sync.WaitGroup
 }
 
-func newPool(s *Server) *pool {
-	p := &pool{s: s}
+func newPool(s *Server, workers int) *pool {
+	p := &pool{s: s, workers: workers}
 	p.work.L = &p.mu
 	p.idle.L = &p.mu
 	return p
 }
 
 // start runs the workers.
-func (p *pool) start(workers int) {
-	for range workers {
+func (p *pool) start() {
+	for range p.workers {
 		p.wg.Go(p.worker)
 	}
 }
@@ -60,7 +62,7 @@ func (p *pool) start(workers int) {
 func (p *pool) worker() {
 	for {
 		p.mu.Lock()
-		for p.head == len(p.queue) && !p.stop {
+		for p.head == len(p.queue) && !p.stopping {
 			p.work.Wait()
 		}
 		if p.head == len(p.queue) {
@@ -107,6 +109,7 @@ func (p *pool) wake(c *conn) {
 
 // open is called by the loop for a new connection: Open runs first.
 func (p *pool) open(c *conn) {
+	c.ex = &execState{}
 	c.mu.Lock()
 	p.wake(c)
 	c.mu.Unlock()
@@ -124,25 +127,25 @@ func (p *pool) input(c *conn, b []byte) (full bool) {
 	return full
 }
 
-// full reports whether a Data call's worth of bytes still waits.
-func (p *pool) full(c *conn) bool {
+// holding reports whether a Data call's worth of bytes still waits.
+func (p *pool) holding(c *conn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.ex.in)-c.ex.seen >= p.s.chunk
 }
 
-// endOfInput records that the peer finished (reason nil) or failed after
-// the bytes read so far. The executor closes the connection once the
-// session has seen them.
-func (p *pool) endOfInput(c *conn, reason error) {
+// ended records that the peer finished (reason nil) or failed after the
+// bytes read so far. The executor closes the connection once the session
+// has seen them.
+func (p *pool) ended(c *conn, reason error) {
 	c.mu.Lock()
 	c.ex.eof, c.ex.eofErr = true, reason
 	p.wake(c)
 	c.mu.Unlock()
 }
 
-// kick runs c's executor again after backpressure lifted.
-func (p *pool) kick(c *conn) {
+// resumed runs c's executor again after backpressure lifted.
+func (p *pool) resumed(c *conn) {
 	c.mu.Lock()
 	if len(c.ex.in) > c.ex.seen || c.ex.eof {
 		p.wake(c)
@@ -164,7 +167,7 @@ func (p *pool) closed(c *conn) {
 // back of the queue with work left.
 func (p *pool) run(c *conn) (again bool) {
 	s := p.s
-	ex := &c.ex
+	ex := c.ex
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for calls := 0; ; {
@@ -195,7 +198,7 @@ func (p *pool) run(c *conn) (again bool) {
 		case ex.eof && fresh == 0 && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
-			c.closeWith(reason, false, time.Now().Add(s.o.DrainTimeout))
+			c.closeWith(reason, false, time.Now().Add(s.cfg.DrainTimeout))
 			c.mu.Lock()
 
 		default:
@@ -210,7 +213,7 @@ func (p *pool) run(c *conn) (again bool) {
 // during the call.
 func (p *pool) deliver(c *conn, fresh int) {
 	s := p.s
-	ex := &c.ex
+	ex := c.ex
 	n := ex.seen + min(fresh, s.chunk)
 	view := ex.in[:n] // the loop only appends, never moves these bytes
 	sess := c.sess
@@ -219,11 +222,11 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if err == nil {
 		err = handler.CheckConsumed(used, n)
 	}
-	over := c.out.Len() > s.o.HighWater
+	over := c.out.Len() > s.highWater
 	c.mu.Lock()
 	if err != nil {
 		c.mu.Unlock()
-		c.closeWith(err, false, time.Now().Add(s.o.DrainTimeout))
+		c.closeWith(err, false, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()
 		return
 	}
@@ -235,9 +238,9 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
 		ex.in = nil
 	}
-	if ex.seen > s.o.MaxInbound {
+	if ex.seen > s.cfg.MaxInbound {
 		c.mu.Unlock()
-		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.o.DrainTimeout))
+		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()
 		return
 	}
@@ -266,11 +269,13 @@ func (p *pool) quiesce() {
 	p.mu.Unlock()
 }
 
-// shutdown stops the workers once the queue is empty and waits for them.
-func (p *pool) shutdown() {
+// stop stops the workers once the queue is empty and waits for them.
+func (p *pool) stop() {
 	p.mu.Lock()
-	p.stop = true
+	p.stopping = true
 	p.work.Broadcast()
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+var _ dispatcher = (*pool)(nil)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -25,19 +26,31 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // performance target.
 const ioTimeout = 10 * time.Second
 
-// testOptions are small, valid options on 127.0.0.1.
-func testOptions() Options {
-	return Options{
+// options are what a test serves with: the Config (embedded, so a test
+// sets o.Loops), the model, the io_uring loops' sizes, and what to do to
+// the server before it serves.
+type options struct {
+	serving.Config
+	model   Model
+	ring    RingOptions
+	prepare func(*Server)
+}
+
+// testOptions are small, valid options on 127.0.0.1, for the reactor
+// model.
+func testOptions() options {
+	return options{Config: serving.Config{
 		Addr: "127.0.0.1:0", Backlog: 128, Listeners: 1, Loops: 2, Balance: RoundRobin,
-		MaxPending: 1 << 20, MaxInbound: 1 << 20, HighWater: 512 << 10, LowWater: 128 << 10,
+		MaxPending: 1 << 20, MaxInbound: 1 << 20, Workers: 2,
+		MaxConnsPerIP: -1, ConnRate: -1, // no per-address limits
 		WriteTimeout: 10 * time.Second, DrainTimeout: 5 * time.Second,
 		Logger: slog.New(slog.DiscardHandler),
-	}
+	}.WithDefaults()}
 }
 
 // start serves h with o and shuts the server down when the test ends,
 // checking that Serve returned nil.
-func start(t *testing.T, h handler.Handler, o Options) *Server {
+func start(t *testing.T, h handler.Handler, o options) *Server {
 	t.Helper()
 	s, served := serve(t, h, o)
 	t.Cleanup(func() {
@@ -55,11 +68,14 @@ func start(t *testing.T, h handler.Handler, o Options) *Server {
 
 // serve starts a server whose shutdown is the test's business; Serve's
 // result arrives on the channel.
-func serve(t *testing.T, h handler.Handler, o Options) (*Server, <-chan error) {
+func serve(t *testing.T, h handler.Handler, o options) (*Server, <-chan error) {
 	t.Helper()
-	s, err := New(h, o)
+	s, err := newServer(h, o.Config, o.model, o.ring)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.prepare != nil {
+		o.prepare(s)
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
@@ -188,17 +204,15 @@ func expectLine(t *testing.T, r *bufio.Reader, want string) {
 // models runs f for reactor (handlers on the loops), reactor-pool
 // (handlers on workers) and uring (io_uring loops; skipped with the cause
 // where the kernel refuses io_uring).
-func models(t *testing.T, f func(t *testing.T, o Options)) {
+func models(t *testing.T, f func(t *testing.T, o options)) {
 	for _, m := range []struct {
-		name    string
-		workers int
-		ring    bool
-	}{{"reactor", 0, false}, {"reactor-pool", 2, false}, {"uring", 0, true}} {
+		name  string
+		model Model
+	}{{"reactor", Reactor}, {"reactor-pool", ReactorPool}, {"uring", Uring}} {
 		t.Run(m.name, func(t *testing.T) {
 			o := testOptions()
-			o.Workers = m.workers
-			o.IOUring = m.ring
-			if m.ring {
+			o.model = m.model
+			if m.model == Uring {
 				skipWithoutRing(t)
 			}
 			f(t, o)
@@ -208,37 +222,30 @@ func models(t *testing.T, f func(t *testing.T, o Options)) {
 
 // kernels runs f with epoll loops and with io_uring loops (skipped with the
 // cause where the kernel refuses io_uring).
-func kernels(t *testing.T, f func(t *testing.T, o Options)) {
+func kernels(t *testing.T, f func(t *testing.T, o options)) {
 	t.Run("epoll", func(t *testing.T) { f(t, testOptions()) })
-	t.Run("uring", func(t *testing.T) {
-		skipWithoutRing(t)
-		o := testOptions()
-		o.IOUring = true
-		f(t, o)
-	})
+	t.Run("uring", func(t *testing.T) { f(t, ringOptions(t)) })
 }
 
 func TestValidateRejectsBadOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		change func(o *Options)
+		change func(o *options)
 		want   string
 	}{
-		{"no loops", func(o *Options) { o.Loops = 0 }, "loops 0"},
-		{"negative workers", func(o *Options) { o.Workers = -1 }, "workers -1"},
-		{"unknown balance", func(o *Options) { o.Balance = "random" }, `balance "random"`},
-		{"water marks upside down", func(o *Options) { o.LowWater = o.HighWater + 1 }, "low-water"},
-		{"high water over the bound", func(o *Options) { o.HighWater = o.MaxPending + 1 }, "high-water"},
-		{"no write timeout", func(o *Options) { o.WriteTimeout = 0 }, "write timeout"},
-		{"no logger", func(o *Options) { o.Logger = nil }, "logger"},
-		{"workers on io_uring loops", func(o *Options) { o.IOUring, o.Workers = true, 2 }, "workers are not supported"},
-		{"ring buffers not a power of two", func(o *Options) { o.IOUring, o.Ring.Buffers = true, 1000 }, "ring buffers 1000"},
-		{"bad address", func(o *Options) { o.Addr = "not-an-address" }, "not-an-address"},
+		{"no loops", func(o *options) { o.Loops = 0 }, "Loops 0"},
+		{"negative workers", func(o *options) { o.model, o.Workers = ReactorPool, -1 }, "Workers -1"},
+		{"unknown balance", func(o *options) { o.Balance = "random" }, `Balance "random"`},
+		{"no outbound bound", func(o *options) { o.MaxPending = 0 }, "MaxPending 0"},
+		{"no write timeout", func(o *options) { o.WriteTimeout = 0 }, "WriteTimeout 0s"},
+		{"no logger", func(o *options) { o.Logger = nil }, "Logger"},
+		{"ring buffers not a power of two", func(o *options) { o.model, o.ring.Buffers = Uring, 1000 }, "ring buffers 1000"},
+		{"bad address", func(o *options) { o.Addr = "not-an-address" }, "not-an-address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions()
 			tc.change(&o)
-			s, err := New(newLines(t), o)
+			s, err := newServer(newLines(t), o.Config, o.model, o.ring)
 			if err == nil {
 				s.Shutdown(context.Background())
 				t.Fatal("accepted")
@@ -254,7 +261,7 @@ func TestServeTwiceAndShutdownBeforeServe(t *testing.T) {
 	kernels(t, testServeTwiceAndShutdownBeforeServe)
 }
 
-func testServeTwiceAndShutdownBeforeServe(t *testing.T, o Options) {
+func testServeTwiceAndShutdownBeforeServe(t *testing.T, o options) {
 	s := start(t, newLines(t), o)
 	c := dial(t, s)
 	io.WriteString(c, "ping\n")
@@ -263,7 +270,7 @@ func testServeTwiceAndShutdownBeforeServe(t *testing.T, o Options) {
 		t.Fatal("second Serve returned nil")
 	}
 
-	unserved, err := New(newLines(t), o)
+	unserved, err := newServer(newLines(t), o.Config, o.model, o.ring)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +288,7 @@ func testServeTwiceAndShutdownBeforeServe(t *testing.T, o Options) {
 // TestWriteTimeout: a peer that never reads gets its connection closed
 // once the socket has taken nothing for WriteTimeout.
 func TestWriteTimeout(t *testing.T) {
-	models(t, func(t *testing.T, o Options) {
+	models(t, func(t *testing.T, o options) {
 		o.WriteTimeout = 200 * time.Millisecond
 		o.MaxPending = 32 << 20
 		h := newLines(t)
@@ -306,8 +313,10 @@ func TestBusyLoopTakesWritesWithoutWakeups(t *testing.T) {
 	kernels(t, testBusyLoopTakesWritesWithoutWakeups)
 }
 
-func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
+func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o options) {
 	o.Loops = 1
+	var wakes *wakeCounter
+	o.prepare = func(s *Server) { wakes = countWakeups(s.loops[0]) }
 	h := newLines(t)
 	conns := make(chan handler.Conn, 100)
 	opener := handler.Func(func(c handler.Conn) handler.Session {
@@ -315,7 +324,6 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
 		return h.Open(c)
 	})
 	s := start(t, opener, o)
-	l := s.loops[0]
 
 	const n, msgs = 50, 200
 	clients := make([]*bufio.Reader, n)
@@ -329,7 +337,7 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
 	io.WriteString(busy, "block\n")
 	<-h.blocked // the only loop is inside Data now
 
-	before := l.wakeups.Load()
+	before := wakes.n.Load()
 	for m := range msgs {
 		for i := range n {
 			if err := server[i].Write(fmt.Appendf(nil, "%d %d\n", i, m)); err != nil {
@@ -337,7 +345,7 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
 			}
 		}
 	}
-	if w := l.wakeups.Load() - before; w != 0 {
+	if w := wakes.n.Load() - before; w != 0 {
 		t.Fatalf("%d writes to a busy loop's connections cost %d eventfd wake-ups, want 0", n*msgs, w)
 	}
 	close(h.release)
@@ -353,8 +361,10 @@ func testBusyLoopTakesWritesWithoutWakeups(t *testing.T, o Options) {
 // goroutine wakes a sleeping loop far fewer times than it writes.
 func TestSleepingLoopWakesOncePerBurst(t *testing.T) { kernels(t, testSleepingLoopWakesOncePerBurst) }
 
-func testSleepingLoopWakesOncePerBurst(t *testing.T, o Options) {
+func testSleepingLoopWakesOncePerBurst(t *testing.T, o options) {
 	o.Loops = 1
+	var wakes *wakeCounter
+	o.prepare = func(s *Server) { wakes = countWakeups(s.loops[0]) }
 	conns := make(chan handler.Conn, 100)
 	h := newLines(t)
 	s := start(t, handler.Func(func(c handler.Conn) handler.Session {
@@ -369,7 +379,7 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o Options) {
 		server[i] = <-conns
 	}
 	time.Sleep(20 * time.Millisecond) // the loop has gone to sleep
-	before := s.loops[0].wakeups.Load()
+	before := wakes.n.Load()
 	for m := range msgs {
 		for i := range n {
 			server[i].Write(fmt.Appendf(nil, "%d\n", m))
@@ -380,7 +390,7 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o Options) {
 			expectLine(t, r, fmt.Sprint(m))
 		}
 	}
-	w := s.loops[0].wakeups.Load() - before
+	w := wakes.n.Load() - before
 	t.Logf("%d writes from another goroutine: %d eventfd wake-ups", n*msgs, w)
 	if w < 1 || w > n*msgs/10 {
 		t.Fatalf("%d writes cost %d wake-ups, want between 1 and %d", n*msgs, w, n*msgs/10)
@@ -392,7 +402,7 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o Options) {
 // policies: round-robin keeps alternating, least-conns fills loop 1.
 func TestBalance(t *testing.T) { kernels(t, testBalance) }
 
-func testBalance(t *testing.T, o Options) {
+func testBalance(t *testing.T, o options) {
 	for _, tc := range []struct {
 		balance      string
 		want0, want1 int64
@@ -443,9 +453,9 @@ func waitLoads(t *testing.T, s *Server, want0, want1 int64) {
 // SO_REUSEPORT listener and serves what it accepts.
 func TestListenerPerLoop(t *testing.T) { kernels(t, testListenerPerLoop) }
 
-func testListenerPerLoop(t *testing.T, o Options) {
+func testListenerPerLoop(t *testing.T, o options) {
 	o.Listeners = 2
-	s, err := New(newLines(t), o)
+	s, err := newServer(newLines(t), o.Config, o.model, o.ring)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +485,7 @@ func testListenerPerLoop(t *testing.T, o Options) {
 // in Data holds one worker; the loop and the other workers go on serving.
 func TestPoolSlowHandlerDoesNotStallTheLoop(t *testing.T) {
 	o := testOptions()
-	o.Loops, o.Workers = 1, 2
+	o.model, o.Loops, o.Workers = ReactorPool, 1, 2
 	h := newLines(t)
 	s := start(t, h, o)
 	slow := dial(t, s)
@@ -495,7 +505,7 @@ func TestPoolSlowHandlerDoesNotStallTheLoop(t *testing.T) {
 // session's checks fail the test if Data calls of one connection overlap.
 func TestPoolKeepsOrderPerConnection(t *testing.T) {
 	o := testOptions()
-	o.Workers = 4
+	o.model, o.Workers = ReactorPool, 4
 	s := start(t, newLines(t), o)
 	var wg sync.WaitGroup
 	for i := range 40 {
@@ -525,7 +535,7 @@ func TestPoolKeepsOrderPerConnection(t *testing.T) {
 // for a Data call in progress; the reply it writes reaches the peer before
 // the farewell, and the connection then ends.
 func TestShutdownWaitsForDataThenSaysFarewell(t *testing.T) {
-	models(t, func(t *testing.T, o Options) {
+	models(t, func(t *testing.T, o options) {
 		h := newLines(t)
 		s, served := serve(t, h, o)
 		c := dial(t, s)
@@ -555,7 +565,7 @@ func TestShutdownWaitsForDataThenSaysFarewell(t *testing.T) {
 // TestShutdownCutsTheDrainAtTheDeadline: a peer that reads nothing cannot
 // hold shutdown past its context's deadline.
 func TestShutdownCutsTheDrainAtTheDeadline(t *testing.T) {
-	models(t, func(t *testing.T, o Options) {
+	models(t, func(t *testing.T, o options) {
 		o.MaxPending = 32 << 20
 		h := newLines(t)
 		s, served := serve(t, h, o)
@@ -582,7 +592,7 @@ func (h quiescing) Quiesced(time.Time) { h.quiesced <- len(h.closed) }
 // TestShutdownTellsAQuiescer: Shutdown calls Quiesced once, after reading
 // stopped and before any connection is closed, on both kernels.
 func TestShutdownTellsAQuiescer(t *testing.T) {
-	kernels(t, func(t *testing.T, o Options) {
+	kernels(t, func(t *testing.T, o options) {
 		h := quiescing{newLines(t), make(chan int, 2)}
 		s, served := serve(t, h, o)
 		c := dial(t, s)
@@ -651,23 +661,24 @@ func TestStaleLingerTimerSparesALaterLinger(t *testing.T) {
 	o.Loops = 1
 	s := start(t, newLines(t), o)
 	l := s.loops[0]
+	d := l.drv.(*epollDriver)
 	first, _ := serverSide(t)
 	second, _ := serverSide(t)
 	var lingered bool
 	call(l, func() {
 		fd := first
-		l.linger(fd)
-		delete(l.lingering, fd) // the first linger ends, as endLinger would, but keeps the number
+		d.linger(fd)
+		delete(d.lingering, fd) // the first linger ends, as endLinger would, but keeps the number
 		if err := unix.Dup3(second, fd, unix.O_CLOEXEC); err != nil {
 			t.Errorf("dup3: %v", err)
 		}
 		unix.Close(second)
 		l.epoch = l.epoch.Add(-time.Second) // the loop's clock moves on past the first deadline
-		l.linger(fd)
-		l.runTimers()
-		_, lingered = l.lingering[fd]
+		d.linger(fd)
+		d.expireLingers(l.now())
+		_, lingered = d.lingering[fd]
 		if lingered {
-			l.endLinger(fd)
+			d.endLinger(fd)
 		}
 	})
 	if !lingered {

@@ -17,7 +17,7 @@ import (
 // be refused at once, with the handler's refusal, rather than left in the
 // listen backlog; once a descriptor is free again, clients are served.
 func TestRefuseWhenOutOfDescriptors(t *testing.T) {
-	models(t, func(t *testing.T, o Options) {
+	models(t, func(t *testing.T, o options) {
 		o.Loops = 1
 		h := newLines(t)
 		s := start(t, h, o)
@@ -28,10 +28,10 @@ func TestRefuseWhenOutOfDescriptors(t *testing.T) {
 		// Leave exactly three descriptors: client 1, its server side, and
 		// client 2. Client 2's server side does not fit.
 		limitFreeDescriptors(t, 3)
-		if o.IOUring {
+		if o.model == Uring {
 			// An armed multishot accept keeps the limit it was armed
 			// with: arm it again under the new one.
-			call(s.loops[0], s.loops[0].ringRearmAccepts)
+			call(s.loops[0], ringOf(s.loops[0]).rearmAccepts)
 		}
 
 		c1 := dial(t, s)

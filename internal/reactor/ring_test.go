@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/serving"
 	"github.com/tcplab/tcplab/internal/uring"
 )
 
@@ -22,7 +24,7 @@ import (
 // refuses io_uring.
 func skipWithoutRing(t *testing.T) {
 	t.Helper()
-	r, err := uring.New(1, 0)
+	r, err := uring.New(1, 0, 0)
 	if errors.Is(err, uring.ErrUnavailable) {
 		t.Skipf("skipped: %v", err)
 	}
@@ -50,22 +52,25 @@ func (s echoSession) Data(in []byte) (int, error) { return len(in), s.c.Write(in
 func (echoSession) Closed(error)                  {}
 
 // ringOptions are testOptions on io_uring loops, skipping the test where
-// the kernel refuses io_uring.
-func ringOptions(t *testing.T) Options {
+// the kernel refuses io_uring. Their logger is a logCounter, which
+// counts what the loops say about their resources.
+func ringOptions(t *testing.T) options {
 	t.Helper()
 	skipWithoutRing(t)
 	o := testOptions()
-	o.IOUring = true
+	o.model = Uring
+	o.Logger = slog.New(newLogCounter())
 	return o
 }
 
-// ringTotals sums the ring loops' counters.
-type ringTotals struct{ starvations, shortSends, slotWaits, heldMax, grown int }
+// ringTotals counts the times the ring loops ran short of a resource, as
+// their debug records say.
+type ringTotals struct{ starvations, shortSends, slotWaits, grown int }
 
 // stopRing shuts s down and checks that every loop's ring drained: no
 // operation in flight, every connection id free, so its memory was
 // unmapped, and that every send mapping added to the first was unmapped
-// once its sends were done. It returns the loops' counters.
+// once its sends were done. It returns the loops' shortages.
 func stopRing(t *testing.T, s *Server, served <-chan error) ringTotals {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -76,23 +81,23 @@ func stopRing(t *testing.T, s *Server, served <-chan error) ringTotals {
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	var sum ringTotals
 	for i, l := range s.loops {
-		rg := l.ring
+		rg := ringOf(l)
 		if !rg.drained || rg.inflight != 0 || len(rg.freeIDs) != len(rg.conns) || rg.lost != 0 {
 			t.Errorf("loop %d after shutdown: drained %v, %d operations in flight, %d of %d ids free, %d lost",
 				i, rg.drained, rg.inflight, len(rg.freeIDs), len(rg.conns), rg.lost)
 		}
-		if rg.arena.grown != rg.arena.shrunk {
-			t.Errorf("loop %d after shutdown: %d send mappings added, %d unmapped", i, rg.arena.grown, rg.arena.shrunk)
-		}
-		sum.grown += rg.arena.grown
-		sum.starvations += rg.starvations
-		sum.shortSends += rg.shortSends
-		sum.slotWaits += rg.slotWaits
-		sum.heldMax = max(sum.heldMax, rg.heldMax)
 	}
-	return sum
+	logs := s.cfg.Logger.Handler().(*logCounter)
+	if grown, shrunk := logs.count(msgGrew), logs.count(msgShrank); grown != shrunk {
+		t.Errorf("after shutdown: %d send mappings added, %d unmapped", grown, shrunk)
+	}
+	return ringTotals{
+		starvations: logs.count(msgStarved),
+		shortSends:  logs.count(msgShortSend),
+		slotWaits:   logs.count(msgSlotWait),
+		grown:       logs.count(msgGrew),
+	}
 }
 
 // pattern returns n bytes that differ from any shift of themselves.
@@ -165,8 +170,8 @@ func echoStorm(t *testing.T, s *Server, n, size int) {
 // loop must send the rest from where each send stopped, in order.
 func TestRingShortSends(t *testing.T) {
 	o := ringOptions(t)
-	o.MaxPending, o.HighWater, o.LowWater = 8<<20, 4<<20, 1<<20
-	o.Ring = RingOptions{SendSlots: 2, SendSlotSize: 8 << 20}
+	o.MaxPending = 8 << 20 // reading pauses over 4 MiB
+	o.ring = RingOptions{SendSlots: 2, SendSlotSize: 8 << 20}
 	want := pattern(6<<20, 1)
 	s, served := serve(t, greeter(want), o)
 	c := dial(t, s)
@@ -212,11 +217,11 @@ func TestRingResourcesRunOut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ringOptions(t)
-			o.Ring = tc.ring
+			o.ring = tc.ring
 			s, served := serve(t, echoer{}, o)
 			if tc.mapChunk != nil {
 				for _, l := range s.loops {
-					call(l, func() { l.ring.arena.mapChunk = tc.mapChunk })
+					call(l, func() { ringOf(l).arena.mapChunk = tc.mapChunk })
 				}
 			}
 			echoStorm(t, s, tc.clients, 128<<10)
@@ -239,7 +244,7 @@ func TestRingResourcesRunOut(t *testing.T) {
 // connection never overflows.
 func TestRingPausedReadingKeepsOrder(t *testing.T) {
 	o := ringOptions(t)
-	o.MaxPending, o.HighWater, o.LowWater = 64<<10, 32<<10, 8<<10
+	o.MaxPending = 64 << 10 // reading pauses over 32 KiB, resumes under 8 KiB
 	s, served := serve(t, echoer{}, o)
 	c := dial(t, s)
 	if err := echoCheck(c, pattern(4<<20, 3), 16<<10, 50*time.Microsecond); err != nil {
@@ -249,8 +254,7 @@ func TestRingPausedReadingKeepsOrder(t *testing.T) {
 		t.Fatalf("%d overflows, want backpressure instead", st.Overflows)
 	}
 	c.Close()
-	tot := stopRing(t, s, served)
-	t.Logf("at most %d bytes held while paused", tot.heldMax)
+	stopRing(t, s, served)
 }
 
 // filler is the handler of TestRingResumesWhileOthersWrite: "fill" queues
@@ -344,8 +348,8 @@ func TestRingResumesWhileOthersWrite(t *testing.T) {
 	}
 	io.WriteString(cl, "fill\n")
 	expect("filled", ioTimeout)
-	if n := maxTook.Load(); n <= int64(o.HighWater) {
-		t.Fatalf("the largest batch was %d bytes, not over the high-water mark %d: reading never paused", n, o.HighWater)
+	if hw := serving.HighWater(o.Config); maxTook.Load() <= int64(hw) {
+		t.Fatalf("the largest batch was %d bytes, not over the high-water mark %d: reading never paused", maxTook.Load(), hw)
 	}
 	// A liveness bound, not a performance one: without the fix the pong
 	// never comes while the other writer writes.
@@ -361,11 +365,11 @@ func TestRingResumesWhileOthersWrite(t *testing.T) {
 // timeout, the only thing that freed their slots before mappings grew.
 // Epoll loops share no such resource and are held to the same.
 func TestStalledPeersHoldNoOneUp(t *testing.T) {
-	kernels(t, func(t *testing.T, o Options) {
+	kernels(t, func(t *testing.T, o options) {
 		o.Loops = 1
 		o.WriteTimeout = 10 * time.Second
 		o.MaxPending = 32 << 20
-		o.Ring = RingOptions{SendSlots: 2}
+		o.ring = RingOptions{SendSlots: 2}
 		h := newLines(t)
 		s := start(t, h, o)
 		const flooders = 3
@@ -401,9 +405,9 @@ func TestStalledPeersHoldNoOneUp(t *testing.T) {
 		if d := time.Since(sent); d >= o.WriteTimeout/2 {
 			t.Fatalf("the pong took %v: held up by the stalled peers (write timeout %v)", d, o.WriteTimeout)
 		}
-		if l.ring != nil {
+		if rg, ok := l.drv.(*uringDriver); ok {
 			var chunks int
-			call(l, func() { chunks = len(l.ring.arena.chunks) })
+			call(l, func() { chunks = len(rg.arena.chunks) })
 			if chunks < 2 {
 				t.Fatalf("%d send mapping(s) for %d stalled sends of 2 slots each: the test did not exercise growth", chunks, flooders)
 			}
@@ -451,8 +455,8 @@ func TestSendArena(t *testing.T) {
 			t.Fatalf("slot %d was overwritten by another", i)
 		}
 	}
-	if len(a.chunks) != 3 || a.grown != 2 || a.available() != per-1 {
-		t.Fatalf("%d chunks (%d grown), %d free; want 3, 2, %d", len(a.chunks), a.grown, a.available(), per-1)
+	if len(a.chunks) != 3 || a.available() != per-1 {
+		t.Fatalf("%d chunks, %d free; want 3, %d", len(a.chunks), a.available(), per-1)
 	}
 	a.put(slots[2*per]) // the third chunk is empty, the others full: it stays
 	if len(a.chunks) != 3 {
@@ -463,8 +467,8 @@ func TestSendArena(t *testing.T) {
 		t.Fatalf("%d chunks, want 3 while less than half a chunk is free below", len(a.chunks))
 	}
 	a.put(slots[per+1]) // two free below: the empty top chunk goes
-	if len(a.chunks) != 2 || a.shrunk != 1 {
-		t.Fatalf("%d chunks (%d unmapped), want 2 (1)", len(a.chunks), a.shrunk)
+	if len(a.chunks) != 2 {
+		t.Fatalf("%d chunks, want 2: the empty top one unmapped", len(a.chunks))
 	}
 	i, _ := a.get() // from the second chunk, not a new third
 	if i/per != 1 || len(a.chunks) != 2 {
@@ -474,8 +478,7 @@ func TestSendArena(t *testing.T) {
 	for _, j := range rest {
 		a.put(j)
 	}
-	if len(a.chunks) != 1 || a.used != 0 || a.grown != a.shrunk {
-		t.Fatalf("after every slot came back: %d chunks, %d used, %d grown, %d unmapped; want the first chunk only",
-			len(a.chunks), a.used, a.grown, a.shrunk)
+	if len(a.chunks) != 1 || a.used != 0 {
+		t.Fatalf("after every slot came back: %d chunks, %d used; want the first chunk only", len(a.chunks), a.used)
 	}
 }

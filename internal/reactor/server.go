@@ -1,38 +1,39 @@
 // Package reactor is the event-loop machinery under the reactor,
 // reactor-pool and uring models: N event loops, each on its own locked OS
 // thread, serving non-blocking sockets with no goroutine per connection.
-// A loop talks to the kernel through epoll, or, with Options.IOUring,
-// through an io_uring instance (ring.go); everything else is shared.
 //
-// The design, in short (docs/architecture.md has the long form):
+// Three parts, each in its own files (docs/architecture.md has the long
+// form):
 //
-//   - Edge-triggered epoll: each connection is registered once for
-//     input, output and peer hang-up. A readable connection gets one read
-//     per pass into the loop's shared 64 KiB buffer; a read that may have
-//     left bytes behind queues the connection to be read again on the next
-//     pass, so a busy connection cannot starve the others and no read is
-//     spent to see EAGAIN.
+//   - The loop core (loop.go, conn_io.go, timers.go): tasks posted from
+//     other goroutines, timers, handing input to the dispatcher, output
+//     and its backpressure, the close protocol and the two-phase
+//     shutdown. It knows no kernel interface.
+//   - The I/O drivers (driver.go): epoll (driver_epoll.go) for reactor and
+//     reactor-pool, io_uring (driver_uring.go, sendarena.go) for uring.
+//   - The dispatchers (dispatch.go): handler calls on the loop (inline:
+//     reactor, uring) or on a pool of workers (pool.go: reactor-pool).
+//
+// What they share:
+//
 //   - Bytes the session leaves unconsumed are kept per connection (bounded
 //     by MaxInbound); a connection with none keeps no input buffer.
 //   - Writes go to the connection's bounded internal/outbuf buffer. A reply
 //     written from Data on the loop is flushed inline after Data returns;
 //     a write from another goroutine posts the connection to its loop.
-//     Output readiness matters only after a write found the socket full.
 //   - Backpressure: above the high-water mark the loop stops reading the
 //     connection until its buffer drains under the low-water mark.
-//   - Cross-goroutine messages reach a loop through a queue; the eventfd is
-//     written only when the loop sleeps, so a burst costs one wake-up.
-//   - With Workers set (reactor-pool) the loops still do all the I/O and
-//     handler calls run on a worker pool, in order per connection.
+//   - Cross-goroutine messages reach a loop through a queue; the driver is
+//     woken only when the loop sleeps, so a burst costs one wake-up.
 package reactor
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -45,12 +46,38 @@ import (
 	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/listener"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"github.com/tcplab/tcplab/internal/serving"
+)
+
+// Model is what a Server runs: which I/O driver its loops use, and where
+// the handler's calls run.
+type Model int
+
+const (
+	// Reactor runs epoll loops, with the handler's calls on the loops.
+	Reactor Model = iota
+	// ReactorPool runs epoll loops, with the handler's calls on
+	// Config.Workers goroutines.
+	ReactorPool
+	// Uring runs io_uring loops, with the handler's calls on the loops.
+	// New fails with an error wrapping uring.ErrUnavailable when the
+	// kernel refuses io_uring.
+	Uring
+)
+
+// Balance policies: how connections accepted on a shared listener are
+// spread over the loops (Config.Balance).
+const (
+	RoundRobin = serving.RoundRobin
+	LeastConns = serving.LeastConns
 )
 
 // Server is a set of event loops serving one handler.
 type Server struct {
 	h     handler.Handler
-	o     Options
+	cfg   serving.Config
+	model Model
+	ring  RingOptions // io_uring loops' sizes, defaults filled in
 	addr  *net.TCPAddr
 	local netip.AddrPort // every connection's local address, unless bound to a wildcard
 	chunk int            // most fresh bytes passed to one Data call
@@ -59,13 +86,15 @@ type Server struct {
 	// each connection by Balance.
 	shared bool
 	rr     atomic.Uint64
-	pool   *pool // reactor-pool only
+	disp   dispatcher // where handler calls run: inline, or a pool
 
-	accepted, refused, acceptErrors, overflows atomic.Uint64
-	open                                       atomic.Int64
-	frameTimeouts, writeTimeouts               atomic.Uint64
-	refusedBy                                  admit.Refusals
-	quiet                                      atomic.Bool // shutdown phase 1 done: no Data starts
+	// highWater and lowWater are Config's backpressure marks
+	// (serving.HighWater).
+	highWater, lowWater int
+	limiter             *admit.Limiter // nil: no per-address limits
+
+	stats serving.Counters // the loops keep the byte counts
+	quiet atomic.Bool      // shutdown phase 1 done: no Data starts
 
 	// spare is a descriptor held in reserve: out of descriptors, the
 	// server closes it to accept one connection and refuse it, rather
@@ -78,40 +107,56 @@ type Server struct {
 	serving bool
 	shut    bool
 	loopsWG sync.WaitGroup
-	// lingerers are the goroutines of io_uring loops' lingering closes
-	// (lingerAside): Shutdown waits for them, CloseLinger at most.
-	lingerers sync.WaitGroup
-	done      chan struct{} // closed when Shutdown has finished
-	fatal     chan error
+	done    chan struct{} // closed when Shutdown has finished
+	fatal   chan error
 }
 
-// New binds the listeners and prepares the loops; Serve starts them.
-func New(h handler.Handler, o Options) (*Server, error) {
-	if err := o.Validate(); err != nil {
+// New binds the listeners and prepares the loops of model m; Serve starts
+// them. cfg must have its defaults filled in (serving.Config.WithDefaults).
+func New(h handler.Handler, cfg serving.Config, m Model) (*Server, error) {
+	return newServer(h, cfg, m, RingOptions{})
+}
+
+// newServer is New with the io_uring loops' sizes (zero fields: the
+// defaults), which only tests change.
+func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("reactor: %w", err)
+	}
+	hw := serving.HighWater(cfg)
+	chunk := max(1, min(readBufSize, hw))
+	ring, err := ring.withDefaults(chunk)
+	if err != nil {
 		return nil, err
 	}
-	fds, addr, err := listener.FDs(o.Addr, o.Listeners, listener.Options{Backlog: o.Backlog, Logger: o.Logger})
+	fds, addr, err := listener.FDs(cfg.Addr, cfg.Listeners, listener.Options{Backlog: cfg.Backlog, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		h:      h,
-		o:      o,
-		addr:   addr,
-		chunk:  max(1, min(readBufSize, o.HighWater)),
-		shared: len(fds) == 1 && o.Loops > 1,
-		spare:  openSpare(),
-		done:   make(chan struct{}),
-		fatal:  make(chan error, 1),
+		h:         h,
+		cfg:       cfg,
+		model:     m,
+		ring:      ring,
+		addr:      addr,
+		chunk:     chunk,
+		shared:    len(fds) == 1 && cfg.Loops > 1,
+		highWater: hw,
+		lowWater:  serving.LowWater(cfg),
+		limiter:   serving.Limiter(cfg),
+		spare:     openSpare(),
+		done:      make(chan struct{}),
+		fatal:     make(chan error, 1),
+		disp:      inline{},
 	}
 	if !addr.IP.IsUnspecified() {
 		ip, _ := netip.AddrFromSlice(addr.IP)
 		s.local = netip.AddrPortFrom(ip.Unmap(), uint16(addr.Port))
 	}
-	if o.Workers > 0 {
-		s.pool = newPool(s)
+	if m == ReactorPool {
+		s.disp = newPool(s, cfg.Workers)
 	}
-	for range o.Loops {
+	for range cfg.Loops {
 		l, err := newLoop(s)
 		if err != nil {
 			s.release(fds)
@@ -119,16 +164,14 @@ func New(h handler.Handler, o Options) (*Server, error) {
 		}
 		s.loops = append(s.loops, l)
 	}
-	spareP(o.Loops, o.Logger)
+	spareP(cfg.Loops, cfg.Logger)
 	for i, fd := range fds {
 		l := s.loops[i%len(s.loops)]
-		if l.ring == nil { // a ring loop arms its accepts when it starts
-			if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagListener); err != nil {
-				s.release(fds)
-				return nil, err
-			}
-		}
 		l.listeners = append(l.listeners, fd)
+		if err := l.drv.accepting(fd, true); err != nil {
+			s.release(fds)
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -140,10 +183,7 @@ func (s *Server) release(listeners []int) {
 		unix.Close(fd)
 	}
 	for _, l := range s.loops {
-		if l.ring != nil {
-			l.ring.close(s.o.Logger)
-		}
-		l.poller.close()
+		l.drv.release()
 	}
 	s.spareMu.Lock()
 	if s.spare >= 0 {
@@ -169,9 +209,7 @@ func (s *Server) Serve() error {
 		s.mu.Unlock()
 		return nil
 	}
-	if s.pool != nil {
-		s.pool.start(s.o.Workers)
-	}
+	s.disp.start()
 	for _, l := range s.loops {
 		s.loopsWG.Add(1)
 		go l.run(s.loopsWG.Done)
@@ -212,7 +250,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shut = true
 	serving := s.serving
 	s.mu.Unlock()
-	deadline := drain.Deadline(ctx, s.o.DrainTimeout)
+	deadline := drain.Deadline(ctx, s.cfg.DrainTimeout)
 	if !serving {
 		var fds []int
 		for _, l := range s.loops {
@@ -236,9 +274,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			<-ack
 		}
 	}
-	if s.pool != nil {
-		s.pool.quiesce()
-	}
+	s.disp.quiesce()
 	s.quiet.Store(true)
 	if q, ok := s.h.(handler.Quiescer); ok {
 		q.Quiesced(deadline) // messages from outside still reach the connections
@@ -268,10 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.loopsWG.Wait()
 	close(loopsDone)
 	<-watched
-	s.lingerers.Wait()
-	if s.pool != nil {
-		s.pool.shutdown()
-	}
+	s.disp.stop()
 	cut := false
 	for _, l := range s.loops {
 		cut = cut || l.cut
@@ -285,18 +318,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Stats returns the counters so far.
-func (s *Server) Stats() Stats {
-	st := Stats{
-		Accepted:     s.accepted.Load(),
-		Open:         s.open.Load(),
-		Refused:      s.refused.Load(),
-		AcceptErrors: s.acceptErrors.Load(),
-		Overflows:    s.overflows.Load(),
-
-		RefusedBy:     s.refusedBy.Snapshot(),
-		FrameTimeouts: s.frameTimeouts.Load(),
-		WriteTimeouts: s.writeTimeouts.Load(),
-	}
+func (s *Server) Stats() serving.Stats {
+	st := s.stats.Snapshot()
 	for _, l := range s.loops {
 		st.BytesIn += l.bytesIn.Load()
 		st.BytesOut += l.bytesOut.Load()
@@ -317,7 +340,7 @@ func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) 
 	if !c.local.IsValid() {
 		c.local = localAddr(fd, &from.sa)
 	}
-	c.out = outbuf.New(s.o.MaxPending, c.notify)
+	c.out = outbuf.New(s.cfg.MaxPending, c.notify)
 	if to == from {
 		to.register(c)
 	} else {
@@ -327,7 +350,7 @@ func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) 
 
 // pick chooses a loop for a new connection.
 func (s *Server) pick() *loop {
-	if s.o.Balance == LeastConns {
+	if s.cfg.Balance == LeastConns {
 		best := s.loops[0]
 		for _, l := range s.loops[1:] {
 			if l.load.Load() < best.load.Load() {
@@ -355,7 +378,7 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 	if errno == 0 {
 		s.refuseConn(fd, handler.ErrServerFull)
 		if !s.refusing.Swap(true) {
-			s.o.Logger.Warn("reactor: out of file descriptors; refusing new connections")
+			s.cfg.Logger.Warn("reactor: out of file descriptors; refusing new connections")
 		}
 	}
 	s.spare = openSpare()
@@ -368,8 +391,7 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 // is a FIN, not a reset that could cost the peer the refusal), and closes
 // the socket.
 func (s *Server) refuseConn(fd int, reason error) {
-	s.refused.Add(1)
-	s.refusedBy.Add(reason)
+	s.stats.Refusal(reason)
 	if r, ok := s.h.(handler.Refuser); ok {
 		if msg := r.Refuse(reason); len(msg) > 0 {
 			rawWrite(fd, msg)
@@ -379,51 +401,11 @@ func (s *Server) refuseConn(fd int, reason error) {
 	unix.Close(fd)
 }
 
-// discardInput drops, without waiting, what the peer has sent and nobody
-// read (up to 64 KiB), so that closing the socket sends a FIN after the
-// last bytes written: Linux answers a close with unread input with a
-// reset, which also discards output not yet sent (a farewell, say).
-func discardInput(fd int) {
-	var scratch [4096]byte
-	for range 16 {
-		if n, _ := rawRead(fd, scratch[:]); n <= 0 {
-			break
-		}
-	}
-}
-
-// lingerAside is an io_uring loop's lingering close (see loop.linger):
-// a duplicate of fd, in Go's poller rather than on the ring, shuts the
-// write side, so the farewell already in the socket ends with a FIN, and
-// drops what the peer still sends until the peer closes or CloseLinger
-// passes; then it closes, and the socket with it. The loop closes its own
-// descriptor as usual. It costs a goroutine per lingering socket, for at
-// most CloseLinger, only for connections the server closes on its own
-// while the peer still sends. It reports false if fd could not be
-// duplicated (out of descriptors): then nothing lingers.
-func (s *Server) lingerAside(fd int) bool {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	f := os.NewFile(uintptr(dup), "lingering socket")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return false
-	}
-	s.lingerers.Go(func() {
-		outbuf.Linger(nc, time.Now().Add(outbuf.CloseLinger))
-		nc.Close()
-	})
-	return true
-}
-
 // admit applies the per-address limits to a connection just accepted from
 // remote. It reports whether the connection is counted against them
 // (limited), or refuses it and reports ok false.
 func (s *Server) admit(fd int, remote netip.AddrPort) (limited, ok bool) {
-	lim := s.o.Limiter
+	lim := s.limiter
 	if lim.Exempt(remote.Addr()) {
 		return false, true
 	}
@@ -438,7 +420,7 @@ func (s *Server) admit(fd int, remote netip.AddrPort) (limited, ok bool) {
 func (s *Server) releaseSlot(c *conn) {
 	if c.limited {
 		c.limited = false
-		s.o.Limiter.Release(c.remote.Addr())
+		s.limiter.Release(c.remote.Addr())
 	}
 }
 
@@ -455,12 +437,4 @@ func spareP(loops int, log *slog.Logger) {
 		runtime.GOMAXPROCS(loops + 1)
 		log.Info("reactor: raised GOMAXPROCS so waiting loops keep their threads", "from", have, "to", loops+1)
 	}
-}
-
-func openSpare() int {
-	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1
-	}
-	return fd
 }

@@ -60,9 +60,6 @@ func (a *Arena) Slot(i int) []byte {
 	return a.mem[off : off+a.size : off+a.size]
 }
 
-// SlotSize returns the size of each slot.
-func (a *Arena) SlotSize() int { return a.size }
-
 // Available returns the number of free slots.
 func (a *Arena) Available() int { return len(a.free) }
 

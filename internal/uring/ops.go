@@ -12,18 +12,18 @@ import (
 
 // Opcodes used here.
 const (
-	OpNop         = 0
-	OpRead        = 22
-	OpAccept      = 13
-	OpAsyncCancel = 14
-	OpClose       = 19
-	OpSend        = 26
-	OpRecv        = 27
+	opNop         = 0
+	opRead        = 22
+	opAccept      = 13
+	opAsyncCancel = 14
+	opClose       = 19
+	opSend        = 26
+	opRecv        = 27
 )
 
 // SQE flags.
 const (
-	SQEBufferSelect = 1 << 5
+	sqeBufferSelect = 1 << 5
 	// SQECQESkipSuccess asks for no completion when the operation
 	// succeeds: only a failure is reported.
 	SQECQESkipSuccess = 1 << 6
@@ -31,96 +31,90 @@ const (
 
 // Ioprio bits for accept and recv.
 const (
-	AcceptMultishot = 1 << 0
-	RecvMultishot   = 1 << 1
+	acceptMultishot = 1 << 0
+	recvMultishot   = 1 << 1
 )
 
 // CQE flags.
 const (
-	CQEFBuffer = 1 << 0
-	CQEFMore   = 1 << 1
-	// CQEBufferShift is where a provided buffer's id sits in CQE.Flags.
-	CQEBufferShift = 16
+	cqeFBuffer = 1 << 0
+	cqeFMore   = 1 << 1
+	// cqeBufferShift is where a provided buffer's id sits in CQE.flags.
+	cqeBufferShift = 16
 )
 
 // BufferID returns the provided buffer a completion used, if any.
 func (c *CQE) BufferID() (uint16, bool) {
-	return uint16(c.Flags >> CQEBufferShift), c.Flags&CQEFBuffer != 0
+	return uint16(c.flags >> cqeBufferShift), c.flags&cqeFBuffer != 0
 }
 
 // More reports whether a multishot operation stays armed after this
 // completion.
-func (c *CQE) More() bool { return c.Flags&CQEFMore != 0 }
-
-// PrepNop fills sqe with a no-op.
-func (sqe *SQE) PrepNop(userData uint64) {
-	sqe.Opcode = OpNop
-	sqe.UserData = userData
-}
+func (c *CQE) More() bool { return c.flags&cqeFMore != 0 }
 
 // PrepAccept fills sqe with an accept on the listening socket fd. The new
 // sockets are non-blocking and close-on-exec. With multishot, one
 // submission keeps producing completions (each with CQEFMore) until one
 // arrives without it.
 func (sqe *SQE) PrepAccept(fd int, multishot bool, userData uint64) {
-	sqe.Opcode = OpAccept
-	sqe.Fd = int32(fd)
-	sqe.OpFlags = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	sqe.opcode = opAccept
+	sqe.fd = int32(fd)
+	sqe.opFlags = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
 	if multishot {
-		sqe.Ioprio = AcceptMultishot
+		sqe.ioprio = acceptMultishot
 	}
-	sqe.UserData = userData
+	sqe.userData = userData
 }
 
 // PrepRecvSelect fills sqe with a receive on fd into a buffer the kernel
 // picks from the provided-buffer group.
 func (sqe *SQE) PrepRecvSelect(fd int, group uint16, multishot bool, userData uint64) {
-	sqe.Opcode = OpRecv
-	sqe.Fd = int32(fd)
-	sqe.Flags = SQEBufferSelect
-	sqe.BufIndex = group
+	sqe.opcode = opRecv
+	sqe.fd = int32(fd)
+	sqe.Flags = sqeBufferSelect
+	sqe.bufIndex = group
 	if multishot {
-		sqe.Ioprio = RecvMultishot
+		sqe.ioprio = recvMultishot
 	}
-	sqe.UserData = userData
+	sqe.userData = userData
 }
 
 // PrepSend fills sqe with a send of the n bytes at p on fd. The memory
 // must stay valid and unmoved until the completion: use memory outside the
 // Go heap or keep it referenced and pinned.
 func (sqe *SQE) PrepSend(fd int, p unsafe.Pointer, n int, userData uint64) {
-	sqe.Opcode = OpSend
-	sqe.Fd = int32(fd)
-	sqe.Addr = uint64(uintptr(p))
-	sqe.Len = uint32(n)
-	sqe.OpFlags = unix.MSG_NOSIGNAL
-	sqe.UserData = userData
+	sqe.opcode = opSend
+	sqe.fd = int32(fd)
+	sqe.addr = uint64(uintptr(p))
+	sqe.len = uint32(n)
+	sqe.opFlags = unix.MSG_NOSIGNAL
+	sqe.userData = userData
 }
 
 // PrepRead fills sqe with a read of up to n bytes at p from fd at the
 // current file position.
 func (sqe *SQE) PrepRead(fd int, p unsafe.Pointer, n int, userData uint64) {
-	sqe.Opcode = OpRead
-	sqe.Fd = int32(fd)
-	sqe.Addr = uint64(uintptr(p))
-	sqe.Len = uint32(n)
-	sqe.Off = ^uint64(0) // -1: the current position
-	sqe.UserData = userData
+	sqe.opcode = opRead
+	sqe.fd = int32(fd)
+	sqe.addr = uint64(uintptr(p))
+	sqe.len = uint32(n)
+	sqe.off = ^uint64(0) // -1: the current position
+	sqe.userData = userData
 }
 
 // PrepClose fills sqe with a close of fd.
 func (sqe *SQE) PrepClose(fd int, userData uint64) {
-	sqe.Opcode = OpClose
-	sqe.Fd = int32(fd)
-	sqe.UserData = userData
+	sqe.opcode = opClose
+	sqe.fd = int32(fd)
+	sqe.userData = userData
 }
 
 // PrepCancel fills sqe with a cancellation of the request whose user data
 // is target.
 func (sqe *SQE) PrepCancel(target, userData uint64) {
-	sqe.Opcode = OpAsyncCancel
-	sqe.Addr = target
-	sqe.UserData = userData
+	sqe.opcode = opAsyncCancel
+	sqe.addr = target
+	sqe.userData = userData
 }
 
 const registerPbufRing = 22
@@ -136,7 +130,7 @@ type bufReg struct {
 
 // BufRing is a ring of provided buffers registered with a Ring: the kernel
 // takes a buffer for each receive, and the owner gives it back with
-// Recycle once the bytes are consumed. Both the ring and the buffers live
+// RecycleLater and Publish once the bytes are consumed. Both the ring and the buffers live
 // in anonymous mappings outside the Go heap.
 type BufRing struct {
 	ringMem []byte // entries * 16 bytes of struct io_uring_buf
@@ -144,7 +138,6 @@ type BufRing struct {
 	size    int
 	mask    uint16
 	tail    uint16
-	group   uint16
 }
 
 // RegisterBufRing maps entries buffers of size bytes each (entries a power
@@ -166,7 +159,7 @@ func (r *Ring) RegisterBufRing(entries, size int, group uint16) (*BufRing, error
 		unix.Munmap(ringMem)
 		return nil, fmt.Errorf("buffer ring: mmap buffers: %w", err)
 	}
-	b := &BufRing{ringMem: ringMem, bufMem: bufMem, size: size, mask: uint16(entries - 1), group: group}
+	b := &BufRing{ringMem: ringMem, bufMem: bufMem, size: size, mask: uint16(entries - 1)}
 	reg := bufReg{ringAddr: uint64(uintptr(unsafe.Pointer(&ringMem[0]))), ringEntries: uint32(entries), bgid: group}
 	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0)
 	if errno != 0 {
@@ -179,12 +172,6 @@ func (r *Ring) RegisterBufRing(entries, size int, group uint16) (*BufRing, error
 	b.publish()
 	return b, nil
 }
-
-// Group returns the buffer group id to pass to PrepRecvSelect.
-func (b *BufRing) Group() uint16 { return b.group }
-
-// Size returns the size of each buffer.
-func (b *BufRing) Size() int { return b.size }
 
 // Bytes returns the first n bytes of buffer id.
 func (b *BufRing) Bytes(id uint16, n int) []byte {
@@ -210,21 +197,12 @@ func (b *BufRing) publish() {
 	atomic.StoreUint32(word, bid0|uint32(b.tail)<<16)
 }
 
-// Recycle gives buffer id back to the kernel.
-func (b *BufRing) Recycle(id uint16) {
-	b.add(id)
-	b.publish()
-}
-
 // RecycleLater queues buffer id to be given back at the next Publish, so
 // a batch of completions costs one release store.
 func (b *BufRing) RecycleLater(id uint16) { b.add(id) }
 
 // Publish gives the kernel every buffer queued by RecycleLater.
 func (b *BufRing) Publish() { b.publish() }
-
-// Entries returns the number of buffers in the ring.
-func (b *BufRing) Entries() int { return int(b.mask) + 1 }
 
 func (b *BufRing) unmap() {
 	unix.Munmap(b.bufMem)

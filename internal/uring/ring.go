@@ -27,22 +27,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Setup flags (io_uring_params.flags).
+// Setup flags (io_uring_params.flags) for New.
 const (
-	SetupCQSize       = 1 << 3
-	SetupClamp        = 1 << 4
-	SetupRDisabled    = 1 << 6
-	SetupSubmitAll    = 1 << 7
-	SetupCoopTaskrun  = 1 << 8
+	// SetupRDisabled creates the ring disabled: Enable starts it.
+	SetupRDisabled = 1 << 6
+	// SetupSubmitAll keeps submitting a batch past an entry that fails.
+	SetupSubmitAll = 1 << 7
+	// SetupSingleIssuer promises one submitting thread.
 	SetupSingleIssuer = 1 << 12
+	// SetupDeferTaskrun runs completion work only inside Enter.
 	SetupDeferTaskrun = 1 << 13
+
+	setupCQSize = 1 << 3
 )
 
 // Features reported by the kernel (io_uring_params.features).
 const (
-	FeatSingleMmap = 1 << 0
-	FeatNoDrop     = 1 << 1
-	FeatExtArg     = 1 << 8
+	featSingleMmap = 1 << 0
+	featExtArg     = 1 << 8
 )
 
 const (
@@ -87,35 +89,37 @@ type cqringOffsets struct {
 	userAddr                                                        uint64
 }
 
-// SQE mirrors struct io_uring_sqe (64 bytes).
+// SQE mirrors struct io_uring_sqe (64 bytes). Its Prep methods fill it;
+// Flags takes the SQE flags (SQECQESkipSuccess) on top.
 type SQE struct {
-	Opcode      uint8
+	opcode      uint8
 	Flags       uint8
-	Ioprio      uint16
-	Fd          int32
-	Off         uint64
-	Addr        uint64
-	Len         uint32
-	OpFlags     uint32
-	UserData    uint64
-	BufIndex    uint16
-	Personality uint16
-	SpliceFdIn  int32
-	Addr3       uint64
+	ioprio      uint16
+	fd          int32
+	off         uint64
+	addr        uint64
+	len         uint32
+	opFlags     uint32
+	userData    uint64
+	bufIndex    uint16
+	personality uint16
+	spliceFdIn  int32
+	addr3       uint64
 	pad         uint64
 }
 
 // CQE mirrors struct io_uring_cqe (16 bytes).
 type CQE struct {
+	// UserData is the user data of the submission it completes.
 	UserData uint64
-	Res      int32
-	Flags    uint32
+	// Res is the operation's result: a count, a descriptor, or -errno.
+	Res   int32
+	flags uint32
 }
 
 // Ring is one io_uring instance with its mapped queues.
 type Ring struct {
-	fd       int
-	features uint32
+	fd int
 
 	sqMem, cqMem, sqeMem []byte
 
@@ -123,14 +127,12 @@ type Ring struct {
 	sqArray                unsafe.Pointer // uint32[sqEntries]
 	sqes                   unsafe.Pointer // SQE[sqEntries]
 	sqEntries              uint32
-	sqPending              uint32 // SQEs filled since the last Submit
+	sqPending              uint32 // SQEs filled since the last Enter
 	sqLocalTail            uint32
 
 	cqHead, cqTail, cqMask *uint32
 	cqes                   unsafe.Pointer // CQE[cqEntries]
 	cqEntries              uint32
-
-	interrupts uint64 // io_uring_enter calls interrupted by a signal
 
 	// wait is a small mapping for io_uring_enter's extended argument
 	// (struct io_uring_getevents_arg, then a struct __kernel_timespec),
@@ -138,32 +140,26 @@ type Ring struct {
 	wait []byte
 }
 
-// New creates a ring with room for entries submissions (the completion
-// queue is twice that) and the given setup flags.
-func New(entries uint32, flags uint32) (*Ring, error) {
-	return NewSized(entries, 0, flags)
-}
-
-// NewSized creates a ring with room for entries submissions and
-// cqEntries completions (0: twice entries), and the given setup flags.
-// A larger completion queue suits a server whose many connections
-// complete operations in the same pass.
-func NewSized(entries, cqEntries uint32, flags uint32) (*Ring, error) {
+// New creates a ring with room for entries submissions and cqEntries
+// completions (0: twice entries), and the given setup flags. A larger
+// completion queue suits a server whose many connections complete
+// operations in the same pass.
+func New(entries, cqEntries uint32, flags uint32) (*Ring, error) {
 	p := params{flags: flags}
 	if cqEntries > 0 {
-		p.flags |= SetupCQSize
+		p.flags |= setupCQSize
 		p.cqEntries = cqEntries
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, setupError(errno)
 	}
-	r := &Ring{fd: int(fd), features: p.features, sqEntries: p.sqEntries, cqEntries: p.cqEntries}
+	r := &Ring{fd: int(fd), sqEntries: p.sqEntries, cqEntries: p.cqEntries}
 	if err := r.mmap(&p); err != nil {
 		unix.Close(r.fd)
 		return nil, err
 	}
-	if p.features&FeatExtArg == 0 {
+	if p.features&featExtArg == 0 {
 		r.Close()
 		return nil, fmt.Errorf("%w: the kernel lacks IORING_FEAT_EXT_ARG (timed waits; Linux 5.11)", ErrUnavailable)
 	}
@@ -194,7 +190,7 @@ func setupError(errno unix.Errno) error {
 func (r *Ring) mmap(p *params) error {
 	sqSize := int(p.sqOff.array) + int(p.sqEntries)*4
 	cqSize := int(p.cqOff.cqes) + int(p.cqEntries)*cqeSize
-	if p.features&FeatSingleMmap != 0 {
+	if p.features&featSingleMmap != 0 {
 		sqSize = max(sqSize, cqSize)
 	}
 	var err error
@@ -203,7 +199,7 @@ func (r *Ring) mmap(p *params) error {
 		return fmt.Errorf("mmap SQ ring: %w", err)
 	}
 	r.cqMem = r.sqMem
-	if p.features&FeatSingleMmap == 0 {
+	if p.features&featSingleMmap == 0 {
 		if r.cqMem, err = unix.Mmap(r.fd, offCQRing, cqSize, prot, flags); err != nil {
 			r.unmap()
 			return fmt.Errorf("mmap CQ ring: %w", err)
@@ -254,14 +250,8 @@ func (r *Ring) Close() error {
 	return unix.Close(r.fd)
 }
 
-// Fd returns the ring's file descriptor.
-func (r *Ring) Fd() int { return r.fd }
-
-// Features returns the feature bits the kernel reported.
-func (r *Ring) Features() uint32 { return r.features }
-
 // GetSQE returns the next free submission entry, zeroed, or nil when the
-// submission queue is full (call Submit first).
+// submission queue is full (call Enter first).
 func (r *Ring) GetSQE() *SQE {
 	head := atomic.LoadUint32(r.sqHead)
 	if r.sqLocalTail-head >= r.sqEntries {
@@ -275,10 +265,6 @@ func (r *Ring) GetSQE() *SQE {
 	r.sqPending++
 	return sqe
 }
-
-// Submit publishes the filled entries and enters the kernel, waiting for
-// at least waitNr completions with no time limit: Enter(waitNr, -1).
-func (r *Ring) Submit(waitNr uint32) (int, error) { return r.Enter(waitNr, -1) }
 
 // waitArgSize is sizeof(struct io_uring_getevents_arg).
 const waitArgSize = 24
@@ -323,7 +309,6 @@ func (r *Ring) Enter(waitNr uint32, timeout time.Duration) (int, error) {
 			r.sqPending -= uint32(n)
 			return int(n), nil
 		case unix.EINTR:
-			r.interrupts++
 			continue // Go's preemption signals interrupt waits often
 		case unix.ETIME:
 			return 0, nil // the timeout passed with nothing submitted or completed
@@ -346,32 +331,6 @@ func (r *Ring) Enable() error {
 		return fmt.Errorf("io_uring_register ENABLE_RINGS: %w", errno)
 	}
 	return nil
-}
-
-// Interrupts returns how many times a signal interrupted io_uring_enter
-// (each was retried).
-func (r *Ring) Interrupts() uint64 { return r.interrupts }
-
-// CQEntries returns the size of the completion queue.
-func (r *Ring) CQEntries() uint32 { return r.cqEntries }
-
-// Pending returns the number of entries filled but not yet submitted.
-func (r *Ring) Pending() uint32 { return r.sqPending }
-
-// Completions calls fn for each completion available now, in order, and
-// then marks them consumed. It returns how many there were. fn must not
-// keep the *CQE.
-func (r *Ring) Completions(fn func(*CQE)) int {
-	head := *r.cqHead // only this goroutine writes the head
-	tail := atomic.LoadUint32(r.cqTail)
-	mask := *r.cqMask
-	n := 0
-	for ; head != tail; head++ {
-		fn((*CQE)(unsafe.Add(r.cqes, uintptr(head&mask)*cqeSize)))
-		n++
-	}
-	atomic.StoreUint32(r.cqHead, head)
-	return n
 }
 
 // Reap appends every completion available now to dst, marks them

@@ -38,7 +38,7 @@ func TestChildSeesRefusal(t *testing.T) {
 	if err := DenyIOUring(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := uring.New(4, 0)
+	_, err := uring.New(4, 0, 0)
 	if !errors.Is(err, uring.ErrUnavailable) {
 		t.Fatalf("uring.New under the filter: %v, want ErrUnavailable", err)
 	}

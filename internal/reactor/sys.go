@@ -1,7 +1,6 @@
 package reactor
 
 import (
-	"fmt"
 	"net/netip"
 	"syscall"
 	"unsafe"
@@ -9,82 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file holds every system call the loops make. Calls that cannot
-// block (read, write and accept4 on non-blocking sockets, epoll_ctl, the
-// eventfd) go through unix.RawSyscall, which skips the Go scheduler's
-// entersyscall/exitsyscall bookkeeping; only epoll_wait, which sleeps,
-// takes the normal path so the runtime can run other goroutines meanwhile.
+// This file holds the socket system calls both drivers and the server
+// make outside their kernel interface (epoll's reads and writes; the
+// refusal and lingering paths of either). Calls that cannot block (read,
+// write and accept4 on non-blocking sockets) go through unix.RawSyscall,
+// which skips the Go scheduler's entersyscall/exitsyscall bookkeeping.
 
-// Tags in the 32-bit Pad word of an epoll event say what the fd is. A
-// connection's tag is its positive generation, so an event for a closed fd
-// whose number was reused is recognised as stale and ignored.
-const (
-	tagWake     int32 = 0
-	tagListener int32 = -1
-)
-
-// poller is one epoll instance and the eventfd that wakes it.
-type poller struct {
-	epfd int
-	efd  int
-}
-
-func newPoller() (poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return poller{}, fmt.Errorf("epoll_create1: %w", err)
-	}
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return poller{}, fmt.Errorf("eventfd: %w", err)
-	}
-	p := poller{epfd: epfd, efd: efd}
-	if err := p.ctl(unix.EPOLL_CTL_ADD, efd, unix.EPOLLIN, tagWake); err != nil {
-		p.close()
-		return poller{}, err
-	}
-	return p, nil
-}
-
-func (p poller) close() {
-	unix.Close(p.efd)
-	unix.Close(p.epfd)
-}
-
-// ctl adds, modifies or deletes fd's registration; events says the
-// trigger mode (connections are edge-triggered, see connEvents).
-func (p poller) ctl(op, fd int, events uint32, tag int32) error {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: tag}
-	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil { // a raw syscall in x/sys/unix
-		return fmt.Errorf("epoll_ctl fd %d: %w", fd, err)
-	}
-	return nil
-}
-
-// wait sleeps until events arrive or msec passes (-1: no limit).
-func (p poller) wait(events []unix.EpollEvent, msec int) (int, error) {
-	n, err := unix.EpollWait(p.epfd, events, msec)
-	if err != nil {
-		if err == unix.EINTR {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("epoll_wait: %w", err)
-	}
-	return n, nil
-}
-
+// one is what a wake-up writes to an eventfd.
 var one = [8]byte{1}
-
-// wake makes the eventfd readable, waking a wait in progress.
-func (p poller) wake() {
-	unix.RawSyscall(unix.SYS_WRITE, uintptr(p.efd), uintptr(unsafe.Pointer(&one[0])), 8)
-}
-
-// drainWake resets the eventfd after a wake-up.
-func (p poller) drainWake(scratch *[8]byte) {
-	unix.RawSyscall(unix.SYS_READ, uintptr(p.efd), uintptr(unsafe.Pointer(&scratch[0])), 8)
-}
 
 // rawRead and rawWrite use recvfrom and sendto rather than read and
 // write: MSG_NOSIGNAL turns a write to a reset connection into EPIPE
@@ -167,4 +98,25 @@ func sockError(fd int, fallback error) error {
 		return unix.Errno(v)
 	}
 	return fallback
+}
+
+// discardInput drops, without waiting, what the peer has sent and nobody
+// read (up to 64 KiB), so that closing the socket sends a FIN after the
+// last bytes written: Linux answers a close with unread input with a
+// reset, which also discards output not yet sent (a farewell, say).
+func discardInput(fd int) {
+	var scratch [4096]byte
+	for range 16 {
+		if n, _ := rawRead(fd, scratch[:]); n <= 0 {
+			break
+		}
+	}
+}
+
+func openSpare() int {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
 }

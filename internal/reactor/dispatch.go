@@ -1,0 +1,118 @@
+package reactor
+
+import (
+	"time"
+
+	"github.com/tcplab/tcplab/handler"
+)
+
+// dispatcher is where a connection's handler calls run: on the loop
+// itself (inline, this file: reactor and uring) or on a pool of workers
+// (pool.go: reactor-pool). The loop calls it with what happened to a
+// connection; it never touches the socket. Every method but start,
+// quiesce and stop runs on the connection's loop.
+type dispatcher interface {
+	// open runs, or queues, the handler's Open for a new connection.
+	open(c *conn)
+	// input hands over bytes read for c: Data runs on them, now or on a
+	// worker. It reports whether reading c must stop until holding(c)
+	// turns false (the dispatcher then posts a taskInput).
+	input(c *conn, p []byte) (hold bool)
+	// ended tells that c's input ended after the bytes handed over: the
+	// peer finished (reason nil) or the read failed.
+	ended(c *conn, reason error)
+	// closed tells that c's socket is closed: Closed is due.
+	closed(c *conn)
+	// resumed tells that reading c resumes after backpressure.
+	resumed(c *conn)
+	// holding reports whether a Data call's worth of c's input still
+	// waits in the dispatcher.
+	holding(c *conn) bool
+
+	// start runs when Serve does; quiesce is shutdown's first phase (no
+	// Data starts afterwards, and quiesce returns once calls in progress
+	// have); stop ends the dispatcher once the loops have stopped.
+	start()
+	quiesce()
+	stop()
+}
+
+// inline runs every handler call on the connection's loop, between its
+// reads: a reply written from Data is flushed before the loop moves on.
+type inline struct{}
+
+func (inline) open(c *conn) {
+	l := c.l
+	c.out.Hold()
+	sess := l.s.h.Open(c)
+	c.mu.Lock()
+	c.sess = sess
+	c.mu.Unlock()
+	l.flushHeld(c)
+}
+
+func (inline) input(c *conn, p []byte) bool {
+	deliver(c, p)
+	return false
+}
+
+func (inline) ended(c *conn, reason error) {
+	c.startClosing(reason, false, time.Now().Add(c.l.s.cfg.DrainTimeout))
+	c.l.finish(c)
+}
+
+func (inline) closed(c *conn) {
+	c.in = nil
+	c.sess.Closed(c.closeReason())
+}
+
+func (inline) resumed(*conn)      {}
+func (inline) holding(*conn) bool { return false }
+func (inline) start()             {}
+func (inline) quiesce()           {}
+func (inline) stop()              {}
+
+// deliver passes fresh bytes, after any the session left unconsumed, to
+// the session on the loop, and flushes what it wrote on the loop too.
+func deliver(c *conn, fresh []byte) {
+	l, s := c.l, c.l.s
+	in := fresh
+	if len(c.in) > 0 {
+		c.in = append(c.in, fresh...)
+		in = c.in
+	}
+	c.out.Hold()
+	used, err := c.sess.Data(in)
+	l.flushHeld(c)
+	if c.removed {
+		return
+	}
+	if err == nil {
+		err = handler.CheckConsumed(used, len(in))
+	}
+	if err != nil {
+		c.startClosing(err, false, time.Now().Add(s.cfg.DrainTimeout))
+		l.finish(c)
+		return
+	}
+	rest := in[used:]
+	if s.trackPartial(c, used, len(rest)) {
+		l.armFrame(c)
+	}
+	switch {
+	case len(rest) > s.cfg.MaxInbound:
+		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
+		l.finish(c)
+		return
+	case len(rest) == 0 && cap(c.in) > keepInCap:
+		c.in = nil
+	default:
+		c.in = append(c.in[:0], rest...) // rest may overlap c.in: append copies forward
+	}
+	// Whether the socket is full is known once a write found it so, or
+	// (a driver that sends later) not yet while a send is held: then only
+	// the buffer's level counts.
+	if (c.wantOut || c.sending) && !c.paused.Load() && c.out.Len() > s.highWater {
+		c.paused.Store(true) // reading stops; TCP flow control holds the peer back
+	}
+}

@@ -1,0 +1,80 @@
+package serving
+
+import (
+	"sync/atomic"
+
+	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/admit"
+)
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	// Accepted counts connections accepted and handed to the handler.
+	Accepted uint64
+	// Open is the number of connections currently open.
+	Open int64
+	// Refused counts connections closed before Open: a cap was reached or
+	// the process ran out of file descriptors (handler.ErrServerFull), the
+	// client's address is over a limit (handler.ErrTooManyConns,
+	// handler.ErrConnRate), or the server began shutting down while they
+	// waited in a queue (handler.ErrShutdown).
+	Refused uint64
+	// RefusedBy splits Refused by reason, keyed by the labels of
+	// admit.Reasons: server-full, per-ip-limit, per-ip-rate, shutdown,
+	// other.
+	RefusedBy map[string]uint64
+	// AcceptErrors counts failed accept calls (EMFILE and the like).
+	AcceptErrors uint64
+	// Overflows counts connections closed because their outbound buffer
+	// passed Config.MaxPending.
+	Overflows uint64
+	// BytesIn and BytesOut count payload bytes read and written.
+	BytesIn, BytesOut uint64
+	// FrameTimeouts counts connections closed for handler.ErrFrameTimeout.
+	FrameTimeouts uint64
+	// WriteTimeouts counts connections closed for handler.ErrWriteTimeout:
+	// the peer took no bytes for Config.WriteTimeout.
+	WriteTimeouts uint64
+	// HandshakeErrors counts TLS handshakes that failed or timed out.
+	HandshakeErrors uint64
+	// ChildApp, under fork and prefork, sums the app counters that the
+	// child processes' handlers keep (handler.Counter): the parent's own
+	// handler serves nothing. Zero for the other models, whose handler
+	// counts for itself.
+	ChildApp handler.Counts
+}
+
+// Counters is the live form of Stats, one set for every model: each
+// counter is safe for concurrent use. The event loops keep their byte
+// counts per loop instead, and add them to the snapshot.
+type Counters struct {
+	// Each counts what the Stats field of its name does.
+	Accepted, Refused, AcceptErrors, Overflows, BytesIn, BytesOut atomic.Uint64
+	Open                                                          atomic.Int64
+	FrameTimeouts, WriteTimeouts, HandshakeErrors                 atomic.Uint64
+	RefusedBy                                                     admit.Refusals
+}
+
+// Refusal counts one refused connection.
+func (c *Counters) Refusal(reason error) {
+	c.Refused.Add(1)
+	c.RefusedBy.Add(reason)
+}
+
+// Snapshot returns the counters so far.
+func (c *Counters) Snapshot() Stats {
+	return Stats{
+		Accepted:     c.Accepted.Load(),
+		Open:         c.Open.Load(),
+		Refused:      c.Refused.Load(),
+		AcceptErrors: c.AcceptErrors.Load(),
+		Overflows:    c.Overflows.Load(),
+		BytesIn:      c.BytesIn.Load(),
+		BytesOut:     c.BytesOut.Load(),
+
+		RefusedBy:       c.RefusedBy.Snapshot(),
+		FrameTimeouts:   c.FrameTimeouts.Load(),
+		WriteTimeouts:   c.WriteTimeouts.Load(),
+		HandshakeErrors: c.HandshakeErrors.Load(),
+	}
+}
