@@ -48,7 +48,7 @@ const MaxWorkSleep = 10 * time.Minute
 // --heavy-work name it: "echo", "sha:N" (N rounds, 1 to MaxShaRounds) or
 // "sleep:DURATION" (a Go duration in whole microseconds, 0 to
 // MaxWorkSleep, such as "sleep:5ms"). The zero value is echo. It
-// marshals to and from that text.
+// marshals to and from that text (the zero value to and from "").
 type WorkSpec struct {
 	// Kind is WorkEcho, WorkSha or WorkSleep; "" means WorkEcho.
 	Kind string
@@ -122,11 +122,21 @@ func (w WorkSpec) String() string {
 	return WorkEcho
 }
 
-// MarshalText returns String's text.
-func (w WorkSpec) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
+// MarshalText returns String's text, or nothing for the zero value (the
+// default, which a Config of another app must keep).
+func (w WorkSpec) MarshalText() ([]byte, error) {
+	if w == (WorkSpec{}) {
+		return nil, nil
+	}
+	return []byte(w.String()), nil
+}
 
-// UnmarshalText parses text with ParseWorkSpec.
+// UnmarshalText parses text with ParseWorkSpec; nothing is the zero value.
 func (w *WorkSpec) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*w = WorkSpec{}
+		return nil
+	}
 	v, err := ParseWorkSpec(string(text))
 	if err != nil {
 		return err

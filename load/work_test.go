@@ -61,6 +61,13 @@ func TestParseWorkSpec(t *testing.T) {
 	if b, _ := json.Marshal(c); string(b) != `{"W":"sha:7"}` {
 		t.Errorf("JSON: %s", b)
 	}
+	// The zero value (echo, the default) round-trips as nothing, so it
+	// stays the zero value a Config of another app must keep.
+	var z struct{ W, H WorkSpec }
+	b, _ := json.Marshal(z)
+	if err := json.Unmarshal(b, &z); err != nil || string(b) != `{"W":"","H":""}` || z.W != (WorkSpec{}) {
+		t.Errorf("zero round trip %s: %+v, %v", b, z, err)
+	}
 }
 
 func TestWorkSettingsAreChecked(t *testing.T) {
