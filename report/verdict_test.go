@@ -371,7 +371,7 @@ func TestVerdictOfTheWorkWorkloads(t *testing.T) {
 			"On greedy, a is best with 2.00 ms; b is next with 20.0 ms.",
 			"under the 90% success threshold, c 1/20",
 			"A heavy request was sha:200000, about 20.0 ms of CPU as sized when the run started, and took 21.0 ms on b",
-			"On b the light p99 is 0.95 times that: a light request that arrives while a heavy one runs waits for it, as a heavy request holds the thread the light ones share",
+			"On b the light p99 is 0.95 times that: light requests waited behind heavy ones, as they do where a heavy request holds the thread they share",
 			"on a it is 0.095 times a heavy request (21.0 ms): its light requests ran beside the heavy ones",
 		}},
 	} {
@@ -399,7 +399,8 @@ func TestVerdictOfTheWorkWorkloads(t *testing.T) {
 // best model's light p99 is about a heavy request, every model's light
 // requests waited (for a CPU: the machine was busy), and the sentence does
 // not blame a shared thread; nor where the worst is not well behind the
-// best.
+// best. Where it is, light requests waited behind heavy ones, even behind
+// several.
 func TestGreedySaysWhenTheMachineNotTheModelHeldLightRequests(t *testing.T) {
 	w := benchgrid.WorkloadInfo{Name: "greedy", HeavyWork: "sha:200000", HeavyCPUUs: 20e3}
 	cell := func(light99, heavy50 float64) benchgrid.Cell {
@@ -416,5 +417,10 @@ func TestGreedySaysWhenTheMachineNotTheModelHeldLightRequests(t *testing.T) {
 	close := greedyExplain(w, []ranked{{"a", 8, cell(8, 21)}, {"b", 12, cell(12, 21)}})
 	if strings.Contains(close, "holds the thread") || !strings.Contains(close, "the light p99 is 0.57 times a heavy request on b, and 0.38 times on a") {
 		t.Errorf("models within 2x: %q", close)
+	}
+	queued := greedyExplain(w, []ranked{{"a", 3, cell(3, 30)}, {"b", 100, cell(100, 29)}})
+	if !strings.Contains(queued, "On b the light p99 is 3.4 times that: light requests waited behind heavy ones") ||
+		!strings.Contains(queued, "on a it is 0.1 times a heavy request (30.0 ms): its light requests ran beside the heavy ones") {
+		t.Errorf("light requests behind several heavy ones: %q", queued)
 	}
 }
