@@ -214,24 +214,25 @@ type Results struct {
 
 // Meta describes where and how the grid ran.
 type Meta struct {
-	Started   time.Time      `json:"started"`
-	Seconds   float64        `json:"seconds"`
-	Command   string         `json:"command"`
-	Preset    string         `json:"preset"`
-	Models    []string       `json:"models"`
-	Workloads []WorkloadInfo `json:"workloads"`
-	Repeat    int            `json:"repeat"`
-	Host      string         `json:"host"`
-	Kernel    string         `json:"kernel"`
-	CPUs      int            `json:"cpus"`
-	GoVersion string         `json:"go_version"`
-	LoadAvg   string         `json:"loadavg,omitempty"` // /proc/loadavg when the run started
+	Started    time.Time      `json:"started"`
+	Seconds    float64        `json:"seconds"`
+	Command    string         `json:"command"`
+	Preset     string         `json:"preset"`
+	Models     []string       `json:"models"`
+	Workloads  []WorkloadInfo `json:"workloads"`
+	Repeat     int            `json:"repeat"`
+	Host       string         `json:"host"`
+	Kernel     string         `json:"kernel"`
+	CPUs       int            `json:"cpus"`
+	GoVersion  string         `json:"go_version"`
+	LoadAvg    string         `json:"loadavg,omitempty"` // /proc/loadavg when the run started
+	ServerCPUs string         `json:"server_cpus,omitempty"`
+	ClientCPUs string         `json:"client_cpus,omitempty"`
+
 	// ShaRoundNs is one round of a "sha N" request on this machine when
 	// the run started, in nanoseconds: what sized the CPU workloads'
 	// requests (0 if none ran).
 	ShaRoundNs float64 `json:"sha_round_ns,omitempty"`
-	ServerCPUs string  `json:"server_cpus,omitempty"`
-	ClientCPUs string  `json:"client_cpus,omitempty"`
 }
 
 // WorkloadInfo describes a workload in the results.
