@@ -80,20 +80,6 @@ var namedWorkloads = []namedWorkload{
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
 	},
 	{
-		name: "short", app: load.AppEcho,
-		about:   "short-lived connections: each carries one 64-byte echo, then closes and a new one opens (--per-conn 1)",
-		clients: [2][]int{{20}, {50}}, backlogs: [2][]int{{256}, {1024}},
-		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
-		load: func(c *load.Config) { c.PerConn = 1 },
-	},
-	{
-		name: "idle", app: load.AppEcho,
-		about:   "connections opened and left idle for the cell's duration (server memory measured then), then one echo each",
-		clients: [2][]int{{1000}, {5000}}, backlogs: [2][]int{{1024}, {4096}},
-		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: 2 * time.Second,
-		load: func(c *load.Config) { c.Idle = true },
-	},
-	{
 		name: "cpu", app: load.AppWork,
 		about: fmt.Sprintf("closed loop: every request is a \"sha N\" of about %v of CPU (N sized on this machine when the run starts)",
 			cpuCost),
@@ -116,6 +102,20 @@ var namedWorkloads = []namedWorkload{
 		clients: [2][]int{{20}, {40}}, backlogs: [2][]int{{256}, {1024}},
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
 		ratePerClient: greedyRate, heavyCPU: greedyCost, heavyShare: greedyShare,
+	},
+	{
+		name: "short", app: load.AppEcho,
+		about:   "short-lived connections: each carries one 64-byte echo, then closes and a new one opens (--per-conn 1)",
+		clients: [2][]int{{20}, {50}}, backlogs: [2][]int{{256}, {1024}},
+		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
+		load: func(c *load.Config) { c.PerConn = 1 },
+	},
+	{
+		name: "idle", app: load.AppEcho,
+		about:   "connections opened and left idle for the cell's duration (server memory measured then), then one echo each",
+		clients: [2][]int{{1000}, {5000}}, backlogs: [2][]int{{1024}, {4096}},
+		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: 2 * time.Second,
+		load: func(c *load.Config) { c.Idle = true },
 	},
 	{
 		name: "chat", app: load.AppChat,
