@@ -81,24 +81,24 @@ var namedWorkloads = []namedWorkload{
 	},
 	{
 		name: "cpu", app: load.AppWork,
-		about: fmt.Sprintf("closed loop: every request is a \"sha N\" of about %v of CPU (N sized on this machine when the run starts)",
-			cpuCost),
+		about: fmt.Sprintf("closed loop: every request is a \"sha N\" of about %g µs of CPU (N sized on this machine when the run starts)",
+			float64(cpuCost)/float64(time.Microsecond)),
 		clients: [2][]int{{20}, {50}}, backlogs: [2][]int{{256}, {1024}},
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
 		cpu: cpuCost,
 	},
 	{
 		name: "blocking", app: load.AppWork,
-		about: fmt.Sprintf("closed loop: every request blocks its handler for %v (sleep:%v), as a synchronous call such as a database query would",
-			blockingSleep, blockingSleep),
+		about: fmt.Sprintf("closed loop: every request blocks its handler for %g ms (sleep:%v), as a synchronous call such as a database query would",
+			float64(blockingSleep)/float64(time.Millisecond), blockingSleep),
 		clients: [2][]int{{20}, {50}}, backlogs: [2][]int{{256}, {1024}},
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
 		load: func(c *load.Config) { c.Work = load.WorkSpec{Kind: load.WorkSleep, Sleep: blockingSleep} },
 	},
 	{
 		name: "greedy", app: load.AppWork,
-		about: fmt.Sprintf("%.0f%% of the clients (at least one) send a \"sha N\" of about %v of CPU (N sized on this machine when "+
-			"the run starts), the others an echo", 100*greedyShare, greedyCost),
+		about: fmt.Sprintf("%.0f%% of the clients (at least one) send a \"sha N\" of about %g ms of CPU (N sized on this machine when "+
+			"the run starts), the others an echo", 100*greedyShare, float64(greedyCost)/float64(time.Millisecond)),
 		clients: [2][]int{{20}, {40}}, backlogs: [2][]int{{256}, {1024}},
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
 		ratePerClient: greedyRate, heavyCPU: greedyCost, heavyShare: greedyShare,

@@ -222,3 +222,22 @@ func durationText(d time.Duration) string {
 	}
 	return fmt.Sprintf("%g µs", float64(d)/float64(time.Microsecond))
 }
+
+// requestsText says what a work workload's clients sent, the sha requests
+// with the CPU time they were sized for; "" for other apps.
+func requestsText(w benchgrid.WorkloadInfo) string {
+	if w.Work == "" {
+		return ""
+	}
+	spec := func(s string, us float64) string {
+		if us > 0 {
+			return fmt.Sprintf("%s (about %s of CPU here)", s, formatUs(math.Round(us)))
+		}
+		return s
+	}
+	if w.HeavyWork == "" {
+		return "Every request: " + spec(w.Work, w.WorkCPUUs)
+	}
+	return fmt.Sprintf("Light requests: %s; heavy ones, from %.0f%% of the clients (at least one): %s",
+		spec(w.Work, w.WorkCPUUs), 100*w.HeavyShare, spec(w.HeavyWork, w.HeavyCPUUs))
+}
