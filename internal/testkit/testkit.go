@@ -6,6 +6,7 @@
 package testkit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/launch"
 )
 
@@ -113,4 +116,36 @@ func Get(t testing.TB, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// Listen serves h under model in this process, on 127.0.0.1 with an
+// ephemeral port unless cfg.Addr says otherwise, until the test ends:
+// then it shuts the server down (bounded by Bound), requires Serve to
+// have returned nil, and closes h if it is an io.Closer. For a server
+// process, use Serve; for the conformance suite's checks, conformance.Start.
+func Listen(t testing.TB, model string, h handler.Handler, cfg engine.Config) engine.Server {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	srv, err := engine.Listen(model, h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Bound)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if c, ok := h.(io.Closer); ok {
+			c.Close()
+		}
+	})
+	return srv
 }
