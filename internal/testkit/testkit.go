@@ -7,7 +7,6 @@ package testkit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,46 +17,27 @@ import (
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 // Bound is the failure limit of a wait that should end at once on an idle
-// machine (a server answering, a counter reaching its value): generous, so
-// that only a real hang fails on a loaded one. It is never a timing
-// assertion.
-const Bound = 30 * time.Second
-
-// pollEvery is how often Eventually checks its condition.
-const pollEvery = 10 * time.Millisecond
+// machine (wait.Bound): generous, never a timing assertion.
+const Bound = wait.Bound
 
 // ErrNotYet is what a condition with nothing more to say returns while it
-// does not hold.
-var ErrNotYet = errors.New("not yet")
+// does not hold (wait.ErrNotYet).
+var ErrNotYet = wait.ErrNotYet
 
-// Wait checks cond until it returns nil, every 10 ms, and returns nil; or,
-// once bound has passed, cond's last error. It is Eventually for
-// goroutines other than the test's.
-func Wait(bound time.Duration, cond func() error) error {
-	deadline := time.Now().Add(bound)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(pollEvery)
-	}
-}
+// Wait checks cond every 10 ms until it returns nil, and returns nil; or,
+// once bound has passed, cond's last error (wait.Until). It is Eventually
+// for goroutines other than the test's.
+func Wait(bound time.Duration, cond func() error) error { return wait.Until(bound, cond) }
 
 // Eventually waits until cond returns nil, and fails the test with what
-// and cond's last error if it still does not after bound. bound is a
-// failure limit (usually Bound), not a timing assertion.
+// and cond's last error if it still does not after bound (wait.Eventually).
 func Eventually(t testing.TB, bound time.Duration, what string, cond func() error) {
 	t.Helper()
-	if err := Wait(bound, cond); err != nil {
-		t.Fatalf("%s: still not so after %v: %v", what, bound, err)
-	}
+	wait.Eventually(t, bound, what, cond)
 }
 
 // Serve starts cmd, a server that reports readiness as `tcplab serve`
