@@ -35,6 +35,8 @@ type conn struct {
 	removed    bool          // the socket is closed
 	sending    bool          // the driver holds a send of c's; loop.sendDone continues the flush
 	wantOut    bool          // output is held up (the socket is full): the write timeout runs
+	offloading bool          // inline dispatch: a function the session offloaded has not returned: Data waits, input gathers in in
+	closedDue  bool          // removed while offloading: Closed follows the function
 	batch      []byte        // the batch being written, while the loop holds the flush token
 	off        int           // bytes of batch already written
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
@@ -56,12 +58,20 @@ type conn struct {
 	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
 	partialAt atomic.Int64
 
+	// pending holds what the session offloaded during the event running
+	// now (handler.Offload); whoever runs the session's events (the loop,
+	// or a reactor-pool worker) takes it when the event returns.
+	pending func()
+
 	mu   sync.Mutex
 	sess handler.Session
 	ex   *execState // reactor-pool dispatch: the connection's executor (pool.go)
 }
 
-var _ handler.Conn = (*conn)(nil)
+var (
+	_ handler.Conn      = (*conn)(nil)
+	_ handler.Offloader = (*conn)(nil)
+)
 
 func (c *conn) Write(p []byte) error {
 	err := c.out.Write(p)
@@ -79,6 +89,20 @@ func (c *conn) Close(reason error) {
 func (c *conn) CloseWith(last []byte, reason error) {
 	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
 		c.l.post(task{kind: taskClose, c: c})
+	}
+}
+
+// Offload keeps fn to run once the session's current event has returned
+// (handler.Offload): the goroutine running the event takes it then.
+func (c *conn) Offload(fn func()) {
+	prev := c.pending
+	if prev == nil {
+		c.pending = fn
+		return
+	}
+	c.pending = func() {
+		defer fn() // runs even if an earlier function panicked
+		prev()
 	}
 }
 

@@ -11,19 +11,23 @@ import (
 // stall) and the close protocol (stop reading, flush by a deadline, close
 // the socket, tell the dispatcher).
 //
-// Two places are left for features that hold a connection back, and both
-// only need canRead to say no and readLater to be called when it would
-// say yes again: delivery held while something runs off the loop, and
-// reading paused until a time (a timer then calls readLater). A
-// per-connection transform of the bytes (TLS) goes between the driver and
-// the dispatcher in input, and between the outbound buffer and the driver
-// in flush.
+// Delivery is held while a function the session offloaded runs
+// (handler.Offload; inline dispatch, whose Data runs on the loop): input
+// gathers in conn.in instead of reaching the session, canRead says no once
+// MaxInbound bytes wait, the peer's end waits behind that input, and
+// Closed waits for the function; offloaded hands it all on when the
+// function returns. Reading paused until a time only needs canRead to say
+// no and a timer to call readLater. A per-connection transform of the
+// bytes (TLS) goes between the driver and the dispatcher in input, and
+// between the outbound buffer and the driver in flush.
 
 // canRead reports whether c may be read now: not paused by backpressure,
-// not closing, not past its input's end, and not holding a Data call's
-// worth of input in the dispatcher.
+// not closing, not past its input's end, not holding a Data call's worth
+// of input in the dispatcher, and not holding MaxInbound bytes for after
+// an offloaded function.
 func (l *loop) canRead(c *conn) bool {
-	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load()
+	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load() &&
+		(!c.offloading || len(c.in) < l.s.cfg.MaxInbound)
 }
 
 // readLater queues c for a read on this pass of the loop: the driver may
@@ -57,17 +61,27 @@ func (l *loop) read(c *conn) {
 	l.drv.read(c)
 }
 
-// input hands bytes the driver read for c to the dispatcher.
+// input hands bytes the driver read for c to the dispatcher, or keeps
+// them for after the function c's session offloaded.
 func (l *loop) input(c *conn, p []byte) {
+	if c.offloading {
+		c.in = append(c.in, p...)
+		return
+	}
 	if l.disp.input(c, p) {
 		c.held = true
 	}
 }
 
 // inputEnded handles the end of c's input: the peer's FIN (reason nil) or
-// a read error, after every byte before it went to input.
+// a read error, after every byte before it went to input. A FIN that
+// comes while an offloaded function runs waits behind the input kept for
+// after it (offloaded passes it on); a read error closes c at once.
 func (l *loop) inputEnded(c *conn, reason error) {
 	c.eof = true
+	if c.offloading && reason == nil {
+		return
+	}
 	l.disp.ended(c, reason)
 }
 
@@ -276,5 +290,86 @@ func (l *loop) remove(c *conn) {
 	l.n--
 	l.load.Add(-1)
 	l.s.stats.Open.Add(-1)
+	if c.offloading {
+		c.closedDue = true // Closed follows the function (offloaded)
+		return
+	}
 	l.disp.closed(c)
+}
+
+// offload starts the function c's session offloaded during the event that
+// just returned, on the server's workers; the dispatcher holds delivery
+// until it returns (inline: conn.offloading). Whoever ran the event calls
+// it: the loop, or a reactor-pool worker.
+func (l *loop) offload(c *conn) {
+	fn := c.pending
+	c.pending = nil
+	l.offloads.Add(1)
+	s := l.s
+	s.work.submit(func() {
+		if err := s.stats.RunOffloaded(fn, s.cfg.Logger, c.RemoteAddr()); err != nil {
+			c.closeWith(err, true, time.Now().Add(s.cfg.DrainTimeout))
+		}
+		if !l.post(task{kind: taskOffloaded, c: c}) {
+			l.disp.offloaded(c, true) // the loop has ended (a shutdown cut it short): finish here
+		}
+	})
+}
+
+// offloadDone is the loop's end of a function c's session offloaded: it
+// has returned.
+func (l *loop) offloadDone(c *conn) {
+	l.offloads.Add(-1)
+	l.disp.offloaded(c, false)
+}
+
+// resumeInline ends the hold offload put on an inline connection: Data
+// gets the input that waited, the peer's end follows it, and reading
+// resumes; or, if c was closed meanwhile, Closed runs now. late is set
+// when the loop has ended and a worker calls it.
+func (l *loop) resumeInline(c *conn, late bool) {
+	c.offloading = false
+	if c.closedDue {
+		c.closedDue = false
+		if late {
+			c.in = nil
+			c.sess.Closed(c.closeReason())
+			runLate(c)
+			return
+		}
+		l.disp.closed(c)
+		return
+	}
+	if c.removed || l.quiet {
+		return // the function was Closed's, or shutdown stopped delivery
+	}
+	if c.closer.Sealed() {
+		l.finish(c) // closing: no more Data
+		return
+	}
+	if len(c.in) > 0 {
+		deliver(c, nil)
+		if c.offloading || c.finishing || c.removed {
+			return
+		}
+	}
+	l.armFrame(c) // its timer did not fire while the function ran
+	if c.eof {
+		if !c.finishing {
+			l.disp.ended(c, nil)
+		}
+		return
+	}
+	l.readLater(c)
+}
+
+// runLate runs in place what c's session offloaded from a Closed that ran
+// after c's loop had ended.
+func runLate(c *conn) {
+	s := c.l.s
+	for c.pending != nil {
+		fn := c.pending
+		c.pending = nil
+		s.stats.RunOffloaded(fn, s.cfg.Logger, c.RemoteAddr())
+	}
 }

@@ -81,7 +81,7 @@ func (l *loop) runTimers() {
 // write timeout while output is held up, and the frame timeout while the
 // session has input left unconsumed.
 func (l *loop) expire(c *conn, now time.Duration) {
-	if !c.finishing && l.frameExpired(c, now) {
+	if !c.finishing && !c.offloading && l.frameExpired(c, now) { // input that waits for an offloaded function is not the peer's delay
 		l.s.stats.FrameTimeouts.Add(1)
 		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.cfg.DrainTimeout))
 		l.finish(c)
