@@ -310,7 +310,7 @@ func (l *loop) offload(c *conn) {
 		if err := s.stats.RunOffloaded(fn, s.cfg.Logger, c.RemoteAddr()); err != nil {
 			c.closeWith(err, true, time.Now().Add(s.cfg.DrainTimeout))
 		}
-		if !l.post(task{kind: taskOffloaded, c: c}) {
+		if !l.post(task{kind: taskReturned, c: c}) {
 			l.disp.offloaded(c, true) // the loop has ended (a shutdown cut it short): finish here
 		}
 	})

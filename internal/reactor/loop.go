@@ -43,7 +43,7 @@ const (
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
 	taskCall                     // run fn on the loop, then ack
-	taskOffloaded                // a function c's session offloaded has returned
+	taskReturned                 // a function c's session offloaded has returned
 )
 
 // task is a message to a loop from any goroutine.
@@ -180,7 +180,7 @@ func (l *loop) end() {
 	l.q = nil
 	l.qmu.Unlock()
 	for _, t := range left {
-		if t.kind == taskOffloaded {
+		if t.kind == taskReturned {
 			l.disp.offloaded(t.c, true)
 		}
 	}
@@ -293,7 +293,7 @@ func (l *loop) do(t task) {
 	case taskCall:
 		t.fn()
 		t.ack <- struct{}{}
-	case taskOffloaded:
+	case taskReturned:
 		l.offloadDone(c)
 	}
 }

@@ -22,14 +22,15 @@ type execState struct {
 	gone      bool // the socket is closed: Closed is due
 	done      bool // Closed has run
 	eof       bool // the peer finished (or failed) after the bytes in in
-	// offloading is set while a function the session offloaded has not
-	// returned: the executor runs nothing for c (input waits in in; the
-	// loop stops reading once a Data call's worth has come).
-	offloading bool
 	eofErr    error
 	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
+
+	// offloading is set while a function the session offloaded has not
+	// returned: the executor runs nothing for c (input waits in in; the
+	// loop stops reading once a Data call's worth has come).
+	offloading bool
 }
 
 // pool is reactor-pool's dispatcher: the loops read and write, and a fixed
