@@ -38,6 +38,7 @@ func Handlers() []NamedHandler {
 		{Name: "echo", New: echo.New},
 		{Name: "probe", New: Probe},
 		{Name: "chat", New: newChat, NewChild: newChatChild},
+		{Name: "offload", New: OffloadProbe},
 	}
 }
 

@@ -35,7 +35,8 @@ type conn struct {
 	removed    bool          // the socket is closed
 	sending    bool          // the driver holds a send of c's; loop.sendDone continues the flush
 	wantOut    bool          // output is held up (the socket is full): the write timeout runs
-	offloading bool          // inline dispatch: a function the session offloaded has not returned: Data waits, input gathers in in
+	offloading bool          // inline dispatch: a function the session offloaded has not returned: no Data
+	waiting    bool          // input read while offloading waits in loop.waiting, for Data after the function
 	closedDue  bool          // removed while offloading: Closed follows the function
 	batch      []byte        // the batch being written, while the loop holds the flush token
 	off        int           // bytes of batch already written

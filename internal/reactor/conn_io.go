@@ -13,21 +13,22 @@ import (
 //
 // Delivery is held while a function the session offloaded runs
 // (handler.Offload; inline dispatch, whose Data runs on the loop): input
-// gathers in conn.in instead of reaching the session, canRead says no once
-// MaxInbound bytes wait, the peer's end waits behind that input, and
-// Closed waits for the function; offloaded hands it all on when the
-// function returns. Reading paused until a time only needs canRead to say
+// gathers in loop.waiting instead of reaching the session, canRead says no
+// once MaxInbound bytes wait, the peer's end waits behind that input, and
+// Closed waits for the function. When it returns, deliverWaiting hands the
+// input to Data a read's worth at a time, as reading would have, and
+// reading resumes only once none waits. Reading paused until a time only needs canRead to say
 // no and a timer to call readLater. A per-connection transform of the
 // bytes (TLS) goes between the driver and the dispatcher in input, and
 // between the outbound buffer and the driver in flush.
 
 // canRead reports whether c may be read now: not paused by backpressure,
 // not closing, not past its input's end, not holding a Data call's worth
-// of input in the dispatcher, and not holding MaxInbound bytes for after
-// an offloaded function.
+// of input in the dispatcher, and with no input waiting for an offloaded
+// function, or less than MaxInbound while it runs.
 func (l *loop) canRead(c *conn) bool {
 	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load() &&
-		(!c.offloading || len(c.in) < l.s.cfg.MaxInbound)
+		(!c.waiting || c.offloading && len(l.waiting[c]) < l.s.cfg.MaxInbound)
 }
 
 // readLater queues c for a read on this pass of the loop: the driver may
@@ -65,7 +66,7 @@ func (l *loop) read(c *conn) {
 // them for after the function c's session offloaded.
 func (l *loop) input(c *conn, p []byte) {
 	if c.offloading {
-		c.in = append(c.in, p...)
+		l.keep(c, p)
 		return
 	}
 	if l.disp.input(c, p) {
@@ -76,10 +77,10 @@ func (l *loop) input(c *conn, p []byte) {
 // inputEnded handles the end of c's input: the peer's FIN (reason nil) or
 // a read error, after every byte before it went to input. A FIN that
 // comes while an offloaded function runs waits behind the input kept for
-// after it (offloaded passes it on); a read error closes c at once.
+// after it (deliverWaiting passes it on); a read error closes c at once.
 func (l *loop) inputEnded(c *conn, reason error) {
 	c.eof = true
-	if c.offloading && reason == nil {
+	if (c.offloading || c.waiting) && reason == nil {
 		return
 	}
 	l.disp.ended(c, reason)
@@ -100,6 +101,10 @@ var errHangUp = errors.New("connection hung up")
 // paused c, or consumed input it was holding.
 func (l *loop) recheck(c *conn) {
 	if c.removed {
+		return
+	}
+	if c.waiting && !c.offloading {
+		l.deliverWaiting(c) // drained posted it
 		return
 	}
 	if c.held && !l.disp.holding(c) {
@@ -241,6 +246,12 @@ func (l *loop) drained(c *conn) {
 	if c.paused.Load() && c.out.Len() <= l.s.lowWater {
 		c.paused.Store(false)
 		l.disp.resumed(c)
+		if c.waiting && !c.offloading {
+			// Input waits for Data; a flush may be under way here, so
+			// deliver it on the loop's next pass.
+			l.post(task{kind: taskInput, c: c})
+			return
+		}
 		l.readLater(c)
 	}
 }
@@ -290,6 +301,10 @@ func (l *loop) remove(c *conn) {
 	l.n--
 	l.load.Add(-1)
 	l.s.stats.Open.Add(-1)
+	if c.waiting {
+		c.waiting = false
+		delete(l.waiting, c)
+	}
 	if c.offloading {
 		c.closedDue = true // Closed follows the function (offloaded)
 		return
@@ -329,35 +344,71 @@ func (l *loop) offloadDone(c *conn) {
 // when the loop has ended and a worker calls it.
 func (l *loop) resumeInline(c *conn, late bool) {
 	c.offloading = false
-	if c.closedDue {
+	switch {
+	case c.closedDue && late:
 		c.closedDue = false
-		if late {
-			c.in = nil
-			c.sess.Closed(c.closeReason())
-			runLate(c)
-			return
-		}
+		c.in = nil
+		c.sess.Closed(c.closeReason())
+		runLate(c)
+	case c.closedDue:
+		c.closedDue = false
 		l.disp.closed(c)
+	case !c.removed:
+		l.deliverWaiting(c)
+	}
+}
+
+// keep keeps bytes read while an offloaded function runs, for Data after
+// it.
+func (l *loop) keep(c *conn, p []byte) { l.setWaiting(c, append(l.waiting[c], p...)) }
+
+// keepFront puts p, what the session left when it offloaded a function,
+// ahead of the input that waits for the function.
+func (l *loop) keepFront(c *conn, p []byte) {
+	if len(p) == 0 {
 		return
 	}
-	if c.removed || l.quiet {
-		return // the function was Closed's, or shutdown stopped delivery
+	b := make([]byte, 0, len(p)+len(l.waiting[c]))
+	l.setWaiting(c, append(append(b, p...), l.waiting[c]...))
+}
+
+func (l *loop) setWaiting(c *conn, b []byte) {
+	if l.waiting == nil {
+		l.waiting = map[*conn][]byte{}
 	}
-	if c.closer.Sealed() {
-		l.finish(c) // closing: no more Data
-		return
-	}
-	if len(c.in) > 0 {
-		deliver(c, nil)
-		if c.offloading || c.finishing || c.removed {
+	l.waiting[c] = b
+	c.waiting = true
+}
+
+// deliverWaiting passes the input that waited for an offloaded function
+// to Data, at most a read's worth per call, while nothing stops it (the
+// session offloads again, backpressure pauses it, c closes, shutdown
+// stops delivery); then the peer's end, if it came, or reading resumes.
+func (l *loop) deliverWaiting(c *conn) {
+	for c.waiting {
+		switch {
+		case c.offloading || c.paused.Load() || c.finishing || c.removed || l.quiet:
+			return
+		case c.closer.Sealed():
+			l.finish(c) // closing: no more Data
 			return
 		}
-	}
-	l.armFrame(c) // its timer did not fire while the function ran
-	if c.eof {
-		if !c.finishing {
-			l.disp.ended(c, nil)
+		b := l.waiting[c]
+		n := min(len(b), l.s.chunk)
+		if n == len(b) {
+			delete(l.waiting, c)
+			c.waiting = false
+		} else {
+			l.waiting[c] = b[n:] // what comes while a new function runs goes after
 		}
+		deliver(c, b[:n])
+	}
+	if c.offloading || c.finishing || c.removed || l.quiet {
+		return
+	}
+	l.armFrame(c) // its timer did not act while the function ran
+	if c.eof {
+		l.disp.ended(c, nil)
 		return
 	}
 	l.readLater(c)

@@ -119,11 +119,17 @@ func deliver(c *conn, fresh []byte) {
 		return
 	}
 	rest := in[used:]
+	if c.offloading {
+		// The session stopped at what it offloaded: what it left is
+		// input that waits for the function too, ahead of what comes.
+		l.keepFront(c, rest)
+		rest = nil
+	}
 	if s.trackPartial(c, used, len(rest)) {
 		l.armFrame(c)
 	}
 	switch {
-	case len(rest) > s.cfg.MaxInbound && !c.offloading: // while offloading, rest is input that waits
+	case len(rest) > s.cfg.MaxInbound:
 		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		l.finish(c)
 		return

@@ -79,6 +79,10 @@ type loop struct {
 	sa        unix.RawSockaddrAny // scratch for accept and getsockname
 	acceptBo  backoff.Backoff
 
+	// waiting holds the input of connections whose Data waits for an
+	// offloaded function (conn.waiting); nil until one does.
+	waiting map[*conn][]byte
+
 	quiet        bool // shutdown phase 1 done: no accepting, no reading
 	stopping     bool // shutdown phase 2: exit once every connection is gone
 	expired      bool // the shutdown deadline passed: what is left closes at once

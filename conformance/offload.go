@@ -1,0 +1,492 @@
+package conformance
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
+)
+
+// OffloadProbe returns a handler that drives handler.Offload over the
+// wire, so the offload cases work on every model, a process model's
+// children included. It reads lines:
+//
+//	e TEXT       reply TEXT from Data
+//	q TEXT       offload a function that replies TEXT
+//	w ADDR       offload a function that dials ADDR (the test's control
+//	             listener) and obeys it, line by line, until told to
+//	             return: "say TEXT" writes TEXT to the connection and
+//	             answers "ok" or "err <reason>"; "close" closes the
+//	             connection (Conn.Close) and answers "ok"; "panic"
+//	             panics; "ret", or the end of the control connection,
+//	             returns
+//	report ADDR  when the session is Closed, it offloads a function that
+//	             dials ADDR and writes "closed <calls> <running>": how
+//	             many times Closed has been called, and whether a
+//	             function the session offloaded was running then
+//
+// Each session offloads from Open a function that writes "hello", so a
+// connection's first line comes from an offloaded function, ahead of any
+// reply from Data. A session stops reading at a line it offloads, as
+// handler.Offload says a session should, and consumes through it.
+func OffloadProbe() handler.Handler {
+	return handler.Func(func(c handler.Conn) handler.Session {
+		s := &offloadSession{c: c}
+		s.offload(func() { s.say("hello") })
+		return s
+	})
+}
+
+type offloadSession struct {
+	c       handler.Conn
+	report  string       // where Closed reports; Data sets it
+	running atomic.Int32 // offloaded functions running
+	closed  atomic.Int32 // Closed calls
+}
+
+// offload offloads fn, counting it as running while it runs.
+func (s *offloadSession) offload(fn func()) {
+	handler.Offload(s.c, func() {
+		s.running.Add(1)
+		defer s.running.Add(-1)
+		fn()
+	})
+}
+
+func (s *offloadSession) say(text string) error { return s.c.Write([]byte(text + "\n")) }
+
+func (s *offloadSession) Data(in []byte) (int, error) {
+	used := 0
+	for {
+		i := bytes.IndexByte(in[used:], '\n')
+		if i < 0 {
+			return used, nil
+		}
+		line := string(in[used : used+i])
+		verb, arg, _ := strings.Cut(line, " ")
+		used += i + 1
+		switch verb {
+		case "e":
+			s.say(arg)
+		case "q":
+			s.offload(func() { s.say(arg) })
+			return used, nil
+		case "w":
+			s.offload(func() { s.obey(arg) })
+			return used, nil
+		case "report":
+			s.report = arg
+		default:
+			return used, fmt.Errorf("offload probe: unknown line %q", line)
+		}
+	}
+}
+
+// errProbeClose is the reason the control connection's "close" gives.
+var errProbeClose = errors.New("offload probe asked to close")
+
+// obey runs the control connection at addr: see OffloadProbe.
+func (s *offloadSession) obey(addr string) {
+	ctl, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		s.say("err " + err.Error())
+		return
+	}
+	defer ctl.Close()
+	ctl.SetDeadline(time.Now().Add(ioTimeout)) // a lost test does not hold the function for ever
+	r := bufio.NewReader(ctl)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		verb, arg, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		switch verb {
+		case "say":
+			reply := "ok"
+			if err := s.say(arg); err != nil {
+				reply = "err " + err.Error()
+			}
+			io.WriteString(ctl, reply+"\n")
+		case "close":
+			s.c.Close(errProbeClose)
+			io.WriteString(ctl, "ok\n")
+		case "panic":
+			panic("probe panic")
+		case "ret":
+			return
+		}
+	}
+}
+
+func (s *offloadSession) Closed(error) {
+	line := fmt.Sprintf("closed %d %t\n", s.closed.Add(1), s.running.Load() > 0)
+	if s.report == "" {
+		return
+	}
+	handler.Offload(s.c, func() {
+		if c, err := net.DialTimeout("tcp", s.report, ioTimeout); err == nil {
+			io.WriteString(c, line)
+			c.Close()
+		}
+	})
+}
+
+func (s *offloadSession) Farewell(reason error) []byte {
+	return []byte("BYE " + reason.Error() + "\n")
+}
+
+// OffloadCases check handler.Offload's promises through OffloadProbe: the
+// connection's order across offloaded and inline replies, input that
+// waits for a function (a byte at a time, and past MaxInbound), a
+// connection closed while its function runs, shutdown with functions in
+// flight, and a function that panics.
+func OffloadCases() []Case {
+	return []Case{
+		{"offloaded and inline replies keep the connection's order, whole or a byte at a time", offloadOrder, OffloadProbe},
+		{"input sent a byte at a time while a function runs waits for it, whole and in order", offloadTrickle, OffloadProbe},
+		{"input past MaxInbound while a function runs pauses reading, and all of it is served after", offloadPastInbound, OffloadProbe},
+		{"a connection its function closes gets Closed once, after the function returns", offloadCloseFromFunction, OffloadProbe},
+		{"a connection its peer resets while its function runs gets Closed once, after the function returns", offloadPeerReset, OffloadProbe},
+		{"Shutdown waits for a function in flight, whose writes come before the farewell", offloadShutdownWaits, OffloadProbe},
+		{"Shutdown with a function running past its deadline reports the drain cut short", offloadShutdownCut, OffloadProbe},
+		{"a panicking function closes its connection only, and is counted", offloadPanic, OffloadProbe},
+	}
+}
+
+// RunOffload runs OffloadCases against model, each on a fresh server.
+func RunOffload(t *testing.T, model string) {
+	runCases(t, model, engine.Config{MaxPending: seamLimit, MaxInbound: seamLimit}, OffloadCases())
+}
+
+// offloadCfg is the configuration of the cases that start their own
+// server.
+func offloadCfg(cfg engine.Config) engine.Config {
+	cfg.App = "offload"
+	return cfg
+}
+
+// expectLines reads len(want) lines from r and checks them.
+func expectLines(t *testing.T, r *bufio.Reader, want ...string) {
+	t.Helper()
+	for i, w := range want {
+		line, err := r.ReadString('\n')
+		if line != w+"\n" || err != nil {
+			t.Fatalf("line %d: got %q, %v; want %q", i, line, err, w)
+		}
+	}
+}
+
+// expectEOF checks that nothing but the end follows on r.
+func expectEOF(t *testing.T, r io.Reader) {
+	t.Helper()
+	rest, err := io.ReadAll(r)
+	if len(rest) > 0 || err != nil {
+		t.Fatalf("want the end of the connection; got %q, %v", tail(rest), err)
+	}
+}
+
+// dialOffload connects to an OffloadProbe server and reads its hello.
+func dialOffload(t *testing.T, s *Server) *lines {
+	t.Helper()
+	c := dialLines(t, s)
+	expectLines(t, c.r, "hello")
+	return c
+}
+
+// writeBytes writes p one byte per write.
+func writeBytes(t *testing.T, c net.Conn, p string) {
+	t.Helper()
+	for i := range len(p) {
+		if _, err := c.Write([]byte{p[i]}); err != nil {
+			t.Fatalf("write byte %d: %v", i, err)
+		}
+	}
+}
+
+// control is the test's end of the functions' control connections, and
+// of Closed's reports: a loopback listener.
+type control struct {
+	ln net.Listener
+}
+
+func listenControl(t *testing.T) *control {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &control{ln: ln}
+}
+
+func (c *control) addr() string { return c.ln.Addr().String() }
+
+// accept waits for the next connection: a function that has started, or
+// a report.
+func (c *control) accept(t *testing.T) *lines {
+	t.Helper()
+	c.ln.(*net.TCPListener).SetDeadline(time.Now().Add(ioTimeout))
+	conn, err := c.ln.Accept()
+	if err != nil {
+		t.Fatalf("waiting for the server to dial %s: %v", c.addr(), err)
+	}
+	conn.SetDeadline(time.Now().Add(ioTimeout))
+	t.Cleanup(func() { conn.Close() })
+	return &lines{Conn: conn, r: bufio.NewReader(conn)}
+}
+
+// expectReport accepts Closed's report and checks it says Closed ran once
+// with no function running.
+func (c *control) expectReport(t *testing.T) {
+	t.Helper()
+	expectLines(t, c.accept(t).r, "closed 1 false")
+}
+
+// expectNoMore checks that no connection waits, once the server has
+// stopped: Closed reported only once.
+func (c *control) expectNoMore(t *testing.T) {
+	t.Helper()
+	c.ln.(*net.TCPListener).SetDeadline(time.Now())
+	if conn, err := c.ln.Accept(); err == nil {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		t.Fatalf("another report after the first: %q", line)
+	}
+}
+
+// do sends a command to a function and checks its answer.
+func (l *lines) do(t *testing.T, cmd, want string) {
+	t.Helper()
+	if _, err := io.WriteString(l, cmd+"\n"); err != nil {
+		t.Fatalf("send %q: %v", cmd, err)
+	}
+	if line, err := l.r.ReadString('\n'); line != want+"\n" || err != nil {
+		t.Fatalf("%s: got %q, %v; want %q", cmd, line, err, want)
+	}
+}
+
+// send sends a command that has no answer.
+func (l *lines) send(t *testing.T, cmd string) {
+	t.Helper()
+	if _, err := io.WriteString(l, cmd+"\n"); err != nil {
+		t.Fatalf("send %q: %v", cmd, err)
+	}
+}
+
+// offloadOrder sends requests, every third offloaded, in one write and
+// then a byte per write: the replies come in request order.
+func offloadOrder(t *testing.T, s *Server) {
+	for _, n := range []int{150, 40} {
+		var req strings.Builder
+		var want []string
+		for i := range n {
+			verb := "e"
+			if i%3 == 0 {
+				verb = "q"
+			}
+			fmt.Fprintf(&req, "%s %d\n", verb, i)
+			want = append(want, strconv.Itoa(i))
+		}
+		c := dialOffload(t, s)
+		if n == 40 {
+			writeBytes(t, c, req.String())
+		} else if _, err := io.WriteString(c, req.String()); err != nil {
+			t.Fatal(err)
+		}
+		expectLines(t, c.r, want...)
+		c.Close()
+	}
+	checkStats(t, s, "every offloaded function counted", func(st engine.Stats) bool {
+		return st.Offloads >= 2+50+14 // the hellos, and every third request
+	})
+}
+
+// offloadTrickle sends requests a byte at a time while a function runs:
+// they wait for it, and their replies follow its own.
+func offloadTrickle(t *testing.T, s *Server) {
+	ctl := listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "w "+ctl.addr())
+	f := ctl.accept(t) // the function runs
+	var req strings.Builder
+	var want []string
+	for i := range 30 {
+		fmt.Fprintf(&req, "e %d\n", i)
+		want = append(want, strconv.Itoa(i))
+	}
+	writeBytes(t, c, req.String())
+	f.do(t, "say done", "ok")
+	f.send(t, "ret")
+	expectLines(t, c.r, append([]string{"done"}, want...)...)
+}
+
+// offloadPastInbound sends eight times MaxInbound while a function runs:
+// reading pauses (the connection is not closed for it), and after the
+// function every request is answered in order.
+func offloadPastInbound(t *testing.T, s *Server) {
+	ctl := listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "w "+ctl.addr())
+	f := ctl.accept(t)
+	line := "e " + strings.Repeat("a", 1000)
+	n := 8 * s.Config.MaxInbound / (len(line) + 1)
+	var sent atomic.Int64
+	wrote := make(chan error, 1)
+	go func() {
+		for range n {
+			if _, err := io.WriteString(c, line+"\n"); err != nil {
+				wrote <- err
+				return
+			}
+			sent.Add(int64(len(line) + 1))
+		}
+		wrote <- nil
+	}()
+	// More than MaxInbound is on its way: the server holds what it read
+	// of it for after the function, and the rest waits in the socket.
+	Eventually(t, ioTimeout, func() error {
+		if got := sent.Load(); got <= int64(s.Config.MaxInbound) {
+			return fmt.Errorf("sent %d bytes while the function runs", got)
+		}
+		return nil
+	})
+	f.do(t, "say done", "ok")
+	f.send(t, "ret")
+	expectLines(t, c.r, "done")
+	want := make([]string, n)
+	for i := range want {
+		want[i] = line[2:]
+	}
+	expectLines(t, c.r, want...)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// offloadCloseFromFunction closes the connection from its running
+// function: writes fail from then on, and Closed comes once, after the
+// function returns.
+func offloadCloseFromFunction(t *testing.T, s *Server) {
+	ctl, reports := listenControl(t), listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "report "+reports.addr())
+	c.send(t, "w "+ctl.addr())
+	f := ctl.accept(t)
+	f.do(t, "close", "ok")
+	f.do(t, "say late", "err "+handler.ErrClosed.Error())
+	f.send(t, "ret")
+	reports.expectReport(t)
+	expectEOF(t, c.r)
+	s.Stop(t)
+	reports.expectNoMore(t)
+}
+
+// offloadPeerReset resets the connection from the client while its
+// function runs: Closed comes once, after the function returns.
+func offloadPeerReset(t *testing.T, s *Server) {
+	ctl, reports := listenControl(t), listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "report "+reports.addr())
+	c.send(t, "w "+ctl.addr())
+	f := ctl.accept(t)
+	c.Conn.(*net.TCPConn).SetLinger(0)
+	c.Close() // a reset
+	// A loop notices the reset now, a blocking model after the function:
+	// a write fails once it has. Either way Closed must wait.
+	f.send(t, "ret")
+	reports.expectReport(t)
+	s.Stop(t)
+	reports.expectNoMore(t)
+}
+
+// offloadShutdownWaits shuts the server down while a function runs: the
+// shutdown waits for it, and what it writes goes out before the farewell.
+func offloadShutdownWaits(t *testing.T, s *Server) {
+	ctl := listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "w "+ctl.addr())
+	f := ctl.accept(t)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	// Shutdown has begun once the server refuses new connections. A
+	// process model's parent may hold its listening socket until its
+	// children have ended (prefork): there the function is let go at
+	// once, and the order is all that is checked. The children run the
+	// blocking models' code, whose wait the other models check.
+	if s.Model.Child == nil {
+		Eventually(t, ioTimeout, func() error {
+			if nc, err := net.Dial("tcp", s.Addr().String()); err == nil {
+				nc.Close()
+				return errors.New("the server still accepts connections")
+			}
+			return nil
+		})
+	}
+	f.do(t, "say late", "ok")
+	f.send(t, "ret")
+	expectLines(t, c.r, "late", "BYE "+handler.ErrShutdown.Error())
+	expectEOF(t, c.r)
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	s.awaitServe(t)
+}
+
+// offloadShutdownCut shuts the server down with a 300 ms deadline while a
+// function runs and stays running: Shutdown ends at the deadline and
+// reports the drain cut short; the function finishes later, and Closed
+// follows it.
+func offloadShutdownCut(t *testing.T, s *Server) {
+	s = Start(t, s.Model.Name, OffloadProbe(), offloadCfg(engine.Config{DrainTimeout: time.Minute}))
+	ctl, reports := listenControl(t), listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "report "+reports.addr())
+	c.send(t, "w "+ctl.addr())
+	f := ctl.accept(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Shutdown(ctx)
+	if took := time.Since(start); took > stuckShutdownBound {
+		t.Errorf("Shutdown took %v with a function running: want it to end at its 300 ms deadline", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown returned %v: want a drain cut short by its deadline", err)
+	}
+	f.send(t, "ret")
+	if s.Model.Child == nil { // a process model's child was killed at the deadline
+		reports.expectReport(t)
+	}
+	s.awaitServe(t)
+}
+
+// offloadPanic makes a function panic: its connection closes with the
+// panic as the reason, the server serves on, and counts it.
+func offloadPanic(t *testing.T, s *Server) {
+	ctl := listenControl(t)
+	c := dialOffload(t, s)
+	c.send(t, "w "+ctl.addr())
+	ctl.accept(t).send(t, "panic")
+	expectLines(t, c.r, "BYE "+handler.ErrOffloadPanic.Error()+": probe panic")
+	expectEOF(t, c.r)
+	other := dialOffload(t, s)
+	other.send(t, "e still here")
+	expectLines(t, other.r, "still here")
+	checkStats(t, s, "one offloaded function panicked", func(st engine.Stats) bool { return st.OffloadPanics == 1 })
+}
