@@ -155,7 +155,9 @@ func waitingBytes(s *Server) int {
 // function runs: the loop reads ahead until MaxInbound bytes wait (less
 // than a read more) and stops there; after the function every line comes
 // back, in order.
-func TestOffloadKeepsReadingToMaxInbound(t *testing.T) { kernels(t, testOffloadKeepsReadingToMaxInbound) }
+func TestOffloadKeepsReadingToMaxInbound(t *testing.T) {
+	kernels(t, testOffloadKeepsReadingToMaxInbound)
+}
 
 func testOffloadKeepsReadingToMaxInbound(t *testing.T, o options) {
 	o.MaxInbound = 64 << 10
