@@ -74,6 +74,7 @@ func chatCases() []chatCase {
 	return []chatCase{
 		{name: "hello, commands and replies", run: chatCommands, kinds: bothFramings},
 		{name: "invalid UTF-8 gets ERR bad-utf8 and the connection stays", run: chatBadUTF8, kinds: bothFramings},
+		{name: "control characters get ERR bad-text, reach nobody, and the connection stays", run: chatBadText, multi: true, kinds: bothFramings},
 		{name: "oversize length header gets ERR frame-too-large at once and a close", run: chatOversizeHeader, opts: chat.Options{MaxFrame: 1024}},
 		{name: "overlong line gets ERR frame-too-large and a close", run: chatOverlongLine, opts: chat.Options{MaxFrame: 1024}, kinds: []frame.Kind{frame.Line}},
 		{name: "empty length frame gets ERR bad-frame and a close", run: chatEmptyFrame},
@@ -205,6 +206,8 @@ func chatCommands(t *testing.T, e *chatEnv) {
 	c.mustCall("/msg Al_ice-9", "ERR usage /msg NICK TEXT")
 	c.mustCall("/msg b@d hi", "ERR bad-nick b@d: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
 	c.mustCall("/who there", "ERR usage /who takes no argument")
+	c.mustCall("/help", "OK help /nick /join /rooms /who /msg /ping /help /quit")
+	c.mustCall("/help me", "ERR usage /help takes no argument")
 	c.mustCall("/frobnicate now", "ERR unknown-command /frobnicate")
 	c.mustCall("/NICK x", "ERR unknown-command /NICK")
 	c.mustCall("/", "ERR unknown-command /")
@@ -225,6 +228,49 @@ func chatBadUTF8(t *testing.T, e *chatEnv) {
 	c.mustQuiet()
 	c.mustCall("/msg "+c.nick+" 日本語", "PRIV "+c.nick+" 日本語")
 	c.mustNext("OK msg")
+}
+
+// chatBadText: a message or private message holding a control character
+// other than TAB (escape sequences, NUL, a carriage return that would
+// overwrite the receiver's line, a newline that would fake a new one, DEL,
+// a C1 control) is refused to its sender and reaches nobody; a nick or
+// room holding one is refused, and no error quotes it back; the sender
+// stays connected, and a TAB passes.
+func chatBadText(t *testing.T, e *chatEnv) {
+	rx := e.join(t, "rx", "")
+	tx := e.join(t, "tx", "")
+	rx.mustNext("JOIN lobby guest-2")
+	bad := func(r rune, at int) string {
+		return fmt.Sprintf("ERR bad-text control character U+%04X at byte %d: a message may hold no control character but TAB", r, at)
+	}
+	for _, c := range []struct {
+		text string
+		r    rune
+		at   int
+	}{
+		{"\x1b[2J\x1b[31mred", 0x1b, 0},
+		{"\x1b]0;pwned\x07", 0x1b, 0},
+		{"nul\x00", 0, 3},
+		{"hi\r*** admin joined", '\r', 2},
+		{"bell\x07", 7, 4},
+		{"del\x7f", 0x7f, 3},
+		{"csi \u009b2J", 0x9b, 4},
+	} {
+		tx.mustCall(c.text, bad(c.r, c.at))
+		tx.mustCall("//"+c.text, bad(c.r, c.at+1)) // says "/TEXT"
+		tx.mustCall("/msg rx "+c.text, bad(c.r, c.at))
+	}
+	if e.kind == frame.Length { // a line frame ends at the newline
+		tx.mustCall("two\nlines", bad('\n', 3))
+	}
+	tx.mustCall("/nick t\x1bx", "ERR bad-nick t?x: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	tx.mustCall("/join \x1b[2J", "ERR bad-room ?[2J: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
+	tx.mustCall("/\x1b[2J", "ERR unknown-command /?[2J")
+	rx.mustQuiet()
+	tx.mustSend("a\ttab is fine")
+	rx.mustNext("MSG lobby tx a\ttab is fine")
+	tx.mustCall("/msg rx tab\there too", "OK msg")
+	rx.mustNext("PRIV tx tab\there too")
 }
 
 // chatOversizeHeader sends only a length header over the limit: the server

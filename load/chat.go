@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/frame"
 )
 
@@ -98,13 +100,22 @@ func (r *run) runChat() *chatRun {
 
 // joinChat dials, waits for the server's HELLO, and joins the room if it
 // is not the one the server starts everyone in, all within the connect
-// timeout.
+// timeout. A greeting in the other framing fails the connection at once,
+// naming the framing to use.
 func (r *run) joinChat(i int) (*member, error) {
 	c, _, err := r.dial(i)
 	if err != nil {
 		return nil, err
 	}
-	fr, err := frame.NewReader(c, r.cfg.Framing, 0)
+	in, err := chat.SniffGreeting(c, r.cfg.Framing)
+	if err != nil {
+		c.Close()
+		if fe := (*chat.FramingError)(nil); errors.As(err, &fe) {
+			err = fmt.Errorf("%w: %w", errProtocol, err)
+		}
+		return nil, err
+	}
+	fr, err := frame.NewReader(in, r.cfg.Framing, 0)
 	if err != nil {
 		c.Close()
 		return nil, err

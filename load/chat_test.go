@@ -5,7 +5,42 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/app/chat"
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/frame"
 )
+
+// chatServer serves a chat handler of framing kind on a loopback port
+// until the test ends.
+func chatServer(t *testing.T, kind frame.Kind) string {
+	t.Helper()
+	h, err := chat.New(chat.Options{Framing: kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() }) // after the server's shutdown
+	return serve(t, "goroutine", h, engine.Config{}).Addr().String()
+}
+
+// TestChatRunNamesTheServersFraming: a chat run in the other framing than
+// the server's fails every connection at once with the framing to use,
+// rather than wait out the connect timeout for a newline a length server
+// never sends.
+func TestChatRunNamesTheServersFraming(t *testing.T) {
+	for _, c := range []struct{ server, client frame.Kind }{{frame.Length, frame.Line}, {frame.Line, frame.Length}} {
+		addr := chatServer(t, c.server)
+		res := mustRun(t, Config{App: AppChat, Framing: c.client, Addr: addr, Conns: 3, Duration: 100 * time.Millisecond, ConnectTimeout: 20 * time.Second})
+		want := "the server speaks " + string(c.server) + " framing: try --framing " + string(c.server)
+		if res.OKConns != 0 || res.Failures[ReasonProtocol] != 3 || !strings.Contains(res.FirstError, want) {
+			t.Errorf("%s against %s: ok %d, failures %v, first error %q; want 3 protocol errors saying %q",
+				c.client, c.server, res.OKConns, res.Failures, res.FirstError, want)
+		}
+		if res.Elapsed > 10 {
+			t.Errorf("%s against %s: the run took %.1fs: it waited for the connect timeout", c.client, c.server, res.Elapsed)
+		}
+	}
+}
 
 func TestParseServerFrame(t *testing.T) {
 	for in, want := range map[string]serverFrame{

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcplab/tcplab/app/chat"
+	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/internal/backoff"
 )
 
@@ -231,11 +233,29 @@ func roundTrip(c net.Conn, msg, got []byte) error {
 	if _, err := c.Write(msg); err != nil {
 		return err
 	}
-	if _, err := io.ReadFull(c, got); err != nil {
+	n, err := io.ReadFull(c, got)
+	if err == nil && bytes.Equal(got, msg) {
+		return nil
+	}
+	return echoFailure(msg, got[:n], err)
+}
+
+// echoFailure explains a round trip that did not bring msg back: got is
+// what came back before err (nil if the echo was whole but different).
+// What came back is quoted; a chat server's greeting is named as such,
+// since a chat server answers an echo client with its HELLO, then
+// waits for a frame that never ends or refuses a length header that
+// makes no sense.
+func echoFailure(msg, got []byte, err error) error {
+	if k, ok := chat.GreetingFraming(got); ok {
+		try := "--app chat"
+		if k != frame.Length {
+			try += " --framing " + string(k)
+		}
+		return fmt.Errorf("%w: the server greeted with %q: it is a chat server; try %s", errMismatch, clip(got), try)
+	}
+	if err != nil {
 		return err
 	}
-	if !bytes.Equal(got, msg) {
-		return errMismatch
-	}
-	return nil
+	return fmt.Errorf("%w: sent %q, got %q", errMismatch, clip(msg), clip(got))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/netstat"
 )
@@ -249,8 +250,12 @@ func TestConnectRatePacesConnections(t *testing.T) {
 func TestWrongEchoAndRefusedConnectionsFail(t *testing.T) {
 	srv := serve(t, "goroutine", echoWith(nil, bytes.ToUpper), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 3, Duration: 100 * time.Millisecond})
-	if res.OKConns != 0 || res.Failures[ReasonMismatch] != 3 || !strings.Contains(res.FirstError, "differs") {
-		t.Fatalf("ok %d failures %v (%s), want 3 mismatches", res.OKConns, res.Failures, res.FirstError)
+	if res.OKConns != 0 || res.Failures[ReasonMismatch] != 3 || !strings.Contains(res.FirstError, "differs") ||
+		!strings.Contains(res.FirstError, `got "CONN `) {
+		t.Fatalf("ok %d failures %v (%s), want 3 mismatches that show what came back", res.OKConns, res.Failures, res.FirstError)
+	}
+	if !strings.Contains(res.Summary(), "\nfirst error  "+res.FirstError+"\n") {
+		t.Errorf("the summary does not show the first error:\n%s", res.Summary())
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -262,6 +267,33 @@ func TestWrongEchoAndRefusedConnectionsFail(t *testing.T) {
 	res = mustRun(t, Config{Addr: addr, Conns: 3, Duration: 100 * time.Millisecond})
 	if res.OKConns != 0 || res.Failures[ReasonRefused] != 3 {
 		t.Fatalf("ok %d failures %v, want 3 refused", res.OKConns, res.Failures)
+	}
+	// A run that ended as it began (every connection refused) says it
+	// measured nothing, rather than print rates and a CPU share of a few
+	// milliseconds.
+	if res.Window > res.Elapsed {
+		t.Errorf("window %.3fs of a run of %.3fs", res.Window, res.Elapsed)
+	}
+	s := res.Summary()
+	for _, want := range []string{"throughput   none: no message completed", "latency      none measured", "client cpu   not measured: the run lasted "} {
+		if res.Elapsed < minSaturationWall.Seconds() && !strings.Contains(s, want) {
+			t.Errorf("summary of a run of %.3fs lacks %q:\n%s", res.Elapsed, want, s)
+		}
+	}
+}
+
+// TestEchoRunAgainstAChatServerSaysSo: an echo run against a chat server
+// fails with what came back, named as a chat server's greeting, and the
+// flags to use. A length server refuses the echo as a length header; a
+// line server waits for a newline, until the connect timeout.
+func TestEchoRunAgainstAChatServerSaysSo(t *testing.T) {
+	for kind, try := range map[frame.Kind]string{frame.Length: "try --app chat", frame.Line: "try --app chat --framing line"} {
+		addr := chatServer(t, kind)
+		res := mustRun(t, Config{Addr: addr, Conns: 2, Duration: 100 * time.Millisecond, ConnectTimeout: 300 * time.Millisecond})
+		if res.OKConns != 0 || res.Failures[ReasonMismatch] != 2 || !strings.Contains(res.FirstError, `the server greeted with "`) ||
+			!strings.Contains(res.FirstError, "HELLO tcplab 1 guest-") || !strings.HasSuffix(res.FirstError, "it is a chat server; "+try) {
+			t.Errorf("%s chat server: ok %d, failures %v, first error %q; want mismatches naming a chat server and %q", kind, res.OKConns, res.Failures, res.FirstError, try)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/internal/cpupin"
+	"github.com/tcplab/tcplab/internal/english"
 	"github.com/tcplab/tcplab/internal/netstat"
 )
 
@@ -240,11 +241,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // window is the time the run's rates are measured over: from sendStart
-// to the deadline, or to the cancellation if that came first, and on to
-// the last message's completion if that came later. elapsed is the run's
-// whole length, an upper bound on a cancellation time not yet recorded.
+// to the deadline, or to the cancellation or the end of the run (every
+// connection failed) if that came first, and on to the last message's
+// completion if that came later. elapsed is the run's whole length, an
+// upper bound on a cancellation time not yet recorded.
 func (r *run) window(elapsed time.Duration) time.Duration {
-	end := r.deadline.Sub(r.start)
+	end := min(r.deadline.Sub(r.start), elapsed)
 	if r.ctx.Err() != nil {
 		at := elapsed
 		if c := r.cancelledAt.Load(); c > 0 {
@@ -360,10 +362,10 @@ func (r *run) progress() (stop func()) {
 // Summary renders a result as a few lines for people.
 func (res *Result) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s loop against %s: %d connections for %gs", res.App, res.Mode, res.Addr, res.Conns, res.Duration)
+	fmt.Fprintf(&b, "%s %s loop against %s: %s for %gs", res.App, res.Mode, res.Addr, english.Count(res.Conns, "connection"), res.Duration)
 	if res.Mode == "chat" {
 		b.Reset()
-		fmt.Fprintf(&b, "chat against %s: %d connections, %d senders, for %gs", res.Addr, res.Conns, res.Senders, res.Duration)
+		fmt.Fprintf(&b, "chat against %s: %s, %s, for %gs", res.Addr, english.Count(res.Conns, "connection"), english.Count(res.Senders, "sender"), res.Duration)
 	}
 	if res.Interrupted {
 		b.WriteString(" (interrupted: the numbers cover only the part that ran)")
@@ -372,21 +374,37 @@ func (res *Result) Summary() string {
 	if len(res.Failures) > 0 {
 		fmt.Fprintf(&b, "  [%s]", counts(res.Failures))
 	}
-	fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s  (%d msgs over %.3gs)", res.MsgsPerS, res.BytesPerS/1e6, res.Msgs, res.Window)
-	if res.Mode == "chat" {
+	if res.FirstError != "" {
+		fmt.Fprintf(&b, "\nfirst error  %s", res.FirstError)
+	}
+	if res.Msgs == 0 {
+		b.WriteString("\nthroughput   none: no message completed")
+	} else {
+		fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s  (%s over %.3gs)", res.MsgsPerS, res.BytesPerS/1e6, english.Count(int(res.Msgs), "msg"), res.Window)
+	}
+	if res.Mode == "chat" && res.Ingress+res.Delivered > 0 {
 		fmt.Fprintf(&b, "  (ingress %.0f msgs/s, delivered %.0f msgs/s, fairness %.3f..%.3f)", res.IngressPerS, res.DeliveredPerS, res.FairnessMin, res.FairnessMax)
 	}
 	if len(res.ServerErrors) > 0 {
 		fmt.Fprintf(&b, "\nserver ERR   %s", counts(res.ServerErrors))
 	}
 	lat := func(name string, p Percentiles) {
+		if p.Count == 0 {
+			fmt.Fprintf(&b, "\n%-12s none measured", name)
+			return
+		}
 		fmt.Fprintf(&b, "\n%-12s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", name, us(p.P50), us(p.P90), us(p.P99), us(p.P999), us(p.Max))
 	}
 	lat("latency", res.Latency)
 	if res.Mode != "closed" {
 		lat("uncorrected", res.LatencyUncorrected)
 	}
-	fmt.Fprintf(&b, "\nclient cpu   %.0f%% of a core (cpus %s)", res.ClientCPUPct, res.ClientCPUs)
+	if elapsed := time.Duration(res.Elapsed * float64(time.Second)); elapsed < minSaturationWall {
+		// A ratio of two tiny numbers: a few ms of CPU over a few ms.
+		fmt.Fprintf(&b, "\nclient cpu   not measured: the run lasted %v, too short to measure (under %v)", elapsed.Round(100*time.Microsecond), minSaturationWall)
+	} else {
+		fmt.Fprintf(&b, "\nclient cpu   %.0f%% of a core (cpus %s)", res.ClientCPUPct, res.ClientCPUs)
+	}
 	fmt.Fprintf(&b, "\nkernel       ListenOverflows +%d  ListenDrops +%d", res.ListenOverflows, res.ListenDrops)
 	ws := slices.Clone(res.Warnings)
 	sort.Strings(ws)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tcplab/tcplab/benchgrid"
+	"github.com/tcplab/tcplab/internal/english"
 )
 
 // writeSummary writes summary.md: the verdict and the echo table in
@@ -20,7 +21,7 @@ func writeSummary(path string, res *benchgrid.Results, verdicts []Verdict) error
 	m := res.Meta
 	fmt.Fprintf(&b, "Measured %s on %s (Linux %s, %d CPUs, %s), load average %s at the start%s.\n",
 		m.Started.Format("2006-01-02"), m.Host, m.Kernel, m.CPUs, m.GoVersion, orUnknown(m.LoadAvg), busyNote(m))
-	fmt.Fprintf(&b, "Command: `%s` (%s preset, %d %s, %.0f s).\n\n", m.Command, m.Preset, m.Repeat, plural(m.Repeat, "round", "rounds"), m.Seconds)
+	fmt.Fprintf(&b, "Command: `%s` (%s preset, %d %s, %.0f s).\n\n", m.Command, m.Preset, m.Repeat, english.Noun(m.Repeat, "round", "rounds"), m.Seconds)
 	writeMatrixMarkdown(&b, res, verdicts)
 	for _, w := range m.Workloads {
 		if w.App == "echo" && w.Name != "idle" && w.Name != "short" && len(w.Backlogs) > 1 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tcplab/tcplab/benchgrid"
+	"github.com/tcplab/tcplab/internal/english"
 )
 
 // SuccessThreshold is the smallest connection success rate of a cell that
@@ -118,7 +119,7 @@ func figureFor(w benchgrid.WorkloadInfo) figure {
 				return c.Server.RSSPerConn, c.Server.RSSPerConn > 0
 			},
 			beside: func(c benchgrid.Cell) string {
-				return fmt.Sprintf("%d threads, %d %s", c.Server.Threads, c.Server.Procs, plural(c.Server.Procs, "process", "processes"))
+				return fmt.Sprintf("%s, %d %s", english.Count(c.Server.Threads, "thread"), c.Server.Procs, english.Noun(c.Server.Procs, "process", "processes"))
 			}}
 	case w.App == "chat":
 		return figure{name: "delivered msgs/s", unit: "msgs/s", better: Higher, per: "delivery", clientBound: true,
@@ -165,7 +166,7 @@ func verdictFor(res *benchgrid.Results, w benchgrid.WorkloadInfo) Verdict {
 	clients, backlog, cells := keyCells(res, w)
 	v := Verdict{
 		Workload: w.Name, Unit: f.unit, Better: f.better, Clients: clients, Backlog: backlog,
-		Figure: fmt.Sprintf("%s at %d %s, backlog %d", f.name, clients, plural(clients, "client", "clients"), backlog),
+		Figure: fmt.Sprintf("%s at %d %s, backlog %d", f.name, clients, english.Noun(clients, "client", "clients"), backlog),
 		Values: map[string]float64{}, Out: map[string]string{}, OutShort: map[string]string{}, Beside: map[string]string{},
 		Noise: DefaultNoise, NoiseFrom: fmt.Sprintf("the documented default (±%.0f%%; one round measures none)", 100*DefaultNoise),
 	}
@@ -501,19 +502,12 @@ func outList(v Verdict) string {
 	return strings.Join(parts, "; ")
 }
 
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
 func count(n int, one string) string {
 	many := one + "s"
 	if strings.HasSuffix(one, "s") {
 		many = one + "es"
 	}
-	return fmt.Sprintf("%d %s", n, plural(n, one, many))
+	return fmt.Sprintf("%d %s", n, english.Noun(n, one, many))
 }
 
 // Percent formats a rate as a percentage, with a decimal under 10% so a

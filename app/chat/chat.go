@@ -5,6 +5,8 @@
 // The package is split by concern:
 //
 //   - protocol.go: the client's commands (ParseCommand), names, error codes;
+//   - greeting.go: telling a server's framing from its first bytes, for
+//     clients;
 //   - chat.go: Options, New, the Handler, and encoding of server frames;
 //   - session.go: one connection: framing, limits, commands;
 //   - hub.go: rooms and nicks, and fan-out over copy-on-write member lists;

@@ -2,7 +2,9 @@ package chat
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -31,6 +33,7 @@ const (
 	CodeFrameTooLarge  = "frame-too-large"
 	CodeBadFrame       = "bad-frame"
 	CodeBadUTF8        = "bad-utf8"
+	CodeBadText        = "bad-text"
 	CodeTooLong        = "too-long"
 	CodeRateLimited    = "rate-limited"
 	CodeSlowConsumer   = "slow-consumer"
@@ -45,7 +48,7 @@ const (
 func ErrorCodes() []string {
 	return []string{
 		CodeBadNick, CodeNickTaken, CodeBadRoom, CodeNoSuchNick, CodeUnknownCommand, CodeUsage,
-		CodeFrameTooLarge, CodeBadFrame, CodeBadUTF8, CodeTooLong,
+		CodeFrameTooLarge, CodeBadFrame, CodeBadUTF8, CodeBadText, CodeTooLong,
 		CodeRateLimited, CodeSlowConsumer, CodeServerFull, CodeTooManyConns, CodeConnRate, CodeUnavailable,
 	}
 }
@@ -84,6 +87,7 @@ const (
 	OpMsg             // /msg NICK TEXT
 	OpPing            // /ping
 	OpQuit            // /quit
+	OpHelp            // /help
 )
 
 // Command is a parsed client frame. Name and Text are sub-slices of the
@@ -94,26 +98,47 @@ type Command struct {
 	Text []byte // OpSay and OpMsg: the text, never empty
 }
 
+// command is one command: its word, its operation and its usage line
+// ("" for a command that takes no argument).
+type command struct {
+	word  string
+	op    Op
+	usage string
+}
+
+// commands are the commands, in the order /help lists them.
+func commands() [8]command {
+	return [...]command{
+		{"nick", OpNick, "/nick NAME"},
+		{"join", OpJoin, "/join ROOM"},
+		{"rooms", OpRooms, ""},
+		{"who", OpWho, ""},
+		{"msg", OpMsg, "/msg NICK TEXT"},
+		{"ping", OpPing, ""},
+		{"help", OpHelp, ""},
+		{"quit", OpQuit, ""},
+	}
+}
+
 // lookupCommand returns a command word's operation and its usage line
 // ("" for a command that takes no argument).
 func lookupCommand(word []byte) (op Op, usage string, ok bool) {
-	switch string(word) {
-	case "nick":
-		return OpNick, "/nick NAME", true
-	case "join":
-		return OpJoin, "/join ROOM", true
-	case "rooms":
-		return OpRooms, "", true
-	case "who":
-		return OpWho, "", true
-	case "msg":
-		return OpMsg, "/msg NICK TEXT", true
-	case "ping":
-		return OpPing, "", true
-	case "quit":
-		return OpQuit, "", true
+	for _, c := range commands() {
+		if string(word) == c.word {
+			return c.op, c.usage, true
+		}
 	}
 	return 0, "", false
+}
+
+// Commands lists the commands as "/help" answers them: "/nick", "/join",
+// ...
+func Commands() []string {
+	var words []string
+	for _, c := range commands() {
+		words = append(words, "/"+c.word)
+	}
+	return words
 }
 
 // maxDetail bounds the part of the client's input an error detail quotes.
@@ -122,20 +147,21 @@ const maxDetail = 64
 // ParseCommand parses one client frame. p must not be empty. The grammar:
 //
 //	//TEXT          say "/TEXT" to the room
-//	/WORD           a command with no argument (rooms, who, ping, quit)
+//	/WORD           a command with no argument (rooms, who, ping, help, quit)
 //	/WORD REST      a command with an argument: one space, then REST
 //	/msg NICK TEXT  NICK, one space, then TEXT (kept exactly, spaces and all)
 //	TEXT            anything else is said to the room
 //
-// A command word is case-sensitive. The error is an *Error whose Code is
-// unknown-command, usage, bad-nick or bad-room. ParseCommand does not check
-// UTF-8.
+// A command word is case-sensitive. A TEXT may hold no control character
+// but TAB (see ValidText). The error is an *Error whose Code is
+// unknown-command, usage, bad-nick, bad-room or bad-text. ParseCommand does
+// not check UTF-8.
 func ParseCommand(p []byte) (Command, error) {
 	if len(p) == 0 || p[0] != '/' {
-		return Command{Op: OpSay, Text: p}, nil
+		return say(p)
 	}
 	if len(p) > 1 && p[1] == '/' {
-		return Command{Op: OpSay, Text: p[1:]}, nil
+		return say(p[1:])
 	}
 	word, rest, hasArg := bytes.Cut(p[1:], []byte{' '})
 	op, usage, ok := lookupCommand(word)
@@ -170,8 +196,56 @@ func ParseCommand(p []byte) (Command, error) {
 		if len(text) == 0 {
 			return Command{}, protoErr(CodeUsage, usage)
 		}
+		if err := checkText(text); err != nil {
+			return Command{}, err
+		}
 		return Command{Op: OpMsg, Name: nick, Text: text}, nil
 	}
+}
+
+// say is the command that says text to the room, if text may be said.
+func say(text []byte) (Command, error) {
+	if err := checkText(text); err != nil {
+		return Command{}, err
+	}
+	return Command{Op: OpSay, Text: text}, nil
+}
+
+// checkText returns a bad-text error if text holds a control character
+// other than TAB.
+func checkText(text []byte) error {
+	c, i := firstControl(text)
+	if i < 0 {
+		return nil
+	}
+	return protoErr(CodeBadText, fmt.Sprintf("control character U+%04X at byte %d: a message may hold no control character but TAB", c, i))
+}
+
+// ValidText reports whether b may be a message's text: it holds no
+// control character other than TAB, that is none of U+0000 to U+001F but
+// U+0009, no DEL (U+007F) and none of U+0080 to U+009F. Those would reach
+// other people's terminals as they are (escape sequences, a carriage
+// return that overwrites a line, a newline that starts a fake one). It
+// does not check that b is UTF-8.
+func ValidText(b []byte) bool {
+	_, i := firstControl(b)
+	return i < 0
+}
+
+// firstControl returns the first control character in b that a text may
+// not hold, and its byte offset; -1 if there is none. A C1 control is
+// two bytes in UTF-8, 0xC2 then 0x80 to 0x9F; 0xC2 is only ever a
+// leading byte, so a byte scan finds them.
+func firstControl(b []byte) (rune, int) {
+	for i, c := range b {
+		switch {
+		case c < 0x20 && c != '\t', c == 0x7f:
+			return rune(c), i
+		case c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f:
+			return rune(b[i+1]), i
+		}
+	}
+	return 0, -1
 }
 
 func badNickDetail(b []byte) string {
@@ -182,8 +256,16 @@ func badRoomDetail(b []byte) string {
 	return quote(b) + ": a room is 1 to " + strconv.Itoa(MaxRoom) + " characters of A-Z a-z 0-9 _ -"
 }
 
-// quote returns b for an error detail: see cut.
-func quote(b []byte) string { return cut(b, maxDetail) }
+// quote returns b for an error detail: see cut; a control character
+// becomes "?", so that the detail quotes no escape sequence back.
+func quote(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return '?'
+		}
+		return r
+	}, cut(b, maxDetail))
+}
 
 // cut returns b as valid UTF-8 (invalid bytes become "?") of at most n
 // bytes: if b is longer, it is cut on a character boundary and ends with

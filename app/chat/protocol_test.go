@@ -32,6 +32,10 @@ func TestParseCommand(t *testing.T) {
 		{"/msg bob  two spaces", OpMsg, "bob", " two spaces"},
 		{"/ping", OpPing, "", ""},
 		{"/quit", OpQuit, "", ""},
+		{"/help", OpHelp, "", ""},
+		{"tab\there", OpSay, "", "tab\there"},
+		{"/msg bob tab\there", OpMsg, "bob", "tab\there"},
+		{"U+00A0\u00a0and U+2028\u2028are not controls", OpSay, "", "U+00A0\u00a0and U+2028\u2028are not controls"},
 	}
 	for _, c := range ok {
 		cmd, err := ParseCommand([]byte(c.in))
@@ -57,6 +61,19 @@ func TestParseCommand(t *testing.T) {
 		{"/msg bob ", CodeUsage, "/msg NICK TEXT"},
 		{"/msg b!b hi", CodeBadNick, "b!b: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -"},
 		{"/msg  bob hi", CodeBadNick, ": a nick is 1 to 32 characters of A-Z a-z 0-9 _ -"},
+		{"/help me", CodeUsage, "/help takes no argument"},
+		// Control characters: none reaches a client, nor is quoted back.
+		{"red \x1b[31m", CodeBadText, "control character U+001B at byte 4: a message may hold no control character but TAB"},
+		{"\x00", CodeBadText, "control character U+0000 at byte 0: a message may hold no control character but TAB"},
+		{"over\rwrite", CodeBadText, "control character U+000D at byte 4: a message may hold no control character but TAB"},
+		{"two\nlines", CodeBadText, "control character U+000A at byte 3: a message may hold no control character but TAB"},
+		{"del\x7f", CodeBadText, "control character U+007F at byte 3: a message may hold no control character but TAB"},
+		{"csi \u009b2J", CodeBadText, "control character U+009B at byte 4: a message may hold no control character but TAB"},
+		{"//\x07", CodeBadText, "control character U+0007 at byte 1: a message may hold no control character but TAB"},
+		{"/msg bob \x1b]0;title\x07", CodeBadText, "control character U+001B at byte 0: a message may hold no control character but TAB"},
+		{"/msg b\x1bb hi", CodeBadNick, "b?b: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -"},
+		{"/join \x1b[2J", CodeBadRoom, "?[2J: a room is 1 to 64 characters of A-Z a-z 0-9 _ -"},
+		{"/who\u009b", CodeUnknownCommand, "/who?"},
 	}
 	for _, c := range bad {
 		_, err := ParseCommand([]byte(c.in))
@@ -99,7 +116,7 @@ func TestCutKeepsUTF8(t *testing.T) {
 // and a short, valid UTF-8 detail.
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"hello", "//x", "/nick bob", "/join dev", "/msg bob hi", "/msg bob", "/who x",
-		"/", "/ ", "/nick \xff", "/msg \xff\xfe x", "/rooms", "/quit", "/ping ", "\x00/"} {
+		"/", "/ ", "/nick \xff", "/msg \xff\xfe x", "/rooms", "/quit", "/ping ", "\x00/", "/help", "a\tb", "\u009b", "/msg bob \x1b"} {
 		f.Add([]byte(s))
 	}
 	codes := map[string]bool{}
@@ -111,15 +128,18 @@ func FuzzParseCommand(f *testing.F) {
 			return
 		}
 		cmd, err := ParseCommand(p)
+		if err == nil && !ValidText(cmd.Text) {
+			t.Fatalf("%q: text %q with a control character accepted", p, cmd.Text)
+		}
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) || !codes[pe.Code] {
 				t.Fatalf("%q: error %v has no known code", p, err)
 			}
-			if !utf8.ValidString(pe.Detail) || len(pe.Detail) > 2*maxDetail+64 {
+			if !utf8.ValidString(pe.Detail) || len(pe.Detail) > 2*maxDetail+64 || !ValidText([]byte(pe.Detail)) {
 				t.Fatalf("%q: detail %q", p, pe.Detail)
 			}
-			if p[0] != '/' || bytes.HasPrefix(p, []byte("//")) {
+			if (p[0] != '/' || bytes.HasPrefix(p, []byte("//"))) && pe.Code != CodeBadText {
 				t.Fatalf("%q: a message got error %v", p, err)
 			}
 			return
@@ -149,7 +169,7 @@ func FuzzParseCommand(f *testing.F) {
 				t.Fatalf("%q: bad /msg fields %q %q", p, cmd.Name, cmd.Text)
 			}
 			want = "/msg " + string(cmd.Name) + " " + string(cmd.Text)
-		case OpRooms, OpWho, OpPing, OpQuit:
+		case OpRooms, OpWho, OpPing, OpQuit, OpHelp:
 			want = strings.TrimSuffix(string(p), " ")
 			if strings.Contains(want, " ") {
 				t.Fatalf("%q: argument accepted by a command that takes none", p)

@@ -207,6 +207,8 @@ func (s *session) handle(p []byte, now time.Time) (offloaded bool) {
 		return s.offload(func() { s.private(to, text) })
 	case OpPing:
 		s.send(s.hub.enc.words("PONG"))
+	case OpHelp:
+		s.send(s.hub.enc.words(append([]string{"OK", "help"}, Commands()...)...))
 	}
 	return false
 }

@@ -50,17 +50,21 @@ func (*memConn) RemoteAddr() net.Addr { return &net.TCPAddr{} }
 // FuzzSession feeds arbitrary bytes, split in two deliveries the way an
 // engine passes them, to a session whose room has a second member. Every
 // byte the server writes must decode as frames of valid UTF-8 within the
-// server frame limit, and no input may panic.
+// server frame limit, holding no control character but TAB (nothing a
+// client sends reaches a terminal as an escape sequence), and no input may
+// panic.
 func FuzzSession(f *testing.F) {
 	for _, s := range []string{
 		"/nick bob\n/join dev\nhello\n/who\n/rooms\n/msg guest-2 hi\n/quit\n",
 		"\xff\xfe\n/nick \xff\n//x\n\n\r\n",
 		"/msg guest-1 me\n/join lobby\n/ping\n",
+		"red \x1b[31m\nover\rwrite\n/msg guest-2 \xc2\x9b2J\n/nick \x1b\n/help\n",
 	} {
 		f.Add(string(frame.Line), []byte(s), uint8(5))
 	}
 	f.Add(string(frame.Length), []byte("\x00\x00\x00\x05/ping\x00\x00\x00\x00"), uint8(3))
 	f.Add(string(frame.Length), []byte("\xff\xff\xff\xff"), uint8(1))
+	f.Add(string(frame.Length), []byte("\x00\x00\x00\x09two\nlines"), uint8(6))
 	f.Fuzz(func(t *testing.T, kind string, in []byte, split uint8) {
 		k, err := frame.ParseKind(kind)
 		if err != nil {
@@ -90,6 +94,9 @@ func FuzzSession(f *testing.F) {
 				}
 				if !utf8.Valid(p) {
 					t.Fatalf("server frame %q is not UTF-8", p)
+				}
+				if !ValidText(p) {
+					t.Fatalf("server frame %q holds a control character", p)
 				}
 				out = out[n:]
 			}

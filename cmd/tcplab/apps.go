@@ -36,7 +36,7 @@ func warnIgnoredAppFlags(flags *pflag.FlagSet, chosen app, log *slog.Logger) {
 	for _, a := range apps() {
 		for _, name := range a.flags {
 			if a.name != chosen.name && flags.Changed(name) && !slices.Contains(chosen.flags, name) {
-				log.Warn("warning: flag does not apply to this app; ignored", "flag", "--"+name, "app", chosen.name)
+				log.Warn("flag does not apply to this app; ignored", "flag", "--"+name, "app", chosen.name)
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/tcplab/tcplab/benchgrid"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/internal/cpupin"
+	"github.com/tcplab/tcplab/internal/english"
 	"github.com/tcplab/tcplab/load"
 	"github.com/tcplab/tcplab/report"
 )
@@ -317,7 +318,7 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	if runErr != nil {
-		return fmt.Errorf("bench interrupted; the report has the %d cells that ran", len(res.Cells))
+		return fmt.Errorf("bench interrupted; the report has the %s that ran", english.Count(len(res.Cells), "cell"))
 	}
 	return nil
 }
@@ -337,8 +338,8 @@ func describeGrid(opts benchgrid.Options, cells int) string {
 	if !strings.HasPrefix(preset, "custom") {
 		preset += " preset"
 	}
-	return fmt.Sprintf("%s: %d cells: %d models x workloads %s%s",
-		preset, cells, len(opts.Models), strings.Join(ws, ", "), rounds)
+	return fmt.Sprintf("%s: %s: %s x workloads %s%s",
+		preset, english.Count(cells, "cell"), english.Count(len(opts.Models), "model"), strings.Join(ws, ", "), rounds)
 }
 
 // ints formats 20,200.
@@ -391,14 +392,14 @@ func printBenchSummary(w io.Writer, res *benchgrid.Results, files []string) {
 			ok++
 		}
 	}
-	fmt.Fprintf(w, "bench: %d of %d cells ok in %.0fs\n", ok, len(res.Cells), res.Meta.Seconds)
+	fmt.Fprintf(w, "bench: %d of %s ok in %.0fs\n", ok, english.Count(len(res.Cells), "cell"), res.Meta.Seconds)
 	skipped := res.Skipped()
 	for _, m := range slices.Sorted(maps.Keys(skipped)) {
 		fmt.Fprintf(w, "skipped %s: %s\n", m, skipped[m])
 	}
 	for _, f := range files {
 		if filepath.Base(f) == report.HTMLFile {
-			fmt.Fprintf(w, "report: %s (with %s, %s, %s and %d charts beside it)\n", f, report.JSONFile, report.CSVFile, report.SummaryFile, (len(files)-4)/2)
+			fmt.Fprintf(w, "report: %s (with %s, %s, %s and %s beside it)\n", f, report.JSONFile, report.CSVFile, report.SummaryFile, english.Count((len(files)-4)/2, "chart"))
 		}
 	}
 	fmt.Fprintln(w)

@@ -36,7 +36,7 @@ const chatHelp = `commands (sent to the server):
   /rooms           list the rooms and their member counts
   /who             list the members of your room
   /msg NICK TEXT   send NICK a private message
-  /ping            the server answers PONG
+  /ping            the server answers: pong, and the round trip
   /quit            leave (so do Ctrl-D and Ctrl-C)
   //text           say "/text" to the room
 anything else is said to your room; /help shows this`
@@ -111,6 +111,9 @@ type chatSession struct {
 	done   chan struct{}
 	rerr   error // why frames closed; read after it is closed
 	bye    string
+	// pings are the send times of the /pings not answered yet: the server
+	// answers them in order.
+	pings []time.Time
 }
 
 func (o *chatClient) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
@@ -124,7 +127,11 @@ func (o *chatClient) run(ctx context.Context, stdin io.Reader, stdout io.Writer)
 		close(s.done)
 		conn.Close()
 	}()
-	r, err := frame.NewReader(conn, s.kind, o.maxFrame)
+	in, err := s.greeted()
+	if err != nil {
+		return err
+	}
+	r, err := frame.NewReader(in, s.kind, o.maxFrame)
 	if err != nil {
 		return err
 	}
@@ -153,6 +160,22 @@ func (o *chatClient) run(ctx context.Context, stdin io.Reader, stdout io.Writer)
 			s.print(f)
 		}
 	}
+}
+
+// greeted waits for the server's first bytes, within the timeout, and
+// checks that they are a chat greeting in the client's framing. It
+// returns the connection's input, those bytes first.
+func (s *chatSession) greeted() (io.Reader, error) {
+	s.conn.SetReadDeadline(time.Now().Add(s.o.timeout))
+	in, err := chat.SniffGreeting(s.conn, s.kind)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, fmt.Errorf("waiting for HELLO: the server sent nothing within %v; is it a chat server (serve --app chat)?", s.o.timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("waiting for HELLO: %w", err)
+	}
+	s.conn.SetReadDeadline(time.Time{})
+	return in, nil
 }
 
 // readFrames passes the server's frames to s.frames until the connection
@@ -277,6 +300,9 @@ func (s *chatSession) command(line string) (quit bool, err error) {
 		}
 		return true, err
 	}
+	if line == "/ping" {
+		s.pings = append(s.pings, time.Now())
+	}
 	return false, nil
 }
 
@@ -323,16 +349,34 @@ func (s *chatSession) print(f string) {
 	if reason, ok := strings.CutPrefix(f, "BYE "); ok {
 		s.bye = reason
 	}
-	fmt.Fprintln(s.out, formatChatFrame(f))
+	out := formatChatFrame(f)
+	switch {
+	case f == "PONG" && len(s.pings) > 0:
+		out = fmt.Sprintf("%s (%.1f ms)", out, float64(time.Since(s.pings[0]).Microseconds())/1000)
+		s.pings = s.pings[1:]
+	case strings.HasPrefix(f, "ERR "+chat.CodeRateLimited+" "):
+		s.pings = nil // one of them may be the frame dropped: time no PONG against the wrong /ping
+	}
+	fmt.Fprintln(s.out, out)
 }
 
 // formatChatFrame renders a server frame for people: room and private
-// messages and presence get a readable form, replies are shown as sent.
+// messages, presence and the replies to commands get a readable form.
 // Control characters are shown escaped, so a frame cannot drive the
 // terminal.
 func formatChatFrame(f string) string {
 	verb, rest, _ := strings.Cut(f, " ")
 	switch verb {
+	case "OK":
+		f = formatReply(rest)
+	case "PONG":
+		f = "pong"
+	case "ERR":
+		f = "error: " + rest
+	case "BYE":
+		f = "*** disconnected: " + rest
+	case "NOTICE":
+		f = "*** notice: " + rest
 	case "MSG":
 		room, rest, _ := strings.Cut(rest, " ")
 		nick, text, _ := strings.Cut(rest, " ")
@@ -349,6 +393,32 @@ func formatChatFrame(f string) string {
 		f = fmt.Sprintf("*** %s %s %s", nick, what, room)
 	}
 	return escapeControls(f)
+}
+
+// formatReply renders the rest of an "OK <command> [detail]" reply.
+func formatReply(rest string) string {
+	cmd, detail, _ := strings.Cut(rest, " ")
+	switch cmd {
+	case "who":
+		return "members: " + detail
+	case "rooms":
+		rooms := strings.Fields(detail)
+		for i, r := range rooms {
+			if name, n, ok := strings.Cut(r, ":"); ok {
+				rooms[i] = name + " (" + n + ")"
+			}
+		}
+		return "rooms: " + strings.Join(rooms, ", ")
+	case "nick":
+		return "*** you are now " + detail
+	case "join":
+		return "*** you are now in " + detail
+	case "msg":
+		return "*** private message sent"
+	case "help":
+		return "server commands: " + detail
+	}
+	return "ok: " + rest
 }
 
 // escapeControls replaces control characters (but not tabs) with Go

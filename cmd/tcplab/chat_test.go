@@ -131,13 +131,14 @@ func TestChatClientBothFramings(t *testing.T) {
 
 			waitFor(t, out, `\*\*\* connected to `+regexp.QuoteMeta(addr)+` as alice in dev`)
 			bob.expect("JOIN dev alice")
-			for _, l := range []string{"hello bob", "", "//slash", "/who", "/msg bob psst", "/frob"} {
+			for _, l := range []string{"hello bob", "", "//slash", "/who", "/msg bob psst", "/frob", "/ping", "/rooms"} {
 				fmt.Fprintln(typing, l)
 			}
 			bob.expect("MSG dev alice hello bob")
 			bob.expect("MSG dev alice /slash")
 			bob.expect("PRIV alice psst")
-			waitFor(t, out, `(?m)^OK who alice bob\nOK msg\nERR unknown-command /frob\n`)
+			// Replies are worded for people, not shown raw.
+			waitFor(t, out, `(?m)^members: alice bob\n\*\*\* private message sent\nerror: unknown-command /frob\npong \(\d+\.\d ms\)\nrooms: dev \(2\)\n`)
 			bob.send("hi alice")
 			waitFor(t, out, `(?m)^\[dev\] <bob> hi alice$`)
 			bob.send("/msg alice back")
@@ -155,8 +156,8 @@ func TestChatClientBothFramings(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatal("client did not exit within 15s of the end of its input")
 			}
-			if !strings.HasSuffix(out.String(), "BYE quit\n") {
-				t.Errorf("output does not end with BYE quit:\n%s", out)
+			if !strings.HasSuffix(out.String(), "*** disconnected: quit\n") {
+				t.Errorf("output does not end with the BYE quit:\n%s", out)
 			}
 			bob.expect("LEAVE dev alice")
 			if code := stop(); code != 0 {
@@ -235,6 +236,30 @@ func TestChatClientBadInput(t *testing.T) {
 	}
 }
 
+// TestChatClientWrongFraming: `tcplab chat` against a server of the other
+// framing, or one that is not a chat server, says so in one line at once
+// (rather than "frame too large: length header says 1212501068 bytes",
+// "HELL", or a wait for a newline a length server never sends).
+func TestChatClientWrongFraming(t *testing.T) {
+	for _, c := range []struct{ serve, client, want string }{
+		{"line", "length", "tcplab: waiting for HELLO: the server speaks line framing: try --framing line\n"},
+		{"length", "line", "tcplab: waiting for HELLO: the server speaks length framing: try --framing length\n"},
+	} {
+		addr, _, stop := startServe(t, "--app", "chat", "--framing", c.serve, "--addr", "127.0.0.1:0")
+		code, _, stderr := runCmd(t, "chat", "--addr", addr, "--framing", c.client)
+		if code != 1 || stderr != c.want {
+			t.Errorf("--framing %s against a %s server: exit %d, stderr %q; want 1 and %q", c.client, c.serve, code, stderr, c.want)
+		}
+		stop()
+	}
+	addr, _, stop := startServe(t, "--app", "echo", "--addr", "127.0.0.1:0")
+	defer stop()
+	code, _, stderr := runCmd(t, "chat", "--addr", addr, "--timeout", "200ms")
+	if want := "tcplab: waiting for HELLO: the server sent nothing within 200ms; is it a chat server (serve --app chat)?\n"; code != 1 || stderr != want {
+		t.Errorf("against an echo server: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
+
 func TestChatClientNickTaken(t *testing.T) {
 	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
 	defer stop()
@@ -296,7 +321,7 @@ func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if !regexp.MustCompile(`warning.*flag=--framing app=echo`).MatchString(log.String()) {
+	if !regexp.MustCompile(`level=WARN msg="flag does not apply to this app; ignored" flag=--framing app=echo`).MatchString(log.String()) {
 		t.Errorf("no warning about --framing with --app echo:\n%s", log)
 	}
 }
@@ -332,10 +357,19 @@ func TestFormatChatFrame(t *testing.T) {
 		"PRIV bob psst":         "[private] <bob> psst",
 		"JOIN dev bob":          "*** bob joined dev",
 		"LEAVE dev bob":         "*** bob left dev",
-		"OK who a b":            "OK who a b",
+		"OK who a b":            "members: a b",
+		"OK rooms a:1 b:20 ...": "rooms: a (1), b (20), ...",
+		"OK nick bob":           "*** you are now bob",
+		"OK join dev":           "*** you are now in dev",
+		"OK msg":                "*** private message sent",
+		"OK help /nick /quit":   "server commands: /nick /quit",
+		"OK frob x":             "ok: frob x",
+		"PONG":                  "pong",
+		"ERR usage /nick NAME":  "error: usage /nick NAME",
+		"NOTICE bus-up back":    "*** notice: bus-up back",
 		"MSG dev bob \x1b[2J":   `[dev] <bob> \x1b[2J`,
 		"MSG":                   "[] <> ",
-		"BYE quit":              "BYE quit",
+		"BYE quit":              "*** disconnected: quit",
 	} {
 		if got := formatChatFrame(in); got != want {
 			t.Errorf("%q: got %q, want %q", in, got, want)

@@ -83,7 +83,7 @@ func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd 
 		return nil, err
 	}
 	if host, _, _ := net.SplitHostPort(addr); net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
-		msg := "warning: metrics on every interface; anyone who can reach this machine can read them"
+		msg := "metrics on every interface; anyone who can reach this machine can read them"
 		if h.pprof {
 			msg += " and profile the process"
 		}
@@ -101,7 +101,7 @@ func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := e.Close(ctx); err != nil {
-			log.Warn("warning: metrics endpoint", "err", err)
+			log.Warn("metrics endpoint", "err", err)
 		}
 	}, nil
 }

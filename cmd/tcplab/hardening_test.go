@@ -134,8 +134,8 @@ func TestChatOverTLS(t *testing.T) {
 		return code, out.String(), errb.String()
 	}
 	code, out, errs := chatWith("--tls", "--tls-ca", cert.CAFile)
-	if code != 0 || !strings.Contains(out, "*** connected to "+addr+" as tess in lobby") || !strings.Contains(out, "OK who tess") ||
-		!strings.HasSuffix(out, "BYE quit\n") {
+	if code != 0 || !strings.Contains(out, "*** connected to "+addr+" as tess in lobby") || !strings.Contains(out, "members: tess") ||
+		!strings.HasSuffix(out, "*** disconnected: quit\n") {
 		t.Fatalf("chat over TLS: exit %d, out %q, err %q", code, out, errs)
 	}
 	code, _, errs = chatWith("--tls")
@@ -143,11 +143,11 @@ func TestChatOverTLS(t *testing.T) {
 		t.Fatalf("untrusted certificate: exit %d, err %q", code, errs)
 	}
 	code, out, errs = chatWith("--tls", "--tls-insecure")
-	if code != 0 || !strings.Contains(out, "warning: --tls-insecure") || !strings.Contains(out, "OK who tess") {
+	if code != 0 || !strings.Contains(out, "warning: --tls-insecure") || !strings.Contains(out, "members: tess") {
 		t.Fatalf("--tls-insecure: exit %d, out %q, err %q", code, out, errs)
 	}
 	code, out, errs = chatWith()
-	if code != 1 || strings.Contains(out, "OK who") {
+	if code != 1 || strings.Contains(out, "members:") {
 		t.Fatalf("plaintext client of a TLS server: exit %d, out %q, err %q", code, out, errs)
 	}
 }

@@ -246,6 +246,9 @@ func TestBenchPinsServerAndClient(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	if !strings.Contains(stderr, ": 1 cell: 1 model x workloads echo ") || !strings.Contains(stdout, "bench: 1 of 1 cell ok") {
+		t.Errorf("a one-cell grid in the plural:\n%s\n%s", stderr, stdout)
+	}
 	res := readResults(t, out)
 	c := res.Cells[0]
 	if c.Status != benchgrid.StatusOK || c.Server.CPUs != server || c.Load.ClientCPUs != client || res.Meta.ServerCPUs != server {

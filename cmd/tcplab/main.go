@@ -5,7 +5,7 @@
 //	tcplab serve --app chat --framing line
 //	tcplab chat --addr 127.0.0.1:7000 --nick alice --room dev
 //	tcplab models
-//	tcplab version
+//	tcplab version      (or tcplab --version)
 package main
 
 import (
@@ -62,7 +62,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 		Args:          noArgs,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Version:       versionText(), // --version, as `tcplab version` prints it
 	}
+	root.SetVersionTemplate("tcplab {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

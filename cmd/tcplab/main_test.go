@@ -156,6 +156,10 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "tcplab "+version) {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
+	code, flag, stderr := runCmd(t, "--version")
+	if code != 0 || flag != out || stderr != "" {
+		t.Errorf("--version: exit %d, output %q, stderr %q; want `tcplab version`'s %q", code, flag, stderr, out)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
@@ -240,19 +244,28 @@ func TestServeEchoesAndStopsCleanly(t *testing.T) {
 	}
 }
 
+// TestServeWarnsAboutIgnoredFlagAndWildcardBind: each warning is one
+// line at level WARN, which says it is a warning once (not
+// `level=WARN msg="warning: ..."`).
 func TestServeWarnsAboutIgnoredFlagAndWildcardBind(t *testing.T) {
-	addr, log, stop := startServe(t, "--addr", "0.0.0.0:0", "--model", "seq", "--workers", "3")
+	addr, log, stop := startServe(t, "--addr", "0.0.0.0:0", "--model", "seq", "--workers", "3", "--backlog", "1000000")
 	_, port, _ := net.SplitHostPort(addr)
 	echoOnce(t, net.JoinHostPort("127.0.0.1", port), "x")
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	out := log.String()
-	if !regexp.MustCompile(`warning.*every interface`).MatchString(out) {
-		t.Errorf("no warning about binding every interface in:\n%s", out)
+	for what, re := range map[string]string{
+		"binding every interface":    `level=WARN msg="listening on every interface;`,
+		"the ignored --workers flag": `level=WARN msg="flag does not apply to this model; ignored" flag=--workers model=seq`,
+		"the backlog over somaxconn": `level=WARN msg="requested listen backlog exceeds net.core.somaxconn;`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("no warning about %s in:\n%s", what, out)
+		}
 	}
-	if !regexp.MustCompile(`warning.*flag=--workers model=seq`).MatchString(out) {
-		t.Errorf("no warning about the ignored --workers flag in:\n%s", out)
+	if strings.Contains(strings.ToLower(out), `msg="warning`) {
+		t.Errorf("a WARN line says warning again:\n%s", out)
 	}
 }
 

@@ -155,7 +155,7 @@ func shutdown(srv engine.Server, drain time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil && open > 0 {
-		log.Warn("warning: drain timeout reached; remaining connections were closed", "err", err)
+		log.Warn("drain timeout reached; remaining connections were closed", "err", err)
 	}
 }
 
@@ -164,7 +164,7 @@ func shutdown(srv engine.Server, drain time.Duration, log *slog.Logger) {
 func warnIgnoredFlags(flags *pflag.FlagSet, m engine.Model, log *slog.Logger) {
 	for _, name := range modelFlags {
 		if flags.Changed(name) && !slices.Contains(m.Options, name) {
-			log.Warn("warning: flag does not apply to this model; ignored", "flag", "--"+name, "model", m.Name)
+			log.Warn("flag does not apply to this model; ignored", "flag", "--"+name, "model", m.Name)
 		}
 	}
 }
@@ -183,7 +183,7 @@ func checkAddr(addr string, log *slog.Logger) error {
 		return err
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		log.Warn("warning: listening on every interface; anyone who can reach this machine can connect", "addr", addr)
+		log.Warn("listening on every interface; anyone who can reach this machine can connect", "addr", addr)
 	}
 	return nil
 }

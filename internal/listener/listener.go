@@ -55,7 +55,7 @@ func FD(addr string, o Options) (int, *net.TCPAddr, error) {
 		log = slog.Default()
 	}
 	if limit := Somaxconn(); limit > 0 && o.Backlog > limit {
-		log.Warn("warning: requested listen backlog exceeds net.core.somaxconn; the kernel caps it",
+		log.Warn("requested listen backlog exceeds net.core.somaxconn; the kernel caps it",
 			"requested", o.Backlog, "somaxconn", limit)
 	}
 	tcpAddr, err := net.ResolveTCPAddr("tcp", addr)

@@ -58,7 +58,7 @@ func TestBacklogOverSomaxconnWarns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if !strings.Contains(logs.String(), "warning") || !strings.Contains(logs.String(), "somaxconn") {
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "somaxconn") {
 		t.Fatalf("no warning logged: %q", logs.String())
 	}
 	if got := backlogOf(t, ln); got != limit {

@@ -1,5 +1,7 @@
 package natsbus
 
+import "github.com/tcplab/tcplab/app/chat"
+
 // IsMetaLeader reports whether the server leads its cluster's JetStream
 // meta group.
 func (e *Embedded) IsMetaLeader() bool { return e.srv.JetStreamIsLeader() }
@@ -40,3 +42,20 @@ func (n *Net) RewriteClaim(nick string) error {
 // RenewClaims renews the node's claims now, as its renewal loop does every
 // ClaimTTL/3.
 func (n *Net) RenewClaims() { n.link.claims.renewAll() }
+
+// EventText is the text of the event a NATS message payload carries: ""
+// for an event without one (JOIN, LEAVE) or a payload that does not
+// decode.
+func EventText(p []byte) string {
+	ev, _, err := decodeEvent(p)
+	if err != nil {
+		return ""
+	}
+	return string(ev.Text)
+}
+
+// EventPayload is ev as a NATS message payload, at sequence number seq of
+// a fixed epoch.
+func EventPayload(ev chat.Event, seq uint64) []byte {
+	return appendEvent(nil, &ev, position{epoch: 1, seq: seq})
+}

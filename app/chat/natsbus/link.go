@@ -409,6 +409,16 @@ func (l *link) handleData(m *nats.Msg) {
 		}
 		return
 	}
+	if self := l.self.Load(); self != 0 && ev.Origin.Node == self {
+		// The node's own event, back through another connection: NoEcho
+		// keeps the server the node published it on from delivering it
+		// back, but not a route. After a failover, the server the node
+		// left may still pass what the node published there on to the
+		// server it joined, which delivers it to the node's subscription
+		// again. The members had it directly, in order, from Publish.
+		l.stats.echoes.Add(1)
+		return
+	}
 	if m.Subject != l.subj.room+ev.Room || !l.current(ev.Room, m.Sub) || !l.inSequence(ev.Room, ev.Origin.Node, pos) {
 		return
 	}

@@ -7,8 +7,9 @@
 //     node subscribes to the rooms its local clients are in (when a room
 //     gains its first local member) and fans each event out to its local
 //     members. The node delivers its own events to its own members
-//     directly and connects with NoEcho, so no event comes back to the
-//     node that sent it.
+//     directly and connects with NoEcho, so its server does not send them
+//     back to it; one that comes back all the same, through a route from
+//     the server it left after a failover, is dropped (Stats.Echoes).
 //   - Private messages are requests on <prefix>.nick.<nick>, which only the
 //     node holding the nick subscribes to; it answers once the PRIV is in
 //     its client's buffer. No responder means no such nick.
@@ -203,6 +204,10 @@ type Stats struct {
 	// Duplicates counts room events dropped because they were already
 	// delivered.
 	Duplicates uint64
+	// Echoes counts the node's own room events that came back to it
+	// through another NATS server (a route from the server it left, after
+	// a failover); they are dropped, as its members had them already.
+	Echoes uint64
 	// PublishErrors counts events NATS refused (the reconnect buffer was
 	// full, or the connection closed); their senders got ERR unavailable.
 	PublishErrors uint64
@@ -222,14 +227,14 @@ type Stats struct {
 }
 
 type counters struct {
-	published, received, lost, duplicates, publishErrors, badEvents atomic.Uint64
-	disconnects, reconnects, asyncErrors, nickConflicts             atomic.Uint64
+	published, received, lost, duplicates, echoes, publishErrors, badEvents atomic.Uint64
+	disconnects, reconnects, asyncErrors, nickConflicts                     atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Published: c.published.Load(), Received: c.received.Load(), Lost: c.lost.Load(),
-		Duplicates: c.duplicates.Load(), PublishErrors: c.publishErrors.Load(), BadEvents: c.badEvents.Load(),
+		Duplicates: c.duplicates.Load(), Echoes: c.echoes.Load(), PublishErrors: c.publishErrors.Load(), BadEvents: c.badEvents.Load(),
 		Disconnects: c.disconnects.Load(), Reconnects: c.reconnects.Load(), AsyncErrors: c.asyncErrors.Load(),
 		NickConflicts: c.nickConflicts.Load(),
 	}

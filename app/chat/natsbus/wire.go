@@ -19,7 +19,8 @@ import (
 //	bytes 26..33  sequence number in the epoch; 0 for an unsequenced event
 //	byte  34      length of the nick, then the nick
 //	byte          length of the room (or the recipient of a PRIV), then it
-//	rest          the text (MSG and PRIV only), valid UTF-8
+//	rest          the text (MSG and PRIV only), valid UTF-8 with no control
+//	              character but TAB (chat.ValidText)
 const (
 	wireVersion = 1
 	headerLen   = 34
@@ -99,7 +100,7 @@ func decodeEvent(p []byte) (chat.Event, position, error) {
 		return ev, pos, fmt.Errorf("%w: kind %d", errBadEvent, ev.Kind)
 	}
 	hasText := ev.Kind == chat.EventMsg || ev.Kind == chat.EventPriv
-	if hasText != (len(rest) > 0) || !utf8.Valid(rest) {
+	if hasText != (len(rest) > 0) || !utf8.Valid(rest) || !chat.ValidText(rest) {
 		return ev, pos, fmt.Errorf("%w: bad text", errBadEvent)
 	}
 	if hasText {

@@ -42,6 +42,7 @@ func TestWireRejects(t *testing.T) {
 		"join with text": appendEvent(nil, &chat.Event{Kind: chat.EventJoin, Room: "r", Nick: "n", Text: []byte("t")}, position{}),
 		"msg no text":    appendEvent(nil, &chat.Event{Kind: chat.EventMsg, Room: "r", Nick: "n"}, position{}),
 		"bad utf8":       appendEvent(nil, &chat.Event{Kind: chat.EventPriv, To: "r", Nick: "n", Text: []byte{0xff}}, position{}),
+		"control":        appendEvent(nil, &chat.Event{Kind: chat.EventMsg, Room: "r", Nick: "n", Text: []byte("\x1b[2J")}, position{}),
 	}
 	for name, p := range bad {
 		if _, _, err := decodeEvent(p); !errors.Is(err, errBadEvent) {
