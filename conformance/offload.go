@@ -24,6 +24,7 @@ import (
 //
 //	e TEXT       reply TEXT from Data
 //	q TEXT       offload a function that replies TEXT
+//	p            offload a function that panics
 //	w ADDR       offload a function that dials ADDR (the test's control
 //	             listener) and obeys it, line by line, until told to
 //	             return: "say TEXT" writes TEXT to the connection and
@@ -84,6 +85,9 @@ func (s *offloadSession) Data(in []byte) (int, error) {
 			return used, nil
 		case "w":
 			s.offload(func() { s.obey(arg) })
+			return used, nil
+		case "p":
+			s.offload(func() { panic("probe panic") })
 			return used, nil
 		case "report":
 			s.report = arg
@@ -479,10 +483,8 @@ func offloadShutdownCut(t *testing.T, s *Server) {
 // offloadPanic makes a function panic: its connection closes with the
 // panic as the reason, the server serves on, and counts it.
 func offloadPanic(t *testing.T, s *Server) {
-	ctl := listenControl(t)
 	c := dialOffload(t, s)
-	c.send(t, "w "+ctl.addr())
-	ctl.accept(t).send(t, "panic")
+	c.send(t, "p")
 	expectLines(t, c.r, "BYE "+handler.ErrOffloadPanic.Error()+": probe panic")
 	expectEOF(t, c.r)
 	other := dialOffload(t, s)
