@@ -13,14 +13,15 @@ import (
 //
 // Delivery is held while a function the session offloaded runs
 // (handler.Offload; inline dispatch, whose Data runs on the loop): input
-// gathers in loop.waiting instead of reaching the session, canRead says no
-// once MaxInbound bytes wait, the peer's end waits behind that input, and
-// Closed waits for the function. When it returns, deliverWaiting hands the
-// input to Data a read's worth at a time, as reading would have, and
-// reading resumes only once none waits. Reading paused until a time only needs canRead to say
-// no and a timer to call readLater. A per-connection transform of the
-// bytes (TLS) goes between the driver and the dispatcher in input, and
-// between the outbound buffer and the driver in flush.
+// gathers in loop.waiting instead of reaching the session, canRead says
+// no once MaxInbound bytes wait, the peer's end waits behind that input,
+// and Closed waits for the function. When it returns, deliverWaiting
+// hands the input to Data a read's worth at a time, as reading would
+// have, and reading resumes once none waits. Reading paused until a time
+// only needs canRead to say no and a timer to call readLater. A
+// per-connection transform of the bytes (TLS) goes between the driver and
+// the dispatcher in input, and between the outbound buffer and the driver
+// in flush.
 
 // canRead reports whether c may be read now: not paused by backpressure,
 // not closing, not past its input's end, not holding a Data call's worth

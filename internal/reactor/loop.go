@@ -106,7 +106,7 @@ type loop struct {
 	qmu    sync.Mutex
 	q      []task
 	qspare []task
-	ended  bool // the loop has stopped: postLive refuses
+	ended  bool // the loop has stopped: post refuses
 	// queued is set while q is not empty.
 	queued atomic.Bool
 	// sleeping is set while the loop is (about to be) waiting with a
