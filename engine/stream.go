@@ -240,8 +240,11 @@ func (c *streamConn) readLoop() {
 			used, offloaded, ok := c.deliver(buf[:have])
 			// What the session left when it offloaded a function (which has
 			// run) is input that waited for it: pass it again before reading.
-			for ok && offloaded && used > 0 && used < have {
+			for ok && offloaded && used < have {
 				have = copy(buf, buf[used:have])
+				if !c.waitBelowLowWater() {
+					return
+				}
 				used, offloaded, ok = c.deliver(buf[:have])
 			}
 			if !ok {
