@@ -32,8 +32,8 @@ type session struct {
 
 	nick atomic.Pointer[string] // read by other goroutines (/who)
 
-	// The rest belongs to Data and Closed, which the engine never runs at
-	// once.
+	// The rest belongs to Data, Closed and the functions they offload,
+	// which the engine never runs at once.
 	dec    *frame.Decoder
 	room   *room
 	bucket bucket
