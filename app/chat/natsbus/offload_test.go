@@ -83,3 +83,39 @@ func TestWhoLeavesTheLoopFree(t *testing.T) {
 		t.Errorf("/ping p99 %v beside the /who load: want under 50 ms (the loop waited for the bus)", p99)
 	}
 }
+
+// TestBusCommandsKeepTheirOrder pipelines every command that waits on the
+// bus, each followed by /ping, in one write: on every kind of model the
+// replies come in the order sent, and the server counts the commands (and
+// the connections' starts) as offloaded.
+func TestBusCommandsKeepTheirOrder(t *testing.T) {
+	for _, model := range []string{"reactor", "reactor-pool", "goroutine"} {
+		t.Run(model, func(t *testing.T) {
+			ns := startNATS(t, natsbus.EmbeddedOptions{})
+			nd := startNodeOn(t, model, engine.Config{Loops: 1}, testBusOptions(ns.URL()))
+			join(t, nd, "al", "dev")
+			c := dial(t, nd)
+			cmds := []struct{ cmd, reply string }{
+				{"/nick bob", "OK nick bob"},
+				{"/join dev", "OK join dev"},
+				{"/who", "OK who al bob"},
+				{"/rooms", "OK rooms dev:2"},
+				{"/msg al hi", "OK msg"},
+			}
+			var lines []string
+			for _, cc := range cmds {
+				lines = append(lines, cc.cmd, "/ping")
+			}
+			c.send(lines...)
+			for _, cc := range cmds {
+				c.expect(cc.reply)
+				c.expect("PONG")
+			}
+			// Two starts, five commands; Stats counts a function once it
+			// has returned, after its reply.
+			if st := nd.srv.Stats(); st.Offloads < 7 {
+				t.Errorf("Stats count %d offloaded functions, want at least 7", st.Offloads)
+			}
+		})
+	}
+}
