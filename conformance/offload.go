@@ -379,40 +379,47 @@ func offloadPastInbound(t *testing.T, s *Server) {
 	}
 }
 
-// offloadCloseFromFunction closes the connection from its running
-// function: writes fail from then on, and Closed comes once, after the
-// function returns.
-func offloadCloseFromFunction(t *testing.T, s *Server) {
+// runReported connects to s, asks for Closed's report, and offloads a
+// function the test controls. It returns the client, the function's
+// control connection, and where the report comes.
+func runReported(t *testing.T, s *Server) (c, f *lines, reports *control) {
+	t.Helper()
 	ctl, reports := listenControl(t), listenControl(t)
-	c := dialOffload(t, s)
+	c = dialOffload(t, s)
 	c.send(t, "report "+reports.addr())
 	c.send(t, "w "+ctl.addr())
-	f := ctl.accept(t)
-	f.do(t, "close", "ok")
-	f.do(t, "say late", "err "+handler.ErrClosed.Error())
-	f.send(t, "ret")
+	return c, ctl.accept(t), reports
+}
+
+// expectOneReport checks that Closed reported once, after the function.
+func expectOneReport(t *testing.T, s *Server, reports *control) {
+	t.Helper()
 	reports.expectReport(t)
-	expectEOF(t, c.r)
 	s.Stop(t)
 	reports.expectNoMore(t)
 }
 
+// offloadCloseFromFunction closes the connection from its running
+// function: writes fail from then on, and Closed comes once, after the
+// function returns.
+func offloadCloseFromFunction(t *testing.T, s *Server) {
+	c, f, reports := runReported(t, s)
+	f.do(t, "close", "ok")
+	f.do(t, "say late", "err "+handler.ErrClosed.Error())
+	f.send(t, "ret")
+	expectEOF(t, c.r)
+	expectOneReport(t, s, reports)
+}
+
 // offloadPeerReset resets the connection from the client while its
-// function runs: Closed comes once, after the function returns.
+// function runs: Closed comes once, after the function returns. (A loop
+// notices the reset at once, a blocking model after the function.)
 func offloadPeerReset(t *testing.T, s *Server) {
-	ctl, reports := listenControl(t), listenControl(t)
-	c := dialOffload(t, s)
-	c.send(t, "report "+reports.addr())
-	c.send(t, "w "+ctl.addr())
-	f := ctl.accept(t)
+	c, f, reports := runReported(t, s)
 	c.Conn.(*net.TCPConn).SetLinger(0)
 	c.Close() // a reset
-	// A loop notices the reset now, a blocking model after the function:
-	// a write fails once it has. Either way Closed must wait.
 	f.send(t, "ret")
-	reports.expectReport(t)
-	s.Stop(t)
-	reports.expectNoMore(t)
+	expectOneReport(t, s, reports)
 }
 
 // offloadShutdownWaits shuts the server down while a function runs: the
@@ -458,11 +465,7 @@ func offloadShutdownWaits(t *testing.T, s *Server) {
 // follows it.
 func offloadShutdownCut(t *testing.T, s *Server) {
 	s = Start(t, s.Model.Name, OffloadProbe(), offloadCfg(engine.Config{DrainTimeout: time.Minute}))
-	ctl, reports := listenControl(t), listenControl(t)
-	c := dialOffload(t, s)
-	c.send(t, "report "+reports.addr())
-	c.send(t, "w "+ctl.addr())
-	f := ctl.accept(t)
+	_, f, reports := runReported(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

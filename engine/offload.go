@@ -7,6 +7,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/drain"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // The blocking models run what a session offloads (handler.Offload) in
@@ -20,17 +21,7 @@ var _ handler.Offloader = (*streamConn)(nil)
 
 // Offload keeps fn to run once the current event has returned
 // (handler.Offload): the goroutine that ran the event runs it.
-func (c *streamConn) Offload(fn func()) {
-	prev := c.pending
-	if prev == nil {
-		c.pending = fn
-		return
-	}
-	c.pending = func() {
-		defer fn() // runs even if an earlier function panicked
-		prev()
-	}
-}
+func (c *streamConn) Offload(fn func()) { c.pending = serving.AddOffloaded(c.pending, fn) }
 
 // takePending returns what the session offloaded in the event that just
 // returned, nil if nothing, and counts it as running from now on.

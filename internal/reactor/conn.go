@@ -10,6 +10,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // conn is one connection of an event loop. It implements handler.Conn.
@@ -95,17 +96,7 @@ func (c *conn) CloseWith(last []byte, reason error) {
 
 // Offload keeps fn to run once the session's current event has returned
 // (handler.Offload): the goroutine running the event takes it then.
-func (c *conn) Offload(fn func()) {
-	prev := c.pending
-	if prev == nil {
-		c.pending = fn
-		return
-	}
-	c.pending = func() {
-		defer fn() // runs even if an earlier function panicked
-		prev()
-	}
-}
+func (c *conn) Offload(fn func()) { c.pending = serving.AddOffloaded(c.pending, fn) }
 
 func (c *conn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
 func (c *conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/tcplab/tcplab/handler"
 )
 
 // TestWorkersRunAtMostMax submits more functions than the pool has
@@ -101,42 +99,6 @@ func eventually(t *testing.T, f func() error) {
 	}
 }
 
-// offloader is a test handler: the line "off" offloads a function that
-// waits for release, "panic" offloads one that panics, and every other
-// line is echoed from Data.
-type offloader struct{ release chan struct{} }
-
-func (h offloader) Open(c handler.Conn) handler.Session { return offloadSession{h, c} }
-
-type offloadSession struct {
-	h offloader
-	c handler.Conn
-}
-
-func (s offloadSession) Data(in []byte) (int, error) {
-	used := 0
-	for {
-		i := strings.IndexByte(string(in[used:]), '\n')
-		if i < 0 {
-			return used, nil
-		}
-		line := string(in[used : used+i])
-		used += i + 1
-		switch line {
-		case "off":
-			handler.Offload(s.c, func() { <-s.h.release })
-			return used, nil
-		case "panic":
-			handler.Offload(s.c, func() { panic("test panic") })
-			return used, nil
-		default:
-			s.c.Write([]byte(line + "\n"))
-		}
-	}
-}
-
-func (offloadSession) Closed(error) {}
-
 // waitingBytes returns the bytes s's loops hold for after offloaded
 // functions.
 func waitingBytes(s *Server) int {
@@ -161,7 +123,7 @@ func TestOffloadKeepsReadingToMaxInbound(t *testing.T) {
 
 func testOffloadKeepsReadingToMaxInbound(t *testing.T, o options) {
 	o.MaxInbound = 64 << 10
-	h := offloader{release: make(chan struct{})}
+	h := newLines(t)
 	s := start(t, h, o)
 	c := dial(t, s)
 	line := strings.Repeat("x", 999) + "\n"
@@ -203,10 +165,10 @@ func TestOffloadPanicIsLoggedAndCounted(t *testing.T) { models(t, testOffloadPan
 func testOffloadPanicIsLoggedAndCounted(t *testing.T, o options) {
 	logs := newLogCounter()
 	o.Logger = slog.New(logs)
-	s := start(t, offloader{}, o)
+	s := start(t, newLines(t), o)
 	c := dial(t, s)
-	io.WriteString(c, "panic\n")
-	if rest, err := io.ReadAll(c); len(rest) != 0 || err != nil {
+	io.WriteString(c, "offpanic\n")
+	if rest, err := io.ReadAll(c); string(rest) != "BYE offloaded function panicked: test panic\n" || err != nil {
 		t.Fatalf("the connection ended with %q, %v", rest, err)
 	}
 	if st := s.Stats(); st.OffloadPanics != 1 || st.Offloads != 1 {

@@ -91,6 +91,20 @@ func (c *Counters) Snapshot() Stats {
 	}
 }
 
+// AddOffloaded returns what a connection runs after its current event
+// when a session offloads fn there and pending (nil if nothing) was
+// offloaded before it in the same event: fn, or pending and then fn, which
+// runs even if pending panicked.
+func AddOffloaded(pending, fn func()) func() {
+	if pending == nil {
+		return fn
+	}
+	return func() {
+		defer fn()
+		pending()
+	}
+}
+
 // RunOffloaded runs fn, a function a session offloaded (handler.Offload),
 // and counts it. A panic in fn is recovered, counted, and logged with its
 // stack on log (remote names the connection); it returns an error
