@@ -17,7 +17,8 @@ import (
 //	TCPLAB_BENCH_BASE=/tmp/tcplab-base go test ./bench/ -run '^$' -bench PingPong -benchtime 3s
 //	TCPLAB_BENCH_BASE=/tmp/tcplab-base go test ./bench/ -run Capacity -v
 //
-// The base binary must report its address the way startServer reads it.
+// The base binary may predate serve's readiness notification: startServer
+// then gives it a free port and waits until that port accepts.
 const baseEnv = "TCPLAB_BENCH_BASE"
 
 // build is a tcplab binary under test: name is "" without a base build,

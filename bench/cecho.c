@@ -9,7 +9,9 @@
  *   cc -O2 -o cecho bench/cecho.c
  *   ./cecho [host] [port]          (defaults 127.0.0.1 and 0: any free port)
  *
- * It prints "listening on HOST:PORT" once ready and serves until SIGINT or
+ * It prints "listening on HOST:PORT" once ready (and, when NOTIFY_SOCKET is
+ * set, says READY=1 and X_TCPLAB_ADDR=HOST:PORT there, as tcplab serve
+ * does: systemd's notification protocol) and serves until SIGINT or
  * SIGTERM. One thread, one level-triggered epoll instance, non-blocking
  * sockets with TCP_NODELAY (as Go sets it), one 64 KiB read buffer: a
  * readable socket gets one read and the bytes are written straight back.
@@ -24,11 +26,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 256
@@ -114,6 +118,28 @@ static void readable(int ep, int fd, char *buf) {
 	if (w < n) keep(ep, fd, buf + w, (size_t)(n - w));
 }
 
+/* notify_ready sends READY=1 and the address to the socket NOTIFY_SOCKET
+ * names, if any ("@name" is in the abstract namespace). */
+static void notify_ready(const char *host, int port) {
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (path == NULL || path[0] == '\0') return;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	size_t len = strlen(path);
+	if (len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@')) {
+		fprintf(stderr, "cecho: NOTIFY_SOCKET %s: not a socket path\n", path);
+		exit(1);
+	}
+	memcpy(sun.sun_path, path, len);
+	if (path[0] == '@') sun.sun_path[0] = '\0';
+	char msg[128];
+	int n = snprintf(msg, sizeof msg, "READY=1\nX_TCPLAB_ADDR=%s:%d\n", host, port);
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) die("notify socket");
+	socklen_t slen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	if (sendto(s, msg, (size_t)n, 0, (struct sockaddr *)&sun, slen) < 0) die("notify");
+	close(s);
+}
+
 int main(int argc, char **argv) {
 	const char *host = argc > 1 ? argv[1] : "127.0.0.1";
 	int port = argc > 2 ? atoi(argv[2]) : 0;
@@ -137,6 +163,7 @@ int main(int argc, char **argv) {
 	getsockname(ls, (struct sockaddr *)&addr, &alen);
 	printf("listening on %s:%d\n", host, ntohs(addr.sin_port));
 	fflush(stdout);
+	notify_ready(host, ntohs(addr.sin_port));
 
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0) die("epoll_create1");

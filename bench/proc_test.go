@@ -1,17 +1,16 @@
 package bench
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
-	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // binDir holds the binaries the tests build, removed when they end.
@@ -101,87 +102,55 @@ func (e errSkip) Error() string { return e.msg }
 
 // child is a server running in its own process.
 type child struct {
-	cmd  *exec.Cmd
+	p    *launch.Process
 	Addr string
 	Pid  int
-	out  chan error // Wait's result
-	log  *logTail
 }
 
-var listening = []*regexp.Regexp{
-	regexp.MustCompile(`msg=serving .*addr=(\S+)`), // tcplab serve
-	regexp.MustCompile(`^listening on (\S+)`),      // cecho
-}
-
-// startServer runs a server binary, waits for the address it reports
-// (tcplab on stderr, cecho on stdout), and stops it when the test ends.
+// startServer runs a server binary (tcplab serve, or cecho: both report
+// ready with the notification protocol, package launch) and stops it when
+// the test ends. A model this machine cannot run (uring where the kernel
+// refuses io_uring) skips the test. The base build of an A/B (baseEnv) may
+// predate the notification: it listens on a port picked here instead of
+// its "127.0.0.1:0", and is ready once that port accepts.
 func startServer(t testing.TB, bin string, args ...string) *child {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	c := &child{cmd: cmd, Pid: cmd.Process.Pid, out: make(chan error, 1), log: &logTail{}}
-	addr := make(chan string, 2)
-	var readers sync.WaitGroup
-	for _, r := range []io.Reader{stdout, stderr} {
-		readers.Go(func() {
-			sc := bufio.NewScanner(r)
-			for sc.Scan() {
-				line := sc.Text()
-				c.log.add(line)
-				for _, re := range listening {
-					if m := re.FindStringSubmatch(line); m != nil {
-						addr <- m[1]
-					}
-				}
-			}
-		})
-	}
-	go func() {
-		readers.Wait()
-		c.out <- cmd.Wait()
-	}()
-	t.Cleanup(func() { c.Stop(t) })
-	select {
-	case c.Addr = <-addr:
-	case err := <-c.out:
-		c.out <- err
-		if log := c.log.String(); strings.Contains(log, engine.ErrUnsupported.Error()) {
-			t.Skipf("skipped: %s", strings.TrimSpace(log)) // uring where the kernel refuses io_uring
+	var opts launch.Options
+	if base := os.Getenv(baseEnv); base != "" && bin == base {
+		args = slices.Clone(args)
+		i := slices.Index(args, "127.0.0.1:0")
+		if i < 0 {
+			t.Fatalf("%q: the base build needs --addr 127.0.0.1:0 to replace", args)
 		}
-		t.Fatalf("%s exited before listening: %v\n%s", bin, err, c.log)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not report its address within 20s\n%s", bin, c.log)
+		args[i] = freeAddr(t)
+		opts.DialAddr = args[i]
 	}
-	return c
+	p, err := testkit.TryServe(t, exec.Command(bin, args...), opts)
+	if ee := (*launch.EarlyExit)(nil); errors.As(err, &ee) && strings.Contains(ee.Stderr, engine.ErrUnsupported.Error()) {
+		t.Skipf("skipped: %s", ee.LastError)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &child{p: p, Addr: p.Addr, Pid: p.Pid()}
 }
 
-// Stop sends SIGTERM and waits for a clean exit (SIGKILL after 20s).
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
 func (c *child) Stop(t testing.TB) {
 	t.Helper()
-	if c.cmd == nil {
-		return
-	}
-	defer func() { c.cmd = nil }()
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-c.out:
-		if err != nil {
-			t.Errorf("server exited with %v\n%s", err, c.log)
-		}
-	case <-time.After(20 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.out
-		t.Errorf("server ignored SIGTERM for 20s; killed\n%s", c.log)
+	if err := c.p.Stop(testkit.Bound); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -254,25 +223,4 @@ func pinThreads(t testing.TB, pid, cpu int) {
 			t.Fatalf("pin thread %d to CPU %d: %v", tid, cpu, err)
 		}
 	}
-}
-
-// logTail keeps a child's last lines for failure messages.
-type logTail struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logTail) add(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, s)
-	if len(l.lines) > 20 {
-		l.lines = l.lines[1:]
-	}
-}
-
-func (l *logTail) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }

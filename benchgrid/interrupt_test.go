@@ -3,24 +3,31 @@ package benchgrid
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/sdnotify"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // fakeServeEnv makes this test binary, run as the grid's server, an echo
-// server that logs as `tcplab serve` does; fakePIDEnv names the file it
-// writes its pid to.
+// server that reports ready as `tcplab serve` does; fakePIDEnv names the
+// file it writes its pid to once it has echoed loadedBytes: the load has
+// run a little.
 const (
 	fakeServeEnv = "BENCHGRID_TEST_SERVE"
 	fakePIDEnv   = "BENCHGRID_TEST_PIDFILE"
+	loadedBytes  = 64 << 10
 )
 
 // fakeServe serves echo on 127.0.0.1 until SIGTERM (exit 0) or SIGINT,
@@ -33,15 +40,31 @@ func fakeServe() {
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	os.WriteFile(os.Getenv(fakePIDEnv), []byte(strconv.Itoa(os.Getpid())), 0o644)
-	fmt.Fprintf(os.Stderr, "level=INFO msg=serving app=echo model=fake addr=%s\n", ln.Addr())
+	if err := sdnotify.Send(os.Getenv(sdnotify.Env), sdnotify.Ready, launch.AddrVar+"="+ln.Addr().String()); err != nil {
+		fmt.Fprintf(os.Stderr, "tcplab: %v\n", err)
+		os.Exit(1)
+	}
+	var echoed atomic.Int64
+	var loaded sync.Once
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go io.Copy(c, c)
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+					if echoed.Add(int64(n)) >= loadedBytes {
+						loaded.Do(func() { os.WriteFile(os.Getenv(fakePIDEnv), []byte(strconv.Itoa(os.Getpid())), 0o644) })
+					}
+				}
+			}()
 		}
 	}()
 	if <-sigs == syscall.SIGINT {
@@ -65,18 +88,23 @@ func TestInterruptedCellSaysSo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		// Once the server is up and the load has run a little, Ctrl-C.
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 {
-				pid, _ := strconv.Atoi(string(b))
-				time.Sleep(300 * time.Millisecond)
-				syscall.Kill(pid, syscall.SIGINT)
-				cancel()
-				return
+		// Once the server is up and the load has run a little (the server
+		// writes its pid file then), Ctrl-C.
+		var pid int
+		err := testkit.Wait(testkit.Bound, func() error {
+			b, err := os.ReadFile(pidFile)
+			if err != nil || len(b) == 0 {
+				return testkit.ErrNotYet
 			}
-			time.Sleep(10 * time.Millisecond)
+			pid, err = strconv.Atoi(string(b))
+			return err
+		})
+		if err != nil {
+			t.Errorf("the fake server never wrote its pid file: %v", err)
+			return
 		}
+		syscall.Kill(pid, syscall.SIGINT)
+		cancel()
 	}()
 	res, err := Run(ctx, o)
 	if err == nil || res == nil || len(res.Cells) != 1 {

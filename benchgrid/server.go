@@ -1,7 +1,6 @@
 package benchgrid
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,14 +8,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tcplab/tcplab/internal/cpupin"
+	"github.com/tcplab/tcplab/internal/launch"
 	"github.com/tcplab/tcplab/internal/procstat"
 	"github.com/tcplab/tcplab/load"
 )
@@ -32,140 +29,57 @@ const (
 	sampleEvery = 250 * time.Millisecond
 )
 
-// servingLine is the log line `tcplab serve` prints once it listens.
-var servingLine = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
-
 // server is one `tcplab serve` process.
 type server struct {
-	cmd     *exec.Cmd
-	addr    string
-	exited  chan struct{} // closed when the process has been waited for
-	waitErr error
-	mu      sync.Mutex
-	tail    []string // the last lines of its stderr
+	*launch.Process
 }
 
-// startServer runs exe serve args... and waits until it prints its
-// address. If the process exits first, the error is its last stderr line
-// (serve's one-line error).
+// startServer runs exe serve args... and waits until it reports ready
+// (launch.Start: systemd's notification protocol). If the process exits
+// first, the error is its last stderr line (serve's one-line error).
 func (o *Options) startServer(args []string) (*server, error) {
 	cmd := exec.Command(o.Exe, args...)
 	cmd.Env = append(os.Environ(), o.Env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
-	}
+	lo := launch.Options{ReadyTimeout: startTimeout}
 	if len(o.ServerCPUs) > 0 {
-		err = cpupin.StartPinned(cmd, o.ServerCPUs)
-	} else {
-		err = cmd.Start()
+		lo.Start = func(cmd *exec.Cmd) error { return cpupin.StartPinned(cmd, o.ServerCPUs) }
+	}
+	p, err := launch.Start(cmd, lo)
+	if ee := (*launch.EarlyExit)(nil); errors.As(err, &ee) {
+		return nil, errors.New(ee.LastError)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", o.Exe, err)
+		return nil, err
 	}
-	s := &server{cmd: cmd, exited: make(chan struct{})}
-	addrc := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		lines := bufio.NewScanner(stderr)
-		for lines.Scan() {
-			line := lines.Text()
-			s.mu.Lock()
-			s.tail = append(s.tail, line)
-			if len(s.tail) > 20 {
-				s.tail = s.tail[1:]
-			}
-			s.mu.Unlock()
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case addrc <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	go func() {
-		<-scanned // Wait closes the pipe: read it all first
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	select {
-	case s.addr = <-addrc:
-		return s, nil
-	case <-s.exited:
-		return nil, errors.New(s.lastError())
-	case <-time.After(startTimeout):
-		s.stop()
-		return nil, fmt.Errorf("serve did not report its address within %v", startTimeout)
-	}
-}
-
-// lastError is the server's one-line error, or a description of its exit.
-func (s *server) lastError() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.tail) - 1; i >= 0; i-- {
-		if msg, ok := strings.CutPrefix(s.tail[i], "tcplab: "); ok {
-			return msg
-		}
-	}
-	if len(s.tail) > 0 {
-		return s.tail[len(s.tail)-1]
-	}
-	return fmt.Sprintf("serve exited: %v", s.waitErr)
+	return &server{p}, nil
 }
 
 // stop sends SIGTERM, then SIGKILL after stopTimeout, and waits. It
 // returns an error if the server had to be killed or exited non-zero.
 func (s *server) stop() error {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(stopTimeout):
-		s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("serve ignored SIGTERM for %v and was killed", stopTimeout)
-	}
-	if s.waitErr != nil {
-		return fmt.Errorf("serve exited: %v (%s)", s.waitErr, s.lastError())
-	}
-	return nil
+	return s.Stop(stopTimeout)
 }
 
-// ready waits until the server completes an application round trip: an
-// echoed byte, or the first bytes of a chat greeting.
+// ready checks that the server, which said it is ready, completes an
+// application round trip: an echoed byte, or the first bytes of a chat
+// greeting.
 func (s *server) ready(app string) error {
 	limit := time.Now().Add(startTimeout)
-	var last error
-	for time.Now().Before(limit) {
-		if last = probe(s.addr, app, limit); last == nil {
-			return nil
-		}
-		select {
-		case <-s.exited:
-			return errors.New(s.lastError())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("server at %s did not answer within %v: %v", s.addr, startTimeout, last)
-}
-
-func probe(addr, app string, limit time.Time) error {
-	c, err := net.DialTimeout("tcp", addr, time.Until(limit))
+	c, err := net.DialTimeout("tcp", s.Addr, startTimeout)
 	if err != nil {
-		return err
+		return fmt.Errorf("server at %s: %w", s.Addr, err)
 	}
 	defer c.Close()
 	c.SetDeadline(limit)
 	if app == load.AppEcho {
 		if _, err := c.Write([]byte{'?'}); err != nil {
-			return err
+			return fmt.Errorf("server at %s: %w", s.Addr, err)
 		}
 	}
-	_, err = io.ReadFull(c, make([]byte, 1))
-	return err
+	if _, err = io.ReadFull(c, make([]byte, 1)); err != nil {
+		return fmt.Errorf("server at %s did not answer within %v: %w", s.Addr, startTimeout, err)
+	}
+	return nil
 }
 
 // sampler reads the server's process tree until stopped, keeping the
@@ -236,7 +150,7 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 		c.Status, c.Cause = StatusError, err.Error()
 		return
 	}
-	pid := srv.cmd.Process.Pid
+	pid := srv.Pid()
 	if len(o.ServerCPUs) > 0 {
 		// Children forked before now inherited the pinning already; this
 		// is for any that were not.
@@ -255,7 +169,7 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 	}
 	sm := startSampler(pid)
 	cfg := w.Load
-	cfg.Addr, cfg.App, cfg.Conns = srv.addr, c.App, c.Clients
+	cfg.Addr, cfg.App, cfg.Conns = srv.Addr, c.App, c.Clients
 	var idle procstat.Sample
 	var idleErr error
 	if cfg.Idle {
@@ -272,7 +186,7 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 	}
 	c.Load, c.Status = res, StatusOK
 	if aerr != nil {
-		c.Status, c.Cause = StatusError, "server exited during the load: "+srv.lastError()
+		c.Status, c.Cause = StatusError, "server exited during the load: "+srv.LastError()
 		return
 	}
 	c.Server.CPUSeconds = (after.CPU - before.CPU).Seconds()

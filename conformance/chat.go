@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/tcplab/tcplab/app/chat/natsbus"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // chatCase is one check of the chat app (docs/protocol.md) against a model.
@@ -62,9 +64,9 @@ func (e *chatEnv) start(t *testing.T, opts chat.Options) *Server {
 }
 
 // join connects a client in the case's framing; see mustJoin.
-func (e *chatEnv) join(t *testing.T, nick, room string) *chatClient {
+func (e *chatEnv) join(t *testing.T, nick, room string) *testkit.Client {
 	t.Helper()
-	return mustJoin(t, e.s, e.kind, nick, room)
+	return testkit.Join(t, e.s.Addr().String(), e.kind, nick, room)
 }
 
 var bothFramings = []frame.Kind{frame.Length, frame.Line}
@@ -80,13 +82,13 @@ func chatCases() []chatCase {
 		{name: "empty length frame gets ERR bad-frame and a close", run: chatEmptyFrame},
 		{name: "a message too long for its MSG frame gets ERR too-long", run: chatTooLong, opts: chat.Options{MaxFrame: 1024}, kinds: bothFramings},
 		{name: "rate limit drops with ERR rate-limited; /quit still works", run: chatRateLimit, opts: chat.Options{MsgRate: 0.001, MsgBurst: 3}},
-		{name: "idle timeout: any frame resets it, silence ends with BYE idle-timeout", run: chatIdle, opts: chat.Options{IdleTimeout: 500 * time.Millisecond}},
+		{name: "idle timeout: any frame resets it, silence ends with BYE idle-timeout", run: chatIdle, opts: chat.Options{IdleTimeout: chatIdleTimeout}},
 		{name: "shutdown says BYE shutting-down to each client", run: chatShutdownBye},
 		{name: "rooms, fan-out, presence, private messages and nicks", run: chatFanout, multi: true, kinds: bothFramings},
 		{name: "max-conns refuses with ERR server-full", run: chatMaxConns, multi: true, opts: chat.Options{MaxConns: 2},
 			// one prefork worker (one hub); two fork children at once
 			procCfg: &engine.Config{Workers: 1, MaxProcs: 2}},
-		{name: "a stalled receiver is closed within 2s; 50 others get every message", run: chatSlowIsolation, multi: true,
+		{name: "a stalled receiver is closed for passing the bound; 50 others get every message", run: chatSlowIsolation, multi: true,
 			opts: chat.Options{MaxFrame: 4096}, cfg: engine.Config{MaxPending: slowPending}},
 		{name: "a slow consumer gets ERR slow-consumer and BYE slow-consumer", run: chatSlowBye, multi: true,
 			opts: chat.Options{MaxFrame: 4096}, cfg: engine.Config{MaxPending: slowPending}},
@@ -177,57 +179,57 @@ func RunChat(t *testing.T, model string) {
 }
 
 func chatCommands(t *testing.T, e *chatEnv) {
-	c, err := chatDialer{}.dial(t, e.s, e.kind)
+	c, err := testkit.Dialer{}.Dial(t, e.s.Addr().String(), e.kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.mustNext("HELLO tcplab 1 guest-1")
-	c.nick = "guest-1"
-	c.mustCall("/ping", "PONG")
-	c.mustCall("/who", "OK who guest-1")
-	c.mustCall("/nick alice", "OK nick alice")
-	c.mustCall("/nick alice", "OK nick alice")
-	c.mustCall("/nick", "ERR usage /nick NAME")
-	c.mustCall("/nick bad name", `ERR bad-nick bad name: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -`)
-	c.mustCall("/nick "+strings.Repeat("n", 33), "ERR bad-nick "+strings.Repeat("n", 33)+": a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
-	c.mustCall("/nick "+strings.Repeat("n", 32), "OK nick "+strings.Repeat("n", 32))
-	c.mustCall("/nick Al_ice-9", "OK nick Al_ice-9")
-	c.mustCall("/who", "OK who Al_ice-9")
-	c.mustCall("/rooms", "OK rooms lobby:1")
-	c.mustCall("/join dev", "OK join dev")
-	c.mustCall("/join dev", "OK join dev")
-	c.mustCall("/join bad.room", "ERR bad-room bad.room: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
-	c.mustCall("/join "+strings.Repeat("r", 65), "ERR bad-room "+strings.Repeat("r", 61)+"...: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
-	c.mustCall("/join", "ERR usage /join ROOM")
-	c.mustCall("/rooms", "OK rooms dev:1")
-	c.mustCall("/msg Al_ice-9 hi  there ", "PRIV Al_ice-9 hi  there ")
-	c.mustNext("OK msg")
-	c.mustCall("/msg bob hi", "ERR no-such-nick bob")
-	c.mustCall("/msg Al_ice-9", "ERR usage /msg NICK TEXT")
-	c.mustCall("/msg b@d hi", "ERR bad-nick b@d: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
-	c.mustCall("/who there", "ERR usage /who takes no argument")
-	c.mustCall("/help", "OK help /nick /join /rooms /who /msg /ping /help /quit")
-	c.mustCall("/help me", "ERR usage /help takes no argument")
-	c.mustCall("/frobnicate now", "ERR unknown-command /frobnicate")
-	c.mustCall("/NICK x", "ERR unknown-command /NICK")
-	c.mustCall("/", "ERR unknown-command /")
+	c.Next("HELLO tcplab 1 guest-1")
+	c.Name = "guest-1"
+	c.Call("/ping", "PONG")
+	c.Call("/who", "OK who guest-1")
+	c.Call("/nick alice", "OK nick alice")
+	c.Call("/nick alice", "OK nick alice")
+	c.Call("/nick", "ERR usage /nick NAME")
+	c.Call("/nick bad name", `ERR bad-nick bad name: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -`)
+	c.Call("/nick "+strings.Repeat("n", 33), "ERR bad-nick "+strings.Repeat("n", 33)+": a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	c.Call("/nick "+strings.Repeat("n", 32), "OK nick "+strings.Repeat("n", 32))
+	c.Call("/nick Al_ice-9", "OK nick Al_ice-9")
+	c.Call("/who", "OK who Al_ice-9")
+	c.Call("/rooms", "OK rooms lobby:1")
+	c.Call("/join dev", "OK join dev")
+	c.Call("/join dev", "OK join dev")
+	c.Call("/join bad.room", "ERR bad-room bad.room: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
+	c.Call("/join "+strings.Repeat("r", 65), "ERR bad-room "+strings.Repeat("r", 61)+"...: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
+	c.Call("/join", "ERR usage /join ROOM")
+	c.Call("/rooms", "OK rooms dev:1")
+	c.Call("/msg Al_ice-9 hi  there ", "PRIV Al_ice-9 hi  there ")
+	c.Next("OK msg")
+	c.Call("/msg bob hi", "ERR no-such-nick bob")
+	c.Call("/msg Al_ice-9", "ERR usage /msg NICK TEXT")
+	c.Call("/msg b@d hi", "ERR bad-nick b@d: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	c.Call("/who there", "ERR usage /who takes no argument")
+	c.Call("/help", "OK help /nick /join /rooms /who /msg /ping /help /quit")
+	c.Call("/help me", "ERR usage /help takes no argument")
+	c.Call("/frobnicate now", "ERR unknown-command /frobnicate")
+	c.Call("/NICK x", "ERR unknown-command /NICK")
+	c.Call("/", "ERR unknown-command /")
 	// Messages go to the room, never back to the sender.
-	c.mustSend("hello room", "//not a command", "/ leading slash and space is unknown")
-	c.mustNext("ERR unknown-command /")
-	c.mustQuiet()
-	c.mustSend("/quit")
-	c.mustEnd("BYE quit")
+	c.MustSend("hello room", "//not a command", "/ leading slash and space is unknown")
+	c.Next("ERR unknown-command /")
+	c.Quiet()
+	c.MustSend("/quit")
+	c.End("BYE quit")
 }
 
 func chatBadUTF8(t *testing.T, e *chatEnv) {
 	c := e.join(t, "", "")
-	c.mustCall("caf\xe9", "ERR bad-utf8 frame is not valid UTF-8")
-	c.mustCall("/nick \xff", "ERR bad-utf8 frame is not valid UTF-8")
-	c.mustCall("/nick é", "ERR bad-nick é: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
-	c.mustSend("café, naïve, 日本語") // valid: said to the room
-	c.mustQuiet()
-	c.mustCall("/msg "+c.nick+" 日本語", "PRIV "+c.nick+" 日本語")
-	c.mustNext("OK msg")
+	c.Call("caf\xe9", "ERR bad-utf8 frame is not valid UTF-8")
+	c.Call("/nick \xff", "ERR bad-utf8 frame is not valid UTF-8")
+	c.Call("/nick é", "ERR bad-nick é: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	c.MustSend("café, naïve, 日本語") // valid: said to the room
+	c.Quiet()
+	c.Call("/msg "+c.Name+" 日本語", "PRIV "+c.Name+" 日本語")
+	c.Next("OK msg")
 }
 
 // chatBadText: a message or private message holding a control character
@@ -239,7 +241,7 @@ func chatBadUTF8(t *testing.T, e *chatEnv) {
 func chatBadText(t *testing.T, e *chatEnv) {
 	rx := e.join(t, "rx", "")
 	tx := e.join(t, "tx", "")
-	rx.mustNext("JOIN lobby guest-2")
+	rx.Next("JOIN lobby guest-2")
 	bad := func(r rune, at int) string {
 		return fmt.Sprintf("ERR bad-text control character U+%04X at byte %d: a message may hold no control character but TAB", r, at)
 	}
@@ -256,21 +258,21 @@ func chatBadText(t *testing.T, e *chatEnv) {
 		{"del\x7f", 0x7f, 3},
 		{"csi \u009b2J", 0x9b, 4},
 	} {
-		tx.mustCall(c.text, bad(c.r, c.at))
-		tx.mustCall("//"+c.text, bad(c.r, c.at+1)) // says "/TEXT"
-		tx.mustCall("/msg rx "+c.text, bad(c.r, c.at))
+		tx.Call(c.text, bad(c.r, c.at))
+		tx.Call("//"+c.text, bad(c.r, c.at+1)) // says "/TEXT"
+		tx.Call("/msg rx "+c.text, bad(c.r, c.at))
 	}
 	if e.kind == frame.Length { // a line frame ends at the newline
-		tx.mustCall("two\nlines", bad('\n', 3))
+		tx.Call("two\nlines", bad('\n', 3))
 	}
-	tx.mustCall("/nick t\x1bx", "ERR bad-nick t?x: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
-	tx.mustCall("/join \x1b[2J", "ERR bad-room ?[2J: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
-	tx.mustCall("/\x1b[2J", "ERR unknown-command /?[2J")
-	rx.mustQuiet()
-	tx.mustSend("a\ttab is fine")
-	rx.mustNext("MSG lobby tx a\ttab is fine")
-	tx.mustCall("/msg rx tab\there too", "OK msg")
-	rx.mustNext("PRIV tx tab\there too")
+	tx.Call("/nick t\x1bx", "ERR bad-nick t?x: a nick is 1 to 32 characters of A-Z a-z 0-9 _ -")
+	tx.Call("/join \x1b[2J", "ERR bad-room ?[2J: a room is 1 to 64 characters of A-Z a-z 0-9 _ -")
+	tx.Call("/\x1b[2J", "ERR unknown-command /?[2J")
+	rx.Quiet()
+	tx.MustSend("a\ttab is fine")
+	rx.Next("MSG lobby tx a\ttab is fine")
+	tx.Call("/msg rx tab\there too", "OK msg")
+	rx.Next("PRIV tx tab\there too")
 }
 
 // chatOversizeHeader sends only a length header over the limit: the server
@@ -278,92 +280,121 @@ func chatBadText(t *testing.T, e *chatEnv) {
 func chatOversizeHeader(t *testing.T, e *chatEnv) {
 	for _, size := range []uint32{1025, 1 << 31, 0xFFFFFFFF} {
 		c := e.join(t, "", "")
-		c.skipPresence = true // the previous client's LEAVE may come late
-		c.mustCall("/ping", "PONG")
-		if _, err := c.c.Write(binary.BigEndian.AppendUint32(nil, size)); err != nil {
+		c.Skip = testkit.Presence // the previous client's LEAVE may come late
+		c.Call("/ping", "PONG")
+		if _, err := c.Conn().Write(binary.BigEndian.AppendUint32(nil, size)); err != nil {
 			t.Fatal(err)
 		}
-		c.mustEnd(
+		c.End(
 			fmt.Sprintf("ERR frame-too-large frame too large: length header says %d bytes, max 1024", size),
 			"BYE frame-too-large")
 	}
 	// Exactly the limit is a frame.
 	c := e.join(t, "", "")
-	c.skipPresence = true
-	c.mustCall("/msg "+c.nick+" "+strings.Repeat("x", 1024-len("/msg  ")-len(c.nick)), "PRIV "+c.nick+" "+strings.Repeat("x", 1024-len("/msg  ")-len(c.nick)))
+	c.Skip = testkit.Presence
+	c.Call("/msg "+c.Name+" "+strings.Repeat("x", 1024-len("/msg  ")-len(c.Name)), "PRIV "+c.Name+" "+strings.Repeat("x", 1024-len("/msg  ")-len(c.Name)))
 }
 
 func chatOverlongLine(t *testing.T, e *chatEnv) {
 	c := e.join(t, "", "")
-	c.mustCall("/ping", "PONG")
-	if _, err := c.c.Write([]byte(strings.Repeat("a", 1025) + "\n")); err != nil {
+	c.Call("/ping", "PONG")
+	if _, err := c.Conn().Write([]byte(strings.Repeat("a", 1025) + "\n")); err != nil {
 		t.Fatal(err)
 	}
-	c.mustEnd("ERR frame-too-large frame too large: line of 1025 bytes, max 1024", "BYE frame-too-large")
+	c.End("ERR frame-too-large frame too large: line of 1025 bytes, max 1024", "BYE frame-too-large")
 
 	// No newline at all: refused once more than a frame's worth arrived.
 	c = e.join(t, "", "")
-	c.skipPresence = true // the previous client's LEAVE may come late
-	if _, err := c.c.Write([]byte(strings.Repeat("a", 4000))); err != nil {
+	c.Skip = testkit.Presence // the previous client's LEAVE may come late
+	if _, err := c.Conn().Write([]byte(strings.Repeat("a", 4000))); err != nil {
 		t.Fatal(err)
 	}
-	c.mustEnd("ERR frame-too-large frame too large: no newline within 1024 bytes", "BYE frame-too-large")
+	c.End("ERR frame-too-large frame too large: no newline within 1024 bytes", "BYE frame-too-large")
 }
 
 func chatEmptyFrame(t *testing.T, e *chatEnv) {
 	c := e.join(t, "", "")
-	if _, err := c.c.Write([]byte{0, 0, 0, 0}); err != nil {
+	if _, err := c.Conn().Write([]byte{0, 0, 0, 0}); err != nil {
 		t.Fatal(err)
 	}
-	c.mustEnd("ERR bad-frame empty frame: length header is 0", "BYE bad-frame")
+	c.End("ERR bad-frame empty frame: length header is 0", "BYE bad-frame")
 }
 
 func chatTooLong(t *testing.T, e *chatEnv) {
 	c := e.join(t, "", "")
 	// "MSG lobby <nick> <text>" must fit in 1024 bytes.
-	fits := 1024 - len("MSG lobby  ") - len(c.nick)
-	c.mustSend(strings.Repeat("x", fits))
-	c.mustQuiet()
-	c.mustCall(strings.Repeat("x", fits+1), "ERR too-long the message would make a 1025-byte frame; the limit is 1024")
-	c.mustCall("/ping", "PONG") // still connected
+	fits := 1024 - len("MSG lobby  ") - len(c.Name)
+	c.MustSend(strings.Repeat("x", fits))
+	c.Quiet()
+	c.Call(strings.Repeat("x", fits+1), "ERR too-long the message would make a 1025-byte frame; the limit is 1024")
+	c.Call("/ping", "PONG") // still connected
 }
 
 func chatRateLimit(t *testing.T, e *chatEnv) {
 	c := e.join(t, "", "")
 	// A burst of 3, refilling at one token per 1000 s: the first three
 	// frames pass, the rest are dropped with an error.
-	c.mustSend("/ping", "/ping", "/ping", "/ping", "hello", "/who")
-	c.mustNext("PONG")
-	c.mustNext("PONG")
-	c.mustNext("PONG")
+	c.MustSend("/ping", "/ping", "/ping", "/ping", "hello", "/who")
+	c.Next("PONG")
+	c.Next("PONG")
+	c.Next("PONG")
 	for range 3 {
-		c.mustNext("ERR rate-limited message dropped")
+		c.Next("ERR rate-limited message dropped")
 	}
-	c.mustSend("/quit") // never rate-limited
-	c.mustEnd("BYE quit")
+	c.MustSend("/quit") // never rate-limited
+	c.End("BYE quit")
 
 	// 0 turns the limit off.
 	off := e.start(t, chat.Options{MsgRate: 0, MsgBurst: 0})
-	c = mustJoin(t, off, e.kind, "", "")
+	c = testkit.Join(t, off.Addr().String(), e.kind, "", "")
 	pings := make([]string, 500)
 	for i := range pings {
 		pings[i] = "/ping"
 	}
-	c.mustSend(pings...)
+	c.MustSend(pings...)
 	for range pings {
-		c.mustNext("PONG")
+		c.Next("PONG")
 	}
 }
 
-// chatIdle pings every 100 ms for three idle timeouts (500 ms), so the
-// connection stays only if each frame resets the timer, then goes quiet.
+// chatIdleTimeout is the idle timeout of the idle case.
+const chatIdleTimeout = 500 * time.Millisecond
+
+// chatIdle pings every 100 ms for three idle timeouts, so the connection
+// stays only if each frame resets the timer, then goes quiet: BYE
+// idle-timeout.
+//
+// The pings are the stimulus, not a measurement: on a loaded machine this
+// client may itself stay silent for a whole timeout between two pings.
+// So a BYE among the pings fails the case only if it came sooner than the
+// timeout after the client's last frame (the server closed a connection
+// that was not idle); otherwise the case starts over on a new connection.
 func chatIdle(t *testing.T, e *chatEnv) {
-	c := e.join(t, "", "")
-	for range 15 {
-		c.mustCall("/ping", "PONG")
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.mustEnd("BYE idle-timeout")
+	testkit.Eventually(t, ioTimeout, "a client pinging every 100 ms stays for three idle timeouts", func() error {
+		last := time.Now() // no earlier than the server's start of the idle clock
+		c := e.join(t, "", "")
+		for start := time.Now(); time.Since(start) < 3*chatIdleTimeout; {
+			sent := time.Now()
+			c.MustSend("/ping")
+			switch f, err := c.Read(); {
+			case err != nil:
+				t.Fatalf("waiting for PONG: %v", err)
+			case f == "BYE idle-timeout":
+				gap := time.Since(last)
+				if gap < chatIdleTimeout {
+					t.Fatalf("closed as idle %v after the client's last frame; the idle timeout is %v", gap, chatIdleTimeout)
+				}
+				c.End()
+				return fmt.Errorf("this client was silent for %v between two pings (a loaded machine)", gap)
+			case f != "PONG":
+				t.Fatalf("got %q, want PONG", testkit.Cut(f))
+			}
+			last = sent
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.End("BYE idle-timeout")
+		return nil
+	})
 }
 
 func chatShutdownBye(t *testing.T, e *chatEnv) {
@@ -371,14 +402,14 @@ func chatShutdownBye(t *testing.T, e *chatEnv) {
 	if c := e.s.Concurrency(); c > 0 && c < n {
 		n = c
 	}
-	clients := make([]*chatClient, n)
+	clients := make([]*testkit.Client, n)
 	for i := range clients {
 		clients[i] = e.join(t, "", "")
-		clients[i].mustSync()
+		clients[i].Sync()
 	}
 	e.s.Stop(t)
 	for _, c := range clients {
-		err := c.readUntil("BYE shutting-down", func(f string) error {
+		err := c.ReadUntil("BYE shutting-down", func(f string) error {
 			if !strings.HasPrefix(f, "JOIN ") && !strings.HasPrefix(f, "LEAVE ") {
 				return fmt.Errorf("unexpected %q before BYE", f)
 			}
@@ -387,130 +418,125 @@ func chatShutdownBye(t *testing.T, e *chatEnv) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.mustEnd()
+		c.End()
 	}
 }
 
 func chatFanout(t *testing.T, e *chatEnv) {
 	a := e.join(t, "alice", "")
 	b := e.join(t, "", "")
-	a.mustNext("JOIN lobby guest-2")
-	b.mustCall("/nick bob", "OK nick bob")
-	b.nick = "bob"
+	a.Next("JOIN lobby guest-2")
+	b.Call("/nick bob", "OK nick bob")
+	b.Name = "bob"
 	c := e.join(t, "", "")
-	a.mustNext("JOIN lobby guest-3")
-	b.mustNext("JOIN lobby guest-3")
-	c.mustCall("/nick carol", "OK nick carol")
-	c.nick = "carol"
+	a.Next("JOIN lobby guest-3")
+	b.Next("JOIN lobby guest-3")
+	c.Call("/nick carol", "OK nick carol")
+	c.Name = "carol"
 
-	a.mustSend("hello all", "//slash", "Ünïcödé")
-	for _, r := range []*chatClient{b, c} {
-		r.mustNext("MSG lobby alice hello all")
-		r.mustNext("MSG lobby alice /slash")
-		r.mustNext("MSG lobby alice Ünïcödé")
+	a.MustSend("hello all", "//slash", "Ünïcödé")
+	for _, r := range []*testkit.Client{b, c} {
+		r.Next("MSG lobby alice hello all")
+		r.Next("MSG lobby alice /slash")
+		r.Next("MSG lobby alice Ünïcödé")
 	}
-	a.mustQuiet() // a sender never gets its own message
-	b.mustCall("/who", "OK who alice bob carol")
-	b.mustCall("/rooms", "OK rooms lobby:3")
+	a.Quiet() // a sender never gets its own message
+	b.Call("/who", "OK who alice bob carol")
+	b.Call("/rooms", "OK rooms lobby:3")
 
-	c.mustCall("/join dev", "OK join dev")
-	a.mustNext("LEAVE lobby carol")
-	b.mustNext("LEAVE lobby carol")
-	a.mustSend("still here")
-	b.mustNext("MSG lobby alice still here")
-	c.mustSend("in dev")
+	c.Call("/join dev", "OK join dev")
+	a.Next("LEAVE lobby carol")
+	b.Next("LEAVE lobby carol")
+	a.MustSend("still here")
+	b.Next("MSG lobby alice still here")
+	c.MustSend("in dev")
 	// A round trip through the bus after the message: once /who answers,
 	// "in dev" has reached every node there was to reach, so bob joining
 	// dev next cannot receive it (a bus keeps one node's messages in order).
-	c.mustCall("/who", "OK who carol")
-	c.mustQuiet()
-	a.mustQuiet()
-	b.mustQuiet()
+	c.Call("/who", "OK who carol")
+	c.Quiet()
+	a.Quiet()
+	b.Quiet()
 
-	b.mustCall("/join dev", "OK join dev")
-	c.mustNext("JOIN dev bob")
-	a.mustNext("LEAVE lobby bob")
-	b.mustCall("/rooms", "OK rooms dev:2 lobby:1")
-	b.mustCall("/who", "OK who bob carol")
-	c.mustSend("hi bob")
-	b.mustNext("MSG dev carol hi bob")
+	b.Call("/join dev", "OK join dev")
+	c.Next("JOIN dev bob")
+	a.Next("LEAVE lobby bob")
+	b.Call("/rooms", "OK rooms dev:2 lobby:1")
+	b.Call("/who", "OK who bob carol")
+	c.MustSend("hi bob")
+	b.Next("MSG dev carol hi bob")
 
-	a.mustCall("/msg carol psst", "OK msg")
-	c.mustNext("PRIV alice psst")
-	a.mustCall("/nick bob", "ERR nick-taken bob")
-	b.mustCall("/nick robert", "OK nick robert")
-	a.mustCall("/msg bob x", "ERR no-such-nick bob")
-	a.mustCall("/nick bob", "OK nick bob") // freed by the rename
-	a.mustCall("/msg robert x", "OK msg")
-	b.mustNext("PRIV bob x")
+	a.Call("/msg carol psst", "OK msg")
+	c.Next("PRIV alice psst")
+	a.Call("/nick bob", "ERR nick-taken bob")
+	b.Call("/nick robert", "OK nick robert")
+	a.Call("/msg bob x", "ERR no-such-nick bob")
+	a.Call("/nick bob", "OK nick bob") // freed by the rename
+	a.Call("/msg robert x", "OK msg")
+	b.Next("PRIV bob x")
 
-	c.mustSend("/quit")
-	c.mustEnd("BYE quit")
-	b.mustNext("LEAVE dev carol")
-	b.c.Close() // gone without a word: its nick and room go too
-	deadline := time.Now().Add(ioTimeout)
-	for {
-		a.mustSend("/rooms")
-		f := a.mustNextPrefix("OK rooms ")
-		if f == "OK rooms lobby:1" {
-			break
+	c.MustSend("/quit")
+	c.End("BYE quit")
+	b.Next("LEAVE dev carol")
+	b.Close() // gone without a word: its nick and room go too
+	testkit.Eventually(t, ioTimeout, "dev is gone once its last member left", func() error {
+		a.MustSend("/rooms")
+		if f := a.NextPrefix("OK rooms "); f != "OK rooms lobby:1" {
+			return fmt.Errorf("rooms %q", f)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rooms still %q after the last member of dev left", f)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	// The nick goes just after the room (Closed leaves, then releases).
-	for {
-		a.mustSend("/nick robert")
-		f := a.mustNextPrefix("")
-		if f == "OK nick robert" {
-			break
+	testkit.Eventually(t, ioTimeout, "robert is free once robert has gone", func() error {
+		a.MustSend("/nick robert")
+		switch f := a.NextPrefix(""); f {
+		case "OK nick robert":
+			return nil
+		case "ERR nick-taken robert":
+			return errors.New("still taken")
+		default:
+			t.Fatalf("alice: got %q, want %q once robert has gone", testkit.Cut(f), "OK nick robert")
+			return nil
 		}
-		if f != "ERR nick-taken robert" || time.Now().After(deadline) {
-			t.Fatalf("alice: got %q, want %q once robert has gone", cutFrame(f), "OK nick robert")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
 }
 
 func chatMaxConns(t *testing.T, e *chatEnv) {
 	a := e.join(t, "", "")
 	b := e.join(t, "", "")
-	a.mustNext("JOIN lobby " + b.nick)
-	refused, err := chatDialer{}.dial(t, e.s, e.kind)
+	a.Next("JOIN lobby " + b.Name)
+	refused, err := testkit.Dialer{}.Dial(t, e.s.Addr().String(), e.kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := refused.next()
+	f, err := refused.Read()
 	if err != nil || !isServerFull(f) {
 		t.Fatalf("third client: %q, %v; want ERR server-full", f, err)
 	}
-	refused.mustEnd("BYE server-full")
-	a.mustCall("/who", "OK who "+a.nick+" "+b.nick)
+	refused.End("BYE server-full")
+	a.Call("/who", "OK who "+a.Name+" "+b.Name)
 
 	// A slot frees when a client leaves.
-	b.mustSend("/quit")
-	b.mustEnd("BYE quit")
-	deadline := time.Now().Add(ioTimeout)
-	for {
-		c, err := chatDialer{}.dial(t, e.s, e.kind)
+	b.MustSend("/quit")
+	b.End("BYE quit")
+	testkit.Eventually(t, ioTimeout, "a new client is served once one left", func() error {
+		c, err := testkit.Dialer{}.Dial(t, e.s.Addr().String(), e.kind)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := c.next()
+		defer c.Close()
+		f, err := c.Read()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.HasPrefix(f, "HELLO ") {
-			return
-		}
-		if !isServerFull(f) || time.Now().After(deadline) {
+		if !strings.HasPrefix(f, "HELLO ") && !isServerFull(f) {
 			t.Fatalf("after a client left: %q", f)
 		}
-		c.c.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
+		if isServerFull(f) {
+			return errors.New("refused: the server is still full")
+		}
+		return nil
+	})
 }
 
 // slowPending is the outbound bound of the slow-consumer cases: small, so
@@ -538,27 +564,32 @@ func floodIndex(f, room, nick string) int {
 
 // chatSlowIsolation: 50 receivers read everything a sender floods into
 // their room, in batches they acknowledge; one more member never reads.
-// The stalled member must be closed (the others see it LEAVE) within 2 s of
-// passing the outbound bound, while the 50 get every message in order.
+// The stalled member must be closed (the others see it LEAVE) for passing
+// the outbound bound, while the 50 get every message in order: the server
+// counts exactly one overflow and no write timeout, so the stalled member
+// went at the write that passed the bound, not seconds later by its
+// timeout, and nobody else did.
 //
 // The stalled client's socket has a small receive buffer and MSS, so the
 // kernel holds only about 100 KiB for it. The bound is passed no earlier
 // than the moment the sender has sent more than slowPending bytes of
-// frames, so the case measures from there: an upper bound on the real
-// delay. The 2 s is a failure limit, not a performance target.
+// frames; the case logs the time from there to the first LEAVE seen, an
+// upper bound on the real delay that includes the receivers' own lag (a
+// measurement, not a bound: on a loaded machine the receivers fall
+// behind).
 func chatSlowIsolation(t *testing.T, e *chatEnv) {
 	const receivers, batch, rounds = 50, 16, 16
 	const total = batch * rounds
 	sender := e.join(t, "sender", "flood")
-	rs := make([]*chatClient, receivers)
+	rs := make([]*testkit.Client, receivers)
 	for i := range rs {
 		rs[i] = e.join(t, fmt.Sprintf("r%d", i), "flood")
 	}
-	staller := chatDialer{stall: true}.mustJoin(t, e.s, e.kind, "staller", "flood")
+	staller := testkit.Dialer{Stall: true}.Join(t, e.s.Addr().String(), e.kind, "staller", "flood")
 	// From here on the staller reads nothing.
-	sender.mustSync()
+	sender.Sync()
 	for _, r := range rs {
-		r.mustSync()
+		r.Sync()
 	}
 
 	acks := make(chan int, receivers)
@@ -569,15 +600,15 @@ func chatSlowIsolation(t *testing.T, e *chatEnv) {
 		wg.Go(func() {
 			next, sawLeave := 0, false
 			for next < total || !sawLeave {
-				f, err := r.next()
+				f, err := r.Read()
 				if err != nil {
-					errs <- fmt.Errorf("%s after %d messages: %w", r.nick, next, err)
+					errs <- fmt.Errorf("%s after %d messages: %w", r.Name, next, err)
 					return
 				}
 				switch i := floodIndex(f, "flood", "sender"); {
 				case i >= 0:
 					if i != next {
-						errs <- fmt.Errorf("%s: message %d arrived when %d was due", r.nick, i, next)
+						errs <- fmt.Errorf("%s: message %d arrived when %d was due", r.Name, i, next)
 						return
 					}
 					next++
@@ -589,7 +620,7 @@ func chatSlowIsolation(t *testing.T, e *chatEnv) {
 					sawLeave = true
 				case strings.HasPrefix(f, "JOIN ") || strings.HasPrefix(f, "LEAVE "):
 				default:
-					errs <- fmt.Errorf("%s: unexpected %q", r.nick, cutFrame(f))
+					errs <- fmt.Errorf("%s: unexpected %q", r.Name, testkit.Cut(f))
 					return
 				}
 			}
@@ -611,7 +642,7 @@ func chatSlowIsolation(t *testing.T, e *chatEnv) {
 		if passStart.IsZero() && (round+1)*batch*frameLen > slowPending {
 			passStart = time.Now()
 		}
-		sender.mustSend(msgs...)
+		sender.MustSend(msgs...)
 		for range receivers {
 			select {
 			case <-acks:
@@ -635,15 +666,15 @@ func chatSlowIsolation(t *testing.T, e *chatEnv) {
 			t.Fatalf("the stalled receiver was not closed within %v", ioTimeout)
 		}
 	}
-	if d := firstLeave.Sub(passStart); d > 2*time.Second {
-		t.Errorf("the stalled receiver was closed %v after passing the bound, want within 2s", d)
-	}
-	t.Logf("stalled receiver closed at most %v after passing the bound", firstLeave.Sub(passStart).Round(time.Millisecond))
+	checkStats(t, e.s, "one connection closed as a slow consumer, and none by a write timeout", func(st engine.Stats) bool {
+		return st.Overflows == 1 && st.WriteTimeouts == 0
+	})
+	t.Logf("stalled receiver's LEAVE seen at most %v after it passed the bound", firstLeave.Sub(passStart).Round(time.Millisecond))
 
 	// The stalled client got a prefix of the flood, then the end.
 	next := 0
 	for {
-		f, err := staller.next()
+		f, err := staller.Read()
 		if err != nil {
 			break // EOF, or the connection reset, or a frame cut short
 		}
@@ -668,19 +699,19 @@ func chatSlowIsolation(t *testing.T, e *chatEnv) {
 func chatSlowBye(t *testing.T, e *chatEnv) {
 	const total = 200 // 400 KB: far past the 64 KiB bound and the kernel buffers
 	sender := e.join(t, "sender", "slow")
-	staller := chatDialer{stall: true}.mustJoin(t, e.s, e.kind, "staller", "slow")
+	staller := testkit.Dialer{Stall: true}.Join(t, e.s.Addr().String(), e.kind, "staller", "slow")
 	msgs := make([]string, total)
 	for i := range msgs {
 		msgs[i] = floodText(i)
 	}
 	// The staller's JOIN may reach the sender's hub through the bus, after
 	// the staller's OK join.
-	sender.mustNext("JOIN slow staller")
-	sender.mustSend(msgs...)
-	sender.mustSync() // the sender's messages are all read (and fanned out)
+	sender.Next("JOIN slow staller")
+	sender.MustSend(msgs...)
+	sender.Sync() // the sender's messages are all read (and fanned out)
 	next := 0
 	for {
-		f, err := staller.next()
+		f, err := staller.Read()
 		if err != nil {
 			t.Fatalf("stalled client after %d messages: %v", next, err)
 		}
@@ -692,11 +723,11 @@ func chatSlowBye(t *testing.T, e *chatEnv) {
 			continue
 		}
 		if f != "ERR slow-consumer outbound buffer over its limit" {
-			t.Fatalf("after %d messages: %q", next, cutFrame(f))
+			t.Fatalf("after %d messages: %q", next, testkit.Cut(f))
 		}
 		break
 	}
-	staller.mustEnd("BYE slow-consumer")
+	staller.End("BYE slow-consumer")
 	if next >= total {
 		t.Errorf("slow consumer got all %d messages before its BYE; it was never over the bound", total)
 	}
@@ -709,16 +740,16 @@ func chatSlowBye(t *testing.T, e *chatEnv) {
 // was read (its /ping was answered after them).
 func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
 	const senders, receivers, before, during = 3, 5, 100, 20000
-	ss := make([]*chatClient, senders)
+	ss := make([]*testkit.Client, senders)
 	for i := range ss {
 		ss[i] = e.join(t, fmt.Sprintf("s%d", i), "news")
 	}
-	rs := make([]*chatClient, receivers)
+	rs := make([]*testkit.Client, receivers)
 	for i := range rs {
 		rs[i] = e.join(t, fmt.Sprintf("r%d", i), "news")
 	}
 	for _, c := range append(ss, rs...) {
-		c.mustSync()
+		c.Sync()
 	}
 	batch := func(from, n int) []string {
 		m := make([]string, n)
@@ -728,10 +759,10 @@ func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
 		return m
 	}
 	for _, s := range ss {
-		s.mustSend(batch(0, before)...)
+		s.MustSend(batch(0, before)...)
 	}
 	for _, s := range ss {
-		s.mustSync() // everything before the ping has been read
+		s.Sync() // everything before the ping has been read
 	}
 
 	counts := make([][senders]int, receivers)
@@ -739,7 +770,7 @@ func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
 	var wg sync.WaitGroup
 	for ri, r := range rs {
 		wg.Go(func() {
-			err := r.readUntil("BYE shutting-down", func(f string) error {
+			err := r.ReadUntil("BYE shutting-down", func(f string) error {
 				if strings.HasPrefix(f, "JOIN news ") || strings.HasPrefix(f, "LEAVE news ") {
 					// With hubs in several processes, presence is not
 					// synchronous: a JOIN may come late, and another hub
@@ -757,8 +788,8 @@ func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
 				return nil
 			})
 			if err == nil {
-				if f, nerr := r.next(); nerr == nil {
-					err = fmt.Errorf("%s: %q after BYE", r.nick, f)
+				if f, nerr := r.Read(); nerr == nil {
+					err = fmt.Errorf("%s: %q after BYE", r.Name, f)
 				}
 			}
 			if err != nil {
@@ -769,14 +800,14 @@ func chatShutdownLosesNothing(t *testing.T, e *chatEnv) {
 	for _, s := range ss {
 		wg.Go(func() { // senders drain what others say, so they never stall
 			for {
-				if _, err := s.next(); err != nil {
+				if _, err := s.Read(); err != nil {
 					return
 				}
 			}
 		})
 	}
 	for _, s := range ss {
-		s.mustSend(batch(before, during)...)
+		s.MustSend(batch(before, during)...)
 	}
 	e.s.Stop(t)
 	wg.Wait()
@@ -809,39 +840,39 @@ func chatTwoHubs(t *testing.T, e *chatEnv) {
 	bus := chat.NewLocalNet()
 	s1 := e.start(t, chat.Options{Bus: bus.Join})
 	s2 := e.start(t, chat.Options{Bus: bus.Join})
-	a := mustJoin(t, s1, e.kind, "", "")
-	b, err := chatDialer{}.dial(t, s2, e.kind)
+	a := testkit.Join(t, s1.Addr().String(), e.kind, "", "")
+	b, err := testkit.Dialer{}.Dial(t, s2.Addr().String(), e.kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.mustNext("HELLO tcplab 1 guest-2") // guest-1 is taken on the other hub
-	b.nick = "guest-2"
-	a.mustNext("JOIN lobby guest-2")
-	a.mustSend("across")
+	b.Next("HELLO tcplab 1 guest-2") // guest-1 is taken on the other hub
+	b.Name = "guest-2"
+	a.Next("JOIN lobby guest-2")
+	a.MustSend("across")
 	// a's JOIN leaves its node on the bus asynchronously: on a busy
 	// machine it can reach b's hub after b joined the room (documented in
 	// deploy-3-nodes.md). Only that late presence may come first.
-	if f := b.mustNextPrefix(""); f == "JOIN lobby guest-1" {
-		b.mustNext("MSG lobby guest-1 across")
+	if f := b.NextPrefix(""); f == "JOIN lobby guest-1" {
+		b.Next("MSG lobby guest-1 across")
 	} else if f != "MSG lobby guest-1 across" {
-		t.Fatalf("guest-2: got %q, want %q", cutFrame(f), "MSG lobby guest-1 across")
+		t.Fatalf("guest-2: got %q, want %q", testkit.Cut(f), "MSG lobby guest-1 across")
 	}
-	a.mustQuiet()
-	b.mustCall("/who", "OK who guest-1 guest-2")
-	b.mustCall("/rooms", "OK rooms lobby:2")
-	a.mustCall("/nick guest-2", "ERR nick-taken guest-2")
-	a.mustCall("/msg guest-2 psst", "OK msg")
-	b.mustNext("PRIV guest-1 psst")
-	b.mustCall("/join dev", "OK join dev")
-	a.mustNext("LEAVE lobby guest-2")
-	a.mustCall("/rooms", "OK rooms dev:1 lobby:1")
-	c := mustJoin(t, s1, e.kind, "carol", "dev")
-	a.mustNext("JOIN lobby guest-3") // carol's guest nick: guest-2 is taken
-	a.mustNext("LEAVE lobby carol")
-	b.mustNext("JOIN dev carol")
-	c.mustSend("hi b")
-	b.mustNext("MSG dev carol hi b")
-	a.mustQuiet()
+	a.Quiet()
+	b.Call("/who", "OK who guest-1 guest-2")
+	b.Call("/rooms", "OK rooms lobby:2")
+	a.Call("/nick guest-2", "ERR nick-taken guest-2")
+	a.Call("/msg guest-2 psst", "OK msg")
+	b.Next("PRIV guest-1 psst")
+	b.Call("/join dev", "OK join dev")
+	a.Next("LEAVE lobby guest-2")
+	a.Call("/rooms", "OK rooms dev:1 lobby:1")
+	c := testkit.Join(t, s1.Addr().String(), e.kind, "carol", "dev")
+	a.Next("JOIN lobby guest-3") // carol's guest nick: guest-2 is taken
+	a.Next("LEAVE lobby carol")
+	b.Next("JOIN dev carol")
+	c.MustSend("hi b")
+	b.Next("MSG dev carol hi b")
+	a.Quiet()
 }
 
 // chatStorm has clients send messages while hopping between rooms, all at
@@ -850,7 +881,7 @@ func chatTwoHubs(t *testing.T, e *chatEnv) {
 func chatStorm(t *testing.T, e *chatEnv) {
 	const clients, steps = 8, 200
 	rooms := []string{"a", "b", "c"}
-	cs := make([]*chatClient, clients)
+	cs := make([]*testkit.Client, clients)
 	for i := range cs {
 		cs[i] = e.join(t, fmt.Sprintf("c%d", i), "a")
 	}
@@ -868,12 +899,12 @@ func chatStorm(t *testing.T, e *chatEnv) {
 				}
 				script = append(script, strconv.Itoa(i))
 			}
-			if err := c.send(append(script, "/quit")...); err != nil {
+			if err := c.Send(append(script, "/quit")...); err != nil {
 				errs <- err
 				return
 			}
 			last := map[string]int{}
-			err := c.readUntil("BYE quit", func(f string) error {
+			err := c.ReadUntil("BYE quit", func(f string) error {
 				var room, from string
 				var n int
 				if _, err := fmt.Sscanf(f, "MSG %s %s %d", &room, &from, &n); err == nil {

@@ -1,33 +1,23 @@
 package conformance
 
 import (
-	"encoding/json"
-	"fmt"
-	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/app/chat/natsbus"
-	"github.com/tcplab/tcplab/engine"
-	"github.com/tcplab/tcplab/handler"
 )
 
 // Chat on the process models. Under fork and prefork every child process
 // is a hub of its own, so the chat cases join the hubs with the NATS bus
 // (package natsbus), the way `tcplab serve` does: each case starts an
-// embedded NATS server in the test process, every server the case starts
-// (and every child of theirs) joins it, and the children learn the chat
-// options and the bus from engine.Config.AppParams. Two servers started by
-// one case share the bus, as two hubs on one LocalNet do on the other
-// models.
-
-// AppParams keys for a chat child.
-const (
-	chatOptionsParam = "chat.options" // chat.Options as JSON, without Bus
-	chatBusParam     = "chat.nats"    // natsbus.Options as JSON
-)
+// embedded NATS server in the test process, and every server the case
+// starts is built as `tcplab serve --app chat --bus nats://...` builds it
+// (package registry, from the same flag values), so its children rebuild
+// it on the same child path as the CLI's. Two servers started by one case
+// share the bus, as two hubs on one LocalNet do on the other models.
 
 // chatBusGatherStall is the /who and /rooms gather window the cases use: a
 // failure bound for a loaded machine with dozens of child processes, not
@@ -45,74 +35,52 @@ const (
 )
 
 // startOnBus starts a chat server of a process model whose hubs join the
-// case's NATS server, starting it first if need be.
+// case's NATS server, starting it first if need be. opts.Bus is not used:
+// the case's servers share the NATS server.
 func (e *chatEnv) startOnBus(t *testing.T, opts chat.Options) *Server {
 	t.Helper()
 	if e.nats == nil {
-		ns, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{})
+		// Room for the largest server frame of any case (serve's embedded
+		// server is sized the same way).
+		ns, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{MaxPayload: natsbus.PayloadFor(chat.DefaultMaxFrame)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(ns.Shutdown) // registered before the servers': runs after them
 		e.nats = ns
 	}
-	bo := natsbus.Options{URLs: e.nats.URL(), GatherStall: chatBusGatherStall, DrainQuiet: chatBusDrainQuiet, DrainPatience: chatBusDrainPatience}
-	opts.Bus = nil
-	ob, err := json.Marshal(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nb, err := json.Marshal(bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := newChatOnBus(opts, bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() }) // runs after the server's shutdown
 	cfg := e.cfg
-	cfg.App = "chat"
-	cfg.AppParams = map[string]string{chatOptionsParam: string(ob), chatBusParam: string(nb)}
+	h := newApp(t, "chat", chatParams(t, opts, e.nats.URL()), e.model, &cfg)
 	return Start(t, e.model, h, cfg)
 }
 
-func newChatOnBus(opts chat.Options, bo natsbus.Options) (*chat.Handler, error) {
-	n, err := natsbus.New(bo)
-	if err != nil {
-		return nil, err
+// chatParams are the chat's parameters (serve's flags) for opts on the
+// NATS bus at url. A zero MaxFrame or MaxConns is the flag's default; a
+// zero rate or idle timeout is off, as in chat.Options. The server's
+// largest frame comes from --max-frame and the server's MaxPending, as
+// serve makes it.
+func chatParams(t *testing.T, opts chat.Options, url string) map[string]string {
+	t.Helper()
+	if opts.MaxServerFrame != 0 {
+		t.Fatal("chat.Options.MaxServerFrame has no serve flag: serve derives it")
 	}
-	opts.Bus = n.Join
-	return chat.New(opts)
-}
-
-// newChat is the chat's entry in Handlers for a parent: a chat with
-// default options on a bus of its own.
-func newChat() handler.Handler {
-	h, err := chat.New(chat.Options{})
-	if err != nil {
-		panic(err) // the defaults are valid
+	p := map[string]string{
+		"framing":            string(opts.Framing),
+		"msg-rate":           strconv.FormatFloat(opts.MsgRate, 'g', -1, 64),
+		"msg-burst":          strconv.Itoa(opts.MsgBurst),
+		"idle-timeout":       opts.IdleTimeout.String(),
+		"bus":                url,
+		"bus-gather-stall":   chatBusGatherStall.String(),
+		"bus-drain-quiet":    chatBusDrainQuiet.String(),
+		"bus-drain-patience": chatBusDrainPatience.String(),
 	}
-	return h
-}
-
-// newChatChild rebuilds a parent's chat in a child process from its
-// AppParams: the same options, joined to the same NATS server.
-func newChatChild(spec engine.ChildSpec) (handler.Handler, error) {
-	p := spec.Config.AppParams
-	if p[chatOptionsParam] == "" || p[chatBusParam] == "" {
-		return nil, fmt.Errorf("chat child: AppParams lack %s or %s", chatOptionsParam, chatBusParam)
+	if opts.MaxFrame != 0 {
+		p["max-frame"] = strconv.Itoa(opts.MaxFrame)
 	}
-	var opts chat.Options
-	var bo natsbus.Options
-	if err := json.Unmarshal([]byte(p[chatOptionsParam]), &opts); err != nil {
-		return nil, fmt.Errorf("chat child: %s: %w", chatOptionsParam, err)
+	if opts.MaxConns != 0 {
+		p["max-conns"] = strconv.Itoa(opts.MaxConns)
 	}
-	if err := json.Unmarshal([]byte(p[chatBusParam]), &bo); err != nil {
-		return nil, fmt.Errorf("chat child: %s: %w", chatBusParam, err)
-	}
-	bo.Logger = slog.Default()
-	return newChatOnBus(opts, bo)
+	return p
 }
 
 // isServerFull reports whether f refuses a connection for a cap: the

@@ -5,63 +5,73 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
-	"strings"
 	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
 
-	"github.com/tcplab/tcplab/app/echo"
+	"github.com/tcplab/tcplab/app/registry"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/handler"
 )
 
-// NamedHandler is a handler the suite can rebuild by name.
-type NamedHandler struct {
-	Name string
-	New  func() handler.Handler
-	// NewChild, if set, is how a child builds the handler instead of
-	// New: from its parent's spec, whose Config.AppParams can carry the
-	// handler's settings (the chat passes its options and its bus there).
-	NewChild func(spec engine.ChildSpec) (handler.Handler, error)
+// apps is the registry the suite builds its servers' handlers from:
+// tcplab's apps (package registry, the one `tcplab serve` uses), and the
+// suite's own handlers, the probe and the offload probe. The process
+// models (fork, prefork) re-execute the test binary, and the child
+// rebuilds its parent's handler by engine.Config.App and Config.AppParams
+// through Registry.Child, as the CLI's children do.
+func apps() registry.Registry {
+	return append(registry.Apps(), registry.App{
+		Name: "probe", Summary: "the seam's probe (tests only)",
+		New: func(*registry.Params) (handler.Handler, error) { return Probe(), nil },
+	}, registry.App{
+		Name: "offload", Summary: "the offload probe (tests only)",
+		New: func(*registry.Params) (handler.Handler, error) { return OffloadProbe(), nil },
+	})
 }
 
-// Handlers lists, by name, every handler a case runs. The process models
-// (fork, prefork) re-execute the test binary, and the child rebuilds its
-// parent's handler from this list by engine.Config.App, which runCases
-// sets from the case's Handler. A new app adds its entry here.
-func Handlers() []NamedHandler {
-	return []NamedHandler{
-		{Name: "echo", New: echo.New},
-		{Name: "probe", New: Probe},
-		{Name: "chat", New: newChat, NewChild: newChatChild},
-		{Name: "offload", New: OffloadProbe},
+// newApp builds the app name (an entry of apps) with params (its flags'
+// values by name; the others have their defaults) for a server of model
+// configured by cfg, whose App and AppParams it sets for the children.
+// The handler is closed when the test ends, after the server that Start
+// registers later has shut down.
+func newApp(t testing.TB, name string, params map[string]string, model string, cfg *engine.Config) handler.Handler {
+	t.Helper()
+	m, err := engine.Lookup(model)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	h, err := apps().New(name, params, m, cfg)
+	if err != nil {
+		t.Fatalf("app %s: %v", name, err)
+	}
+	if c, ok := h.(io.Closer); ok {
+		t.Cleanup(func() { c.Close() })
+	}
+	return h
 }
 
-// handlerName returns the Handlers name of the constructor newHandler, or
-// "" if it is not listed. Functions are not comparable, so it compares
-// their code addresses.
-func handlerName(newHandler func() handler.Handler) string {
-	want := reflect.ValueOf(newHandler).Pointer()
-	for _, nh := range Handlers() {
-		if reflect.ValueOf(nh.New).Pointer() == want {
-			return nh.Name
-		}
-	}
-	return ""
+// quietLogger logs warnings and errors to stderr, as `tcplab serve`'s
+// children do: the apps' own reports (the chat bus's stats at Close) would
+// bury the test output.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // Main is TestMain for every package whose tests start servers. In the
 // test process it runs the tests and then fails if goroutines leaked
 // (goleak). In a child that a fork or prefork server started by
 // re-executing the test binary, it runs no tests: it rebuilds the parent's
-// handler by name (Handlers, engine.Config.App), serves the inherited
-// socket through engine.Listen until the socket is done or SIGTERM asks
-// for a shutdown, and exits.
+// handler (apps, Registry.Child), serves the inherited socket through
+// engine.Listen until the socket is done or SIGTERM asks for a shutdown,
+// and exits.
 //
 //	func TestMain(m *testing.M) { conformance.Main(m) }
 func Main(m *testing.M) {
@@ -83,26 +93,12 @@ func Main(m *testing.M) {
 // serveChild serves as a fork or prefork child until the model's Serve
 // returns (a fork child's connection ended) or a signal asks for shutdown.
 func serveChild(spec engine.ChildSpec) error {
-	var newHandler func(engine.ChildSpec) (handler.Handler, error)
-	var names []string
-	for _, nh := range Handlers() {
-		if nh.Name == spec.Config.App {
-			newHandler = nh.NewChild
-			if newHandler == nil {
-				newHandler = func(engine.ChildSpec) (handler.Handler, error) { return nh.New(), nil }
-			}
-		}
-		names = append(names, nh.Name)
-	}
-	if newHandler == nil {
-		return fmt.Errorf("no handler named %q (Config.App; have %s)", spec.Config.App, strings.Join(names, ", "))
-	}
 	// From here on SIGTERM asks for a shutdown, even one that arrives
 	// while the handler is still being built (the chat's connects to its
 	// bus): the child then serves nothing and exits 0.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	h, err := newHandler(spec)
+	h, err := apps().Child(spec, quietLogger())
 	if err != nil {
 		return err
 	}

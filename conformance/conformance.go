@@ -30,8 +30,9 @@ const (
 type Case struct {
 	Name string
 	Run  func(t *testing.T, s *Server)
-	// Handler makes the handler the server runs.
-	Handler func() handler.Handler
+	// App names the app the server runs, with its defaults: an app of
+	// `tcplab serve` (package registry) or "probe".
+	App string
 }
 
 // Run runs every case group against model: the seam checks, each app's
@@ -51,8 +52,9 @@ func runCases(t *testing.T, model string, cfg engine.Config, cases []Case) {
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			checkLeaks(t)
-			cfg.App = handlerName(c.Handler) // for a process model's children
-			c.Run(t, Start(t, model, c.Handler(), cfg))
+			cfg := cfg
+			h := newApp(t, c.App, nil, model, &cfg) // sets cfg.App for a process model's children
+			c.Run(t, Start(t, model, h, cfg))
 		})
 	}
 }
@@ -82,8 +84,9 @@ func (s *Server) Concurrency() int {
 // Start binds model on 127.0.0.1 with an ephemeral port, serves h, and
 // registers a cleanup that shuts it down and checks that Serve returned
 // nil. For a model that re-executes the program (fork, prefork), cfg.App
-// must name h's entry in Handlers, and the package's TestMain must call
-// Main.
+// (and cfg.AppParams) must say how to rebuild h: "probe" for Probe(), or
+// what newApp sets for an app of package registry; and the package's
+// TestMain must call Main.
 func Start(t testing.TB, model string, h handler.Handler, cfg engine.Config) *Server {
 	t.Helper()
 	m, err := engine.Lookup(model)
@@ -94,7 +97,7 @@ func Start(t testing.TB, model string, h handler.Handler, cfg engine.Config) *Se
 		cfg.Addr = "127.0.0.1:0"
 	}
 	if m.Child != nil && cfg.App == "" {
-		t.Fatalf("model %s re-executes the test binary, whose child must rebuild the handler: set Config.App to a name from conformance.Handlers()", model)
+		t.Fatalf("model %s re-executes the test binary, whose child must rebuild the handler: set Config.App (\"probe\", or an app of package registry)", model)
 	}
 	srv, err := engine.Listen(model, h, cfg)
 	if err != nil {

@@ -13,18 +13,17 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/engine"
 )
 
 // EchoCases are the checks every model passes serving the echo app.
 func EchoCases() []Case {
 	return []Case{
-		{"payload sizes echoed exactly", echoSizes, echo.New},
-		{"64KiB sent one byte per write", echoByteAtATime, echo.New},
-		{"200 concurrent clients", echoConcurrent, echo.New},
-		{"half-closed client still gets its echo", echoHalfClose, echo.New},
-		{"shutdown ends every connection without leaks", echoShutdown, echo.New},
+		{"payload sizes echoed exactly", echoSizes, "echo"},
+		{"64KiB sent one byte per write", echoByteAtATime, "echo"},
+		{"200 concurrent clients", echoConcurrent, "echo"},
+		{"half-closed client still gets its echo", echoHalfClose, "echo"},
+		{"shutdown ends every connection without leaks", echoShutdown, "echo"},
 	}
 }
 

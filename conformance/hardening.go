@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/binary"
@@ -20,6 +19,7 @@ import (
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // The hardening cases check what protects a server exposed to clients
@@ -60,35 +60,10 @@ func probeCfg(cfg engine.Config) engine.Config {
 	return cfg
 }
 
-// lines is a line-oriented client of the probe.
-type lines struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func dialLines(t *testing.T, s *Server) *lines {
+// dialLines connects a line client to the probe.
+func dialLines(t *testing.T, s *Server) *testkit.Client {
 	t.Helper()
-	c := s.Dial(t)
-	return &lines{Conn: c, r: bufio.NewReader(c)}
-}
-
-func (l *lines) mustPing(t *testing.T) {
-	t.Helper()
-	if _, err := io.WriteString(l, "ping\n"); err != nil {
-		t.Fatalf("send ping: %v", err)
-	}
-	if line, err := l.r.ReadString('\n'); line != "pong\n" || err != nil {
-		t.Fatalf("ping: got %q, %v", line, err)
-	}
-}
-
-// mustEnd reads to the end of the connection and requires exactly want.
-func (l *lines) mustEnd(t *testing.T, want string) {
-	t.Helper()
-	got, err := io.ReadAll(l.r)
-	if string(got) != want || err != nil {
-		t.Fatalf("connection ended with %q (%v), want %q then the end", got, err, want)
-	}
+	return testkit.NewClient(t, s.Dial(t), frame.Line)
 }
 
 // checkStats waits for the server's counters to satisfy ok. A model that
@@ -96,13 +71,12 @@ func (l *lines) mustEnd(t *testing.T, want string) {
 // little later (engine.ChildStatsFD).
 func checkStats(t *testing.T, s *Server, what string, ok func(engine.Stats) bool) {
 	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for !ok(s.Stats()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: stats %+v", what, s.Stats())
+	testkit.Eventually(t, ioTimeout, what, func() error {
+		if st := s.Stats(); !ok(st) {
+			return fmt.Errorf("stats %+v", st)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 const frameTimeout = 300 * time.Millisecond
@@ -119,15 +93,13 @@ func hardenFrameTimeout(t *testing.T, m engine.Model) {
 	// timeout in all: the connection stays. So does an idle one.
 	slow := dialLines(t, s)
 	for range 12 {
-		io.WriteString(slow, "pi")
+		slow.Write([]byte("pi"))
 		time.Sleep(frameTimeout / 10)
-		io.WriteString(slow, "ng\n")
-		if line, err := slow.r.ReadString('\n'); line != "pong\n" || err != nil {
-			t.Fatalf("a frame sent in two halves: got %q, %v", line, err)
-		}
+		slow.Write([]byte("ng\n"))
+		slow.Next("pong") // a frame sent in two halves
 	}
 	time.Sleep(2 * frameTimeout)
-	slow.mustPing(t)
+	slow.Call("ping", "pong")
 	slow.Close()
 
 	// A frame trickled a byte at a time never finishes: the connection is
@@ -137,7 +109,7 @@ func hardenFrameTimeout(t *testing.T, m engine.Model) {
 	defer close(stop)
 	go func() {
 		for {
-			if _, err := trickle.Write([]byte{'x'}); err != nil {
+			if err := trickle.Write([]byte{'x'}); err != nil {
 				return
 			}
 			select {
@@ -147,7 +119,7 @@ func hardenFrameTimeout(t *testing.T, m engine.Model) {
 			}
 		}
 	}()
-	trickle.mustEnd(t, "BYE "+handler.ErrFrameTimeout.Error()+"\n")
+	trickle.End("BYE " + handler.ErrFrameTimeout.Error())
 	checkStats(t, s, "one frame timeout", func(st engine.Stats) bool { return st.FrameTimeouts == 1 })
 }
 
@@ -193,18 +165,18 @@ func hardenWriteTimeout(t *testing.T, m engine.Model) {
 	// A peer that reads in bursts, with pauses shorter than the timeout:
 	// each write makes progress, so it gets every byte and stays connected,
 	// however long the whole transfer takes.
-	steady := dialLines(t, s)
+	steady := s.Dial(t)
 	if _, err := io.WriteString(steady, flood); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1<<20)
 	for left := floodChunk * floodChunks; left > 0; left -= len(buf) {
 		time.Sleep(writeTimeout / 6)
-		if _, err := io.ReadFull(steady.r, buf[:min(left, len(buf))]); err != nil {
+		if _, err := io.ReadFull(steady, buf[:min(left, len(buf))]); err != nil {
 			t.Fatalf("steady reader: %v with %d bytes to go", err, left)
 		}
 	}
-	steady.mustPing(t)
+	testkit.NewClient(t, steady, frame.Line).Call("ping", "pong") // after exactly the flood
 }
 
 // Slowloris sizes: trickling connections, and clients that must get
@@ -234,15 +206,15 @@ func hardenSlowloris(t *testing.T, m engine.Model) {
 	s := Start(t, m.Name, h, cfg)
 
 	// The normal clients join a room of their own first.
-	cs := make([]*chatClient, normals)
+	cs := make([]*testkit.Client, normals)
 	for i := range cs {
-		c, err := chatDialer{}.join(t, s, frame.Length)
+		c, err := testkit.Dialer{}.Hello(t, s.Addr().String(), frame.Length)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.skipPresence = true
-		c.mustCall(fmt.Sprintf("/nick n%d", i), fmt.Sprintf("OK nick n%d", i))
-		c.mustCall("/join work", "OK join work")
+		c.Skip = testkit.Presence
+		c.Call(fmt.Sprintf("/nick n%d", i), fmt.Sprintf("OK nick n%d", i))
+		c.Call("/join work", "OK join work")
 		cs[i] = c
 	}
 
@@ -259,14 +231,14 @@ func hardenSlowloris(t *testing.T, m engine.Model) {
 		twg.Wait()
 	}()
 	for i := range tricklers {
-		c, err := chatDialer{}.join(t, s, frame.Length)
+		c, err := testkit.Dialer{}.Hello(t, s.Addr().String(), frame.Length)
 		if err != nil {
 			t.Fatalf("trickler %d: %v", i, err)
 		}
 		twg.Go(func() {
 			twg.Go(func() {
 				<-begin
-				if _, err := c.c.Write(binary.BigEndian.AppendUint32(nil, 64)); err != nil {
+				if _, err := c.Conn().Write(binary.BigEndian.AppendUint32(nil, 64)); err != nil {
 					return
 				}
 				started <- struct{}{}
@@ -276,14 +248,14 @@ func hardenSlowloris(t *testing.T, m engine.Model) {
 						return
 					case <-time.After(100 * time.Millisecond):
 					}
-					if _, err := c.c.Write([]byte{'x'}); err != nil {
+					if _, err := c.Conn().Write([]byte{'x'}); err != nil {
 						return
 					}
 				}
 			})
 			last := ""
 			for {
-				f, err := c.next()
+				f, err := c.Read()
 				if err != nil {
 					// The trickler writes on after the server has closed, so
 					// the end may be a reset rather than a FIN.
@@ -335,7 +307,7 @@ func hardenSlowloris(t *testing.T, m engine.Model) {
 // normalClient runs one well-behaved client of hardenSlowloris: it says
 // slowMsgs messages, syncing with /ping after each, and then reads until
 // it has every other client's messages.
-func normalClient(c *chatClient, me int) error {
+func normalClient(c *testkit.Client, me int) error {
 	next := make([]int, normals) // next message due from each client
 	pongs := 0
 	handle := func(f string) error {
@@ -353,16 +325,16 @@ func normalClient(c *chatClient, me int) error {
 			next[from]++
 		case strings.HasPrefix(f, "JOIN ") || strings.HasPrefix(f, "LEAVE "):
 		default:
-			return fmt.Errorf("n%d: unexpected %q", me, cutFrame(f))
+			return fmt.Errorf("n%d: unexpected %q", me, testkit.Cut(f))
 		}
 		return nil
 	}
 	for i := range slowMsgs {
-		if err := c.send(fmt.Sprintf("m%d", i), "/ping"); err != nil {
+		if err := c.Send(fmt.Sprintf("m%d", i), "/ping"); err != nil {
 			return fmt.Errorf("n%d: %w", me, err)
 		}
 		for want := i + 1; pongs < want; {
-			f, err := c.next()
+			f, err := c.Read()
 			if err != nil {
 				return fmt.Errorf("n%d waiting for PONG %d: %w", me, want, err)
 			}
@@ -373,7 +345,7 @@ func normalClient(c *chatClient, me int) error {
 	}
 	for from := range normals {
 		for from != me && next[from] < slowMsgs {
-			f, err := c.next()
+			f, err := c.Read()
 			if err != nil {
 				return fmt.Errorf("n%d: %d of n%d's messages, then %w", me, next[from], from, err)
 			}
@@ -392,28 +364,28 @@ func hardenPerIPCap(t *testing.T, m engine.Model) {
 	// One worker: a prefork worker counts the connections it serves.
 	s := Start(t, m.Name, Probe(), probeCfg(engine.Config{MaxConnsPerIP: 1, LimitLoopback: true, ConnRate: -1, Workers: 1}))
 	a := dialLines(t, s)
-	a.mustPing(t)
+	a.Call("ping", "pong")
 	b := dialLines(t, s)
-	b.mustEnd(t, "REFUSED "+handler.ErrTooManyConns.Error()+"\n")
+	b.End("REFUSED " + handler.ErrTooManyConns.Error())
 	checkStats(t, s, "one refusal for the per-address cap", func(st engine.Stats) bool {
 		return st.Refused == 1 && st.RefusedBy["per-ip-limit"] == 1 && st.Open == 1
 	})
-	a.mustPing(t)
+	a.Call("ping", "pong")
 	a.Close()
-	Eventually(t, ioTimeout, func() error {
+	testkit.Eventually(t, ioTimeout, "a new client is served after the first left", func() error {
 		c := dialLines(t, s)
 		defer c.Close()
-		io.WriteString(c, "ping\n")
-		if line, err := c.r.ReadString('\n'); line != "pong\n" {
-			return fmt.Errorf("after the first client left, a new one got %q (%v)", line, err)
+		c.Send("ping")
+		if f, err := c.Read(); f != "pong" {
+			return fmt.Errorf("a new client got %q (%v)", f, err)
 		}
 		return nil
 	})
 
 	// Loopback clients are exempt by default.
 	s = Start(t, m.Name, Probe(), probeCfg(engine.Config{MaxConnsPerIP: 1, Workers: 2}))
-	for _, c := range []*lines{dialLines(t, s), dialLines(t, s)} {
-		c.mustPing(t)
+	for _, c := range []*testkit.Client{dialLines(t, s), dialLines(t, s)} {
+		c.Call("ping", "pong")
 	}
 }
 
@@ -421,31 +393,13 @@ func hardenConnRate(t *testing.T, m engine.Model) {
 	s := Start(t, m.Name, Probe(), probeCfg(engine.Config{ConnRate: 0.001, ConnBurst: 2, LimitLoopback: true, Workers: 1}))
 	for range 2 {
 		c := dialLines(t, s)
-		c.mustPing(t)
+		c.Call("ping", "pong")
 		c.Close()
 	}
-	dialLines(t, s).mustEnd(t, "REFUSED "+handler.ErrConnRate.Error()+"\n")
+	dialLines(t, s).End("REFUSED " + handler.ErrConnRate.Error())
 	checkStats(t, s, "one refusal for the connection rate", func(st engine.Stats) bool {
 		return st.RefusedBy["per-ip-rate"] == 1
 	})
-}
-
-// Eventually retries f every 10 ms until it returns nil, or fails the
-// test with f's last error once bound has passed. bound is a failure
-// limit, not a target.
-func Eventually(t testing.TB, bound time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func hardenTLS(t *testing.T, m engine.Model) {
@@ -464,23 +418,21 @@ func hardenTLS(t *testing.T, m engine.Model) {
 		return
 	}
 	s := Start(t, m.Name, Probe(), cfg)
-	dialTLS := func(s *Server, conf *tls.Config) (*lines, error) {
+	dialTLS := func(s *Server, conf *tls.Config) (*testkit.Client, error) {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: ioTimeout}, Config: conf}
 		c, err := d.DialContext(t.Context(), "tcp", s.Addr().String())
 		if err != nil {
 			return nil, err
 		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(ioTimeout))
-		return &lines{Conn: c, r: bufio.NewReader(c)}, nil
+		return testkit.NewClient(t, c, frame.Line), nil
 	}
 
 	// A client that never starts the handshake is cut off at the deadline:
 	// the configured 500 ms, well before the 5 s default would be (the
 	// bound is a failure limit with room for a busy machine).
 	silentStart := time.Now()
-	silent := dialLines(t, s)
-	if got, _ := io.ReadAll(silent.r); len(got) != 0 {
+	silent := s.Dial(t)
+	if got, _ := io.ReadAll(silent); len(got) != 0 {
 		t.Fatalf("a silent client got %q before the handshake", got)
 	}
 	if took := time.Since(silentStart); took > tlsTimeoutBound {
@@ -489,9 +441,9 @@ func hardenTLS(t *testing.T, m engine.Model) {
 	checkStats(t, s, "a handshake timed out", func(st engine.Stats) bool { return st.HandshakeErrors == 1 })
 
 	// Plaintext gets no plaintext answer.
-	plain := dialLines(t, s)
+	plain := s.Dial(t)
 	io.WriteString(plain, "ping\n")
-	if got, _ := io.ReadAll(plain.r); bytes.Contains(got, []byte("pong")) {
+	if got, _ := io.ReadAll(plain); bytes.Contains(got, []byte("pong")) {
 		t.Fatalf("a plaintext client was answered in plaintext: %q", got)
 	}
 
@@ -499,8 +451,8 @@ func hardenTLS(t *testing.T, m engine.Model) {
 	old := cert.ClientConfig()
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
 	if c, err := dialTLS(s, old); err == nil {
-		c.Write([]byte("ping\n"))
-		if line, _ := c.r.ReadString('\n'); line == "pong\n" {
+		c.Send("ping")
+		if f, _ := c.Read(); f == "pong" {
 			t.Fatal("a TLS 1.1 client was served")
 		}
 	}
@@ -510,8 +462,8 @@ func hardenTLS(t *testing.T, m engine.Model) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.mustPing(t)
-	if st := a.Conn.(*tls.Conn).ConnectionState(); st.Version < tls.VersionTLS12 {
+	a.Call("ping", "pong")
+	if st := a.Conn().(*tls.Conn).ConnectionState(); st.Version < tls.VersionTLS12 {
 		t.Fatalf("negotiated TLS version %x", st.Version)
 	}
 	a.Close()
@@ -541,7 +493,7 @@ func hardenTLS(t *testing.T, m engine.Model) {
 		}
 	}()
 	trickleStart := time.Now()
-	(&lines{Conn: tc, r: bufio.NewReader(tc)}).mustEnd(t, "BYE "+handler.ErrFrameTimeout.Error()+"\n")
+	testkit.NewClient(t, tc, frame.Line).End("BYE " + handler.ErrFrameTimeout.Error())
 	if took := time.Since(trickleStart); took > tlsTimeoutBound {
 		t.Fatalf("a trickled record was cut off after %v: want the %v frame timeout, not the default", took, frameTimeout)
 	}
@@ -556,12 +508,12 @@ func hardenTLS(t *testing.T, m engine.Model) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.mustPing(t)
+		a.Call("ping", "pong")
 		b, err := dialTLS(s, cert.ClientConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.mustEnd(t, "REFUSED "+handler.ErrTooManyConns.Error()+"\n")
+		b.End("REFUSED " + handler.ErrTooManyConns.Error())
 	}
 
 	// Echo over TLS, a payload larger than any buffer on the way.

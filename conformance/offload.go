@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // OffloadProbe returns a handler that drives handler.Offload over the
@@ -158,14 +160,14 @@ func (s *offloadSession) Farewell(reason error) []byte {
 // flight, and a function that panics.
 func OffloadCases() []Case {
 	return []Case{
-		{"offloaded and inline replies keep the connection's order, whole or a byte at a time", offloadOrder, OffloadProbe},
-		{"input sent a byte at a time while a function runs waits for it, whole and in order", offloadTrickle, OffloadProbe},
-		{"input past MaxInbound while a function runs pauses reading, and all of it is served after", offloadPastInbound, OffloadProbe},
-		{"a connection its function closes gets Closed once, after the function returns", offloadCloseFromFunction, OffloadProbe},
-		{"a connection its peer resets while its function runs gets Closed once, after the function returns", offloadPeerReset, OffloadProbe},
-		{"Shutdown waits for a function in flight, whose writes come before the farewell", offloadShutdownWaits, OffloadProbe},
-		{"Shutdown with a function running past its deadline reports the drain cut short", offloadShutdownCut, OffloadProbe},
-		{"a panicking function closes its connection only, and is counted", offloadPanic, OffloadProbe},
+		{"offloaded and inline replies keep the connection's order, whole or a byte at a time", offloadOrder, "offload"},
+		{"input sent a byte at a time while a function runs waits for it, whole and in order", offloadTrickle, "offload"},
+		{"input past MaxInbound while a function runs pauses reading, and all of it is served after", offloadPastInbound, "offload"},
+		{"a connection its function closes gets Closed once, after the function returns", offloadCloseFromFunction, "offload"},
+		{"a connection its peer resets while its function runs gets Closed once, after the function returns", offloadPeerReset, "offload"},
+		{"Shutdown waits for a function in flight, whose writes come before the farewell", offloadShutdownWaits, "offload"},
+		{"Shutdown with a function running past its deadline reports the drain cut short", offloadShutdownCut, "offload"},
+		{"a panicking function closes its connection only, and is counted", offloadPanic, "offload"},
 	}
 }
 
@@ -181,40 +183,20 @@ func offloadCfg(cfg engine.Config) engine.Config {
 	return cfg
 }
 
-// expectLines reads len(want) lines from r and checks them.
-func expectLines(t *testing.T, r *bufio.Reader, want ...string) {
-	t.Helper()
-	for i, w := range want {
-		line, err := r.ReadString('\n')
-		if line != w+"\n" || err != nil {
-			t.Fatalf("line %d: got %q, %v; want %q", i, line, err, w)
-		}
-	}
-}
-
-// expectEOF checks that nothing but the end follows on r.
-func expectEOF(t *testing.T, r io.Reader) {
-	t.Helper()
-	rest, err := io.ReadAll(r)
-	if len(rest) > 0 || err != nil {
-		t.Fatalf("want the end of the connection; got %q, %v", tail(rest), err)
-	}
-}
-
 // dialOffload connects to an OffloadProbe server and reads its hello.
-func dialOffload(t *testing.T, s *Server) *lines {
+func dialOffload(t *testing.T, s *Server) *testkit.Client {
 	t.Helper()
 	c := dialLines(t, s)
-	expectLines(t, c.r, "hello")
+	c.Next("hello")
 	return c
 }
 
 // writeBytes writes p one byte per write.
-func writeBytes(t *testing.T, c net.Conn, p string) {
+func writeBytes(t *testing.T, c *testkit.Client, p string) {
 	t.Helper()
 	for i := range len(p) {
-		if _, err := c.Write([]byte{p[i]}); err != nil {
-			t.Fatalf("write byte %d: %v", i, err)
+		if err := c.Write([]byte{p[i]}); err != nil {
+			t.Fatalf("byte %d: %v", i, err)
 		}
 	}
 }
@@ -222,7 +204,7 @@ func writeBytes(t *testing.T, c net.Conn, p string) {
 // control is the test's end of the functions' control connections, and
 // of Closed's reports: a loopback listener.
 type control struct {
-	ln net.Listener
+	ln *net.TCPListener
 }
 
 func listenControl(t *testing.T) *control {
@@ -232,60 +214,39 @@ func listenControl(t *testing.T) *control {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return &control{ln: ln}
+	return &control{ln: ln.(*net.TCPListener)}
 }
 
 func (c *control) addr() string { return c.ln.Addr().String() }
 
 // accept waits for the next connection: a function that has started, or
 // a report.
-func (c *control) accept(t *testing.T) *lines {
+func (c *control) accept(t *testing.T) *testkit.Client {
 	t.Helper()
-	c.ln.(*net.TCPListener).SetDeadline(time.Now().Add(ioTimeout))
+	c.ln.SetDeadline(time.Now().Add(ioTimeout))
 	conn, err := c.ln.Accept()
 	if err != nil {
 		t.Fatalf("waiting for the server to dial %s: %v", c.addr(), err)
 	}
-	conn.SetDeadline(time.Now().Add(ioTimeout))
-	t.Cleanup(func() { conn.Close() })
-	return &lines{Conn: conn, r: bufio.NewReader(conn)}
+	return testkit.NewClient(t, conn, frame.Line)
 }
 
 // expectReport accepts Closed's report and checks it says Closed ran once
 // with no function running.
 func (c *control) expectReport(t *testing.T) {
 	t.Helper()
-	expectLines(t, c.accept(t).r, "closed 1 false")
+	c.accept(t).Next("closed 1 false")
 }
 
 // expectNoMore checks that no connection waits, once the server has
 // stopped: Closed reported only once.
 func (c *control) expectNoMore(t *testing.T) {
 	t.Helper()
-	c.ln.(*net.TCPListener).SetDeadline(time.Now())
+	c.ln.SetDeadline(time.Now())
 	if conn, err := c.ln.Accept(); err == nil {
 		line, _ := bufio.NewReader(conn).ReadString('\n')
 		conn.Close()
 		t.Fatalf("another report after the first: %q", line)
-	}
-}
-
-// do sends a command to a function and checks its answer.
-func (l *lines) do(t *testing.T, cmd, want string) {
-	t.Helper()
-	if _, err := io.WriteString(l, cmd+"\n"); err != nil {
-		t.Fatalf("send %q: %v", cmd, err)
-	}
-	if line, err := l.r.ReadString('\n'); line != want+"\n" || err != nil {
-		t.Fatalf("%s: got %q, %v; want %q", cmd, line, err, want)
-	}
-}
-
-// send sends a command that has no answer.
-func (l *lines) send(t *testing.T, cmd string) {
-	t.Helper()
-	if _, err := io.WriteString(l, cmd+"\n"); err != nil {
-		t.Fatalf("send %q: %v", cmd, err)
 	}
 }
 
@@ -306,10 +267,12 @@ func offloadOrder(t *testing.T, s *Server) {
 		c := dialOffload(t, s)
 		if n == 40 {
 			writeBytes(t, c, req.String())
-		} else if _, err := io.WriteString(c, req.String()); err != nil {
+		} else if err := c.Write([]byte(req.String())); err != nil {
 			t.Fatal(err)
 		}
-		expectLines(t, c.r, want...)
+		for _, w := range want {
+			c.Next(w)
+		}
 		c.Close()
 	}
 	checkStats(t, s, "every offloaded function counted", func(st engine.Stats) bool {
@@ -322,18 +285,19 @@ func offloadOrder(t *testing.T, s *Server) {
 func offloadTrickle(t *testing.T, s *Server) {
 	ctl := listenControl(t)
 	c := dialOffload(t, s)
-	c.send(t, "w "+ctl.addr())
+	c.MustSend("w " + ctl.addr())
 	f := ctl.accept(t) // the function runs
 	var req strings.Builder
-	var want []string
 	for i := range 30 {
 		fmt.Fprintf(&req, "e %d\n", i)
-		want = append(want, strconv.Itoa(i))
 	}
 	writeBytes(t, c, req.String())
-	f.do(t, "say done", "ok")
-	f.send(t, "ret")
-	expectLines(t, c.r, append([]string{"done"}, want...)...)
+	f.Call("say done", "ok")
+	f.MustSend("ret")
+	c.Next("done")
+	for i := range 30 {
+		c.Next(strconv.Itoa(i))
+	}
 }
 
 // offloadPastInbound sends eight times MaxInbound while a function runs:
@@ -342,38 +306,36 @@ func offloadTrickle(t *testing.T, s *Server) {
 func offloadPastInbound(t *testing.T, s *Server) {
 	ctl := listenControl(t)
 	c := dialOffload(t, s)
-	c.send(t, "w "+ctl.addr())
+	c.MustSend("w " + ctl.addr())
 	f := ctl.accept(t)
-	line := "e " + strings.Repeat("a", 1000)
-	n := 8 * s.Config.MaxInbound / (len(line) + 1)
+	text := strings.Repeat("a", 1000)
+	n := 8 * s.Config.MaxInbound / (len(text) + 3)
 	var sent atomic.Int64
 	wrote := make(chan error, 1)
 	go func() {
 		for range n {
-			if _, err := io.WriteString(c, line+"\n"); err != nil {
+			if err := c.Send("e " + text); err != nil {
 				wrote <- err
 				return
 			}
-			sent.Add(int64(len(line) + 1))
+			sent.Add(int64(len(text) + 3))
 		}
 		wrote <- nil
 	}()
 	// More than MaxInbound is on its way: the server holds what it read
 	// of it for after the function, and the rest waits in the socket.
-	Eventually(t, ioTimeout, func() error {
+	testkit.Eventually(t, ioTimeout, "more than MaxInbound sent while the function runs", func() error {
 		if got := sent.Load(); got <= int64(s.Config.MaxInbound) {
-			return fmt.Errorf("sent %d bytes while the function runs", got)
+			return fmt.Errorf("sent %d bytes", got)
 		}
 		return nil
 	})
-	f.do(t, "say done", "ok")
-	f.send(t, "ret")
-	expectLines(t, c.r, "done")
-	want := make([]string, n)
-	for i := range want {
-		want[i] = line[2:]
+	f.Call("say done", "ok")
+	f.MustSend("ret")
+	c.Next("done")
+	for range n {
+		c.Next(text)
 	}
-	expectLines(t, c.r, want...)
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
@@ -382,12 +344,11 @@ func offloadPastInbound(t *testing.T, s *Server) {
 // runReported connects to s, asks for Closed's report, and offloads a
 // function the test controls. It returns the client, the function's
 // control connection, and where the report comes.
-func runReported(t *testing.T, s *Server) (c, f *lines, reports *control) {
+func runReported(t *testing.T, s *Server) (c, f *testkit.Client, reports *control) {
 	t.Helper()
 	ctl, reports := listenControl(t), listenControl(t)
 	c = dialOffload(t, s)
-	c.send(t, "report "+reports.addr())
-	c.send(t, "w "+ctl.addr())
+	c.MustSend("report "+reports.addr(), "w "+ctl.addr())
 	return c, ctl.accept(t), reports
 }
 
@@ -404,10 +365,10 @@ func expectOneReport(t *testing.T, s *Server, reports *control) {
 // function returns.
 func offloadCloseFromFunction(t *testing.T, s *Server) {
 	c, f, reports := runReported(t, s)
-	f.do(t, "close", "ok")
-	f.do(t, "say late", "err "+handler.ErrClosed.Error())
-	f.send(t, "ret")
-	expectEOF(t, c.r)
+	f.Call("close", "ok")
+	f.Call("say late", "err "+handler.ErrClosed.Error())
+	f.MustSend("ret")
+	c.End()
 	expectOneReport(t, s, reports)
 }
 
@@ -416,9 +377,9 @@ func offloadCloseFromFunction(t *testing.T, s *Server) {
 // notices the reset at once, a blocking model after the function.)
 func offloadPeerReset(t *testing.T, s *Server) {
 	c, f, reports := runReported(t, s)
-	c.Conn.(*net.TCPConn).SetLinger(0)
+	c.Conn().(*net.TCPConn).SetLinger(0)
 	c.Close() // a reset
-	f.send(t, "ret")
+	f.MustSend("ret")
 	expectOneReport(t, s, reports)
 }
 
@@ -427,7 +388,7 @@ func offloadPeerReset(t *testing.T, s *Server) {
 func offloadShutdownWaits(t *testing.T, s *Server) {
 	ctl := listenControl(t)
 	c := dialOffload(t, s)
-	c.send(t, "w "+ctl.addr())
+	c.MustSend("w " + ctl.addr())
 	f := ctl.accept(t)
 	shut := make(chan error, 1)
 	go func() {
@@ -441,18 +402,17 @@ func offloadShutdownWaits(t *testing.T, s *Server) {
 	// once, and the order is all that is checked. The children run the
 	// blocking models' code, whose wait the other models check.
 	if s.Model.Child == nil {
-		Eventually(t, ioTimeout, func() error {
+		testkit.Eventually(t, ioTimeout, "the server refuses connections", func() error {
 			if nc, err := net.Dial("tcp", s.Addr().String()); err == nil {
 				nc.Close()
-				return errors.New("the server still accepts connections")
+				return errors.New("it still accepts them")
 			}
 			return nil
 		})
 	}
-	f.do(t, "say late", "ok")
-	f.send(t, "ret")
-	expectLines(t, c.r, "late", "BYE "+handler.ErrShutdown.Error())
-	expectEOF(t, c.r)
+	f.Call("say late", "ok")
+	f.MustSend("ret")
+	c.End("late", "BYE "+handler.ErrShutdown.Error())
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
@@ -476,7 +436,7 @@ func offloadShutdownCut(t *testing.T, s *Server) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown returned %v: want a drain cut short by its deadline", err)
 	}
-	f.send(t, "ret")
+	f.MustSend("ret")
 	if s.Model.Child == nil { // a process model's child was killed at the deadline
 		reports.expectReport(t)
 	}
@@ -487,11 +447,8 @@ func offloadShutdownCut(t *testing.T, s *Server) {
 // panic as the reason, the server serves on, and counts it.
 func offloadPanic(t *testing.T, s *Server) {
 	c := dialOffload(t, s)
-	c.send(t, "p")
-	expectLines(t, c.r, "BYE "+handler.ErrOffloadPanic.Error()+": probe panic")
-	expectEOF(t, c.r)
-	other := dialOffload(t, s)
-	other.send(t, "e still here")
-	expectLines(t, other.r, "still here")
+	c.MustSend("p")
+	c.End("BYE " + handler.ErrOffloadPanic.Error() + ": probe panic")
+	dialOffload(t, s).Call("e still here", "still here")
 	checkStats(t, s, "one offloaded function panicked", func(st engine.Stats) bool { return st.OffloadPanics == 1 })
 }

@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // Proc is a process found under /proc.
@@ -94,22 +95,18 @@ func Strays() ([]Proc, error) {
 
 // CheckNoStrays fails t if Strays finds anything. A child may take a moment
 // to exit after its parent's shutdown returns (an orphan's Pdeathsig kill
-// or a reaped child's /proc entry), so it looks again until within, a
-// failure bound.
-func CheckNoStrays(t testing.TB, within time.Duration) {
+// or a reaped child's /proc entry), so it looks again until testkit.Bound,
+// a failure bound.
+func CheckNoStrays(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testkit.Eventually(t, testkit.Bound, "no process left behind", func() error {
 		strays, err := Strays()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(strays) == 0 {
-			return
+		if len(strays) > 0 {
+			return fmt.Errorf("processes left behind: %v", strays)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes left behind: %v", strays)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

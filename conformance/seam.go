@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/handler"
 )
@@ -26,16 +25,16 @@ const seamLimit = 64 << 10
 // pauses instead of overflowing when the peer reads slowly.
 func SeamCases() []Case {
 	return []Case{
-		{"writes from many goroutines stay whole and ordered", seamBurst, Probe},
-		{"one oversized write closes that connection with a reason", seamOverflow, Probe},
-		{"a failing session's writes are flushed before close", seamFail, Probe},
-		{"a session reporting more bytes consumed than it got closes that connection only", seamOverrun, Probe},
-		{"CloseWith's last bytes come after every write, from any goroutine, and nothing after them", seamCloseWith, Probe},
-		{"unconsumed input over the limit closes with a reason", seamHold, Probe},
-		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, Probe},
-		{"a slow reader meets backpressure, not overflow", seamBackpressure, echo.New},
-		{"Shutdown ends at its deadline while replies wait on a peer that does not read", seamShutdownStuckPeer, echo.New},
-		{"a cancelled Shutdown context cuts the drain", seamShutdownCancelled, echo.New},
+		{"writes from many goroutines stay whole and ordered", seamBurst, "probe"},
+		{"one oversized write closes that connection with a reason", seamOverflow, "probe"},
+		{"a failing session's writes are flushed before close", seamFail, "probe"},
+		{"a session reporting more bytes consumed than it got closes that connection only", seamOverrun, "probe"},
+		{"CloseWith's last bytes come after every write, from any goroutine, and nothing after them", seamCloseWith, "probe"},
+		{"unconsumed input over the limit closes with a reason", seamHold, "probe"},
+		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, "probe"},
+		{"a slow reader meets backpressure, not overflow", seamBackpressure, "echo"},
+		{"Shutdown ends at its deadline while replies wait on a peer that does not read", seamShutdownStuckPeer, "echo"},
+		{"a cancelled Shutdown context cuts the drain", seamShutdownCancelled, "echo"},
 	}
 }
 

@@ -6,11 +6,11 @@ import (
 	"io"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestProcessModelsCountChildTraffic checks that a fork or prefork
@@ -35,7 +35,7 @@ func TestProcessModelsCountChildTraffic(t *testing.T) {
 				}
 			}
 			want := uint64(conns * size)
-			eventually(t, ioBound, func() error {
+			testkit.Eventually(t, testkit.Bound, "the children's traffic is counted", func() error {
 				st := s.Stats()
 				if st.Accepted != conns || st.Open != conns || st.BytesIn != want || st.BytesOut != want {
 					return fmt.Errorf("with %d clients connected, each echoed %d bytes: stats %+v", conns, size, st)
@@ -45,7 +45,7 @@ func TestProcessModelsCountChildTraffic(t *testing.T) {
 			for _, c := range cs {
 				c.Close()
 			}
-			eventually(t, ioBound, func() error {
+			testkit.Eventually(t, testkit.Bound, "the counts stay after the clients left", func() error {
 				if st := s.Stats(); st.Open != 0 || st.BytesIn != want || st.Accepted != conns {
 					return fmt.Errorf("after every client left: stats %+v", st)
 				}
@@ -55,7 +55,7 @@ func TestProcessModelsCountChildTraffic(t *testing.T) {
 			if st := s.Stats(); st.BytesIn != want || st.BytesOut != want || st.Open != 0 {
 				t.Fatalf("after shutdown the children's counts are gone: %+v", st)
 			}
-			conformance.CheckNoStrays(t, 5*time.Second)
+			conformance.CheckNoStrays(t)
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestForkReapsEveryChild opens and closes 500 connections, each served
@@ -39,9 +40,9 @@ func TestForkReapsEveryChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Each child exits once its client has gone; the parent reaps it.
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, testkit.Bound, "every child exits once its client has gone", func() error {
 		if open := s.Stats().Open; open != 0 {
-			return fmt.Errorf("%d children still running 30 s after their clients left", open)
+			return fmt.Errorf("%d children still running", open)
 		}
 		return nil
 	})
@@ -56,7 +57,7 @@ func TestForkReapsEveryChild(t *testing.T) {
 		t.Fatalf("every child has exited, yet processes remain: %v", kids)
 	}
 	s.Stop(t)
-	conformance.CheckNoStrays(t, 5*time.Second)
+	conformance.CheckNoStrays(t)
 }
 
 // TestForkCapRefusesCleanly fills --max-procs with live children and checks
@@ -72,8 +73,8 @@ func TestForkCapRefusesCleanly(t *testing.T) {
 // serving while the parent holds no connection at all.
 func TestForkChildServesInParentsStead(t *testing.T) {
 	s := conformance.Start(t, "fork", conformance.Probe(), engine.Config{App: "probe"})
-	c := s.Dial(t)
-	mustPing(t, c)
+	c := probeClient(t, s)
+	c.Call("ping", "pong")
 	kids, err := conformance.Children(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
@@ -87,14 +88,14 @@ func TestForkChildServesInParentsStead(t *testing.T) {
 	}
 	// The server's end of the connection is a descriptor of the child
 	// only: the parent closed its copy.
-	sock := serverSocket(t, c)
+	sock := serverSocket(t, c.Conn())
 	if holds(t, "self", sock) {
 		t.Fatalf("the parent still holds the connection's socket (%s)", sock)
 	}
 	if !holds(t, strconv.Itoa(kids[0].PID), sock) {
 		t.Fatalf("the child does not hold the connection's socket (%s)", sock)
 	}
-	mustPing(t, c)
+	c.Call("ping", "pong")
 }
 
 // serverSocket returns "socket:[inode]" for the server's end of the
@@ -156,11 +157,11 @@ func TestForkParentHoldsNoThreadPerChild(t *testing.T) {
 
 // echoOnce connects to addr, checks that msg is echoed, and closes.
 func echoOnce(addr, msg string) error {
-	c, err := net.DialTimeout("tcp", addr, ioBound)
+	c, err := net.DialTimeout("tcp", addr, testkit.Bound)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(ioBound))
+	c.SetDeadline(time.Now().Add(testkit.Bound))
 	return echoed(c, msg)
 }

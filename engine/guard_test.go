@@ -11,6 +11,8 @@ import (
 
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestTLSRefusalsAreRateBounded: an address over its per-address cap on a
@@ -25,24 +27,22 @@ func TestTLSRefusalsAreRateBounded(t *testing.T) {
 		App: "probe", TLSCert: cert.CertFile, TLSKey: cert.KeyFile,
 		MaxConnsPerIP: 1, LimitLoopback: true,
 	})
-	held, err := tls.DialWithDialer(&net.Dialer{Timeout: ioBound}, "tcp", s.Addr().String(), cert.ClientConfig())
+	held, err := tls.DialWithDialer(&net.Dialer{Timeout: testkit.Bound}, "tcp", s.Addr().String(), cert.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Close()
-	held.SetDeadline(time.Now().Add(ioBound))
-	mustPing(t, held)
+	testkit.NewClient(t, held, frame.Line).Call("ping", "pong")
 
 	// One after another, so that the bound on handshakes at once never
 	// comes into it: only the rate does.
 	start := time.Now()
 	told := 0
 	for range extra {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: ioBound}, "tcp", s.Addr().String(), cert.ClientConfig())
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: testkit.Bound}, "tcp", s.Addr().String(), cert.ClientConfig())
 		if err != nil {
 			continue // closed before or during the handshake
 		}
-		c.SetDeadline(time.Now().Add(ioBound))
+		c.SetDeadline(time.Now().Add(testkit.Bound))
 		b, _ := io.ReadAll(c)
 		c.Close()
 		if strings.HasPrefix(string(b), "REFUSED") {
@@ -56,7 +56,7 @@ func TestTLSRefusalsAreRateBounded(t *testing.T) {
 	if told == 0 {
 		t.Error("no refused client was told why: the refusal over TLS is gone")
 	}
-	eventually(t, ioBound, func() error {
+	testkit.Eventually(t, testkit.Bound, "every refusal is counted", func() error {
 		if n := s.Stats().Refused; n < extra {
 			return fmt.Errorf("%d refusals counted, want %d", n, extra)
 		}

@@ -1,33 +1,21 @@
 package engine_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// ioBound is the failure bound for every read and write in these tests.
-const ioBound = 10 * time.Second
-
-// readLine reads one line from c.
-func readLine(c net.Conn) (string, error) {
-	return bufio.NewReader(c).ReadString('\n')
-}
-
-// readAll reads c to its end.
-func readAll(t *testing.T, c net.Conn) string {
+// probeClient connects a line client to s, a server running the probe
+// handler (conformance.Probe).
+func probeClient(t *testing.T, s *conformance.Server) *testkit.Client {
 	t.Helper()
-	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading to the end: %v (got %q)", err, b)
-	}
-	return string(b)
+	return testkit.NewClient(t, s.Dial(t), frame.Line)
 }
 
 func isTimeout(err error) bool {
@@ -35,53 +23,20 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// ping sends the probe handler's "ping" and returns its answer line (or
-// what arrived instead), and any error.
-func ping(c net.Conn) (string, error) {
-	if _, err := io.WriteString(c, "ping\n"); err != nil {
-		return "", err
-	}
-	return readLine(c)
-}
-
-// mustPing fails the test unless c answers a ping.
-func mustPing(t *testing.T, c net.Conn) {
-	t.Helper()
-	if line, err := ping(c); line != "pong\n" || err != nil {
-		t.Fatalf("ping: %q, %v", line, err)
-	}
-}
-
 // refusal is what the probe handler sends a connection refused because
 // the server is full.
-const refusal = "REFUSED server full\n"
-
-// expectRefused reads everything c receives and checks that it is the
-// probe's refusal followed by the end of the connection.
-func expectRefused(t *testing.T, c net.Conn) {
-	t.Helper()
-	got, err := io.ReadAll(c)
-	if string(got) != refusal || err != nil {
-		t.Fatalf("refused connection got %q, %v; want %q then EOF", got, err, refusal)
-	}
-}
-
-// eventually is conformance.Eventually.
-var eventually = conformance.Eventually
+const refusal = "REFUSED server full"
 
 // servedAgain checks, retrying while the server may still be releasing a
 // slot, that a new connection is served.
 func servedAgain(t *testing.T, s *conformance.Server) {
 	t.Helper()
-	eventually(t, ioBound, func() error {
-		c, err := net.DialTimeout("tcp", s.Addr().String(), ioBound)
-		if err != nil {
-			return err
-		}
+	testkit.Eventually(t, testkit.Bound, "a new connection is served once a slot frees", func() error {
+		c := probeClient(t, s)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(ioBound))
-		if line, err := ping(c); line != "pong\n" {
-			return fmt.Errorf("a new connection got %q (err %v) instead of pong", line, err)
+		c.Send("ping")
+		if f, err := c.Read(); f != "pong" {
+			return fmt.Errorf("a new connection got %q (err %v) instead of pong", f, err)
 		}
 		return nil
 	})
@@ -93,17 +48,17 @@ func servedAgain(t *testing.T, s *conformance.Server) {
 // served, and that closing one frees its slot.
 func checkCap(t *testing.T, s *conformance.Server, n int) {
 	t.Helper()
-	held := make([]net.Conn, n)
+	held := make([]*testkit.Client, n)
 	for i := range held {
-		held[i] = s.Dial(t)
-		mustPing(t, held[i])
+		held[i] = probeClient(t, s)
+		held[i].Call("ping", "pong")
 	}
-	expectRefused(t, s.Dial(t))
+	probeClient(t, s).End(refusal)
 	if st := s.Stats(); st.Refused != 1 || st.Open != int64(n) {
 		t.Fatalf("stats after one refusal: %+v, want Refused 1, Open %d", st, n)
 	}
 	for _, c := range held {
-		mustPing(t, c)
+		c.Call("ping", "pong")
 	}
 	held[0].Close()
 	servedAgain(t, s)

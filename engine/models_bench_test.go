@@ -9,6 +9,7 @@ import (
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // The benchmarks run every registered model over loopback with the echo
@@ -26,11 +27,11 @@ func BenchmarkConnect(b *testing.B) {
 		b.Run(m.Name, func(b *testing.B) {
 			s := conformance.Start(b, m.Name, echo.New(), engine.Config{App: "echo"})
 			for b.Loop() {
-				c, err := net.DialTimeout("tcp", s.Addr().String(), ioBound)
+				c, err := net.DialTimeout("tcp", s.Addr().String(), testkit.Bound)
 				if err != nil {
 					b.Fatal(err)
 				}
-				c.SetDeadline(time.Now().Add(ioBound))
+				c.SetDeadline(time.Now().Add(testkit.Bound))
 				if err := roundTripBytes(c, msg); err != nil {
 					b.Fatal(err)
 				}
@@ -47,13 +48,13 @@ func BenchmarkPingPong(b *testing.B) {
 	for _, m := range engine.Models() {
 		b.Run(m.Name, func(b *testing.B) {
 			s := conformance.Start(b, m.Name, echo.New(), engine.Config{App: "echo"})
-			c, err := net.DialTimeout("tcp", s.Addr().String(), ioBound)
+			c, err := net.DialTimeout("tcp", s.Addr().String(), testkit.Bound)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
 			for b.Loop() {
-				c.SetDeadline(time.Now().Add(ioBound))
+				c.SetDeadline(time.Now().Add(testkit.Bound))
 				if err := roundTripBytes(c, msg); err != nil {
 					b.Fatal(err)
 				}

@@ -6,11 +6,11 @@ import (
 	"slices"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // workers returns the live worker processes of a prefork server run by
@@ -29,7 +29,7 @@ func workers(t *testing.T) []conformance.Proc {
 func waitWorkers(t *testing.T, n int, gone ...int) []conformance.Proc {
 	t.Helper()
 	var ws []conformance.Proc
-	eventually(t, ioBound, func() error {
+	testkit.Eventually(t, testkit.Bound, fmt.Sprintf("%d workers run, none of %v", n, gone), func() error {
 		ws = workers(t)
 		if len(ws) != n || slices.ContainsFunc(ws, func(p conformance.Proc) bool { return slices.Contains(gone, p.PID) }) {
 			return fmt.Errorf("workers %v: want %d, none of %v", ws, n, gone)
@@ -64,7 +64,7 @@ func TestPreforkSurvivesAKilledWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Stop(t)
-	conformance.CheckNoStrays(t, 5*time.Second)
+	conformance.CheckNoStrays(t)
 }
 
 // TestPreforkStopsEveryWorker shuts a prefork server down with a client
@@ -72,15 +72,13 @@ func TestPreforkSurvivesAKilledWorker(t *testing.T) {
 // Shutdown returns no worker is left running, as a zombie or an orphan.
 func TestPreforkStopsEveryWorker(t *testing.T) {
 	s := conformance.Start(t, "prefork", conformance.Probe(), engine.Config{App: "probe", Workers: 3})
-	c := s.Dial(t)
-	mustPing(t, c)
+	c := probeClient(t, s)
+	c.Call("ping", "pong")
 	waitWorkers(t, 3)
 	s.Stop(t)
-	if got := readAll(t, c); got != "BYE server shutting down\n" {
-		t.Errorf("connected client at shutdown got %q, want the farewell", got)
-	}
+	c.End("BYE server shutting down") // the farewell
 	if ws := workers(t); len(ws) != 0 {
 		t.Fatalf("workers still running after Shutdown returned: %v", ws)
 	}
-	conformance.CheckNoStrays(t, 5*time.Second)
+	conformance.CheckNoStrays(t)
 }

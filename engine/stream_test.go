@@ -12,6 +12,7 @@ import (
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // connsHandler hands every connection to the test, and its sessions
@@ -50,13 +51,13 @@ func TestBoundCountsOnlyUnsentBytes(t *testing.T) {
 			var conn handler.Conn
 			select {
 			case conn = <-h.conns:
-			case <-time.After(ioBound):
+			case <-time.After(testkit.Bound):
 				t.Fatal("the server did not open the connection")
 			}
 			if err := conn.Write(bytes.Repeat([]byte("a"), first)); err != nil {
 				t.Fatalf("first write: %v", err)
 			}
-			c.SetDeadline(time.Now().Add(ioBound))
+			c.SetDeadline(time.Now().Add(testkit.Bound))
 			if _, err := io.ReadFull(c, make([]byte, read)); err != nil {
 				t.Fatalf("reading %d bytes: %v", read, err)
 			}
@@ -78,7 +79,11 @@ func TestBoundCountsOnlyUnsentBytes(t *testing.T) {
 func TestReadBufferShrinksAfterALargeFrame(t *testing.T) {
 	const conns, line = 40, 1 << 20
 	h := connsHandler{conns: make(chan handler.Conn, conns)}
-	s := conformance.Start(t, "goroutine", h, engine.Config{})
+	// No frame timeout: the server reads the 40 lines side by side, so each
+	// is complete only when nearly all 40 MiB are in, and on a loaded
+	// machine (with the race detector) that takes longer than the default
+	// 10 s, which would close connections mid-line.
+	s := conformance.Start(t, "goroutine", h, engine.Config{FrameTimeout: -1})
 	msg := append(bytes.Repeat([]byte("x"), line-1), '\n')
 	var cs []net.Conn
 	for range conns {
@@ -91,13 +96,13 @@ func TestReadBufferShrinksAfterALargeFrame(t *testing.T) {
 	// Wait until every line has been read and consumed, and the heap has
 	// settled: a read buffer that shrinks does so right after its Data
 	// call, so this is a wait for a condition, bounded, not a pause.
-	eventually(t, ioBound, func() error {
+	testkit.Eventually(t, testkit.Bound, "every line is read and the heap settles under 16 MiB", func() error {
 		var ms runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		if s.Stats().BytesIn != conns*line || ms.HeapAlloc > 16<<20 {
-			return fmt.Errorf("heap %d MiB with %d idle connections after one 1 MiB line each (server read %d of %d bytes): their read buffers were kept",
-				ms.HeapAlloc>>20, len(cs), s.Stats().BytesIn, conns*line)
+			return fmt.Errorf("heap %d MiB with %d idle connections after one 1 MiB line each (server read %d of %d bytes; stats %+v): their read buffers were kept",
+				ms.HeapAlloc>>20, len(cs), s.Stats().BytesIn, conns*line, s.Stats())
 		}
 		return nil
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // osThreads returns this process's OS thread count.
@@ -59,7 +60,7 @@ func TestThreadCountFollowsConnections(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	eventually(t, ioBound, func() error {
+	testkit.Eventually(t, testkit.Bound, "the connections' threads exit", func() error {
 		if got := osThreads(t); got > before+n/2 {
 			return fmt.Errorf("%d OS threads after %d connections closed (%d before they opened): the connections' threads did not exit",
 				got, n, before)

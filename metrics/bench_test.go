@@ -9,6 +9,7 @@ import (
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/metrics"
 )
 
@@ -54,14 +55,14 @@ func BenchmarkPingPong(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				c, err := net.DialTimeout("tcp", s.Addr().String(), bound)
+				c, err := net.DialTimeout("tcp", s.Addr().String(), testkit.Bound)
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer c.Close()
 				msg := make([]byte, 64)
 				for b.Loop() {
-					c.SetDeadline(time.Now().Add(bound))
+					c.SetDeadline(time.Now().Add(testkit.Bound))
 					if _, err := c.Write(msg); err != nil {
 						b.Fatal(err)
 					}

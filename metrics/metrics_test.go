@@ -1,11 +1,9 @@
 package metrics_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,13 +13,12 @@ import (
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/metrics"
 )
 
 // TestMain runs the tests under goleak (conformance.Main).
 func TestMain(m *testing.M) { conformance.Main(m) }
-
-const bound = 10 * time.Second
 
 // serveMetrics starts m's HTTP endpoint on a loopback port.
 func serveMetrics(t *testing.T, m *metrics.Metrics, pprof bool) string {
@@ -31,7 +28,7 @@ func serveMetrics(t *testing.T, m *metrics.Metrics, pprof bool) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		ctx, cancel := context.WithTimeout(context.Background(), testkit.Bound)
 		defer cancel()
 		if err := e.Close(ctx); err != nil {
 			t.Error(err)
@@ -40,72 +37,25 @@ func serveMetrics(t *testing.T, m *metrics.Metrics, pprof bool) string {
 	return "http://" + e.Addr().String()
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	client := &http.Client{Timeout: bound}
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.CloseIdleConnections()
-	return resp.StatusCode, string(b)
-}
-
-// eventually polls the gathered metrics until ok accepts them, or fails
-// after the bound with the last values.
+// eventually waits until the gathered metrics satisfy ok.
 func eventually(t *testing.T, m *metrics.Metrics, what string, ok func(map[string]float64) bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
+	testkit.Eventually(t, testkit.Bound, what, func() error {
 		got, err := m.Gather()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok(got) {
-			return
+		if !ok(got) {
+			return fmt.Errorf("metrics %v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: metrics %v", what, got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
-type lineClient struct {
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dialLines(t *testing.T, addr string) *lineClient {
+// dialLines connects a line client to addr.
+func dialLines(t *testing.T, addr string) *testkit.Client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, bound)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(bound))
-	t.Cleanup(func() { c.Close() })
-	return &lineClient{c: c, r: bufio.NewReader(c)}
-}
-
-func (l *lineClient) send(t *testing.T, lines ...string) {
-	t.Helper()
-	if _, err := io.WriteString(l.c, strings.Join(lines, "\n")+"\n"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (l *lineClient) expect(t *testing.T, prefix string) string {
-	t.Helper()
-	line, err := l.r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, prefix) {
-		t.Fatalf("got %q (%v), want %q...", line, err, prefix)
-	}
-	return line
+	return testkit.Dial(t, addr, frame.Line)
 }
 
 // TestChatCounters drives a chat server on a blocking model and on the
@@ -128,22 +78,22 @@ func TestChatCounters(t *testing.T) {
 			url := serveMetrics(t, m, false)
 
 			a := dialLines(t, s.Addr().String())
-			a.expect(t, "HELLO ")
+			a.NextPrefix("HELLO ")
 			b := dialLines(t, s.Addr().String())
-			b.expect(t, "HELLO ")
-			a.expect(t, "JOIN lobby ")
+			b.NextPrefix("HELLO ")
+			a.NextPrefix("JOIN lobby ")
 			// A third connection from 127.0.0.1 is over --max-conns-per-ip.
 			c := dialLines(t, s.Addr().String())
-			c.expect(t, "ERR too-many-connections ")
-			c.expect(t, "BYE too-many-connections")
+			c.NextPrefix("ERR too-many-connections ")
+			c.NextPrefix("BYE too-many-connections")
 
 			// Four messages pass the rate limit (burst 4), the fifth does
 			// not; each that passes reaches b.
-			a.send(t, "one", "two", "three", "four", "five")
+			a.MustSend("one", "two", "three", "four", "five")
 			for _, w := range []string{"one", "two", "three", "four"} {
-				b.expect(t, "MSG lobby guest-1 "+w)
+				b.NextPrefix("MSG lobby guest-1 " + w)
 			}
-			a.expect(t, "ERR rate-limited ")
+			a.NextPrefix("ERR rate-limited ")
 
 			eventually(t, m, "counters after the traffic", func(g map[string]float64) bool {
 				return g["tcplab_connections_accepted_total"] == 2 &&
@@ -160,7 +110,7 @@ func TestChatCounters(t *testing.T) {
 					g["tcplab_accept_errors_total"] == 0
 			})
 
-			code, body := get(t, url+"/metrics")
+			code, body := testkit.Get(t, url+"/metrics")
 			if code != http.StatusOK {
 				t.Fatalf("/metrics: %d", code)
 			}
@@ -183,7 +133,7 @@ func TestChatCounters(t *testing.T) {
 					t.Errorf("metric without the model label: %s", line)
 				}
 			}
-			if code, _ := get(t, url+"/debug/pprof/"); code != http.StatusNotFound {
+			if code, _ := testkit.Get(t, url+"/debug/pprof/"); code != http.StatusNotFound {
 				t.Errorf("/debug/pprof/ without --pprof: %d, want 404", code)
 			}
 		})
@@ -204,15 +154,13 @@ func TestSlowConsumerAndFrameTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			slow := dialLines(t, s.Addr().String())
-			slow.send(t, fmt.Sprintf("flood %d 1", 64<<10+1))
-			if rest, _ := io.ReadAll(slow.r); !strings.HasSuffix(string(rest), "BYE outbound buffer over its limit (slow consumer)\n") {
+			slow.MustSend(fmt.Sprintf("flood %d 1", 64<<10+1))
+			if rest, _ := io.ReadAll(slow.Conn()); !strings.HasSuffix(string(rest), "BYE outbound buffer over its limit (slow consumer)\n") {
 				t.Fatalf("overflowed connection ended with %q", rest)
 			}
 			trickle := dialLines(t, s.Addr().String())
-			io.WriteString(trickle.c, "pi")
-			if rest, _ := io.ReadAll(trickle.r); string(rest) != "BYE frame not completed in time\n" {
-				t.Fatalf("unfinished frame: connection ended with %q", rest)
-			}
+			trickle.Write([]byte("pi"))
+			trickle.End("BYE frame not completed in time") // an unfinished frame
 			eventually(t, m, "counters", func(g map[string]float64) bool {
 				return g["tcplab_slow_consumer_disconnects_total"] == 1 &&
 					g["tcplab_frame_timeouts_total"] == 1 &&
@@ -236,7 +184,7 @@ func TestWriteTimeouts(t *testing.T) {
 				t.Fatal(err)
 			}
 			stalled := dialLines(t, s.Addr().String())
-			stalled.send(t, fmt.Sprintf("flood %d 256", 64<<10))
+			stalled.MustSend(fmt.Sprintf("flood %d 256", 64<<10))
 			eventually(t, m, "counters", func(g map[string]float64) bool {
 				return g["tcplab_write_timeouts_total"] == 1 && g["tcplab_connections_open"] == 0
 			})
@@ -257,10 +205,8 @@ func TestOffloads(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := dialLines(t, s.Addr().String())
-			c.send(t, "p")
-			if rest, _ := io.ReadAll(c.r); string(rest) != "hello\nBYE offloaded function panicked: probe panic\n" {
-				t.Fatalf("the connection ended with %q", rest)
-			}
+			c.MustSend("p")
+			c.End("hello", "BYE offloaded function panicked: probe panic")
 			eventually(t, m, "counters", func(g map[string]float64) bool {
 				return g["tcplab_offloaded_functions_total"] == 2 && g["tcplab_offload_panics_total"] == 1
 			})
@@ -271,11 +217,11 @@ func TestOffloads(t *testing.T) {
 func TestPprofBehindTheFlag(t *testing.T) {
 	m := metrics.New("goroutine", "echo")
 	url := serveMetrics(t, m, true)
-	code, body := get(t, url+"/debug/pprof/")
+	code, body := testkit.Get(t, url+"/debug/pprof/")
 	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
 		t.Fatalf("/debug/pprof/: %d %q", code, body[:min(len(body), 200)])
 	}
-	if code, _ := get(t, url+"/debug/pprof/cmdline"); code != http.StatusOK {
+	if code, _ := testkit.Get(t, url+"/debug/pprof/cmdline"); code != http.StatusOK {
 		t.Fatalf("/debug/pprof/cmdline: %d", code)
 	}
 }
@@ -316,8 +262,8 @@ func TestProcessModelsCountTheirChildren(t *testing.T) {
 			for range clients {
 				c := dialLines(t, s.Addr().String())
 				for range pings {
-					c.send(t, "ping")
-					c.expect(t, "pong")
+					c.MustSend("ping")
+					c.NextPrefix("pong")
 				}
 			}
 			eventually(t, m, "the children's counters", func(g map[string]float64) bool {

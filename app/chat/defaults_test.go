@@ -1,12 +1,8 @@
 package chat_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,62 +10,8 @@ import (
 	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
-
-// ioTimeout bounds every read and write; a failure limit, not a target.
-const ioTimeout = 20 * time.Second
-
-// lengthClient is a client in length framing over loopback TCP.
-type lengthClient struct {
-	t    *testing.T
-	name string
-	c    net.Conn
-	r    *bufio.Reader
-}
-
-func dialLength(t *testing.T, addr, name string) *lengthClient {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, ioTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &lengthClient{t: t, name: name, c: c, r: bufio.NewReader(c)}
-}
-
-func (c *lengthClient) send(payload string) {
-	c.t.Helper()
-	out, err := frame.Append(nil, frame.Length, len(payload), []byte(payload))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.c.SetWriteDeadline(time.Now().Add(ioTimeout))
-	if _, err := c.c.Write(out); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
-}
-
-func (c *lengthClient) next() string {
-	c.t.Helper()
-	c.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	var hdr [frame.HeaderLen]byte
-	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
-		c.t.Fatalf("%s: read: %v", c.name, err)
-	}
-	p := make([]byte, binary.BigEndian.Uint32(hdr[:]))
-	if _, err := io.ReadFull(c.r, p); err != nil {
-		c.t.Fatalf("%s: read: %v", c.name, err)
-	}
-	return string(p)
-}
-
-// short abbreviates a frame for a failure message.
-func short(f string) string {
-	if len(f) > 80 {
-		return fmt.Sprintf("%.60q... (%d bytes)", f, len(f))
-	}
-	return fmt.Sprintf("%q", f)
-}
 
 // TestDefaultsKeepAReceiverThatKeepsUp runs chat.DefaultOptions() on an
 // engine with its default settings (MaxPending 1 MiB): a message as long
@@ -103,43 +45,43 @@ func TestDefaultsKeepAReceiverThatKeepsUp(t *testing.T) {
 		}
 	}()
 	addr := srv.Addr().String()
-	a := dialLength(t, addr, "a")
-	hello := a.next()
+	a := testkit.Dial(t, addr, frame.Length)
+	hello := a.MustRead()
 	nick, ok := strings.CutPrefix(hello, "HELLO tcplab 1 ")
 	if !ok {
 		t.Fatalf("a: greeting %q", hello)
 	}
-	b := dialLength(t, addr, "b")
-	b.next() // HELLO
-	if f := a.next(); !strings.HasPrefix(f, "JOIN lobby ") {
-		t.Fatalf("a: %s, want JOIN", short(f))
+	b := testkit.Dial(t, addr, frame.Length)
+	b.MustRead() // HELLO
+	if f := a.MustRead(); !strings.HasPrefix(f, "JOIN lobby ") {
+		t.Fatalf("a: %s, want JOIN", testkit.Cut(f))
 	}
 
 	prefix := "MSG lobby " + nick + " "
 	// The longest frame a client may send (its payload is the text).
-	a.send(strings.Repeat("x", chat.DefaultMaxFrame))
-	a.send("/ping")
+	a.MustSend(strings.Repeat("x", chat.DefaultMaxFrame))
+	a.MustSend("/ping")
 	limit := 0
-	for f := a.next(); f != "PONG"; f = a.next() {
+	for f := a.MustRead(); f != "PONG"; f = a.MustRead() {
 		if _, err := fmt.Sscanf(f, "ERR too-long the message would make a %d-byte frame; the limit is %d", new(int), &limit); err != nil {
-			t.Fatalf("a: %s", short(f))
+			t.Fatalf("a: %s", testkit.Cut(f))
 		}
 	}
 	if limit == 0 {
-		f := b.next()
-		t.Fatalf("a message of %d bytes was sent to the room; its receiver got %s", chat.DefaultMaxFrame, short(f))
+		f := b.MustRead()
+		t.Fatalf("a message of %d bytes was sent to the room; its receiver got %s", chat.DefaultMaxFrame, testkit.Cut(f))
 	}
 	if limit != chat.DefaultMaxServerFrame {
 		t.Errorf("server frame limit %d, want DefaultMaxServerFrame %d", limit, chat.DefaultMaxServerFrame)
 	}
 
 	text := strings.Repeat("y", limit-len(prefix))
-	a.send(text)
-	if f := b.next(); f != prefix+text {
-		t.Fatalf("b: %s, want the %d-byte MSG", short(f), limit)
+	a.MustSend(text)
+	if f := b.MustRead(); f != prefix+text {
+		t.Fatalf("b: %s, want the %d-byte MSG", testkit.Cut(f), limit)
 	}
-	b.send("/ping")
-	if f := b.next(); f != "PONG" {
-		t.Fatalf("b: %s, want PONG", short(f))
+	b.MustSend("/ping")
+	if f := b.MustRead(); f != "PONG" {
+		t.Fatalf("b: %s, want PONG", testkit.Cut(f))
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // gateConn is a memConn whose next Write, once armed, stops until the gate
@@ -72,8 +73,7 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 	// (the fan-out then writes the old room's MSG after it) or is waiting
 	// for that fan-out to end (the room's barrier has a writer waiting, so
 	// a read lock cannot be had).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = testkit.Wait(testkit.Bound, func() error {
 		moverConn.mu.Lock()
 		told := strings.Contains(string(moverConn.out), "OK join elsewhere\n")
 		moverConn.mu.Unlock()
@@ -81,13 +81,16 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 		if !waiting {
 			lobby.fan.RUnlock()
 		}
-		if told || waiting || time.Now().After(deadline) {
-			break
+		if told || waiting {
+			return nil
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return testkit.ErrNotYet
+	})
 	close(gate.gate)
 	wg.Wait()
+	if err != nil {
+		t.Fatalf("the mover was neither told OK join nor waiting for the fan-out after %v", testkit.Bound)
+	}
 
 	moverConn.mu.Lock()
 	got := frames(t, moverConn.out)

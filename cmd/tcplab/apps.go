@@ -1,55 +1,44 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 
 	"github.com/spf13/pflag"
 
-	"github.com/tcplab/tcplab/app/echo"
-	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/app/registry"
 )
 
-// app is a protocol the serve command can run.
-type app struct {
-	name    string
-	summary string
-	new     func(o *serveOptions) (handler.Handler, error)
-	// flags lists the serve flags only this app reads; setting one for
-	// another app is warned about and ignored.
-	flags []string
+// chatServeExample is the serve command's example of the chat app.
+const chatServeExample = "  tcplab serve --app chat --framing line   # then: nc 127.0.0.1 7000, or tcplab chat --nick alice --framing line"
+
+// addAppFlags adds every app's flags to serve's (app/registry). Two apps
+// that define a flag of the same name share the first one's definition.
+func addAppFlags(f *pflag.FlagSet) {
+	for _, a := range registry.Apps() {
+		f.AddFlagSet(a.FlagSet())
+	}
 }
 
-// apps lists the protocols, by --app name.
-func apps() []app {
-	return []app{
-		{name: "echo", summary: "RFC 862 echo", new: func(*serveOptions) (handler.Handler, error) { return echo.New(), nil }},
-		{name: "chat", summary: "rooms, nicks and private messages (docs/protocol.md)", new: newChatApp, flags: chatFlagNames()},
+// appParams returns the values of app a's flags, by name: what its
+// constructor, and a fork or prefork child's, builds from.
+func appParams(flags *pflag.FlagSet, a registry.App) map[string]string {
+	values := map[string]string{}
+	for _, name := range a.FlagNames() {
+		values[name] = flags.Lookup(name).Value.String()
 	}
+	return values
 }
 
 // warnIgnoredAppFlags warns about app-specific flags set for an app that
 // does not read them.
-func warnIgnoredAppFlags(flags *pflag.FlagSet, chosen app, log *slog.Logger) {
-	for _, a := range apps() {
-		for _, name := range a.flags {
-			if a.name != chosen.name && flags.Changed(name) && !slices.Contains(chosen.flags, name) {
-				log.Warn("flag does not apply to this app; ignored", "flag", "--"+name, "app", chosen.name)
+func warnIgnoredAppFlags(flags *pflag.FlagSet, chosen registry.App, log *slog.Logger) {
+	own := chosen.FlagNames()
+	for _, a := range registry.Apps() {
+		for _, name := range a.FlagNames() {
+			if a.Name != chosen.Name && flags.Changed(name) && !slices.Contains(own, name) {
+				log.Warn("flag does not apply to this app; ignored", "flag", "--"+name, "app", chosen.Name)
 			}
 		}
 	}
-}
-
-func lookupApp(name string) (app, error) {
-	var names []string
-	for _, a := range apps() {
-		if a.name == name {
-			return a, nil
-		}
-		names = append(names, a.name)
-	}
-	slices.Sort(names)
-	return app{}, usageError{fmt.Errorf("unknown app %q (have %s)", name, strings.Join(names, ", "))}
 }

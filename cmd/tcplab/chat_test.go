@@ -16,95 +16,29 @@ import (
 	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// peer is a raw chat client for the tests: frames in, frames out.
-type peer struct {
-	t    *testing.T
-	c    net.Conn
-	kind frame.Kind
-	r    *frame.Reader
-}
-
-func dialPeer(t *testing.T, addr string, kind frame.Kind) *peer {
+// dialPeer connects a raw chat client to addr and reads its HELLO.
+func dialPeer(t *testing.T, addr string, kind frame.Kind) *testkit.Client {
 	t.Helper()
-	p, first := tryPeer(t, addr, kind)
-	if p == nil {
-		t.Fatalf("first frame %q, want HELLO", first)
+	p, err := testkit.Dialer{}.Hello(t, addr, kind)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
 
-// tryPeer connects and reads the first frame: a peer if it is HELLO,
-// otherwise nil (and the connection closed) and the frame.
-func tryPeer(t *testing.T, addr string, kind frame.Kind) (*peer, string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r, err := frame.NewReader(c, kind, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peer{t: t, c: c, kind: kind, r: r}
-	first := p.next()
-	if !strings.HasPrefix(first, "HELLO tcplab 1 guest-") {
-		c.Close()
-		return nil, first
-	}
-	return p, first
-}
-
-func (p *peer) send(payload string) {
-	p.t.Helper()
-	b, err := frame.Append(nil, p.kind, 0, []byte(payload))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if _, err := p.c.Write(b); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-func (p *peer) next() string {
-	p.t.Helper()
-	f, err := p.r.Next()
-	if err != nil {
-		p.t.Fatalf("reading a frame: %v", err)
-	}
-	return string(f)
-}
-
-func (p *peer) expect(want string) {
-	p.t.Helper()
-	if got := p.next(); got != want {
-		p.t.Fatalf("got %q, want %q", got, want)
-	}
-}
-
-func (p *peer) expectPrefix(prefix string) string {
-	p.t.Helper()
-	got := p.next()
-	if !strings.HasPrefix(got, prefix) {
-		p.t.Fatalf("got %q, want %q...", got, prefix)
-	}
-	return got
-}
-
-// waitFor polls b until it matches re, failing after 10 s.
+// waitFor waits until b matches re.
 func waitFor(t *testing.T, b interface{ String() string }, re string) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(10 * time.Second)
-	for !rx.MatchString(b.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never matched %q:\n%s", re, b.String())
+	testkit.Eventually(t, testkit.Bound, fmt.Sprintf("the output matches %q", re), func() error {
+		if !rx.MatchString(b.String()) {
+			return fmt.Errorf("the output:\n%s", b.String())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestChatClientBothFramings drives `tcplab chat` through its standard
@@ -113,12 +47,13 @@ func waitFor(t *testing.T, b interface{ String() string }, re string) {
 func TestChatClientBothFramings(t *testing.T) {
 	for _, kind := range []frame.Kind{frame.Length, frame.Line} {
 		t.Run(string(kind), func(t *testing.T) {
-			addr, _, stop := startServe(t, "--app", "chat", "--framing", string(kind), "--addr", "127.0.0.1:0")
+			s := serve(t, "--app", "chat", "--framing", string(kind), "--addr", "127.0.0.1:0")
+			addr := s.Addr
 			bob := dialPeer(t, addr, kind)
-			bob.send("/nick bob")
-			bob.expect("OK nick bob")
-			bob.send("/join dev")
-			bob.expect("OK join dev")
+			bob.MustSend("/nick bob")
+			bob.Next("OK nick bob")
+			bob.MustSend("/join dev")
+			bob.Next("OK join dev")
 
 			stdin, typing := io.Pipe()
 			out := &syncBuffer{}
@@ -130,19 +65,19 @@ func TestChatClientBothFramings(t *testing.T) {
 			go func() { done <- root.ExecuteContext(context.Background()) }()
 
 			waitFor(t, out, `\*\*\* connected to `+regexp.QuoteMeta(addr)+` as alice in dev`)
-			bob.expect("JOIN dev alice")
+			bob.Next("JOIN dev alice")
 			for _, l := range []string{"hello bob", "", "//slash", "/who", "/msg bob psst", "/frob", "/ping", "/rooms"} {
 				fmt.Fprintln(typing, l)
 			}
-			bob.expect("MSG dev alice hello bob")
-			bob.expect("MSG dev alice /slash")
-			bob.expect("PRIV alice psst")
+			bob.Next("MSG dev alice hello bob")
+			bob.Next("MSG dev alice /slash")
+			bob.Next("PRIV alice psst")
 			// Replies are worded for people, not shown raw.
 			waitFor(t, out, `(?m)^members: alice bob\n\*\*\* private message sent\nerror: unknown-command /frob\npong \(\d+\.\d ms\)\nrooms: dev \(2\)\n`)
-			bob.send("hi alice")
+			bob.MustSend("hi alice")
 			waitFor(t, out, `(?m)^\[dev\] <bob> hi alice$`)
-			bob.send("/msg alice back")
-			bob.expect("OK msg")
+			bob.MustSend("/msg alice back")
+			bob.Next("OK msg")
 			waitFor(t, out, `(?m)^\[private\] <bob> back$`)
 			fmt.Fprintln(typing, "/help")
 			waitFor(t, out, `(?m)^  /msg NICK TEXT`)
@@ -159,10 +94,8 @@ func TestChatClientBothFramings(t *testing.T) {
 			if !strings.HasSuffix(out.String(), "*** disconnected: quit\n") {
 				t.Errorf("output does not end with the BYE quit:\n%s", out)
 			}
-			bob.expect("LEAVE dev alice")
-			if code := stop(); code != 0 {
-				t.Fatalf("serve exit %d", code)
-			}
+			bob.Next("LEAVE dev alice")
+			stop(t, s)
 		})
 	}
 }
@@ -170,8 +103,7 @@ func TestChatClientBothFramings(t *testing.T) {
 // TestChatClientCtrlC runs the real binary and interrupts it: it leaves
 // the chat and exits 0.
 func TestChatClientCtrlC(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
-	defer stop()
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0").Addr
 	bob := dialPeer(t, addr, frame.Length)
 
 	cmd := exec.Command(os.Args[0], "chat", "--addr", addr, "--nick", "carol")
@@ -192,7 +124,7 @@ func TestChatClientCtrlC(t *testing.T) {
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() && !strings.HasPrefix(lines.Text(), "*** connected to") {
 	}
-	bob.expectPrefix("JOIN lobby guest-")
+	bob.NextPrefix("JOIN lobby guest-")
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +139,7 @@ func TestChatClientCtrlC(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("still running 15s after Ctrl-C")
 	}
-	bob.expect("LEAVE lobby carol")
+	bob.Next("LEAVE lobby carol")
 }
 
 func TestChatClientBadInput(t *testing.T) {
@@ -245,27 +177,25 @@ func TestChatClientWrongFraming(t *testing.T) {
 		{"line", "length", "tcplab: waiting for HELLO: the server speaks line framing: try --framing line\n"},
 		{"length", "line", "tcplab: waiting for HELLO: the server speaks length framing: try --framing length\n"},
 	} {
-		addr, _, stop := startServe(t, "--app", "chat", "--framing", c.serve, "--addr", "127.0.0.1:0")
-		code, _, stderr := runCmd(t, "chat", "--addr", addr, "--framing", c.client)
+		s := serve(t, "--app", "chat", "--framing", c.serve, "--addr", "127.0.0.1:0")
+		code, _, stderr := runCmd(t, "chat", "--addr", s.Addr, "--framing", c.client)
 		if code != 1 || stderr != c.want {
 			t.Errorf("--framing %s against a %s server: exit %d, stderr %q; want 1 and %q", c.client, c.serve, code, stderr, c.want)
 		}
-		stop()
+		stop(t, s)
 	}
-	addr, _, stop := startServe(t, "--app", "echo", "--addr", "127.0.0.1:0")
-	defer stop()
-	code, _, stderr := runCmd(t, "chat", "--addr", addr, "--timeout", "200ms")
+	s := serve(t, "--app", "echo", "--addr", "127.0.0.1:0")
+	code, _, stderr := runCmd(t, "chat", "--addr", s.Addr, "--timeout", "200ms")
 	if want := "tcplab: waiting for HELLO: the server sent nothing within 200ms; is it a chat server (serve --app chat)?\n"; code != 1 || stderr != want {
 		t.Errorf("against an echo server: exit %d, stderr %q; want 1 and %q", code, stderr, want)
 	}
 }
 
 func TestChatClientNickTaken(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0")
-	defer stop()
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0").Addr
 	bob := dialPeer(t, addr, frame.Length)
-	bob.send("/nick bob")
-	bob.expect("OK nick bob")
+	bob.MustSend("/nick bob")
+	bob.Next("OK nick bob")
 	code, _, stderr := runCmd(t, "chat", "--addr", addr, "--nick", "bob")
 	if code != 1 || stderr != "tcplab: /nick bob: ERR nick-taken bob\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
@@ -316,39 +246,32 @@ func TestServeChatUnreachableBusExits1(t *testing.T) {
 }
 
 func TestServeWarnsAboutChatFlagForEcho(t *testing.T) {
-	addr, log, stop := startServe(t, "--app", "echo", "--addr", "127.0.0.1:0", "--framing", "line")
-	echoOnce(t, addr, "x")
-	if code := stop(); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	if !regexp.MustCompile(`level=WARN msg="flag does not apply to this app; ignored" flag=--framing app=echo`).MatchString(log.String()) {
-		t.Errorf("no warning about --framing with --app echo:\n%s", log)
+	s := serve(t, "--app", "echo", "--addr", "127.0.0.1:0", "--framing", "line")
+	echoOnce(t, s.Addr, "x")
+	stop(t, s)
+	if !regexp.MustCompile(`level=WARN msg="flag does not apply to this app; ignored" flag=--framing app=echo`).MatchString(s.Stderr()) {
+		t.Errorf("no warning about --framing with --app echo:\n%s", s.Stderr())
 	}
 }
 
-// TestChatShutdownDeliversThenSaysBye stops a chat server the way SIGTERM
-// does (the signal cancels serve's context): a message the server read
-// reaches the other client before its BYE shutting-down.
+// TestChatShutdownDeliversThenSaysBye stops a chat server with SIGTERM: a
+// message the server read reaches the other client before its BYE
+// shutting-down.
 func TestChatShutdownDeliversThenSaysBye(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
-	a := dialPeer(t, addr, frame.Line)
-	b := dialPeer(t, addr, frame.Line)
-	a.expectPrefix("JOIN lobby guest-")
+	s := serve(t, "--app", "chat", "--framing", "line", "--addr", "127.0.0.1:0")
+	a := dialPeer(t, s.Addr, frame.Line)
+	b := dialPeer(t, s.Addr, frame.Line)
+	a.NextPrefix("JOIN lobby guest-")
 	for i := range 100 {
-		b.send(fmt.Sprintf("message %d", i))
+		b.MustSend(fmt.Sprintf("message %d", i))
 	}
-	b.send("/ping")
-	b.expect("PONG") // all 100 were read
-	if code := stop(); code != 0 {
-		t.Fatalf("serve exit %d", code)
-	}
+	b.MustSend("/ping")
+	b.Next("PONG") // all 100 were read
+	stop(t, s)
 	for i := range 100 {
-		a.expect(fmt.Sprintf("MSG lobby guest-2 message %d", i))
+		a.Next(fmt.Sprintf("MSG lobby guest-2 message %d", i))
 	}
-	a.expect("BYE shutting-down")
-	if _, err := a.r.Next(); err != io.EOF {
-		t.Errorf("after BYE: %v, want EOF", err)
-	}
+	a.End("BYE shutting-down")
 }
 
 func TestFormatChatFrame(t *testing.T) {
@@ -399,42 +322,32 @@ func FuzzFormatChatFrame(f *testing.F) {
 // TestServeChatFlagsReachTheServer checks that each chat flag of serve
 // takes effect, over real TCP.
 func TestServeChatFlagsReachTheServer(t *testing.T) {
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0", "--framing", "line",
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0", "--framing", "line",
 		"--max-conns", "1", "--msg-rate", "0.001", "--msg-burst", "3", "--idle-timeout", "500ms",
-		"--max-frame", "2000", "--max-pending", "4096")
-	defer stop()
+		"--max-frame", "2000", "--max-pending", "4096").Addr
 	a := dialPeer(t, addr, frame.Line)
 	// --max-pending 4096 makes the server frame limit 1024 bytes.
-	a.send(strings.Repeat("x", 1024))
-	a.expect("ERR too-long the message would make a 1042-byte frame; the limit is 1024")
+	a.MustSend(strings.Repeat("x", 1024))
+	a.Next("ERR too-long the message would make a 1042-byte frame; the limit is 1024")
 	// --max-conns 1.
-	full, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer full.Close()
-	full.SetDeadline(time.Now().Add(10 * time.Second))
-	if rest, _ := io.ReadAll(full); string(rest) != "ERR server-full too many connections\nBYE server-full\n" {
-		t.Errorf("second connection got %q", rest)
-	}
+	testkit.Dial(t, addr, frame.Line).End("ERR server-full too many connections", "BYE server-full")
 	// --msg-burst 3 (the long line above took one token).
-	a.send("/ping")
-	a.send("/ping")
-	a.send("/ping")
-	a.expect("PONG")
-	a.expect("PONG")
-	a.expect("ERR rate-limited message dropped")
+	a.MustSend("/ping")
+	a.MustSend("/ping")
+	a.MustSend("/ping")
+	a.Next("PONG")
+	a.Next("PONG")
+	a.Next("ERR rate-limited message dropped")
 	// --idle-timeout 500ms.
-	a.expect("BYE idle-timeout")
+	a.Next("BYE idle-timeout")
 	// --max-frame 2000, once a's slot is free.
-	var b *peer
-	for deadline := time.Now().Add(10 * time.Second); b == nil; {
-		var first string
-		if b, first = tryPeer(t, addr, frame.Line); b == nil && time.Now().After(deadline) {
-			t.Fatalf("after the idle client left: %q", first)
-		}
-	}
-	b.send(strings.Repeat("y", 2001))
-	b.expect("ERR frame-too-large frame too large: line of 2001 bytes, max 2000")
-	b.expect("BYE frame-too-large")
+	var b *testkit.Client
+	testkit.Eventually(t, testkit.Bound, "a new client is served once the idle one left", func() error {
+		var err error
+		b, err = testkit.Dialer{}.Hello(t, addr, frame.Line)
+		return err
+	})
+	b.MustSend(strings.Repeat("y", 2001))
+	b.Next("ERR frame-too-large frame too large: line of 2001 bytes, max 2000")
+	b.Next("BYE frame-too-large")
 }

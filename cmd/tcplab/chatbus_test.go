@@ -1,15 +1,15 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/app/chat/natsbus"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestServeChatOnProcessModelsIsOneChat runs "tcplab serve --app chat"
@@ -20,37 +20,37 @@ import (
 func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 	for _, model := range []string{"fork", "prefork"} {
 		t.Run(model, func(t *testing.T) {
-			cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--model", model, "--workers", "2", "--drain-timeout", "2s")
-			a := dialPeer(t, addr, frame.Line)
-			b := dialPeer(t, addr, frame.Line)
-			c := dialPeer(t, addr, frame.Line)
+			s := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", "line", "--model", model, "--workers", "2", "--drain-timeout", "2s")
+			a := dialPeer(t, s.Addr, frame.Line)
+			b := dialPeer(t, s.Addr, frame.Line)
+			c := dialPeer(t, s.Addr, frame.Line)
 			// Guest numbers count across the processes. b's and c's JOINs
 			// come from different processes, each sent on the bus as its
 			// client is answered, so a may get them in either order.
-			joins := map[string]bool{a.next(): true, a.next(): true}
+			joins := map[string]bool{a.MustRead(): true, a.MustRead(): true}
 			if !joins["JOIN lobby guest-2"] || !joins["JOIN lobby guest-3"] {
 				t.Fatalf("guest-1 got %v, want the JOINs of guest-2 and guest-3", joins)
 			}
-			b.expect("JOIN lobby guest-3")
-			c.send("/nick carol")
-			c.expect("OK nick carol")
-			a.send("/nick carol")
-			a.expect("ERR nick-taken carol")
-			c.send("hello, processes")
-			a.expect("MSG lobby carol hello, processes")
-			b.expect("MSG lobby carol hello, processes")
-			b.send("/who")
-			b.expect("OK who carol guest-1 guest-2")
-			a.send("/msg carol psst")
-			a.expect("OK msg")
-			c.expect("PRIV guest-1 psst")
+			b.Next("JOIN lobby guest-3")
+			c.MustSend("/nick carol")
+			c.Next("OK nick carol")
+			a.MustSend("/nick carol")
+			a.Next("ERR nick-taken carol")
+			c.MustSend("hello, processes")
+			a.Next("MSG lobby carol hello, processes")
+			b.Next("MSG lobby carol hello, processes")
+			b.MustSend("/who")
+			b.Next("OK who carol guest-1 guest-2")
+			a.MustSend("/msg carol psst")
+			a.Next("OK msg")
+			c.Next("PRIV guest-1 psst")
 
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := s.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range []*peer{a, b, c} {
+			for _, p := range []*testkit.Client{a, b, c} {
 				for { // the others' LEAVE may come first: they close at once
-					f := p.next()
+					f := p.MustRead()
 					if f == "BYE shutting-down" {
 						break
 					}
@@ -59,10 +59,10 @@ func TestServeChatOnProcessModelsIsOneChat(t *testing.T) {
 					}
 				}
 			}
-			if err := waitExit(t, cmd, 10*time.Second); err != nil {
+			if err := s.Wait(testkit.Bound); err != nil {
 				t.Fatalf("exit after SIGTERM: %v", err)
 			}
-			conformance.CheckNoStrays(t, 5*time.Second)
+			conformance.CheckNoStrays(t)
 		})
 	}
 }
@@ -78,25 +78,20 @@ func TestServeChatJoinsAnExistingBus(t *testing.T) {
 	}
 	t.Cleanup(ns.Shutdown) // after the servers, whose cleanups come later
 	bus := ns.URL() + ",nats://127.0.0.1:1"
-	var cmds []*exec.Cmd
-	var peers []*peer
+	var servers []*launch.Process
+	var peers []*testkit.Client
 	for range 2 {
-		cmd, addr := serveBinary(t, "--app", "chat", "--framing", "line", "--bus", bus)
-		cmds = append(cmds, cmd)
-		peers = append(peers, dialPeer(t, addr, frame.Line))
+		s := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", "line", "--bus", bus)
+		servers = append(servers, s)
+		peers = append(peers, dialPeer(t, s.Addr, frame.Line))
 	}
 	a, b := peers[0], peers[1]
-	a.expect("JOIN lobby guest-2")
-	b.send("across processes")
-	a.expect("MSG lobby guest-2 across processes")
-	a.send("/who")
-	a.expect("OK who guest-1 guest-2")
-	for _, cmd := range cmds {
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitExit(t, cmd, 10*time.Second); err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
+	a.Next("JOIN lobby guest-2")
+	b.MustSend("across processes")
+	a.Next("MSG lobby guest-2 across processes")
+	a.MustSend("/who")
+	a.Next("OK who guest-1 guest-2")
+	for _, s := range servers {
+		stop(t, s)
 	}
 }

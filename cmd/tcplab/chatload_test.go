@@ -31,8 +31,7 @@ func chatLoad(t *testing.T, args ...string) map[string]any {
 func TestChatLoadDeliversEveryMessageToEveryOtherMember(t *testing.T) {
 	for _, framing := range []string{"length", "line"} {
 		t.Run(framing, func(t *testing.T) {
-			addr, _, stop := startServe(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", framing)
-			defer stop()
+			addr := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--framing", framing).Addr
 			res := chatLoad(t, "--addr", addr, "--framing", framing, "--conns", "20", "--senders", "4",
 				"--rate", "200", "--duration", "500ms")
 			ingress, delivered := res["ingress_msgs"].(float64), res["delivered_msgs"].(float64)
@@ -54,8 +53,7 @@ func TestChatLoadDeliversEveryMessageToEveryOtherMember(t *testing.T) {
 
 // TestChatLoadJoinsAnotherRoom joins a room other than the lobby first.
 func TestChatLoadJoinsAnotherRoom(t *testing.T) {
-	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0", "--app", "chat")
-	defer stop()
+	addr := serve(t, "--addr", "127.0.0.1:0", "--app", "chat").Addr
 	res := chatLoad(t, "--addr", addr, "--conns", "5", "--senders", "1", "--rate", "20", "--duration", "300ms", "--room", "bench")
 	if res["ok_conns"] != 5.0 || res["delivered_msgs"].(float64) != 4*res["ingress_msgs"].(float64) {
 		t.Fatalf("ok %v, ingress %v, delivered %v", res["ok_conns"], res["ingress_msgs"], res["delivered_msgs"])
@@ -65,8 +63,7 @@ func TestChatLoadJoinsAnotherRoom(t *testing.T) {
 // TestChatLoadCountsRateLimitedMessages sends faster than the server's
 // per-connection limit allows.
 func TestChatLoadCountsRateLimitedMessages(t *testing.T) {
-	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0", "--app", "chat", "--msg-rate", "10", "--msg-burst", "1")
-	defer stop()
+	addr := serve(t, "--addr", "127.0.0.1:0", "--app", "chat", "--msg-rate", "10", "--msg-burst", "1").Addr
 	res := chatLoad(t, "--addr", addr, "--conns", "3", "--senders", "1", "--rate", "200", "--duration", "300ms")
 	errs, _ := res["server_errors"].(map[string]any)
 	if errs["rate-limited"] == nil || errs["rate-limited"].(float64) == 0 {

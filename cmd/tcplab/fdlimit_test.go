@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // nofileEnv, in a serve process started by these tests, is the soft
@@ -44,18 +42,10 @@ func lowerNofile() {
 	}
 }
 
-// logTail collects a child's stderr lines.
-type logTail struct {
-	mu    sync.Mutex
-	lines []string
-	done  chan struct{}
-}
-
-func (l *logTail) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logCount counts the lines of log that contain substr.
+func logCount(log, substr string) int {
 	n := 0
-	for _, line := range l.lines {
+	for line := range strings.Lines(log) {
 		if strings.Contains(line, substr) {
 			n++
 		}
@@ -63,100 +53,45 @@ func (l *logTail) count(substr string) int {
 	return n
 }
 
-// waitFor waits until a line containing substr has been logged.
-func (l *logTail) waitFor(t *testing.T, substr string) {
+// settle waits until s's log has as many lines with end as with begin, at
+// least one, and returns that number: one begin and one end per episode.
+func settle(t *testing.T, s *launch.Process, begin, end string) int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for l.count(substr) == 0 {
-		if time.Now().After(deadline) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			t.Fatalf("no log line with %q; the log:\n%s", substr, strings.Join(l.lines, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// settle waits until the log has as many lines with end as with begin,
-// at least one, and returns that number: one begin and one end per
-// episode. It fails the test if they do not match within 10 s.
-func (l *logTail) settle(t *testing.T, begin, end string) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, e := l.count(begin), l.count(end)
+	n := 0
+	testkit.Eventually(t, testkit.Bound, fmt.Sprintf("one line with %q and one with %q per episode", begin, end), func() error {
+		log := s.Stderr()
+		b, e := logCount(log, begin), logCount(log, end)
 		if b == e && b > 0 {
-			return b
+			n = b
+			return nil
 		}
-		if time.Now().After(deadline) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			t.Fatalf("%d lines with %q, %d with %q: want one of each per episode; the log:\n%s",
-				b, begin, e, end, strings.Join(l.lines, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("%d lines with %q, %d with %q; the log:\n%s", b, begin, e, end, log)
+	})
+	return n
 }
 
 // serveLimited runs "tcplab serve" in a child process whose soft
-// RLIMIT_NOFILE is nofile, and returns its address and its log.
-func serveLimited(t *testing.T, nofile int, args ...string) (string, *logTail) {
+// RLIMIT_NOFILE is nofile.
+func serveLimited(t *testing.T, nofile int, args ...string) *launch.Process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1", nofileEnv+"="+strconv.Itoa(nofile))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	log := &logTail{done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		defer close(log.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.mu.Lock()
-			log.lines = append(log.lines, sc.Text())
-			log.mu.Unlock()
-			if m := servingAddr.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		waitExit(t, cmd, 10*time.Second)
-		<-log.done
-	})
-	select {
-	case a := <-addr:
-		return a, log
-	case <-time.After(10 * time.Second):
-		t.Fatal("tcplab serve never reported its address")
-		return "", nil
-	}
+	return testkit.Serve(t, serveCmd(append([]string{"--addr", "127.0.0.1:0"}, args...), nofileEnv+"="+strconv.Itoa(nofile)))
 }
 
-// client is one chat connection and its first line.
+// client is one chat connection and its first frame.
 type client struct {
-	c     net.Conn
-	first chan string // the first line the server sends, or "" at an error
+	*testkit.Client
+	first chan string // the first frame the server sends, or "" at an error
 }
 
+// dialClient connects a line-framed chat client to addr and reads its
+// first frame in the background, so that many clients can connect before
+// any is served.
 func dialClient(t *testing.T, addr string) *client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	cl := &client{c: c, first: make(chan string, 1)}
+	cl := &client{Client: testkit.Dial(t, addr, frame.Line), first: make(chan string, 1)}
 	go func() {
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		cl.first <- line
+		f, _ := cl.Read()
+		cl.first <- f
 	}()
 	return cl
 }
@@ -174,19 +109,25 @@ func dialClient(t *testing.T, addr string) *client {
 func TestOutOfDescriptors(t *testing.T) {
 	const nofile, clients = 64, 80
 	t.Run("goroutine", func(t *testing.T) {
-		addr, log := serveLimited(t, nofile, "--model", "goroutine", "--app", "chat", "--framing", "line")
+		s := serveLimited(t, nofile, "--model", "goroutine", "--app", "chat", "--framing", "line")
+		addr := s.Addr
 		cs := make([]*client, clients)
 		for i := range cs {
 			cs[i] = dialClient(t, addr)
 		}
-		log.waitFor(t, "accept failing; backing off")
+		testkit.Eventually(t, testkit.Bound, "the server logs that accept is failing", func() error {
+			if logCount(s.Stderr(), "accept failing; backing off") == 0 {
+				return fmt.Errorf("the log:\n%s", s.Stderr())
+			}
+			return nil
+		})
 		// The server accepts in connection order: each client is served
 		// once those before it have left and freed their descriptors.
 		for i, cl := range cs {
 			if line := <-cl.first; !strings.HasPrefix(line, "HELLO ") {
 				t.Fatalf("client %d: first line %q", i, line)
 			}
-			cl.c.Close()
+			cl.Close()
 		}
 		// An episode ends with the next accept that succeeds: after the
 		// last client, an accept may fail again with nobody waiting, so
@@ -197,11 +138,12 @@ func TestOutOfDescriptors(t *testing.T) {
 		if line := <-dialClient(t, addr).first; !strings.HasPrefix(line, "HELLO ") {
 			t.Fatalf("a client after the others left: first line %q", line)
 		}
-		episodes := log.settle(t, "accept failing; backing off", "accept recovered")
+		episodes := settle(t, s, "accept failing; backing off", "accept recovered")
 		t.Logf("%d episodes of failing accepts", episodes)
 	})
 	t.Run("reactor", func(t *testing.T) {
-		addr, log := serveLimited(t, nofile, "--model", "reactor", "--loops", "1", "--app", "chat", "--framing", "line")
+		s := serveLimited(t, nofile, "--model", "reactor", "--loops", "1", "--app", "chat", "--framing", "line")
+		addr := s.Addr
 		cs := make([]*client, clients)
 		for i := range cs {
 			cs[i] = dialClient(t, addr)
@@ -211,7 +153,7 @@ func TestOutOfDescriptors(t *testing.T) {
 			switch line := <-cl.first; {
 			case strings.HasPrefix(line, "HELLO "):
 				served++
-				cl.c.Close()
+				cl.Close()
 			case strings.HasPrefix(line, "ERR server-full "):
 				refused++
 			default:
@@ -222,18 +164,20 @@ func TestOutOfDescriptors(t *testing.T) {
 			t.Fatalf("%d served, %d refused: want both", served, refused)
 		}
 		// Descriptors are free again: new clients are served.
-		deadline := time.Now().Add(10 * time.Second)
-		for ok := 0; ok < 10; {
-			if line := <-dialClient(t, addr).first; strings.HasPrefix(line, "HELLO ") {
-				ok++
-			} else if time.Now().After(deadline) {
-				t.Fatalf("after the clients left, a new one got %q", line)
+		ok := 0
+		testkit.Eventually(t, testkit.Bound, "10 new clients are served after the others left", func() error {
+			if line := <-dialClient(t, addr).first; !strings.HasPrefix(line, "HELLO ") {
+				return fmt.Errorf("a new client got %q", line)
 			}
-		}
+			if ok++; ok < 10 {
+				return testkit.ErrNotYet
+			}
+			return nil
+		})
 		// One warning and one "accepting again" per episode, however many
 		// connections were refused in it (closing served clients frees
 		// descriptors mid-burst, so there may be more than one episode).
-		episodes := log.settle(t, "out of file descriptors; refusing new connections", "accepting again")
+		episodes := settle(t, s, "out of file descriptors; refusing new connections", "accepting again")
 		t.Logf("%d refused in %d episodes", refused, episodes)
 	})
 }

@@ -72,15 +72,16 @@ func (h *hardeningFlags) newMetrics(model, app string, cfg *engine.Config, child
 	return m
 }
 
-// serveMetrics starts the metrics endpoint for srv and returns its stop
-// function. It warns, as serve does, about listening on every interface.
-func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd handler.Handler, log *slog.Logger) (func(), error) {
+// serveMetrics starts the metrics endpoint for srv and returns its URL
+// ("" without --metrics) and stop function. It warns, as serve does, about
+// listening on every interface.
+func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd handler.Handler, log *slog.Logger) (string, func(), error) {
 	if m == nil {
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	addr, err := metrics.LoopbackDefault(h.metrics) // checked by check
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if host, _, _ := net.SplitHostPort(addr); net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
 		msg := "metrics on every interface; anyone who can reach this machine can read them"
@@ -90,14 +91,15 @@ func (h *hardeningFlags) serveMetrics(m *metrics.Metrics, srv engine.Server, hd 
 		log.Warn(msg, "addr", addr)
 	}
 	if err := m.Watch(srv, hd); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	e, err := m.Serve(addr, h.pprof)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	log.Info("metrics", "url", "http://"+e.Addr().String()+"/metrics", "pprof", h.pprof)
-	return func() {
+	url := "http://" + e.Addr().String() + "/metrics"
+	log.Info("metrics", "url", url, "pprof", h.pprof)
+	return url, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := e.Close(ctx); err != nil {

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"io"
+	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestHardeningFlagsBadInput(t *testing.T) {
@@ -54,60 +53,27 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 	}
 }
 
-var metricsURL = regexp.MustCompile(`msg=metrics url=(\S+)`)
-
-// waitMetricsURL returns the metrics URL serve logged.
-func waitMetricsURL(t *testing.T, log *syncBuffer) string {
-	t.Helper()
-	waitFor(t, log, metricsURL.String())
-	return strings.TrimSuffix(metricsURL.FindStringSubmatch(log.String())[1], "/metrics")
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // TestServeMetrics serves echo with --metrics on a bare port (127.0.0.1
 // only) and --pprof, and reads both.
 func TestServeMetrics(t *testing.T) {
-	addr, log, stopServe := startServe(t, "--addr", "127.0.0.1:0", "--metrics", "0", "--pprof")
-	stop := sync.OnceValue(stopServe)
-	defer stop()
-	base := waitMetricsURL(t, log)
-	if !strings.HasPrefix(base, "http://127.0.0.1:") {
-		t.Fatalf("metrics at %s: a bare port must listen on 127.0.0.1 only", base)
+	s := serve(t, "--addr", "127.0.0.1:0", "--metrics", "0", "--pprof")
+	base, ok := strings.CutSuffix(s.Ready[launch.MetricsVar], "/metrics")
+	if !ok || !strings.HasPrefix(base, "http://127.0.0.1:") {
+		t.Fatalf("metrics at %q: want http://127.0.0.1:PORT/metrics (a bare port listens on 127.0.0.1 only)", s.Ready[launch.MetricsVar])
 	}
-	echoOnce(t, addr, "counted")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := httpGet(t, base+"/metrics")
+	echoOnce(t, s.Addr, "counted")
+	testkit.Eventually(t, testkit.Bound, "/metrics counts the connection and its 7 bytes", func() error {
+		code, body := testkit.Get(t, base+"/metrics")
 		if code == http.StatusOK && strings.Contains(body, `tcplab_connections_accepted_total{app="echo",model="goroutine"} 1`+"\n") &&
 			strings.Contains(body, `tcplab_bytes_in_total{app="echo",model="goroutine"} 7`+"\n") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics: %d\n%s", code, body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if code, _ := httpGet(t, base+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
+		return fmt.Errorf("/metrics: %d\n%s", code, body)
+	})
+	if code, _ := testkit.Get(t, base+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
 		t.Fatalf("pprof: %d", code)
 	}
-	if code := stop(); code != 0 {
-		t.Fatalf("serve exit %d", code)
-	}
+	stop(t, s)
 }
 
 // TestChatOverTLS runs the chat client with --tls against serve
@@ -116,9 +82,8 @@ func TestServeMetrics(t *testing.T) {
 // plaintext client gets an error, not a silent plaintext session.
 func TestChatOverTLS(t *testing.T) {
 	cert := conformance.NewTestCert(t)
-	addr, _, stop := startServe(t, "--app", "chat", "--addr", "127.0.0.1:0", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
-		"--handshake-timeout", "2s")
-	defer stop()
+	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
+		"--handshake-timeout", "2s").Addr
 	chatWith := func(args ...string) (int, string, string) {
 		stdin := strings.NewReader("hello over TLS\n/who\n")
 		var out, errb syncBuffer

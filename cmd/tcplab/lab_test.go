@@ -33,8 +33,7 @@ func init() {
 }
 
 func TestLoadJSONLastLineHasTheFields(t *testing.T) {
-	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
-	defer stop()
+	addr := serve(t, "--addr", "127.0.0.1:0").Addr
 	code, out, stderr := runCmd(t, "load", "--addr", addr, "--conns", "3", "--duration", "200ms", "--json")
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q: want 0 and no progress off a terminal", code, stderr)
@@ -64,8 +63,9 @@ func TestLoadJSONLastLineHasTheFields(t *testing.T) {
 }
 
 func TestLoadWithoutServerExits1AfterItsResult(t *testing.T) {
-	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
-	stop() // nothing listens there now
+	s := serve(t, "--addr", "127.0.0.1:0")
+	stop(t, s) // nothing listens there now
+	addr := s.Addr
 	code, out, stderr := runCmd(t, "load", "--addr", addr, "--conns", "2", "--duration", "100ms")
 	if code != 1 || !strings.Contains(out, "failed 2") || !strings.Contains(stderr, "no connection succeeded") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, stderr)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestMain lets a test run this binary as the tcplab command: with
@@ -180,53 +183,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var servingAddr = regexp.MustCompile(`msg=serving .*addr=(\S+)`)
+// serveCmd is this test binary as the command "tcplab serve args...",
+// with env added to its environment.
+func serveCmd(args []string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "TCPLAB_TEST_MAIN=1"), env...)
+	return cmd
+}
 
-// startServe runs "tcplab serve args..." in-process and returns the bound
-// address, the log, and a stop function that cancels and returns the exit
-// code.
-func startServe(t *testing.T, args ...string) (addr string, log *syncBuffer, stop func() int) {
+// serve runs "tcplab serve args..." in a child process and returns it once
+// it reports ready (testkit.Serve). It is stopped when the test ends if
+// the test did not stop it; its log is Stderr().
+func serve(t *testing.T, args ...string) *launch.Process {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log = &syncBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"serve"}, args...), io.Discard, log) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := servingAddr.FindStringSubmatch(log.String()); m != nil {
-			addr = m[1]
-			break
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited %d early: %s", code, log)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if addr == "" {
-		cancel()
-		t.Fatalf("serve did not report its address: %s", log)
-	}
-	return addr, log, func() int {
-		cancel()
-		select {
-		case code := <-done:
-			return code
-		case <-time.After(15 * time.Second):
-			t.Fatal("serve did not stop within 15s of cancel")
-			return -1
-		}
+	return testkit.Serve(t, serveCmd(args))
+}
+
+// stop stops a server as SIGTERM does and requires a clean exit (0).
+func stop(t *testing.T, s *launch.Process) {
+	t.Helper()
+	if err := s.Stop(testkit.Bound); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func echoOnce(t *testing.T, addr, msg string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := net.DialTimeout("tcp", addr, testkit.Bound)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(testkit.Bound))
 	if _, err := io.WriteString(c, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -237,24 +225,20 @@ func echoOnce(t *testing.T, addr, msg string) {
 }
 
 func TestServeEchoesAndStopsCleanly(t *testing.T) {
-	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0", "--model", "goroutine")
-	echoOnce(t, addr, "hello\n")
-	if code := stop(); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+	s := serve(t, "--addr", "127.0.0.1:0", "--model", "goroutine")
+	echoOnce(t, s.Addr, "hello\n")
+	stop(t, s)
 }
 
 // TestServeWarnsAboutIgnoredFlagAndWildcardBind: each warning is one
 // line at level WARN, which says it is a warning once (not
 // `level=WARN msg="warning: ..."`).
 func TestServeWarnsAboutIgnoredFlagAndWildcardBind(t *testing.T) {
-	addr, log, stop := startServe(t, "--addr", "0.0.0.0:0", "--model", "seq", "--workers", "3", "--backlog", "1000000")
-	_, port, _ := net.SplitHostPort(addr)
+	s := serve(t, "--addr", "0.0.0.0:0", "--model", "seq", "--workers", "3", "--backlog", "1000000")
+	_, port, _ := net.SplitHostPort(s.Addr)
 	echoOnce(t, net.JoinHostPort("127.0.0.1", port), "x")
-	if code := stop(); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	out := log.String()
+	stop(t, s)
+	out := s.Stderr()
 	for what, re := range map[string]string{
 		"binding every interface":    `level=WARN msg="listening on every interface;`,
 		"the ignored --workers flag": `level=WARN msg="flag does not apply to this model; ignored" flag=--workers model=seq`,
@@ -274,20 +258,20 @@ func TestServeWarnsAboutIgnoredFlagAndWildcardBind(t *testing.T) {
 // warn about; with one open, it was cut off.
 func TestDrainTimeoutZeroWarnsOnlyWhenItCutsConnections(t *testing.T) {
 	const warning = "drain timeout reached"
-	_, log, stop := startServe(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
-	if code := stop(); code != 0 || strings.Contains(log.String(), warning) {
-		t.Errorf("no connections: exit %d, log:\n%s", code, log)
+	s := serve(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
+	if err := s.Stop(testkit.Bound); err != nil || strings.Contains(s.Stderr(), warning) {
+		t.Errorf("no connections: %v, log:\n%s", err, s.Stderr())
 	}
 
-	addr, log, stop := startServe(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
-	c, err := net.Dial("tcp", addr)
+	s = serve(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
+	c, err := net.Dial("tcp", s.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	echoOn(t, c, "x") // the server has it open
-	if code := stop(); code != 0 || !strings.Contains(log.String(), warning) {
-		t.Errorf("one connection: exit %d, log:\n%s", code, log)
+	if err := s.Stop(testkit.Bound); err != nil || !strings.Contains(s.Stderr(), warning) {
+		t.Errorf("one connection: %v, log:\n%s", err, s.Stderr())
 	}
 }
 
@@ -307,23 +291,23 @@ func TestServeDefaultsToLoopback(t *testing.T) {
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd, addr := serveBinary(t, "--drain-timeout", "2s")
-			echoOnce(t, addr, "before")
-			c, err := net.Dial("tcp", addr)
+			s := serve(t, "--addr", "127.0.0.1:0", "--drain-timeout", "2s")
+			echoOnce(t, s.Addr, "before")
+			c, err := net.Dial("tcp", s.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			c.Write([]byte("x"))
 			c.Read(make([]byte, 1))
-			if err := cmd.Process.Signal(sig); err != nil {
+			if err := s.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.SetReadDeadline(time.Now().Add(testkit.Bound))
 			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 				t.Errorf("client still connected after %v: (%d, %v)", sig, n, err)
 			}
-			if err := waitExit(t, cmd, 10*time.Second); err != nil {
+			if err := s.Wait(testkit.Bound); err != nil {
 				t.Fatalf("exit after %v: %v", sig, err)
 			}
 		})

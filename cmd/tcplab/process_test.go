@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -14,75 +11,25 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/conformance"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
-
-// serveBinary runs this test binary as "tcplab serve --addr 127.0.0.1:0
-// args..." in a child process, and returns it once it has logged its
-// address. The process is killed when the test ends if it still runs.
-func serveBinary(t *testing.T, args ...string) (cmd *exec.Cmd, addr string) {
-	t.Helper()
-	cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "TCPLAB_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	lines := bufio.NewScanner(stderr)
-	for addr == "" && lines.Scan() {
-		if m := servingAddr.FindStringSubmatch(lines.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatal("tcplab serve never reported its address")
-	}
-	go io.Copy(io.Discard, stderr) // ends when Wait closes the pipe
-	return cmd, addr
-}
-
-// waitExit waits for cmd to exit, at most bound, and returns its error.
-func waitExit(t *testing.T, cmd *exec.Cmd, bound time.Duration) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(bound):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%v still running %v after it was asked to stop", cmd.Args, bound)
-		return nil
-	}
-}
 
 // liveChildren waits until pid has n live children and returns them.
 func liveChildren(t *testing.T, pid, n int) []conformance.Proc {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		kids, err := conformance.Children(pid)
-		if err != nil {
-			t.Fatal(err)
+	var kids []conformance.Proc
+	testkit.Eventually(t, testkit.Bound, fmt.Sprintf("process %d has %d live children", pid, n), func() error {
+		var err error
+		if kids, err = conformance.Children(pid); err != nil {
+			return err
 		}
 		kids = slices.DeleteFunc(kids, func(p conformance.Proc) bool { return p.State == "Z" })
-		if len(kids) == n {
-			return kids
+		if len(kids) != n {
+			return fmt.Errorf("children %v", kids)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d has children %v, want %d", pid, kids, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return kids
 }
 
 // TestPreforkSIGTERMStopsEveryWorkerAndExitsZero runs "tcplab serve --model
@@ -90,26 +37,26 @@ func liveChildren(t *testing.T, pid, n int) []conformance.Proc {
 // parent, and expects the client's connection to end, the parent to exit
 // 0, and no worker to remain.
 func TestPreforkSIGTERMStopsEveryWorkerAndExitsZero(t *testing.T) {
-	cmd, addr := serveBinary(t, "--model", "prefork", "--workers", "2", "--drain-timeout", "2s")
-	liveChildren(t, cmd.Process.Pid, 2)
-	echoOnce(t, addr, "before")
-	c, err := net.Dial("tcp", addr)
+	s := serve(t, "--addr", "127.0.0.1:0", "--model", "prefork", "--workers", "2", "--drain-timeout", "2s")
+	liveChildren(t, s.Pid(), 2)
+	echoOnce(t, s.Addr, "before")
+	c, err := net.Dial("tcp", s.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(testkit.Bound))
 	echoOn(t, c, "held")
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Errorf("client still connected after SIGTERM: (%d, %v)", n, err)
 	}
-	if err := waitExit(t, cmd, 10*time.Second); err != nil {
+	if err := s.Wait(testkit.Bound); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	conformance.CheckNoStrays(t, 5*time.Second)
+	conformance.CheckNoStrays(t)
 }
 
 // TestProcessModelChildrenDieWithTheirParent SIGKILLs a fork or prefork
@@ -118,24 +65,21 @@ func TestPreforkSIGTERMStopsEveryWorkerAndExitsZero(t *testing.T) {
 func TestProcessModelChildrenDieWithTheirParent(t *testing.T) {
 	for _, model := range []string{"fork", "prefork"} {
 		t.Run(model, func(t *testing.T) {
-			cmd, addr := serveBinary(t, "--model", model, "--workers", "2")
-			c, err := net.Dial("tcp", addr)
+			s := serve(t, "--addr", "127.0.0.1:0", "--model", model, "--workers", "2")
+			c, err := net.Dial("tcp", s.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.SetDeadline(time.Now().Add(testkit.Bound))
 			echoOn(t, c, "served by a child")
 			want := 1 // fork: the child serving c
 			if model == "prefork" {
 				want = 2
 			}
-			liveChildren(t, cmd.Process.Pid, want)
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			waitExit(t, cmd, 10*time.Second)
-			conformance.CheckNoStrays(t, 5*time.Second)
+			liveChildren(t, s.Pid(), want)
+			s.Kill()
+			conformance.CheckNoStrays(t)
 			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 				t.Errorf("client still served after its server's parent was killed: (%d, %v)", n, err)
 			}

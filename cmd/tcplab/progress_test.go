@@ -45,8 +45,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 // TestLoadShowsProgressOnATerminal runs load with a terminal as stderr and
 // expects the live bar there, while stdout keeps the summary.
 func TestLoadShowsProgressOnATerminal(t *testing.T) {
-	addr, _, stop := startServe(t, "--addr", "127.0.0.1:0")
-	defer stop()
+	addr := serve(t, "--addr", "127.0.0.1:0").Addr
 	master, slave := openPTY(t)
 	defer master.Close()
 	if !isTerminal(slave) || isTerminal(io.Discard) {

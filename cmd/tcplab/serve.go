@@ -16,7 +16,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/tcplab/tcplab/app/registry"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
 )
 
 // serveOptions holds the serve command's flags.
@@ -24,9 +27,10 @@ type serveOptions struct {
 	app      string
 	model    string
 	logLevel string
-	cfg      engine.Config
-	chat     chatFlags
-	hard     hardeningFlags
+	// printAddr prints the bound address on stdout once serving (ready.go).
+	printAddr bool
+	cfg       engine.Config
+	hard      hardeningFlags
 }
 
 // modelFlags are the flags that only some models read. Each model lists the
@@ -51,8 +55,9 @@ On a signal it stops accepting, lets queued writes flush for up to
 	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo or chat")
 	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.BoolVar(&o.printAddr, "print-addr", false, `once serving, print "listening on ADDR" (and "metrics on URL" with --metrics) to stdout`)
 	addConfigFlags(f, &o.cfg)
-	addChatFlags(f, &o.chat)
+	addAppFlags(f)
 	addHardeningFlags(f, &o.hard)
 	return cmd
 }
@@ -65,7 +70,10 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	// A fork or prefork child runs this same command line: its parent has
 	// already said what it serves and warned about the flags, so the child
 	// logs only warnings and errors, and repeats none of the parent's.
-	_, child, _ := engine.Child()
+	spec, child, specErr := engine.Child()
+	if specErr != nil {
+		return specErr
+	}
 	if child {
 		level = max(level, slog.LevelWarn)
 	}
@@ -80,9 +88,10 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return usageError{err}
 	}
-	a, err := lookupApp(o.app)
+	apps := registry.Apps()
+	a, err := apps.Lookup(o.app)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	if err := checkConfig(&o.cfg); err != nil {
 		return usageError{err}
@@ -95,19 +104,26 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err := checkAddr(o.cfg.Addr, warnLog); err != nil {
 		return usageError{err}
 	}
-	h, err := a.new(o)
-	if re := (runtimeError{}); errors.As(err, &re) {
-		return err
+	// The app's handler, from its flags; a fork or prefork child rebuilds
+	// its parent's from the same values, which the parent passes on in
+	// o.cfg.AppParams.
+	var h handler.Handler
+	if child {
+		h, err = apps.Child(spec, log)
+	} else {
+		h, err = apps.New(a.Name, appParams(cmd.Flags(), a), model, &o.cfg)
+	}
+	if re := (registry.RuntimeError{}); errors.As(err, &re) {
+		return runtimeError{err}
 	}
 	if err != nil {
 		return usageError{err}
 	}
 
-	o.cfg.App = a.name
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close() // after the server has shut down
 	}
-	m := o.hard.newMetrics(model.Name, a.name, &o.cfg, child)
+	m := o.hard.newMetrics(model.Name, a.Name, &o.cfg, child)
 	srv, err := engine.Listen(model.Name, h, o.cfg)
 	err = configError(err)
 	if errors.Is(err, engine.ErrNoTLS) {
@@ -116,8 +132,8 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "app", a.name, "model", model.Name, "addr", srv.Addr().String(), "tls", o.cfg.TLS())
-	stopMetrics, err := o.hard.serveMetrics(m, srv, h, log)
+	log.Info("serving", "app", a.Name, "model", model.Name, "addr", srv.Addr().String(), "tls", o.cfg.TLS())
+	metricsURL, stopMetrics, err := o.hard.serveMetrics(m, srv, h, log)
 	if err != nil {
 		shutdown(srv, o.cfg.DrainTimeout, log)
 		return err
@@ -126,10 +142,14 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Ready only now: a SIGTERM right after READY=1 must find its handler.
+	ready := newReadiness(o.printAddr, cmd.OutOrStdout(), log, child)
+	ready.ready(a.Name, model.Name, srv.Addr().String(), metricsURL)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {
 	case err := <-served:
+		ready.stopping()
 		shutdown(srv, o.cfg.DrainTimeout, log)
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
@@ -138,6 +158,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "drain_timeout", o.cfg.DrainTimeout.String())
+	ready.stopping()
 	shutdown(srv, o.cfg.DrainTimeout, log)
 	if err := <-served; err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -102,13 +103,7 @@ func TestConnectionRate(t *testing.T) {
 	}
 	// The bucket refills at 20 a second: a token is back within a few
 	// tens of milliseconds (bounded here by a second).
-	deadline := time.Now().Add(time.Second)
-	for l.Admit(a) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the bucket never refilled")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, time.Second, "the bucket refills", func() error { return l.Admit(a) })
 }
 
 // TestMemoryBounded admits and releases connections from 100,000

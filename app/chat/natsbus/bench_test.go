@@ -8,12 +8,22 @@ import (
 	"time"
 
 	"github.com/tcplab/tcplab/app/chat"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// countNode counts the room events delivered to it.
-type countNode struct{ n atomic.Int64 }
+// countNode counts the room events delivered to it, and closes all once
+// it has counted want.
+type countNode struct {
+	n    atomic.Int64
+	want int64
+	all  chan struct{}
+}
 
-func (c *countNode) Deliver(chat.Event)                  { c.n.Add(1) }
+func (c *countNode) Deliver(chat.Event) {
+	if c.n.Add(1) == c.want {
+		close(c.all)
+	}
+}
 func (c *countNode) DeliverPrivate(chat.Event) bool      { return false }
 func (c *countNode) Members(string) []string             { return nil }
 func (c *countNode) Rooms() map[string]int               { return nil }
@@ -43,7 +53,7 @@ func BenchmarkRoomAcrossNodes(b *testing.B) {
 		b.Cleanup(func() { l.Close() })
 		return l
 	}
-	recv := &countNode{}
+	recv := &countNode{want: int64(b.N), all: make(chan struct{})}
 	from, to := join(&countNode{}), join(recv)
 	for _, l := range []chat.Bus{from, to} {
 		if err := l.Subscribe("bench"); err != nil {
@@ -65,12 +75,10 @@ func BenchmarkRoomAcrossNodes(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for recv.n.Load() < int64(b.N) {
-		if time.Now().After(deadline) {
-			b.Fatalf("delivered %d of %d", recv.n.Load(), b.N)
-		}
-		runtime.Gosched()
+	select {
+	case <-recv.all:
+	case <-time.After(testkit.Bound):
+		b.Fatalf("delivered %d of %d", recv.n.Load(), b.N)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -18,44 +18,44 @@ func TestAcrossNodes(t *testing.T) {
 	n2 := startNode(t, testBusOptions(ns.URL()))
 
 	a := dial(t, n1)
-	if a.nick != "guest-1" {
-		t.Errorf("first guest: %s", a.nick)
+	if a.Name != "guest-1" {
+		t.Errorf("first guest: %s", a.Name)
 	}
 	b := dial(t, n2)
-	if b.nick != "guest-2" { // one counter for the whole bus
-		t.Errorf("second guest, on the other node: %s", b.nick)
+	if b.Name != "guest-2" { // one counter for the whole bus
+		t.Errorf("second guest, on the other node: %s", b.Name)
 	}
-	a.expect("JOIN lobby guest-2")
-	a.call("/nick alice", "OK nick alice")
-	a.nick = "alice"
-	b.call("/nick alice", "ERR nick-taken alice")
-	b.call("/nick bob", "OK nick bob")
-	b.nick = "bob"
+	a.Next("JOIN lobby guest-2")
+	a.Call("/nick alice", "OK nick alice")
+	a.Name = "alice"
+	b.Call("/nick alice", "ERR nick-taken alice")
+	b.Call("/nick bob", "OK nick bob")
+	b.Name = "bob"
 	c := join(t, n2, "carol", "")
-	a.expect("JOIN lobby guest-3")
+	a.Next("JOIN lobby guest-3")
 
-	a.send("hello from n1")
-	b.expect("MSG lobby alice hello from n1")
-	c.expect("MSG lobby alice hello from n1")
-	b.send("hello from n2")
-	a.expect("MSG lobby bob hello from n2")
-	c.expect("MSG lobby bob hello from n2")
-	a.quiet()
-	b.quiet()
-	c.quiet()
+	a.MustSend("hello from n1")
+	b.Next("MSG lobby alice hello from n1")
+	c.Next("MSG lobby alice hello from n1")
+	b.MustSend("hello from n2")
+	a.Next("MSG lobby bob hello from n2")
+	c.Next("MSG lobby bob hello from n2")
+	a.Quiet()
+	b.Quiet()
+	c.Quiet()
 
-	b.call("/who", "OK who alice bob carol")
-	a.call("/rooms", "OK rooms lobby:3")
-	c.call("/join dev", "OK join dev")
-	a.expect("LEAVE lobby carol")
-	a.call("/rooms", "OK rooms dev:1 lobby:2")
-	a.call("/join dev", "OK join dev")
-	c.expect("JOIN dev alice")
-	c.call("/who", "OK who alice carol")
+	b.Call("/who", "OK who alice bob carol")
+	a.Call("/rooms", "OK rooms lobby:3")
+	c.Call("/join dev", "OK join dev")
+	a.Next("LEAVE lobby carol")
+	a.Call("/rooms", "OK rooms dev:1 lobby:2")
+	a.Call("/join dev", "OK join dev")
+	c.Next("JOIN dev alice")
+	c.Call("/who", "OK who alice carol")
 
-	a.call("/msg bob psst", "OK msg")
-	b.expect("PRIV alice psst")
-	a.call("/msg nobody x", "ERR no-such-nick nobody")
+	a.Call("/msg bob psst", "OK msg")
+	b.Next("PRIV alice psst")
+	a.Call("/msg nobody x", "ERR no-such-nick nobody")
 	// Renames across nodes are covered by the conformance suite on fork,
 	// where every client is a node of its own.
 
@@ -88,10 +88,10 @@ func TestMessagesFitTheMaxPayload(t *testing.T) {
 	b := join(t, n2, long, "")
 	refused := func(cmd string, frameLen int) {
 		t.Helper()
-		a.send(cmd)
+		a.MustSend(cmd)
 		want := fmt.Sprintf("ERR too-long the message would make a %d-byte frame; the limit is %d", frameLen, limit)
 		var got []string
-		for _, f := range a.sync() {
+		for _, f := range a.Sync() {
 			if !isPresence(f) {
 				got = append(got, f)
 			}
@@ -105,14 +105,14 @@ func TestMessagesFitTheMaxPayload(t *testing.T) {
 	refused(strings.Repeat("x", limit+1-len(msg)), limit+1)
 	refused(strings.Repeat("x", maxPayload), len(msg)+maxPayload) // NATS would refuse it
 	text := strings.Repeat("y", limit-len(msg))
-	a.send(text)
-	b.expect(msg + text)
+	a.MustSend(text)
+	b.Next(msg + text)
 
 	priv := "PRIV alice "
 	refused("/msg "+long+" "+strings.Repeat("x", limit+1-len(priv)), limit+1)
 	text = strings.Repeat("z", limit-len(priv))
-	a.call("/msg "+long+" "+text, "OK msg")
-	b.expect(priv + text)
+	a.Call("/msg "+long+" "+text, "OK msg")
+	b.Next(priv + text)
 	if st := n1.net.Stats(); st.PublishErrors != 0 {
 		t.Errorf("%d events refused by NATS", st.PublishErrors)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/app/chat/natsbus"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // cluster is three NATS servers routed to each other on 127.0.0.1, with
@@ -74,26 +75,22 @@ func (c *cluster) waitJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(ioTimeout)
-	for {
+	testkit.Eventually(t, ioTimeout, "the cluster's JetStream places a stream on all three servers", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "probe", Subjects: []string{"probe"}, Storage: jetstream.MemoryStorage, Replicas: 3})
 		cancel()
-		if err == nil {
-			// Its own context: the creation may have used up most of the
-			// second on a loaded machine (seen at a load average of 40).
-			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-			defer cancel()
-			if err := js.DeleteStream(ctx, "probe"); err != nil {
-				t.Fatalf("deleting the probe stream: %v", err)
-			}
-			return
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster's JetStream is not ready: %v", err)
+		// Its own context: the creation may have used up most of the
+		// second on a loaded machine (seen at a load average of 40).
+		dctx, dcancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer dcancel()
+		if err := js.DeleteStream(dctx, "probe"); err != nil {
+			t.Fatalf("deleting the probe stream: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitInterest waits until every server of the cluster counts at least n
@@ -105,22 +102,19 @@ func (c *cluster) waitInterest(t *testing.T, room string, n int) {
 	t.Helper()
 	subject := "tcplab.chat.room." + room
 	start := time.Now()
-	for {
+	testkit.Eventually(t, ioTimeout, fmt.Sprintf("every server counts %d subscriptions to %s", n, subject), func() error {
 		ready := 0
 		for _, s := range c.servers {
 			if s.Interest(subject) >= n {
 				ready++
 			}
 		}
-		if ready == len(c.servers) {
-			t.Logf("%s: interest on every server after %v", subject, time.Since(start).Round(time.Microsecond))
-			return
+		if ready < len(c.servers) {
+			return fmt.Errorf("%d of %d servers do", ready, len(c.servers))
 		}
-		if time.Since(start) > ioTimeout {
-			t.Fatalf("%s: %d of %d servers count %d subscriptions after %v", subject, ready, len(c.servers), n, ioTimeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
+	t.Logf("%s: interest on every server after %v", subject, time.Since(start).Round(time.Microsecond))
 }
 
 func (c *cluster) metaLeader() int {
@@ -170,13 +164,14 @@ type tally struct {
 // receive reads MSG frames "MSG <room> <sender> <sender>-<i>" until every
 // sender in want has delivered its last index (total-1), or the
 // connection fails. It records NOTICE frames.
-func receive(c *client, room string, want map[string]int) (*tally, error) {
+func receive(c *testkit.Client, room string, want map[string]int) (*tally, error) {
+	c.Skip = nil // notices count here
 	tl := &tally{got: map[string][]int{}}
 	done := 0
 	for done < len(want) {
-		f, err := c.read()
+		f, err := c.Read()
 		if err != nil {
-			return tl, fmt.Errorf("%s: %w (got %v)", c.nick, err, counts(tl.got))
+			return tl, fmt.Errorf("%s: %w (got %v)", c.Name, err, counts(tl.got))
 		}
 		if n, ok := strings.CutPrefix(f, "NOTICE "); ok {
 			tl.notices = append(tl.notices, n)
@@ -194,7 +189,7 @@ func receive(c *client, room string, want map[string]int) (*tally, error) {
 		total, ok := want[from]
 		i, err := strconv.Atoi(strings.TrimPrefix(text, from+"-"))
 		if !ok || r != room || err != nil {
-			return tl, fmt.Errorf("%s: unexpected %q", c.nick, f)
+			return tl, fmt.Errorf("%s: unexpected %q", c.Name, f)
 		}
 		tl.got[from] = append(tl.got[from], i)
 		if i == total-1 {
@@ -232,14 +227,14 @@ func TestClusterOrdering(t *testing.T) {
 	nodes := clusterNodes(t, c, [3]int{0, 1, 2})
 	a, b, cn := nodes[0], nodes[1], nodes[2]
 	const total = 1000
-	receivers := []*client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news")}
+	receivers := []*testkit.Client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news")}
 	c.waitInterest(t, "news", 1) // A's, everywhere
-	senders := []*client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, cn, "sc3", "news"), join(t, b, "sb1", "news")}
+	senders := []*testkit.Client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, cn, "sc3", "news"), join(t, b, "sb1", "news")}
 	want := map[string]int{}
 	for _, s := range senders {
-		want[s.nick] = total
+		want[s.Name] = total
 		for _, r := range receivers {
-			r.expect("JOIN news " + s.nick) // the path from s's node to A works
+			r.Next("JOIN news " + s.Name) // the path from s's node to A works
 		}
 	}
 
@@ -256,9 +251,11 @@ func TestClusterOrdering(t *testing.T) {
 		send.Go(func() {
 			msgs := make([]string, total)
 			for i := range msgs {
-				msgs[i] = numbered(s.nick, i)
+				msgs[i] = numbered(s.Name, i)
 			}
-			s.send(msgs...)
+			if err := s.Send(msgs...); err != nil {
+				t.Error(err)
+			}
 		})
 	}
 	send.Wait()
@@ -270,9 +267,9 @@ func TestClusterOrdering(t *testing.T) {
 	}
 	for i, tl := range results {
 		for _, s := range senders {
-			missing, err := inOrder(tl.got[s.nick], total)
+			missing, err := inOrder(tl.got[s.Name], total)
 			if err != nil || missing != 0 || len(tl.notices) != 0 {
-				t.Errorf("%s from %s: %d missing, order: %v, notices %q", receivers[i].nick, s.nick, missing, err, tl.notices)
+				t.Errorf("%s from %s: %d missing, order: %v, notices %q", receivers[i].Name, s.Name, missing, err, tl.notices)
 			}
 		}
 	}
@@ -284,13 +281,14 @@ func TestClusterOrdering(t *testing.T) {
 // drainAll reads each client in the background, keeping its NOTICE
 // frames, until the returned stop closes the connections; stop returns
 // the notices per client.
-func drainAll(cs []*client) (stop func() [][]string) {
+func drainAll(cs []*testkit.Client) (stop func() [][]string) {
 	notices := make([][]string, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
+		c.Skip = nil // notices count here
 		wg.Go(func() {
 			for {
-				f, err := c.read()
+				f, err := c.Read()
 				if err != nil {
 					return
 				}
@@ -302,7 +300,7 @@ func drainAll(cs []*client) (stop func() [][]string) {
 	}
 	return func() [][]string {
 		for _, c := range cs {
-			c.c.Close()
+			c.Close()
 		}
 		wg.Wait()
 		return notices
@@ -333,13 +331,13 @@ func TestClusterFailover(t *testing.T) {
 	a, b, cn := nodes[0], nodes[1], nodes[2]
 
 	const total, killAt, pace = 500, 150, 2 * time.Millisecond
-	receivers := []*client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news"), join(t, cn, "rc", "news")}
+	receivers := []*testkit.Client{join(t, a, "ra1", "news"), join(t, a, "ra2", "news"), join(t, cn, "rc", "news")}
 	c.waitInterest(t, "news", 2) // A's and C's, everywhere
-	senders := []*client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, b, "sb", "news")}
+	senders := []*testkit.Client{join(t, cn, "sc1", "news"), join(t, cn, "sc2", "news"), join(t, b, "sb", "news")}
 	for _, s := range senders {
 		for _, r := range receivers {
-			if r.nick != "rc" || s.nick == "sb" {
-				r.expect("JOIN news " + s.nick)
+			if r.Name != "rc" || s.Name == "sb" {
+				r.Next("JOIN news " + s.Name)
 			}
 		}
 	}
@@ -361,7 +359,10 @@ func TestClusterFailover(t *testing.T) {
 				if si == 0 && i == killAt {
 					close(killed)
 				}
-				s.send(numbered(s.nick, i))
+				if err := s.Send(numbered(s.Name, i)); err != nil {
+					t.Error(err)
+					return
+				}
 				time.Sleep(pace)
 			}
 		})
@@ -387,21 +388,21 @@ func TestClusterFailover(t *testing.T) {
 		for from := range all {
 			missing, err := inOrder(tl.got[from], total)
 			if err != nil {
-				t.Errorf("%s from %s: %v", r.nick, from, err)
+				t.Errorf("%s from %s: %v", r.Name, from, err)
 			}
 			_, senderOnC := fromC[from]
-			if crossed := senderOnC != (r.nick == "rc"); crossed {
+			if crossed := senderOnC != (r.Name == "rc"); crossed {
 				lost += missing
 			} else if missing != 0 {
-				t.Errorf("%s lost %d of %s's messages, which never passed the killed server", r.nick, missing, from)
+				t.Errorf("%s lost %d of %s's messages, which never passed the killed server", r.Name, missing, from)
 			}
 		}
-		t.Logf("%s: lost %d, reported lost %d, notices %q", r.nick, lost, tl.lostRep, tl.notices)
+		t.Logf("%s: lost %d, reported lost %d, notices %q", r.Name, lost, tl.lostRep, tl.notices)
 		if uint64(lost) != tl.lostRep {
-			t.Errorf("%s: %d messages missing, %d reported by NOTICE lost", r.nick, lost, tl.lostRep)
+			t.Errorf("%s: %d messages missing, %d reported by NOTICE lost", r.Name, lost, tl.lostRep)
 		}
 		if lost > failoverLossBound {
-			t.Errorf("%s: %d messages lost in the failover, over the bound of %d", r.nick, lost, failoverLossBound)
+			t.Errorf("%s: %d messages lost in the failover, over the bound of %d", r.Name, lost, failoverLossBound)
 		}
 	}
 	stA, stC := a.net.Stats(), cn.net.Stats()
@@ -421,10 +422,10 @@ func TestClusterFailover(t *testing.T) {
 	}
 	for i, s := range senders[:2] { // C's clients heard about it, and stayed
 		if !hasPrefix(notices[i], "bus-down ") || !hasPrefix(notices[i], "bus-up ") {
-			t.Errorf("%s got notices %q; want bus-down and bus-up", s.nick, notices[i])
+			t.Errorf("%s got notices %q; want bus-down and bus-up", s.Name, notices[i])
 		}
 	}
-	receivers[2].sync() // rc is still connected and answered
+	receivers[2].Sync() // rc is still connected and answered
 }
 
 // failoverLossBound is the most messages a receiver may miss when the
@@ -458,7 +459,7 @@ func TestOwnEventsThatComeBackAreDropped(t *testing.T) {
 	nd := startNode(t, testBusOptions(ns.URL()))
 	rc := join(t, nd, "rc", "news")
 	sc := join(t, nd, "sc", "news")
-	rc.expect("JOIN news sc")
+	rc.Next("JOIN news sc")
 
 	relay, err := nats.Connect(ns.URL(), nats.NoEcho())
 	if err != nil {
@@ -493,13 +494,13 @@ func TestOwnEventsThatComeBackAreDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sc.send("one", "two")
+	sc.MustSend("one", "two")
 	if err := <-relayed; err != nil {
 		t.Fatal(err)
 	}
-	rc.expect("MSG news sc one")
-	rc.expect("MSG news sc two")
-	if f := rc.next(); f != "MSG news relay end" {
+	rc.Next("MSG news sc one")
+	rc.Next("MSG news sc two")
+	if f := rc.MustRead(); f != "MSG news relay end" {
 		t.Errorf("rc got %q after sc's two messages; want the relay's, and sc's not again", f)
 	}
 	if st := nd.net.Stats(); st.Echoes != sent || st.Duplicates != 0 {

@@ -1,9 +1,7 @@
 package natsbus_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -16,12 +14,13 @@ import (
 	"github.com/tcplab/tcplab/app/chat/natsbus"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// ioTimeout bounds every read and write; a failure limit, not a target.
-const ioTimeout = 20 * time.Second
+// ioTimeout bounds every wait; a failure limit, not a target.
+const ioTimeout = testkit.Bound
 
 // startNATS starts an embedded NATS server for the test.
 func startNATS(t *testing.T, o natsbus.EmbeddedOptions) *natsbus.Embedded {
@@ -100,145 +99,28 @@ func (nd *node) stop(t *testing.T) {
 	nd.h.Close()
 }
 
-// client is a chat client in line framing.
-type client struct {
-	t    *testing.T
-	c    net.Conn
-	r    *bufio.Reader
-	nick string
-}
+// The tests' clients speak line framing, and their reads pass over
+// presence and notices (isPresence), which other nodes deliver when they
+// will. A test that counts notices reads with Skip nil.
 
 // dial connects to nd and reads HELLO.
-func dial(t *testing.T, nd *node) *client {
+func dial(t *testing.T, nd *node) *testkit.Client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", nd.addr, ioTimeout)
+	c, err := testkit.Dialer{Skip: isPresence}.Hello(t, nd.addr, frame.Line)
 	if err != nil {
 		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	cl := &client{t: t, c: c, r: bufio.NewReader(c)}
-	hello := cl.next()
-	nick, ok := strings.CutPrefix(hello, "HELLO tcplab 1 ")
-	if !ok {
-		t.Fatalf("greeting %q", hello)
-	}
-	cl.nick = nick
-	return cl
-}
-
-// join dials nd, takes nick and joins room (if not empty).
-func join(t *testing.T, nd *node, nick, room string) *client {
-	t.Helper()
-	c := dial(t, nd)
-	if nick != "" {
-		c.call("/nick "+nick, "OK nick "+nick)
-		c.nick = nick
-	}
-	if room != "" {
-		c.call("/join "+room, "OK join "+room)
 	}
 	return c
 }
 
-func (c *client) send(lines ...string) {
-	c.t.Helper()
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	c.c.SetWriteDeadline(time.Now().Add(ioTimeout))
-	if _, err := c.c.Write([]byte(b.String())); err != nil {
-		c.t.Fatalf("%s: write: %v", c.nick, err)
-	}
-}
-
-// read returns the next frame or the error; it waits at most ioTimeout.
-func (c *client) read() (string, error) {
-	c.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	line, err := c.r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(line, "\n"), nil
-}
-
-func (c *client) next() string {
-	c.t.Helper()
-	f, err := c.read()
-	if err != nil {
-		c.t.Fatalf("%s: read: %v", c.nick, err)
-	}
-	return f
-}
-
-// expect reads frames until want, skipping presence (JOIN, LEAVE) and
-// NOTICE frames; anything else first fails.
-func (c *client) expect(want string) {
-	c.t.Helper()
-	for {
-		f := c.next()
-		if f == want {
-			return
-		}
-		if !isPresence(f) {
-			c.t.Fatalf("%s: got %q, want %q", c.nick, f, want)
-		}
-	}
+// join dials nd, takes nick and joins room (if not empty).
+func join(t *testing.T, nd *node, nick, room string) *testkit.Client {
+	t.Helper()
+	return testkit.Dialer{Skip: isPresence}.Join(t, nd.addr, frame.Line, nick, room)
 }
 
 func isPresence(f string) bool {
-	return strings.HasPrefix(f, "JOIN ") || strings.HasPrefix(f, "LEAVE ") || strings.HasPrefix(f, "NOTICE ")
-}
-
-// call sends a command and expects its reply.
-func (c *client) call(cmd, want string) {
-	c.t.Helper()
-	c.send(cmd)
-	c.expect(want)
-}
-
-// sync sends /ping and returns the frames before its PONG.
-func (c *client) sync() []string {
-	c.t.Helper()
-	c.send("/ping")
-	var got []string
-	for {
-		f := c.next()
-		if f == "PONG" {
-			return got
-		}
-		got = append(got, f)
-	}
-}
-
-// quiet checks that nothing but presence arrives for a moment: a
-// negative check, so its wait is short and it can only miss a late frame,
-// never report a false failure.
-func (c *client) quiet() {
-	c.t.Helper()
-	for _, f := range c.sync() {
-		if !isPresence(f) {
-			c.t.Fatalf("%s: unexpected %q", c.nick, f)
-		}
-	}
-}
-
-func (c *client) String() string { return fmt.Sprintf("client %s", c.nick) }
-
-// expectPrefix reads frames until one starts with prefix, skipping
-// presence and other notices.
-func (c *client) expectPrefix(prefix string) string {
-	c.t.Helper()
-	for {
-		f := c.next()
-		if strings.HasPrefix(f, prefix) {
-			return f
-		}
-		if !isPresence(f) {
-			c.t.Fatalf("%s: got %q, want %s...", c.nick, f, prefix)
-		}
-	}
+	return testkit.Presence(f) || strings.HasPrefix(f, "NOTICE ")
 }
 
 // freePort returns a loopback port that was free a moment ago.

@@ -42,11 +42,14 @@ func TestWhoLeavesTheLoopFree(t *testing.T) {
 					return
 				default:
 				}
-				c.send("/who")
+				if err := c.Send("/who"); err != nil {
+					t.Error(err)
+					return
+				}
 				for {
-					f, err := c.read()
+					f, err := c.Read()
 					if err != nil {
-						t.Errorf("%s: %v", c.nick, err)
+						t.Errorf("%s: %v", c.Name, err)
 						return
 					}
 					if strings.HasPrefix(f, "OK who") {
@@ -72,7 +75,7 @@ func TestWhoLeavesTheLoopFree(t *testing.T) {
 	rtts := make([]time.Duration, pings)
 	for i := range rtts {
 		start := time.Now()
-		p.call("/ping", "PONG")
+		p.Call("/ping", "PONG")
 		rtts[i] = time.Since(start)
 	}
 	slices.Sort(rtts)
@@ -106,10 +109,10 @@ func TestBusCommandsKeepTheirOrder(t *testing.T) {
 			for _, cc := range cmds {
 				lines = append(lines, cc.cmd, "/ping")
 			}
-			c.send(lines...)
+			c.MustSend(lines...)
 			for _, cc := range cmds {
-				c.expect(cc.reply)
-				c.expect("PONG")
+				c.Next(cc.reply)
+				c.Next("PONG")
 			}
 			// Two starts, five commands; Stats counts a function once it
 			// has returned, after its reply.
