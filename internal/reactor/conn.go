@@ -60,14 +60,15 @@ type conn struct {
 	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
 	partialAt atomic.Int64
 
-	// pending holds what the session offloaded during the event running
-	// now (handler.Offload); whoever runs the session's events (the loop,
-	// or a reactor-pool worker) takes it when the event returns.
-	pending func()
-
 	mu   sync.Mutex
 	sess handler.Session
 	ex   *execState // reactor-pool dispatch: the connection's executor (pool.go)
+
+	// pending holds what the session offloaded during the event running
+	// now (handler.Offload); whoever runs the session's events (the loop,
+	// or a reactor-pool worker) takes it when the event returns. Last, so
+	// the fields before it keep the places they had before it came.
+	pending func()
 }
 
 var (
