@@ -66,8 +66,8 @@ type conn struct {
 
 	// pending holds what the session offloaded during the event running
 	// now (handler.Offload); whoever runs the session's events (the loop,
-	// or a reactor-pool worker) takes it when the event returns. Last, so
-	// the fields before it keep the places they had before it came.
+	// or a reactor-pool worker) takes it when the event returns. It is
+	// last: cold, apart from the fields the hot path reads.
 	pending func()
 }
 
