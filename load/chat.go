@@ -180,7 +180,7 @@ func (ch *chatRun) send(m *member, k int) {
 	r := ch.r
 	interval := time.Duration(float64(r.cfg.Senders) / r.cfg.Rate * float64(time.Second))
 	start := r.sendStart
-	p := &pacer{due: start.Add(interval*time.Duration(k)/time.Duration(r.cfg.Senders) - interval), interval: interval}
+	p := r.pace(start.Add(interval*time.Duration(k)/time.Duration(r.cfg.Senders)), interval, m.i)
 	defer p.stop()
 	var text, out []byte
 	for {

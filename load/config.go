@@ -14,6 +14,10 @@
 //   - Chat: N connections in one room, Senders of them posting at Rate per
 //     second in total; every member measures delivery latency from the send
 //     time carried in the message text.
+//   - Work: as echo, closed or open loop, with the work protocol's requests
+//     (sha, sleep, echo; see WorkSpec): Heavy connections send HeavyWork,
+//     the rest Work, every reply is checked, and latency is also reported
+//     per class (Result.Classes).
 //
 // A connection is successful only once one application round trip
 // completes within ConnectTimeout (an echoed message, or the chat server's
@@ -23,7 +27,10 @@
 // Latencies go into HDR histograms (github.com/HdrHistogram/hdrhistogram-go).
 // The result also carries the client's own CPU use, with a flag when it
 // reached 90% of a core (the client, not the server, may have been the
-// bottleneck), and the kernel's ListenOverflows and ListenDrops deltas.
+// bottleneck), and the kernel's ListenOverflows and ListenDrops deltas. A
+// paced run (open loop, chat senders) also reports its own send lateness
+// and the rate it reached (Result.Pacing), with warnings when they make
+// its numbers suspect.
 package load
 
 import (
@@ -40,13 +47,14 @@ import (
 const (
 	AppEcho = "echo"
 	AppChat = "chat"
+	AppWork = "work" // the work protocol (package app/work); see WorkSpec
 )
 
 // Config describes one run. The zero value of a field means its default.
 type Config struct {
 	// Addr is the server's host:port. Default 127.0.0.1:7000.
 	Addr string
-	// App is AppEcho (default) or AppChat.
+	// App is AppEcho (default), AppChat or AppWork.
 	App string
 	// Conns is the number of concurrent connections. Default 10.
 	Conns int
@@ -81,6 +89,13 @@ type Config struct {
 	// Room is the chat room. Default "lobby", where the server puts every
 	// new connection; another room is joined with /join first.
 	Room string
+	// Work is the request the light connections send (AppWork); the
+	// zero value is echo. Heavy of the connections (the first ones, the
+	// greedy clients) send HeavyWork instead; HeavyWork must be set when
+	// Heavy is not 0. See WorkSpec and Result.Classes.
+	Work      WorkSpec
+	Heavy     int
+	HeavyWork WorkSpec
 	// PortsPerSource is how many connections one source address may hold
 	// to the server; past it, connections to a 127.0.0.0/8 server come from
 	// 127.0.0.1, 127.0.0.2, ... Default: the size of
@@ -169,8 +184,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--addr %q: port %q: want 1 to 65535", c.Addr, port)
 	}
 	switch {
-	case c.App != AppEcho && c.App != AppChat:
-		return fmt.Errorf("--app %q: want echo or chat", c.App)
+	case c.App != AppEcho && c.App != AppChat && c.App != AppWork:
+		return fmt.Errorf("--app %q: want echo, chat or work", c.App)
 	case c.Conns < 1:
 		return fmt.Errorf("--conns %d: must be at least 1", c.Conns)
 	case c.App == AppChat && (c.Senders < 1 || c.Senders > c.Conns):
@@ -192,6 +207,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--per-conn %d: must be 0 (long-lived) or positive", c.PerConn)
 	case c.PortsPerSource < 0:
 		return fmt.Errorf("ports per source %d: must not be negative", c.PortsPerSource)
+	}
+	if err := c.validateWork(); err != nil {
+		return err
 	}
 	if c.Idle && (c.App != AppEcho || c.PerConn != 0 || c.Rate != 0) {
 		return errors.New("idle connections are echo's, long-lived and closed loop: drop --app, --per-conn and --rate")

@@ -14,9 +14,27 @@ import (
 	"github.com/tcplab/tcplab/internal/backoff"
 )
 
-// runEcho runs one goroutine per connection slot. A slot holds one
-// connection at a time: for the whole run, or for PerConn messages and
-// then a new one.
+// runEcho runs the echo protocol on every slot; see runSlots.
+func (r *run) runEcho() {
+	r.runSlots(func(i int) exchanger { return r.newEchoExchanger(i) })
+}
+
+// exchanger is a slot's protocol: echo, or the work protocol (work.go). A
+// slot's exchanger is used by one goroutine at a time.
+type exchanger interface {
+	// roundTrip sends one request on c and checks its reply, returning
+	// the bytes to count. first is set for a new connection's proving
+	// round trip.
+	roundTrip(c *conn, first bool) (size int, err error)
+	// record adds a completed round trip, as batch.add does.
+	record(at, fromDue, fromSent time.Duration, size int, first bool)
+	// flush flushes what record batched.
+	flush()
+}
+
+// runSlots runs one goroutine per connection slot, each with the
+// exchanger newEx returns for it. A slot holds one connection at a time:
+// for the whole run, or for PerConn messages and then a new one.
 //
 // A long-lived connection stays open, idle, after the deadline until
 // every slot's first connection has succeeded or failed: closing it at
@@ -24,14 +42,14 @@ import (
 // clients at once (seq, pool) for the clients still waiting, and they
 // would count as served although no server that kept its clients would
 // have served them.
-func (r *run) runEcho() {
+func (r *run) runSlots(newEx func(i int) exchanger) {
 	var wg, connecting sync.WaitGroup
 	allTried := make(chan struct{})
 	if r.cfg.PerConn == 0 {
 		connecting.Add(r.cfg.Conns)
 	}
 	for i := range r.cfg.Conns {
-		wg.Go(func() { r.echoSlot(i, &connecting, allTried) })
+		wg.Go(func() { r.slot(i, newEx(i), &connecting, allTried) })
 	}
 	if r.cfg.PerConn == 0 {
 		connecting.Wait()
@@ -40,12 +58,39 @@ func (r *run) runEcho() {
 	wg.Wait()
 }
 
-// pacer yields the times an open-loop slot's messages are due, and sleeps
-// until them. A nil pacer is closed loop: nothing is due ahead of time.
+// echoExchanger sends a message of Size bytes and checks its echo.
+type echoExchanger struct {
+	msg, got []byte
+	b        *batch
+}
+
+func (r *run) newEchoExchanger(i int) *echoExchanger {
+	msg := make([]byte, r.cfg.Size)
+	pattern := fmt.Appendf(nil, "conn %d ", i)
+	for j := range msg {
+		msg[j] = pattern[j%len(pattern)]
+	}
+	return &echoExchanger{msg: msg, got: make([]byte, r.cfg.Size), b: r.rec.batch(i)}
+}
+
+func (e *echoExchanger) roundTrip(c *conn, _ bool) (int, error) {
+	return len(e.msg), roundTrip(c, e.msg, e.got)
+}
+
+func (e *echoExchanger) record(at, fromDue, fromSent time.Duration, size int, _ bool) {
+	e.b.add(at, fromDue, fromSent, size)
+}
+
+func (e *echoExchanger) flush() { e.b.flush() }
+
+// pacer yields the times an open-loop slot's messages are due, sleeps
+// until them, and records how late each went out (late.go). A nil pacer
+// is closed loop: nothing is due ahead of time. Make one with run.pace.
 type pacer struct {
 	due      time.Time
 	interval time.Duration
 	timer    *time.Timer
+	late     lateBatch
 }
 
 // newPacer returns slot i's pacer. Together the slots' schedules make
@@ -58,57 +103,59 @@ func (r *run) newPacer(i int) *pacer {
 	}
 	interval := time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * float64(time.Second))
 	phase := time.Duration(float64(i) / r.cfg.Rate * float64(time.Second))
-	// next adds an interval before each message, the first included.
-	return &pacer{due: r.slotStart(i).Add(phase - interval), interval: interval}
+	return r.pace(r.slotStart(i).Add(phase), interval, i)
 }
 
 // next returns the next due time and waits for it; ok is false once the
-// run's deadline or ctx stops the slot.
+// run's deadline or ctx stops the slot. It records the message's send
+// lateness: from the later of its due time and this call to the return.
 func (p *pacer) next(r *run) (due time.Time, ok bool) {
+	ready := time.Now()
 	p.due = p.due.Add(p.interval)
 	if !p.due.Before(r.deadline) {
 		return p.due, false
 	}
-	d := time.Until(p.due)
-	if d <= 0 {
-		return p.due, r.ctx.Err() == nil
+	if d := p.due.Sub(ready); d > 0 {
+		if p.timer == nil {
+			p.timer = time.NewTimer(d)
+		} else {
+			p.timer.Reset(d)
+		}
+		select {
+		case <-p.timer.C:
+		case <-r.ctx.Done():
+			p.timer.Stop()
+			return p.due, false
+		}
+		ready = p.due
 	}
-	if p.timer == nil {
-		p.timer = time.NewTimer(d)
-	} else {
-		p.timer.Reset(d)
-	}
-	select {
-	case <-p.timer.C:
-		return p.due, true
-	case <-r.ctx.Done():
-		p.timer.Stop()
+	if r.ctx.Err() != nil {
 		return p.due, false
 	}
+	p.late.add(time.Since(ready))
+	return p.due, true
 }
 
+// stop stops the timer and flushes the lateness recorded.
 func (p *pacer) stop() {
-	if p != nil && p.timer != nil {
+	if p == nil {
+		return
+	}
+	if p.timer != nil {
 		p.timer.Stop()
 	}
+	p.late.flush()
 }
 
-// echoSlot runs slot i. Long-lived (PerConn 0), it calls connecting.Done
-// once its connection has succeeded or failed, and holds a connection
-// that succeeded until allTried is closed.
-func (r *run) echoSlot(i int, connecting *sync.WaitGroup, allTried <-chan struct{}) {
-	b := r.rec.batch(i)
-	defer b.flush()
+// slot runs slot i with its exchanger. Long-lived (PerConn 0), it calls
+// connecting.Done once its connection has succeeded or failed, and holds
+// a connection that succeeded until allTried is closed.
+func (r *run) slot(i int, ex exchanger, connecting *sync.WaitGroup, allTried <-chan struct{}) {
+	defer ex.flush()
 	var tried sync.Once
 	if r.cfg.PerConn == 0 {
 		defer tried.Do(connecting.Done)
 	}
-	msg := make([]byte, r.cfg.Size)
-	pattern := fmt.Appendf(nil, "conn %d ", i)
-	for j := range msg {
-		msg[j] = pattern[j%len(pattern)]
-	}
-	got := make([]byte, r.cfg.Size)
 	if !r.sleepUntil(r.slotStart(i)) {
 		return
 	}
@@ -116,7 +163,7 @@ func (r *run) echoSlot(i int, connecting *sync.WaitGroup, allTried <-chan struct
 	defer p.stop()
 	var bo backoff.Backoff
 	for first := true; first || r.cfg.PerConn > 0 && time.Now().Before(r.deadline) && r.ctx.Err() == nil; first = false {
-		c, err := r.connectEcho(i, msg, got, b)
+		c, err := r.connectSlot(i, ex)
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return // cancelled: not the server's failure
@@ -133,9 +180,9 @@ func (r *run) echoSlot(i int, connecting *sync.WaitGroup, allTried <-chan struct
 		if r.cfg.PerConn == 0 {
 			tried.Do(connecting.Done)
 		}
-		err = r.echoLoop(c, msg, got, b, p)
+		err = r.slotLoop(c, ex, p)
 		if r.cfg.PerConn == 0 && (err == nil || r.ended(err)) {
-			select { // hold the connection; see runEcho
+			select { // hold the connection; see runSlots
 			case <-allTried:
 			case <-r.ctx.Done():
 			}
@@ -184,27 +231,28 @@ func (r *run) dial(i int) (c *conn, limit time.Time, err error) {
 	return c, limit, nil
 }
 
-// connectEcho dials and proves the connection with one echo within the
-// connect timeout. The proving echo counts as a message.
-func (r *run) connectEcho(i int, msg, got []byte, b *batch) (*conn, error) {
+// connectSlot dials and proves the connection with one round trip within
+// the connect timeout. The proving round trip counts as a message.
+func (r *run) connectSlot(i int, ex exchanger) (*conn, error) {
 	c, _, err := r.dial(i)
 	if err != nil {
 		return nil, err
 	}
 	sent := time.Now()
-	if err := roundTrip(c, msg, got); err != nil {
+	size, err := ex.roundTrip(c, true)
+	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	now := time.Now()
 	d := now.Sub(sent)
-	b.add(now.Sub(r.start), d, d, len(msg))
+	ex.record(now.Sub(r.start), d, d, size, true)
 	return c, nil
 }
 
-// echoLoop sends messages until the deadline, or until the connection has
+// slotLoop sends messages until the deadline, or until the connection has
 // carried PerConn of them (the proving one included).
-func (r *run) echoLoop(c *conn, msg, got []byte, b *batch, p *pacer) error {
+func (r *run) slotLoop(c *conn, ex exchanger, p *pacer) error {
 	c.setDeadline(r.deadline)
 	for n := 1; r.cfg.PerConn == 0 || n < r.cfg.PerConn; n++ {
 		var due time.Time
@@ -220,11 +268,12 @@ func (r *run) echoLoop(c *conn, msg, got []byte, b *batch, p *pacer) error {
 		if p == nil {
 			due = sent
 		}
-		if err := roundTrip(c, msg, got); err != nil {
+		size, err := ex.roundTrip(c, false)
+		if err != nil {
 			return err
 		}
 		now := time.Now()
-		b.add(now.Sub(r.start), now.Sub(due), now.Sub(sent), len(msg))
+		ex.record(now.Sub(r.start), now.Sub(due), now.Sub(sent), size, false)
 	}
 	return nil
 }

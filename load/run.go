@@ -95,6 +95,16 @@ type Result struct {
 	FairnessMax   float64        `json:"fairness_max,omitempty"`
 	ServerErrors  map[string]int `json:"server_errors,omitempty"` // ERR codes received, e.g. rate-limited
 
+	// Work only: the requests, and the numbers of each class of
+	// connection (work.go).
+	Work    *WorkSpecs `json:"work,omitempty"`
+	Classes *Classes   `json:"classes,omitempty"`
+
+	// Pacing is the open loop's and the chat senders' account of their
+	// own schedule: how late they sent, and the rate they reached
+	// (late.go).
+	Pacing
+
 	// ClientCPU is this process's CPU time during the run, and
 	// ClientCPUPct that as a percentage of one core over the run's wall
 	// time (it can pass 100 on several cores). ClientSaturated is set from
@@ -133,6 +143,7 @@ type run struct {
 	cancelledAt atomic.Int64
 	src         []*net.TCPAddr
 	rec         *recorder
+	sched       *schedule // the open loop's own pacing (late.go)
 
 	ok, failed, dropped atomic.Int64
 	mu                  sync.Mutex
@@ -177,7 +188,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Sources = max(1, len(src))
 
-	r := &run{cfg: cfg, ctx: ctx, src: src, rec: newRecorder(cfg.Conns), failures: map[string]int{}}
+	var wk *workRun
+	if cfg.App == AppWork {
+		wk = newWorkRun(cfg) // computes the expected sha replies, before the clock starts
+	}
+	r := &run{cfg: cfg, ctx: ctx, src: src, rec: newRecorder(cfg.Conns), sched: newSchedule(cfg.Conns), failures: map[string]int{}}
 	kernelBefore, kerr := netstat.ReadListen()
 	cpuBefore, cerr := selfCPU()
 	r.start = time.Now()
@@ -192,6 +207,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	switch {
 	case cfg.App == AppChat:
 		chat = r.runChat()
+	case cfg.App == AppWork:
+		r.runSlots(func(i int) exchanger { return wk.newExchanger(r, i) })
 	case cfg.Idle:
 		r.runIdle()
 	default:
@@ -237,6 +254,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if chat != nil {
 		chat.fill(res, res.Window)
 	}
+	if wk != nil {
+		wk.fill(res, cfg)
+	}
+	r.sched.fill(res)
 	return res, nil
 }
 
@@ -399,6 +420,8 @@ func (res *Result) Summary() string {
 	if res.Mode != "closed" {
 		lat("uncorrected", res.LatencyUncorrected)
 	}
+	res.workSummary(&b)
+	res.pacingSummary(&b)
 	if elapsed := time.Duration(res.Elapsed * float64(time.Second)); elapsed < minSaturationWall {
 		// A ratio of two tiny numbers: a few ms of CPU over a few ms.
 		fmt.Fprintf(&b, "\nclient cpu   not measured: the run lasted %v, too short to measure (under %v)", elapsed.Round(100*time.Microsecond), minSaturationWall)

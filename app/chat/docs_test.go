@@ -1,31 +1,20 @@
 package chat
 
 import (
-	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tcplab/tcplab/internal/mdtable"
 )
 
 // tableKeys returns the first column (the text in backquotes) of the table
 // under the heading in docs/protocol.md.
 func tableKeys(t *testing.T, heading string) []string {
 	t.Helper()
-	doc, err := os.ReadFile("../../docs/protocol.md")
+	keys, err := mdtable.Keys("../../docs/protocol.md", heading)
 	if err != nil {
 		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(doc), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("docs/protocol.md has no %q", heading)
-	}
-	if i := strings.Index(section, "\n#"); i >= 0 {
-		section = section[:i]
-	}
-	var keys []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)`").FindAllStringSubmatch(section, -1) {
-		keys = append(keys, m[1])
 	}
 	return keys
 }

@@ -17,7 +17,7 @@ import (
 func chatFlags(fs *pflag.FlagSet) {
 	d := chat.DefaultOptions()
 	fs.String("framing", string(d.Framing), "chat: framing, length (4-byte big-endian length, then the text) or line (text, newline)")
-	fs.Int("max-frame", d.MaxFrame, "chat: largest frame a client may send, in bytes")
+	fs.Int("max-frame", d.MaxFrame, "chat, work: largest frame a client may send, in bytes")
 	fs.Int("max-conns", d.MaxConns, "chat: connections served at once; past it ERR server-full")
 	fs.Float64("msg-rate", d.MsgRate, "chat: frames a second per connection (token bucket); 0 turns the limit off")
 	fs.Int("msg-burst", d.MsgBurst, "chat: burst of the per-connection rate limit; 0 turns the limit off")

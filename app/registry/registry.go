@@ -120,6 +120,7 @@ func Apps() Registry {
 	return Registry{
 		{Name: "echo", Summary: "RFC 862 echo", New: func(*Params) (handler.Handler, error) { return echo.New(), nil }},
 		{Name: "chat", Summary: "rooms, nicks and private messages (docs/protocol.md)", Flags: chatFlags, New: newChat},
+		{Name: "work", Summary: "requests whose cost the client chooses: sha, sleep, echo (docs/work-protocol.md)", Flags: workFlags, New: newWork},
 	}
 }
 

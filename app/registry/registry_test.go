@@ -57,14 +57,14 @@ func TestAppsAreNamedOnceAndBuildWithTheirDefaults(t *testing.T) {
 			t.Errorf("%s: Config.App %q, AppParams %v; want the app's name and every parameter", a.Name, cfg.App, cfg.AppParams)
 		}
 	}
-	if !seen["echo"] || !seen["chat"] {
-		t.Errorf("apps %v: want echo and chat", seen)
+	if !seen["echo"] || !seen["chat"] || !seen["work"] {
+		t.Errorf("apps %v: want echo, chat and work", seen)
 	}
 }
 
 func TestLookupNamesTheApps(t *testing.T) {
 	_, err := Apps().Lookup("smtp")
-	if err == nil || err.Error() != `unknown app "smtp" (have chat, echo)` {
+	if err == nil || err.Error() != `unknown app "smtp" (have chat, echo, work)` {
 		t.Fatalf("Lookup(smtp): %v", err)
 	}
 }

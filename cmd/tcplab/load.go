@@ -21,6 +21,7 @@ type loadOptions struct {
 	cfg     load.Config
 	framing string
 	json    bool
+	work    workLoadFlags
 }
 
 func newLoadCmd() *cobra.Command {
@@ -34,21 +35,24 @@ echo runs closed loop (send, wait for the echo, send) unless --rate sets a
 total rate in messages per second: then messages are due at fixed times and
 latency counts from the time each was due (coordinated omission corrected).
 chat puts every connection in one room and --senders of them post at --rate
-in total; every member measures delivery latency.
+in total; every member measures delivery latency. work sends --work (echo,
+sha:N or sleep:DURATION), --heavy of the connections --heavy-work instead,
+checks every reply, and reports latency per class (light, heavy).
 
 A connection counts as successful only after one application round trip (an
 echo, or the chat server's HELLO) within --connect-timeout. The run reports
 its own CPU use and flags a run where it used 90% of a core or more.`,
 		Example: `  tcplab load --addr 127.0.0.1:7000 --conns 100 --duration 10s
   tcplab load --conns 1000 --rate 20000 --json
-  tcplab load --app chat --conns 200 --senders 10 --rate 500`,
+  tcplab load --app chat --conns 200 --senders 10 --rate 500
+  tcplab load --app work --conns 21 --work echo --heavy 1 --heavy-work sha:60000`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
 	c := &o.cfg
 	f.StringVar(&c.Addr, "addr", load.DefaultAddr, "server address")
-	f.StringVar(&c.App, "app", load.AppEcho, "protocol: echo or chat")
+	f.StringVar(&c.App, "app", load.AppEcho, "protocol: echo, chat or work")
 	f.IntVar(&c.Conns, "conns", load.DefaultConns, "concurrent connections")
 	f.DurationVar(&c.Duration, "duration", load.DefaultDuration, "how long to send")
 	f.IntVar(&c.Size, "size", load.DefaultSize, "message size in bytes (chat: text size); conns x size at most 512 MiB (two buffers each, 1 GiB)")
@@ -60,6 +64,7 @@ its own CPU use and flags a run where it used 90% of a core or more.`,
 	f.StringVar(&o.framing, "framing", string(frame.Length), "chat framing: length or line")
 	f.StringVar(&c.Room, "room", load.DefaultRoom, "chat room")
 	f.BoolVar(&o.json, "json", false, "print the result as one JSON object on the last line")
+	addWorkLoadFlags(f, &o.work, c)
 	return cmd
 }
 
@@ -69,6 +74,9 @@ func (o *loadOptions) run(cmd *cobra.Command) error {
 		if err := chatOnly(cmd, "framing", "senders", "room"); err != nil {
 			return err
 		}
+	}
+	if err := o.work.apply(cmd, &o.cfg); err != nil {
+		return err
 	}
 	cfg, err := typedConfig(o.cfg)
 	if err != nil {

@@ -52,7 +52,7 @@ On a signal it stops accepting, lets queued writes flush for up to
 		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo or chat")
+	f.StringVar(&o.app, "app", "echo", "protocol to serve: echo, chat or work")
 	f.StringVar(&o.model, "model", "goroutine", "concurrency model (see tcplab models)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVar(&o.printAddr, "print-addr", false, `once serving, print "listening on ADDR" (and "metrics on URL" with --metrics) to stdout`)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/serving"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -386,7 +387,12 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o options) {
 		clients[i] = bufio.NewReader(dial(t, s))
 		server[i] = <-conns
 	}
-	time.Sleep(20 * time.Millisecond) // the loop has gone to sleep
+	wait.Eventually(t, wait.Bound, "the loop sleeps", func() error {
+		if !wakes.waiting.Load() {
+			return wait.ErrNotYet
+		}
+		return nil
+	})
 	before := wakes.n.Load()
 	for m := range msgs {
 		for i := range n {
@@ -444,17 +450,12 @@ func testBalance(t *testing.T, o options) {
 
 func waitLoads(t *testing.T, s *Server, want0, want1 int64) {
 	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for {
-		l0, l1 := s.loops[0].load.Load(), s.loops[1].load.Load()
-		if l0 == want0 && l1 == want1 {
-			return
+	wait.Eventually(t, wait.Bound, fmt.Sprintf("loops hold %d and %d connections", want0, want1), func() error {
+		if l0, l1 := s.loops[0].load.Load(), s.loops[1].load.Load(); l0 != want0 || l1 != want1 {
+			return fmt.Errorf("they hold %d and %d", l0, l1)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("loops hold %d and %d connections, want %d and %d", l0, l1, want0, want1)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestListenerPerLoop: with --listeners equal to --loops each loop owns a

@@ -1,0 +1,34 @@
+// Package mdtable reads the tables of the project's Markdown docs, so that
+// tests can pin a doc's tables to the code.
+package mdtable
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+)
+
+var firstCell = regexp.MustCompile("(?m)^\\| `([^`]+)`")
+
+// Keys returns the first column of the rows, where it is text in
+// backquotes, of the tables under heading (a whole line such as "## Error
+// codes") in the Markdown file at path, up to the next heading.
+func Keys(path, heading string) ([]string, error) {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	_, section, ok := strings.Cut(string(doc), "\n"+heading+"\n")
+	if !ok {
+		return nil, fmt.Errorf("%s has no %q", path, heading)
+	}
+	if i := strings.Index(section, "\n#"); i >= 0 {
+		section = section[:i]
+	}
+	var keys []string
+	for _, m := range firstCell.FindAllStringSubmatch(section, -1) {
+		keys = append(keys, m[1])
+	}
+	return keys, nil
+}
