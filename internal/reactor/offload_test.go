@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 // TestWorkersRunAtMostMax submits more functions than the pool has
@@ -37,7 +39,7 @@ func TestWorkersRunAtMostMax(t *testing.T) {
 			running.Add(-1)
 		})
 	}
-	eventually(t, func() error {
+	wait.Eventually(t, wait.Bound, "the first functions run", func() error {
 		if r := running.Load(); r != max {
 			return fmt.Errorf("%d functions running, want %d", r, max)
 		}
@@ -87,18 +89,6 @@ func TestWorkersQueueInOrder(t *testing.T) {
 	}
 }
 
-// eventually retries f until it returns nil, for at most ioTimeout.
-func eventually(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for err := f(); err != nil; err = f() {
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // waitingBytes returns the bytes s's loops hold for after offloaded
 // functions.
 func waitingBytes(s *Server) int {
@@ -133,7 +123,7 @@ func testOffloadKeepsReadingToMaxInbound(t *testing.T, o options) {
 		_, err := io.WriteString(c, "off\n"+strings.Repeat(line, n))
 		wrote <- err
 	}()
-	eventually(t, func() error {
+	wait.Eventually(t, wait.Bound, "MaxInbound waits for the function", func() error {
 		if got := waitingBytes(s); got < o.MaxInbound {
 			return fmt.Errorf("%d bytes wait for the function", got)
 		}
