@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"github.com/tcplab/tcplab/app/work"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/load"
 )
 
@@ -130,37 +130,6 @@ func driveSpec(t *testing.T, spec string, lc load.Config) *load.Result {
 	return res
 }
 
-// wakeProbe measures how late this process wakes up while it runs: a
-// goroutine sleeps 1 ms at a time and records by how much each sleep
-// overran. stop ends it and returns the median overrun. On a machine with
-// a core to spare it is well under a millisecond; on one whose run queue
-// is long (seen here: load average 20 on 2 cores), every wake-up of every
-// process waits milliseconds for a CPU.
-func wakeProbe() (stop func() time.Duration) {
-	done := make(chan struct{})
-	result := make(chan time.Duration, 1)
-	go func() {
-		var late []time.Duration
-		for {
-			select {
-			case <-done:
-				slices.Sort(late)
-				if len(late) == 0 {
-					result <- 0
-				} else {
-					result <- late[len(late)/2]
-				}
-				return
-			default:
-			}
-			start := time.Now()
-			time.Sleep(time.Millisecond)
-			late = append(late, time.Since(start)-time.Millisecond)
-		}
-	}()
-	return func() time.Duration { close(done); return <-result }
-}
-
 // TestBlockingCallsBlockWhereTheModelRunsTheHandler: 50 clients each send
 // "sleep 20000" in closed loop. On one event loop the handler runs on the
 // loop, so the sleeps run one after another: at most one per 20 ms. One
@@ -181,11 +150,11 @@ func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
 // It needs a fifth of the second's 2500 a second for the ratio of 10.
 // Under the race detector on a 2-core machine whose run queue was long
 // (the whole suite and other work at once) goroutine once reached 443 a
-// second: each round trip's wake-ups waited for a CPU. wakeProbe measures
-// that in the same run, independently of the models: an attempt whose
-// median wake-up was more than 5 ms late measured the machine, not the
-// model; it is repeated once, and if neither attempt was quiet the test
-// skips, saying so.
+// second: each round trip's wake-ups waited for a CPU. testkit.WakeProbe
+// measures that in the same run, independently of the models: an attempt
+// whose median wake-up was more than 5 ms late measured the machine, not
+// the model; it is repeated once, and if neither attempt was quiet the
+// test skips, saying so.
 func sleepRatio(t *testing.T, spec, name string) {
 	t.Helper()
 	const sleep, attempts = 20 * time.Millisecond, 2
@@ -193,10 +162,10 @@ func sleepRatio(t *testing.T, spec, name string) {
 		Work: load.WorkSpec{Kind: load.WorkSleep, Sleep: sleep}}
 	quiet := 0
 	for a := 1; a <= attempts; a++ {
-		stopProbe := wakeProbe()
+		stopProbe := testkit.WakeProbe()
 		loop := drive(t, "reactor", 1, lc)
 		other := driveSpec(t, spec, lc)
-		late := stopProbe()
+		late, _ := stopProbe()
 		l, o := loop.Classes.Light, other.Classes.Light
 		t.Logf("attempt %d: sleep:20ms x 50 conns: reactor --loops 1 %.0f req/s (%d), %s %.0f req/s (%d); median wake-up %v late",
 			a, l.MsgsPerS, l.Msgs, name, o.MsgsPerS, o.Msgs, late)
