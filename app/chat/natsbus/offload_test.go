@@ -29,10 +29,11 @@ const (
 // A round trip also waits for CPUs: on a 2-core machine under the whole
 // suite (load average 20) the pings' p50 stayed at 62 µs while their p99
 // reached 108 ms, the kernel's run queue. testkit.WakeProbe measures that
-// beside each attempt: one whose own wake-ups ran more than 10 ms late
-// at their p99 (a round trip waits for two or three wake-ups) measured
-// the machine, and is repeated once; if neither was quiet the test skips
-// with the figures. A quiet attempt must keep the bound.
+// beside each attempt: one over the bound whose own wake-ups ran more
+// than 10 ms late at their p99 (a round trip waits for two or three
+// wake-ups) measured the machine, and is repeated once; if neither
+// attempt kept the bound or was quiet, the test skips with the figures. A
+// quiet attempt must keep the bound.
 func TestWhoLeavesTheLoopFree(t *testing.T) {
 	ns := startNATS(t, natsbus.EmbeddedOptions{})
 	o := testBusOptions(ns.URL())
@@ -97,13 +98,13 @@ func TestWhoLeavesTheLoopFree(t *testing.T) {
 		p99 := rtts[len(rtts)*99/100]
 		t.Logf("attempt %d: /ping round trips beside %d clients asking /who on one loop: p50 %v, p99 %v, max %v; this process's wake-ups late by %v (p50), %v (p99)",
 			a, whoClients, rtts[len(rtts)/2], p99, rtts[len(rtts)-1], late50, late99)
+		if p99 < bound {
+			return
+		}
 		if late99 > noisy {
 			continue // the machine, not the loop: see above
 		}
 		quiet++
-		if p99 < bound {
-			return
-		}
 	}
 	if quiet == 0 {
 		t.Skipf("in %d attempts this process's wake-ups were never under %v late at their p99: too loaded a machine to bound a latency (see the log)", attempts, noisy)
