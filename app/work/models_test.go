@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,10 +24,11 @@ import (
 )
 
 // serverEnv, when set in the environment of this test binary, makes it a
-// work server instead of the tests: "MODEL LOOPS" (see serveForParent).
+// work server instead of the tests: "MODEL LOOPS [offload]" (see
+// serveForParent).
 const serverEnv = "TCPLAB_WORK_TEST_SERVER"
 
-// TestMain serves as the server of drive, or as a fork or prefork child,
+// TestMain serves as the server of startServer, or as a fork or prefork child,
 // when the test binary is re-executed as one, and otherwise runs the
 // tests under goleak.
 func TestMain(m *testing.M) {
@@ -43,15 +44,16 @@ func TestMain(m *testing.M) {
 
 // serveForParent serves the work app with the defaults (but for sha
 // requests of any size the load allows) under the model and loop count in
-// spec ("MODEL LOOPS"), prints its address on a line of stdout, and shuts
-// down when stdin closes or SIGTERM arrives.
+// spec ("MODEL LOOPS", then "offload" for Options.Offload), prints its
+// address on a line of stdout, and shuts down when stdin closes or SIGTERM
+// arrives.
 func serveForParent(spec string) error {
 	var model string
 	var loops int
 	if _, err := fmt.Sscan(spec, &model, &loops); err != nil {
 		return fmt.Errorf("%s=%q: %w", serverEnv, spec, err)
 	}
-	h, err := work.New(work.Options{MaxSha: load.MaxShaRounds})
+	h, err := work.New(work.Options{MaxSha: load.MaxShaRounds, Offload: strings.HasSuffix(spec, " offload")})
 	if err != nil {
 		return err
 	}
@@ -74,18 +76,19 @@ func serveForParent(spec string) error {
 	return <-served
 }
 
-// startServer runs the work app under model with loops (0: the default)
-// in a process of its own, this test binary re-executed, and returns its
-// address and a function that stops it (and fails the test if it did not
-// exit cleanly). Apart, the server's handlers and the load generator do
+// startServer runs the work app as spec says (see serverEnv; loops 0:
+// the default) in a process of its own, this test binary re-executed, and
+// returns its address and a function that stops it (and fails the test if
+// it did not exit cleanly). Apart, the server's handlers and the load generator do
 // not share the Go scheduler: a CPU-bound handler holding a P would
 // otherwise delay the generator's timers and network wake-ups (by up to
 // the runtime's 10 ms preemption slice), and the generator's goroutines
 // would delay the server's.
-func startServer(t *testing.T, model string, loops int) (addr string, stop func()) {
+func startServer(t *testing.T, spec string) (addr string, stop func()) {
 	t.Helper()
+	model, _, _ := strings.Cut(spec, " ")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverEnv+"="+model+" "+strconv.Itoa(loops))
+	cmd.Env = append(os.Environ(), serverEnv+"="+spec)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -157,27 +160,45 @@ func served(t *testing.T, what string, res *load.Result, conns int) {
 // 2500 a second. Only the ratio of the two, measured together, is asserted
 // (and the loop's bound, which no machine can beat: a sleep takes at least
 // its 20 ms).
+func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
+	sleepRatio(t, "goroutine 0", "goroutine")
+}
+
+// TestOffloadedSleepsLeaveTheLoop is the same load with --offload: the
+// sleeps run on the offload workers (handler.Offload), so reactor --loops
+// 1 completes at least 10 times the requests it does with them on its
+// loop.
+func TestOffloadedSleepsLeaveTheLoop(t *testing.T) {
+	sleepRatio(t, "reactor 1 offload", "reactor --loops 1 --offload")
+}
+
+// sleepRatio drives 50 clients sending "sleep 20000" in closed loop
+// against reactor --loops 1, whose sleeps block its loop, and against the
+// server of spec (see serverEnv), called name, both at once, and requires
+// the second to complete at least 10 times the requests of the first.
 //
 // Both loads run at the same time, each against its own server, so the
 // machine's other load weighs on both alike. It slows both: each sleep
-// ends late when the run queue is long, by some L, and each of
-// goroutine's round trips waits for a few wake-ups more (the server's
-// poller, the client's read), say k in all. The loop completes about 1 /
-// (20 ms + L) a second, goroutine 50 / (20 ms + kL): the ratio, 50 (20 +
-// L) / (20 + kL), stays over 10 for any lateness as long as k is under 5.
-// Measured on this 2-core machine beside `go test -race ./conformance/`
-// and other jobs (load average 4.5 to 38): 28 to 54 times in 60 runs.
-func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
+// ends late when the run queue is long, by some L, and each of the other
+// server's round trips waits for a few wake-ups more (the server's poller,
+// the client's read), say k in all. The loop completes about 1 / (20 ms +
+// L) a second, the other up to 50 / (20 ms + kL): the ratio, 50 (20 + L) /
+// (20 + kL), stays over 10 for any lateness as long as k is under 5.
+// Measured with goroutine on this 2-core machine beside `go test -race
+// ./conformance/` and other jobs (load average 4.5 to 38): 28 to 54 times
+// in 60 runs.
+func sleepRatio(t *testing.T, spec, name string) {
+	t.Helper()
 	const sleep = 20 * time.Millisecond
 	lc := load.Config{Conns: 50, Duration: 2 * time.Second, ConnectTimeout: 20 * time.Second,
 		Work: load.WorkSpec{Kind: load.WorkSleep, Sleep: sleep}}
-	loopAddr, _ := startServer(t, "reactor", 1)
-	gorAddr, _ := startServer(t, "goroutine", 0)
-	res := runAll(t, run{"reactor --loops 1", loopAddr, lc}, run{"goroutine", gorAddr, lc})
-	loop, gor := res[0], res[1]
-	l, g := loop.Classes.Light, gor.Classes.Light
-	t.Logf("sleep:20ms x 50 conns for %v, at once: reactor --loops 1 completed %d (%.0f/s), goroutine %d (%.0f/s): %.1f times",
-		lc.Duration, l.Msgs, l.MsgsPerS, g.Msgs, g.MsgsPerS, float64(g.Msgs)/float64(max(l.Msgs, 1)))
+	loopAddr, _ := startServer(t, "reactor 1")
+	otherAddr, _ := startServer(t, spec)
+	res := runAll(t, run{"reactor --loops 1", loopAddr, lc}, run{name, otherAddr, lc})
+	loop, other := res[0], res[1]
+	l, o := loop.Classes.Light, other.Classes.Light
+	t.Logf("sleep:20ms x 50 conns for %v, at once: reactor --loops 1 completed %d (%.0f/s), %s %d (%.0f/s): %.1f times",
+		lc.Duration, l.Msgs, l.MsgsPerS, name, o.Msgs, o.MsgsPerS, float64(o.Msgs)/float64(max(l.Msgs, 1)))
 	if most := uint64(loop.Elapsed/sleep.Seconds()) + 1; l.Msgs > most {
 		t.Fatalf("reactor --loops 1 completed %d sleeps in %.2fs: more than one per 20 ms (%d), so they did not block its loop", l.Msgs, loop.Elapsed, most)
 	}
@@ -187,8 +208,8 @@ func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
 	// Counts, not rates: both runs send for the same time, and a rate's
 	// window stretches to the last reply, which on the loop is a proving
 	// echo queued behind the sleeps.
-	if g.Msgs < 10*l.Msgs {
-		t.Errorf("goroutine completed %d requests, reactor --loops 1 %d in the same time: want at least 10 times", g.Msgs, l.Msgs)
+	if o.Msgs < 10*l.Msgs {
+		t.Errorf("%s completed %d requests, reactor --loops 1 %d in the same time: want at least 10 times", name, o.Msgs, l.Msgs)
 	}
 }
 
@@ -243,8 +264,7 @@ func TestGreedyClientDelaysLightOnesOnOneLoop(t *testing.T) {
 	want := string(work.AppendHex([]byte("OK "), work.Sum(rounds, text)))
 	p99 := map[string]float64{}
 	for _, model := range []string{"reactor", "goroutine"} {
-		loops := map[string]int{"reactor": 1}[model]
-		addr, stop := startServer(t, model, loops)
+		addr, stop := startServer(t, map[string]string{"reactor": "reactor 1", "goroutine": "goroutine 0"}[model])
 		var connected atomic.Int64 // light connections proved so far
 		ctx, cancel := context.WithCancel(context.Background())
 		lc := load.Config{App: load.AppWork, Addr: addr, Conns: lightConns, Rate: lightConns * lightRate,
