@@ -46,6 +46,9 @@ type namedWorkload struct {
 	// HeavyShare.
 	cpu, heavyCPU time.Duration
 	heavyShare    float64
+	// variants are Workload's Variants: extra columns, such as
+	// {Name: "reactor+offload", Model: "reactor", Args: []string{"--offload"}}.
+	variants []Variant
 }
 
 // chatRate is the chat workload's total posting rate, per second: with
@@ -155,7 +158,7 @@ func NamedWorkload(name string, s Size) (Workload, error) {
 		return Workload{
 			Name: w.name, App: w.app, About: about,
 			Clients: slices.Clone(w.clients[s]), Backlogs: slices.Clone(w.backlogs[s]), Load: cfg, ServeArgs: slices.Clone(w.serveArgs),
-			CPU: w.cpu, HeavyCPU: w.heavyCPU, HeavyShare: w.heavyShare,
+			CPU: w.cpu, HeavyCPU: w.heavyCPU, HeavyShare: w.heavyShare, Variants: slices.Clone(w.variants),
 		}, nil
 	}
 	return Workload{}, fmt.Errorf("workload %q: want one of %s, or all", name, strings.Join(WorkloadNames(), ", "))
