@@ -97,6 +97,9 @@ var namedWorkloads = []namedWorkload{
 		clients: [2][]int{{20}, {50}}, backlogs: [2][]int{{256}, {1024}},
 		duration: [2]time.Duration{time.Second, 3 * time.Second}, connectTimeout: time.Second,
 		load: func(c *load.Config) { c.Work = load.WorkSpec{Kind: load.WorkSleep, Sleep: blockingSleep} },
+		// The stall and its fix side by side: reactor's loop sleeps in
+		// each request; with --offload the sleeps run on its workers.
+		variants: []Variant{{Name: "reactor+offload", Model: "reactor", Args: []string{"--offload"}}},
 	},
 	{
 		name: "greedy", app: load.AppWork,
