@@ -146,10 +146,13 @@ func (l *loop) post(t task) bool {
 	}
 	l.q = append(l.q, t)
 	l.queued.Store(true)
-	l.qmu.Unlock()
+	// Wake under qmu: the loop cannot have ended meanwhile, so its driver
+	// (and the wake-up descriptor wake writes to, which release closes
+	// and the kernel may hand out again) is still there.
 	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
 		l.drv.wake()
 	}
+	l.qmu.Unlock()
 	return true
 }
 

@@ -185,6 +185,7 @@ func (s *Server) release(listeners []int) {
 		unix.Close(fd)
 	}
 	for _, l := range s.loops {
+		l.end() // no wake-up from now on (a loop that ran has ended already)
 		l.drv.release()
 	}
 	s.spareMu.Lock()
