@@ -164,7 +164,12 @@ func hardenWriteTimeout(t *testing.T, m engine.Model) {
 
 	// A peer that reads in bursts, with pauses shorter than the timeout:
 	// each write makes progress, so it gets every byte and stays connected,
-	// however long the whole transfer takes.
+	// however long the whole transfer takes. Its server's timeout is ten
+	// times the pauses' length over the stalled reader's: a test goroutine
+	// on a loaded machine can be held up past 300 ms between two reads
+	// (seen once, on uring, at a load average of 20), which is the peer
+	// stalling, not the server failing.
+	s = Start(t, m.Name, Probe(), probeCfg(engine.Config{WriteTimeout: 10 * writeTimeout, MaxPending: floodPending}))
 	steady := s.Dial(t)
 	if _, err := io.WriteString(steady, flood); err != nil {
 		t.Fatal(err)
