@@ -228,8 +228,9 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 
 // TestBenchRunsTheWorkWorkloads runs cpu, blocking and greedy on two models
 // at a tiny size: the work servers answer the readiness round trip, the
-// sha requests are sized here, greedy's 4 clients hold one heavy one, and
-// each row of the verdict has its figure.
+// sha requests are sized here, greedy's 4 clients hold one heavy one,
+// blocking has its reactor+offload column, and each row of the verdict has
+// its figure.
 func TestBenchRunsTheWorkWorkloads(t *testing.T) {
 	t.Setenv("TCPLAB_TEST_MAIN", "1")
 	out := t.TempDir()
@@ -239,10 +240,18 @@ func TestBenchRunsTheWorkWorkloads(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	res := readResults(t, out)
-	if len(res.Cells) != 6 || res.Meta.ShaRoundNs <= 0 {
+	// 2 models on each workload, and blocking's reactor+offload.
+	if len(res.Cells) != 7 || res.Meta.ShaRoundNs <= 0 {
 		t.Fatalf("%d cells, a sha round %v ns", len(res.Cells), res.Meta.ShaRoundNs)
 	}
+	offloaded := 0
 	for _, c := range res.Cells {
+		if c.Model == "reactor+offload" {
+			offloaded++
+			if c.Workload != "blocking" {
+				t.Errorf("reactor+offload ran %s", c.Workload)
+			}
+		}
 		if c.Status != benchgrid.StatusOK || c.Load.OKConns != 4 || c.Load.Work == nil || c.Load.Classes.Light.Msgs == 0 {
 			t.Fatalf("%s %s: %s %q, load %+v", c.Workload, c.Model, c.Status, c.Cause, c.Load)
 		}
@@ -250,6 +259,9 @@ func TestBenchRunsTheWorkWorkloads(t *testing.T) {
 		if c.Load.Work.Light != want || c.Workload == "greedy" && (c.Load.Work.HeavyConns != 1 || c.Load.Classes.Heavy.Msgs == 0) {
 			t.Errorf("%s %s: work %+v, want light %s (and one heavy client on greedy)", c.Workload, c.Model, c.Load.Work, want)
 		}
+	}
+	if offloaded != 1 {
+		t.Errorf("%d reactor+offload cells, want 1 (on blocking)", offloaded)
 	}
 	cpu, greedy := res.Meta.Workload("cpu"), res.Meta.Workload("greedy")
 	if !strings.HasPrefix(cpu.Work, "sha:") || cpu.WorkCPUUs < 95 || cpu.WorkCPUUs > 105 ||
