@@ -24,6 +24,8 @@ type execState struct {
 	eof       bool // the peer finished (or failed) after the bytes in in
 	eofErr    error
 	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
+	paused    bool   // the session asked for a pause of reading: no Data until the loop ends it
+	again     bool   // a pause ended with input left unconsumed: pass it to Data again
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
 
@@ -152,9 +154,19 @@ func (p *pool) ended(c *conn, reason error) {
 // resumed runs c's executor again after backpressure lifted.
 func (p *pool) resumed(c *conn) {
 	c.mu.Lock()
-	if len(c.ex.in) > c.ex.seen || c.ex.eof {
+	if len(c.ex.in) > c.ex.seen || c.ex.eof || c.ex.again {
 		p.wake(c)
 	}
+	c.mu.Unlock()
+}
+
+// unpaused is called by the loop when the pause the session asked for
+// ends: Data runs again, first on what it left unconsumed.
+func (p *pool) unpaused(c *conn) {
+	c.mu.Lock()
+	c.ex.paused = false
+	c.ex.again = c.ex.seen > 0
+	p.wake(c)
 	c.mu.Unlock()
 }
 
@@ -199,14 +211,14 @@ func (p *pool) run(c *conn) (again bool) {
 			p.offload(c)
 			return false
 
-		case fresh > 0 && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
+		case (fresh > 0 || ex.again) && !ex.paused && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
 			if calls == maxRunCalls {
 				return true
 			}
 			calls++
 			p.deliver(c, fresh)
 
-		case ex.eof && fresh == 0 && !c.closer.Sealed():
+		case ex.eof && fresh == 0 && !ex.paused && !ex.again && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
 			c.closeWith(reason, false, time.Now().Add(s.cfg.DrainTimeout))
@@ -228,11 +240,13 @@ func (p *pool) deliver(c *conn, fresh int) {
 	n := ex.seen + min(fresh, s.chunk)
 	view := ex.in[:n] // the loop only appends, never moves these bytes
 	sess := c.sess
+	ex.again = false
 	c.mu.Unlock()
 	used, err := sess.Data(view)
 	if err == nil {
 		err = handler.CheckConsumed(used, n)
 	}
+	pause := c.pause.Asked()
 	over := c.out.Len() > s.highWater
 	c.mu.Lock()
 	p.offload(c)
@@ -253,7 +267,12 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
 		ex.in = nil
 	}
-	if ex.seen > s.cfg.MaxInbound {
+	if pause {
+		// No more Data until the loop ends the pause (unpaused); what the
+		// session left waits for it, so the inbound limit waits too.
+		ex.paused = true
+		c.l.post(task{kind: taskPause, c: c})
+	} else if ex.seen > s.cfg.MaxInbound {
 		c.mu.Unlock()
 		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()
