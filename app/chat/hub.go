@@ -272,7 +272,9 @@ var _ Node = node{}
 
 // Deliver fans a room event out to the local members: the frame is encoded
 // once and written to each member but the origin, under a read lock of the
-// room's fan-out barrier (see leave).
+// room's fan-out barrier (see leave). A message from a local member that
+// leaves a receiver over its flow-control mark asks the sender to pause
+// (flow.go).
 func (n node) Deliver(ev Event) {
 	h := n.h
 	v, ok := h.rooms.Load(ev.Room)
@@ -293,15 +295,26 @@ func (n node) Deliver(ev Event) {
 		return // the sender checked the size; a remote node may allow more
 	}
 	sent := uint64(0)
+	local := ev.Origin.Node == h.id
+	flow := local && ev.Kind == EventMsg
+	var origin *session
+	var stall time.Duration
 	for _, m := range members {
-		if ev.Origin.Node == h.id && ev.Origin.Conn == m.id {
+		if local && ev.Origin.Conn == m.id {
+			origin = m
 			continue
 		}
 		if m.write(out) {
 			sent++
+			if flow {
+				stall = max(stall, h.stallFor(m, len(out)))
+			}
 		}
 	}
 	h.framesOut.Add(sent)
+	if stall > 0 && origin != nil {
+		origin.askStall(stall)
+	}
 }
 
 func (n node) DeliverPrivate(ev Event) bool {
@@ -386,6 +399,7 @@ func (h *hub) list(dst []byte, what string, items []string) []byte {
 // open serves a new connection: the Handler's Open.
 func (h *hub) open(c handler.Conn) handler.Session {
 	s := &session{hub: h, conn: c, id: h.nextConn.Add(1)}
+	s.flow.conn, _ = c.(handler.Flow)
 	if h.conns.Add(1) > int64(h.opts.MaxConns) {
 		h.conns.Add(-1)
 		s.refused = true

@@ -31,6 +31,7 @@ type session struct {
 	refused bool // over MaxConns: closed from Open, never counted
 
 	nick atomic.Pointer[string] // read by other goroutines (/who)
+	flow flowState              // fan-out flow control (flow.go)
 
 	// The rest belongs to Data, Closed and the functions they offload,
 	// which the engine never runs at once.
@@ -137,6 +138,9 @@ func (s *session) Data(in []byte) (int, error) {
 		s.idle.touch(now)
 		if s.handle(p, now) {
 			break // offloaded: the rest waits for its answer
+		}
+		if s.takeStall() {
+			break // the rest after the pause: see flow.go
 		}
 	}
 	if frames > 0 {
