@@ -38,7 +38,7 @@ import (
 // waited for (its sender's hub slows it for the receivers there).
 const (
 	flowStallMin = 2 * time.Millisecond
-	flowStallMax = 50 * time.Millisecond
+	flowStallMax = 20 * time.Millisecond
 	flowGrace    = 5 * time.Second
 )
 
