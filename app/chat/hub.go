@@ -93,6 +93,9 @@ type room struct {
 	// that when leave returns no fan-out still holds a list with the
 	// member in it (see leave).
 	fan sync.RWMutex
+	// remote counts other nodes' members, for the presence limit
+	// (presence.go).
+	remote remoteCounts
 }
 
 func (r *room) load() []*session {
@@ -274,7 +277,8 @@ var _ Node = node{}
 // once and written to each member but the origin, under a read lock of the
 // room's fan-out barrier (see leave). A message from a local member that
 // leaves a receiver over its flow-control mark asks the sender to pause
-// (flow.go).
+// (flow.go). A join or a leave in a room over the presence limit goes to
+// no one (presence.go).
 func (n node) Deliver(ev Event) {
 	h := n.h
 	v, ok := h.rooms.Load(ev.Room)
@@ -282,6 +286,9 @@ func (n node) Deliver(ev Event) {
 		return
 	}
 	r := v.(*room)
+	if ev.Kind != EventMsg && !h.presenceGate(r, &ev) {
+		return
+	}
 	r.fan.RLock()
 	defer r.fan.RUnlock()
 	members := r.load()

@@ -88,7 +88,7 @@ func (s *session) start() error {
 		return err
 	}
 	s.room = r
-	s.publish(EventJoin, r.name, nil)
+	s.publishPresence(EventJoin, r)
 	s.idle = startIdle(h.opts.IdleTimeout, h.epoch, s.idleExpired)
 	return nil
 }
@@ -115,6 +115,12 @@ func (s *session) sendErr(code, detail string) { s.send(s.hub.enc.err(code, deta
 
 func (s *session) publish(kind EventKind, room string, text []byte) error {
 	return s.hub.bus.Publish(Event{Kind: kind, Room: room, Nick: s.nickname(), Text: text, Origin: s.hub.origin(s)})
+}
+
+// publishPresence publishes s's join to r, or its leave, with the count of
+// r's members here after it, for the other nodes' presence limit.
+func (s *session) publishPresence(kind EventKind, r *room) {
+	s.hub.bus.Publish(Event{Kind: kind, Room: r.name, Nick: s.nickname(), Members: len(r.load()), Origin: s.hub.origin(s)})
 }
 
 // Data decodes every whole frame in in and handles it.
@@ -270,7 +276,7 @@ func (s *session) switchRoom(name string) {
 		}
 	}
 	s.room = r
-	s.publish(EventJoin, r.name, nil)
+	s.publishPresence(EventJoin, r)
 }
 
 // leaveRoom leaves the current room and tells its other members.
@@ -279,7 +285,7 @@ func (s *session) leaveRoom() {
 		return
 	}
 	s.hub.leave(s, s.room)
-	s.publish(EventLeave, s.room.name, nil)
+	s.publishPresence(EventLeave, s.room)
 	s.room = nil
 }
 
