@@ -147,10 +147,11 @@ func fanoutDuration(b *testing.B) time.Duration {
 // fanoutStep runs the room at rate messages a second in all, for dur, on a
 // fresh server of bin with args, and returns what it measured.
 func fanoutStep(b *testing.B, bin string, args []string, rate float64, dur time.Duration) fanoutRow {
+	metrics := freeAddr(b)
 	srv := startPinnedGo(b, bin, append([]string{"serve", "--app", "chat", "--addr", "127.0.0.1:0",
-		"--msg-rate", "0", "--metrics", "127.0.0.1:0", "--backlog", "4096"}, args...)...)
+		"--msg-rate", "0", "--metrics", metrics, "--backlog", "4096"}, args...)...)
 	srv.Pin(b, 0)
-	url := metricsURL(b, srv)
+	url := "http://" + metrics
 	cpu0, wall0 := srv.CPU(b), time.Now()
 	res, err := load.Run(context.Background(), load.Config{
 		Addr: srv.Addr, App: load.AppChat, Conns: fanoutMembers, Senders: fanoutSenders,
@@ -180,24 +181,6 @@ func fanoutStep(b *testing.B, bin string, args []string, rate float64, dur time.
 	b.ReportMetric(r.slowConsumers, "slow-consumers")
 	b.ReportMetric(r.stalls, "stalls")
 	return r
-}
-
-// metricsURL waits for the server's log line naming its metrics endpoint
-// (it follows the one startServer waits for).
-func metricsURL(b *testing.B, srv *child) string {
-	b.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		for line := range strings.Lines(srv.log.String()) {
-			if _, url, ok := strings.Cut(line, "url="); strings.Contains(line, "msg=metrics") && ok {
-				return strings.TrimSuffix(strings.Fields(url)[0], "/metrics")
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no metrics endpoint in the server's log within 20s:\n%s", srv.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // scrape reads the counters of a Prometheus text page into a map by
