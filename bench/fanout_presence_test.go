@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,21 +31,15 @@ import (
 // own), and the server's peak RSS (VmHWM). It needs ulimit -n above
 // 9,100 for this process and the server.
 func BenchmarkPresenceStorm(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the members")
-	}
 	if lim, _, err := load.RaiseNofile(); err != nil || lim < stormMembers+200 {
 		b.Skipf("needs ulimit -n >= %d; have %d (%v)", stormMembers+200, lim, err)
 	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
+	loadOnCPU1(b)
 	fmt.Fprintf(os.Stdout, "%s: load average %s at the start\n", b.Name(), loadAverage())
 	bin := buildBinary(b, "tcplab")
 	var rows []string
-	for _, m := range []server{
-		{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
-		{name: "goroutine", args: []string{"--model", "goroutine"}},
-	} {
+	for _, m := range []server{pinnedModels[0], pinnedModels[2]} { // reactor, goroutine
+
 		for _, limit := range []int{0, 1000} {
 			name := fmt.Sprintf("%s/presence-limit-%d", m.name, limit)
 			b.Run(name, func(b *testing.B) {

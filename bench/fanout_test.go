@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,22 +50,13 @@ import (
 // baseEnv) the steps run on both builds, old, new, old, new, at the rates
 // this tree's build measured.
 func BenchmarkFanoutOverload(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the load")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
+	loadOnCPU1(b)
 	dur := fanoutDuration(b)
 	fmt.Fprintf(os.Stdout, "%s: load average %s at the start; %v a run\n", b.Name(), loadAverage(), dur)
-	models := []server{
-		{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
-		{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
-		{name: "goroutine", args: []string{"--model", "goroutine"}},
-	}
 	cur := buildBinary(b, "tcplab")
 	bins := builds(b)
 	var verdicts []string
-	for _, m := range models {
+	for _, m := range pinnedModels {
 		var table []fanoutRow
 		var base float64
 		for rate, fell := fanoutFirstProbe, false; rate <= fanoutLastProbe && !fell; rate *= 2 {
