@@ -46,6 +46,12 @@ type Event struct {
 	// limit.
 	Members int
 	Origin  Origin
+
+	// quiet, in a JOIN or LEAVE from this node, says that the origin's
+	// node decided, as the member joined or left, not to send its frame
+	// (the presence limit). Other nodes decide for themselves; a bus need
+	// not carry it.
+	quiet bool
 }
 
 // Errors a Bus returns.

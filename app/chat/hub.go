@@ -93,9 +93,9 @@ type room struct {
 	// that when leave returns no fan-out still holds a list with the
 	// member in it (see leave).
 	fan sync.RWMutex
-	// remote counts other nodes' members, for the presence limit
+	// count is the room's size on every node, for the presence limit
 	// (presence.go).
-	remote remoteCounts
+	count roomCount
 }
 
 func (r *room) load() []*session {
@@ -107,8 +107,9 @@ func (r *room) load() []*session {
 
 // join adds s to the room called name, creating it (and subscribing the
 // node to it) if s is its first local member. before, if not nil, runs
-// just before s becomes a member, when joining can no longer fail.
-func (h *hub) join(s *session, name string, before func()) (*room, error) {
+// just before s becomes a member, when joining can no longer fail. It
+// returns what the presence limit makes of the join (presence.go).
+func (h *hub) join(s *session, name string, before func()) (*room, presence, error) {
 	for {
 		v, ok := h.rooms.Load(name)
 		if !ok {
@@ -126,7 +127,7 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 				r.dead = true
 				h.rooms.CompareAndDelete(name, r)
 				r.mu.Unlock()
-				return nil, err
+				return nil, presence{}, err
 			}
 		}
 		if before != nil {
@@ -136,8 +137,9 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 		copy(next, old)
 		next[len(old)] = s
 		r.members.Store(&next)
+		p := h.localPresence(r, 1, s.id)
 		r.mu.Unlock()
-		return r, nil
+		return r, p, nil
 	}
 }
 
@@ -149,16 +151,18 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 // the fan-outs to r that loaded a member list with s in it (a fan-out
 // never waits for a receiver, so that is short), and later ones load the
 // list without s. So a member that moves to another room gets its OK join
-// after the last of its old room's traffic.
-func (h *hub) leave(s *session, r *room) {
-	h.remove(s, r)
+// after the last of its old room's traffic. It returns what the presence
+// limit makes of the leave.
+func (h *hub) leave(s *session, r *room) presence {
+	p := h.remove(s, r)
 	r.fan.Lock()
 	//lint:ignore SA2001 an empty critical section is the barrier: it waits for the fan-outs in progress
 	r.fan.Unlock()
+	return p
 }
 
 // remove is leave's first half: s out of r's member list.
-func (h *hub) remove(s *session, r *room) {
+func (h *hub) remove(s *session, r *room) presence {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.load()
@@ -174,6 +178,7 @@ func (h *hub) remove(s *session, r *room) {
 		h.rooms.CompareAndDelete(r.name, r)
 	}
 	r.members.Store(&next)
+	return h.localPresence(r, -1, 0)
 }
 
 // claim reserves nick on the bus and registers s under it locally.
