@@ -25,7 +25,6 @@ type execState struct {
 	eofErr    error
 	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
 	paused    bool   // the session asked for a pause of reading: no Data until the loop ends it
-	again     bool   // a pause ended with input left unconsumed: pass it to Data again
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
 
@@ -154,7 +153,7 @@ func (p *pool) ended(c *conn, reason error) {
 // resumed runs c's executor again after backpressure lifted.
 func (p *pool) resumed(c *conn) {
 	c.mu.Lock()
-	if len(c.ex.in) > c.ex.seen || c.ex.eof || c.ex.again {
+	if len(c.ex.in) > c.ex.seen || c.ex.eof {
 		p.wake(c)
 	}
 	c.mu.Unlock()
@@ -165,7 +164,6 @@ func (p *pool) resumed(c *conn) {
 func (p *pool) unpaused(c *conn) {
 	c.mu.Lock()
 	c.ex.paused = false
-	c.ex.again = c.ex.seen > 0
 	p.wake(c)
 	c.mu.Unlock()
 }
@@ -211,14 +209,14 @@ func (p *pool) run(c *conn) (again bool) {
 			p.offload(c)
 			return false
 
-		case (fresh > 0 || ex.again) && !ex.paused && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
+		case fresh > 0 && !ex.paused && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
 			if calls == maxRunCalls {
 				return true
 			}
 			calls++
 			p.deliver(c, fresh)
 
-		case ex.eof && fresh == 0 && !ex.paused && !ex.again && !c.closer.Sealed():
+		case ex.eof && fresh == 0 && !ex.paused && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
 			c.closeWith(reason, false, time.Now().Add(s.cfg.DrainTimeout))
@@ -240,7 +238,6 @@ func (p *pool) deliver(c *conn, fresh int) {
 	n := ex.seen + min(fresh, s.chunk)
 	view := ex.in[:n] // the loop only appends, never moves these bytes
 	sess := c.sess
-	ex.again = false
 	c.mu.Unlock()
 	used, err := sess.Data(view)
 	if err == nil {
@@ -268,9 +265,11 @@ func (p *pool) deliver(c *conn, fresh int) {
 		ex.in = nil
 	}
 	if pause {
-		// No more Data until the loop ends the pause (unpaused); what the
-		// session left waits for it, so the inbound limit waits too.
+		// No more Data until the loop ends the pause (unpaused); then the
+		// session sees what it left again, as after an offload. It waits
+		// for that, so the inbound limit waits too.
 		ex.paused = true
+		ex.seen = 0
 		c.l.post(task{kind: taskPause, c: c})
 	} else if ex.seen > s.cfg.MaxInbound {
 		c.mu.Unlock()
