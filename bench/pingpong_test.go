@@ -39,16 +39,8 @@ import (
 // The C reference (cecho.c) is built with the system cc, and skipped with a
 // message when there is none.
 func BenchmarkPingPong(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the load")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
-	models := []server{
-		{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
-		{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
-		{name: "goroutine", args: []string{"--model", "goroutine"}},
-	}
+	loadOnCPU1(b)
+	models := pinnedModels
 	var servers []server
 	bins := builds(b)
 	for _, m := range models {
@@ -90,6 +82,26 @@ func BenchmarkPingPong(b *testing.B) {
 		fmt.Fprintf(os.Stdout, "%s: server CPU per round trip (us) at 100 and 1000 connections, this build against %s, means of two rounds:%s\n",
 			b.Name(), baseEnv, ab)
 	}
+}
+
+// pinnedModels are the servers the pinned benchmarks compare, on one CPU:
+// the event loops with one loop, goroutine with one P (startPinnedGo).
+var pinnedModels = []server{
+	{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
+	{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
+	{name: "goroutine", args: []string{"--model", "goroutine"}},
+}
+
+// loadOnCPU1 skips b on a machine with fewer than 2 CPUs; otherwise it
+// pins this process, the load, to CPU 1 with one P until b ends, so that
+// the server under test has CPU 0 (child.Pin) to itself.
+func loadOnCPU1(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs 2 CPUs: one for the server, one for the load")
+	}
+	prev := runtime.GOMAXPROCS(1)
+	b.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	pinThreads(b, os.Getpid(), 1)
 }
 
 // conns are the connection counts every server is measured at.

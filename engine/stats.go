@@ -41,6 +41,12 @@ import "github.com/tcplab/tcplab/internal/serving"
 //		// that panicked: each closed its connection with an error wrapping
 //		// handler.ErrOffloadPanic.
 //		Offloads, OffloadPanics uint64
+//		// Stalls counts the pauses of a connection's reading that its session
+//		// asked for (handler.Flow.PauseReading): in the chat, a sender
+//		// slowed because a receiver fell behind. StallTime is their total
+//		// length, as granted.
+//		Stalls    uint64
+//		StallTime time.Duration
 //		// ChildApp, under fork and prefork, sums the app counters that the
 //		// child processes' handlers keep (handler.Counter): the parent's own
 //		// handler serves nothing. Zero for the other models, whose handler

@@ -59,9 +59,17 @@ type streamConn struct {
 
 	closer outbuf.Closer
 	stop   chan struct{} // closed when the close is released
+
+	// pause is the pause of reading the session asked for (handler.Flow);
+	// the read loop waits it out on pauseTimer, made on first use.
+	pause      serving.PauseRequest
+	pauseTimer *time.Timer
 }
 
-var _ handler.Conn = (*streamConn)(nil)
+var (
+	_ handler.Conn = (*streamConn)(nil)
+	_ handler.Flow = (*streamConn)(nil)
+)
 
 func (c *streamConn) Write(p []byte) error {
 	err := c.out.Write(p)
@@ -82,6 +90,12 @@ func (c *streamConn) CloseWith(last []byte, reason error) {
 		c.release(deadline)
 	}
 }
+
+// Queued reports the bytes not yet taken by the socket and the bound.
+func (c *streamConn) Queued() (n, limit int) { return c.out.Len(), c.out.Max() }
+
+// PauseReading pauses the read loop after the Data call (see handler.Flow).
+func (c *streamConn) PauseReading(d time.Duration) { c.pause.Ask(d) }
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
 func (c *streamConn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -237,24 +251,20 @@ func (c *streamConn) readLoop() {
 			c.set.stats.BytesIn.Add(uint64(n))
 			filled := have+n == len(buf)
 			have += n
-			used, offloaded, ok := c.deliver(buf[:have])
-			// What the session left when it offloaded a function (which has
-			// run) is input that waited for it: pass it again before reading.
-			for ok && offloaded && used < have {
-				have = copy(buf, buf[used:have])
-				if !c.waitBelowLowWater() {
-					return
-				}
-				used, offloaded, ok = c.deliver(buf[:have])
-			}
-			if !ok {
+			var used int
+			var ok bool
+			if have, used, ok = c.deliverAll(buf, have); !ok {
 				return
 			}
-			have = copy(buf, buf[used:have])
+			frame.after(c, used, have)
+			if c.pause.Asked() {
+				if have, ok = c.paused(buf, have, &frame); !ok {
+					return
+				}
+			}
 			if have == 0 && len(buf) > readBufMax {
 				buf = make([]byte, readBufMax) // a large frame is done: give its buffer back
 			}
-			frame.after(c, used, have)
 			if have > cfg.MaxInbound {
 				c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(cfg.DrainTimeout))
 				return
@@ -285,6 +295,59 @@ func (c *streamConn) readLoop() {
 			return
 		}
 	}
+}
+
+// paused waits out the pause the session asked for, then passes it the
+// have bytes it left unconsumed before anything more is read, and again
+// after each pause it asks for meanwhile. It returns the bytes still
+// unconsumed, and false if the connection closed or the session failed.
+// The inbound limit is not checked between pauses: nothing is read then.
+func (c *streamConn) paused(buf []byte, have int, frame *frameClock) (int, bool) {
+	for c.pause.Asked() {
+		d := c.pause.Take()
+		c.set.stats.Stall(d)
+		if c.pauseTimer == nil {
+			c.pauseTimer = time.NewTimer(d)
+		} else {
+			c.pauseTimer.Reset(d)
+		}
+		select {
+		case <-c.pauseTimer.C:
+		case <-c.stop:
+			c.pauseTimer.Stop()
+			return have, false
+		}
+		if have == 0 {
+			break
+		}
+		var used int
+		var ok bool
+		if have, used, ok = c.deliverAll(buf, have); !ok {
+			return have, false
+		}
+		frame.after(c, used, have)
+	}
+	return have, true
+}
+
+// deliverAll passes buf[:have] to the session (deliver), and again what
+// it left each time it offloaded a function, which has run: that input
+// waited for it, and goes before anything more is read. It returns the
+// bytes left unconsumed, moved to the front of buf, what the last call
+// consumed, and false if the connection is closing or the session failed.
+func (c *streamConn) deliverAll(buf []byte, have int) (left, used int, ok bool) {
+	used, offloaded, ok := c.deliver(buf[:have])
+	for ok && offloaded && used < have {
+		have = copy(buf, buf[used:have])
+		if !c.waitBelowLowWater() {
+			return have, 0, false
+		}
+		used, offloaded, ok = c.deliver(buf[:have])
+	}
+	if !ok {
+		return have, used, false
+	}
+	return copy(buf, buf[used:have]), used, true
 }
 
 // frameClock enforces Config.FrameTimeout on a blocking connection: while

@@ -142,7 +142,7 @@ func TestChatCounters(t *testing.T) {
 
 // TestSlowConsumerAndFrameTimeout checks the engine-level counters with
 // the conformance probe handler: one connection closed for overflow, one
-// for an unfinished frame.
+// for an unfinished frame, and one pause of reading of 50 ms (a stall).
 func TestSlowConsumerAndFrameTimeout(t *testing.T) {
 	for _, model := range []string{"goroutine", "reactor-pool"} {
 		t.Run(model, func(t *testing.T) {
@@ -161,9 +161,16 @@ func TestSlowConsumerAndFrameTimeout(t *testing.T) {
 			trickle := dialLines(t, s.Addr().String())
 			trickle.Write([]byte("pi"))
 			trickle.End("BYE frame not completed in time") // an unfinished frame
+			paused := dialLines(t, s.Addr().String())
+			paused.MustSend("pause 50", "ping")
+			paused.Next("pausing")
+			paused.Next("pong")
+			paused.Close()
 			eventually(t, m, "counters", func(g map[string]float64) bool {
 				return g["tcplab_slow_consumer_disconnects_total"] == 1 &&
 					g["tcplab_frame_timeouts_total"] == 1 &&
+					g["tcplab_fanout_stalls_total"] == 1 &&
+					g["tcplab_fanout_stall_seconds_total"] == 0.05 &&
 					g["tcplab_connections_open"] == 0
 			})
 		})

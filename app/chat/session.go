@@ -31,6 +31,7 @@ type session struct {
 	refused bool // over MaxConns: closed from Open, never counted
 
 	nick atomic.Pointer[string] // read by other goroutines (/who)
+	flow flowState              // fan-out flow control (flow.go)
 
 	// The rest belongs to Data, Closed and the functions they offload,
 	// which the engine never runs at once.
@@ -82,12 +83,12 @@ func (s *session) start() error {
 	}
 	s.nick.Store(&nick)
 	s.send(h.enc.hello(nick))
-	r, err := h.join(s, Lobby, nil)
+	r, p, err := h.join(s, Lobby, nil)
 	if err != nil {
 		return err
 	}
 	s.room = r
-	s.publish(EventJoin, r.name, nil)
+	s.publishPresence(EventJoin, r, p)
 	s.idle = startIdle(h.opts.IdleTimeout, h.epoch, s.idleExpired)
 	return nil
 }
@@ -116,6 +117,13 @@ func (s *session) publish(kind EventKind, room string, text []byte) error {
 	return s.hub.bus.Publish(Event{Kind: kind, Room: room, Nick: s.nickname(), Text: text, Origin: s.hub.origin(s)})
 }
 
+// publishPresence publishes s's join to r, or its leave, with this node's
+// count of r's members after it (for the other nodes' presence limit) and,
+// for this node, whether its JOIN or LEAVE frame goes out (p).
+func (s *session) publishPresence(kind EventKind, r *room, p presence) {
+	s.hub.bus.Publish(Event{Kind: kind, Room: r.name, Nick: s.nickname(), Members: p.members, Origin: s.hub.origin(s), quiet: !p.sent})
+}
+
 // Data decodes every whole frame in in and handles it.
 func (s *session) Data(in []byte) (int, error) {
 	if s.done || s.dec == nil {
@@ -137,6 +145,9 @@ func (s *session) Data(in []byte) (int, error) {
 		s.idle.touch(now)
 		if s.handle(p, now) {
 			break // offloaded: the rest waits for its answer
+		}
+		if s.takeStall() {
+			break // the rest after the pause: see flow.go
 		}
 	}
 	if frames > 0 {
@@ -256,17 +267,17 @@ func (s *session) switchRoom(name string) {
 	}
 	old := s.room
 	s.leaveRoom()
-	r, err := s.hub.join(s, name, func() { s.send(ok) })
+	r, p, err := s.hub.join(s, name, func() { s.send(ok) })
 	if err != nil {
 		s.sendErr(CodeUnavailable, err.Error())
-		if r, err = s.hub.join(s, old.name, nil); err != nil {
+		if r, p, err = s.hub.join(s, old.name, nil); err != nil {
 			s.done = true
 			s.closeWith(s.hub.enc.closing(CodeUnavailable, err.Error()), err)
 			return
 		}
 	}
 	s.room = r
-	s.publish(EventJoin, r.name, nil)
+	s.publishPresence(EventJoin, r, p)
 }
 
 // leaveRoom leaves the current room and tells its other members.
@@ -274,8 +285,8 @@ func (s *session) leaveRoom() {
 	if s.room == nil {
 		return
 	}
-	s.hub.leave(s, s.room)
-	s.publish(EventLeave, s.room.name, nil)
+	p := s.hub.leave(s, s.room)
+	s.publishPresence(EventLeave, s.room, p)
 	s.room = nil
 }
 

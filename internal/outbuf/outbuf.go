@@ -47,6 +47,9 @@ type Buffer struct {
 	notified bool        // notify was called and no Take has happened since
 	flushing bool        // the flush token is taken
 	notify   func()
+	// level is len(pending)+inflight, stored under mu whenever either
+	// changes, so Len takes no lock.
+	level atomic.Int64
 }
 
 // New returns a Buffer that holds at most max bytes (pending plus in
@@ -73,6 +76,7 @@ func (b *Buffer) Write(p []byte) error {
 		b.pending, b.spare = b.spare, nil
 	}
 	b.pending = append(b.pending, p...)
+	b.setLevel()
 	call := b.wantNotify()
 	b.mu.Unlock()
 	if call {
@@ -80,6 +84,9 @@ func (b *Buffer) Write(p []byte) error {
 	}
 	return nil
 }
+
+// setLevel publishes the queued bytes for Len. Called with mu held.
+func (b *Buffer) setLevel() { b.level.Store(int64(len(b.pending) + b.inflight)) }
 
 // wantNotify reports whether the owner must be told about pending data, and
 // records that it has been. Called with mu held.
@@ -139,7 +146,7 @@ func (b *Buffer) Take() []byte {
 }
 
 // swap moves pending into a new batch. Called with mu held and the token
-// taken.
+// taken, so no batch is in flight: the level does not change.
 func (b *Buffer) swap() []byte {
 	batch := b.pending
 	b.pending, b.spare = b.spare, nil
@@ -152,6 +159,7 @@ func (b *Buffer) swap() []byte {
 func (b *Buffer) Sent(n int) {
 	b.mu.Lock()
 	b.inflight -= n
+	b.setLevel()
 	b.mu.Unlock()
 }
 
@@ -162,6 +170,7 @@ func (b *Buffer) Sent(n int) {
 func (b *Buffer) Next(batch []byte) []byte {
 	b.mu.Lock()
 	b.inflight = 0
+	b.setLevel()
 	if cap(batch) <= keepCap && b.spare == nil {
 		b.spare = batch[:0]
 	}
@@ -187,17 +196,18 @@ func (b *Buffer) Abort() {
 	b.inflight = 0
 	b.pending = nil
 	b.closed = true
+	b.setLevel()
 	b.mu.Unlock()
 	b.notify()
 }
 
 // Len returns the bytes queued: pending plus the unsent part of the batch
-// in flight. Models compare it with their high- and low-water marks.
-func (b *Buffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.pending) + b.inflight
-}
+// in flight. Models compare it with their high- and low-water marks. It
+// takes no lock: a fan-out may ask after every write (handler.Flow).
+func (b *Buffer) Len() int { return int(b.level.Load()) }
+
+// Max returns the bound given to New.
+func (b *Buffer) Max() int { return b.max }
 
 // Idle reports whether nothing is pending and no flusher holds the token.
 func (b *Buffer) Idle() bool {
@@ -222,6 +232,7 @@ func (b *Buffer) Close(dropPending bool, final []byte) bool {
 		b.pending = nil
 	}
 	b.pending = append(b.pending, final...)
+	b.setLevel()
 	call := b.wantNotify()
 	b.mu.Unlock()
 	if call {

@@ -39,6 +39,35 @@ func TestBoundIsExact(t *testing.T) {
 	}
 }
 
+// TestLenFollowsEveryChange: Len, which takes no lock, is pending plus
+// the unsent part of the batch in flight after each operation that moves
+// bytes, and 0 once the buffer is closed with nothing to send or aborted.
+func TestLenFollowsEveryChange(t *testing.T) {
+	b := New(100, func() {})
+	steps := []struct {
+		what string
+		do   func()
+		want int
+	}{
+		{"write 5", func() { b.Write([]byte("12345")) }, 5},
+		{"take", func() { b.Take() }, 5},
+		{"write 3 behind the batch", func() { b.Write([]byte("abc")) }, 8},
+		{"sent 2", func() { b.Sent(2) }, 6},
+		{"next batch", func() { b.Next(nil) }, 3},
+		{"close with a final 4", func() { b.Close(false, []byte("last")) }, 7},
+		{"abort", func() { b.Abort() }, 0},
+	}
+	for _, s := range steps {
+		s.do()
+		if got := b.Len(); got != s.want {
+			t.Fatalf("after %s: Len %d, want %d", s.what, got, s.want)
+		}
+	}
+	if b.Max() != 100 {
+		t.Fatalf("Max %d, want 100", b.Max())
+	}
+}
+
 func TestNotifyOncePerBatchAndNotWhileHeld(t *testing.T) {
 	var calls atomic.Int32
 	b := New(1<<20, func() { calls.Add(1) })

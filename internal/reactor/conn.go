@@ -45,6 +45,7 @@ type conn struct {
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // inline dispatch: bytes the session left unconsumed
 	limited    bool          // counted in the per-address limits until removed
+	resumeAt   time.Duration // reading paused at the session's request until then (loop clock), 0 if not
 
 	remote, local netip.AddrPort
 
@@ -55,6 +56,9 @@ type conn struct {
 	// what the loop's hot path checks: a flusher that sees it and an idle
 	// buffer may close the socket.
 	closer outbuf.Closer
+	// pause is a pause of reading the session asked for (handler.Flow),
+	// until the loop takes it and sets resumeAt.
+	pause serving.PauseRequest
 	// partialAt is when (loop clock, ns) the input the session left
 	// unconsumed began, 0 if there is none: the frame timeout counts from
 	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
@@ -74,6 +78,7 @@ type conn struct {
 var (
 	_ handler.Conn      = (*conn)(nil)
 	_ handler.Offloader = (*conn)(nil)
+	_ handler.Flow      = (*conn)(nil)
 )
 
 func (c *conn) Write(p []byte) error {
@@ -98,6 +103,14 @@ func (c *conn) CloseWith(last []byte, reason error) {
 // Offload keeps fn to run once the session's current event has returned
 // (handler.Offload): the goroutine running the event takes it then.
 func (c *conn) Offload(fn func()) { c.pending = serving.AddOffloaded(c.pending, fn) }
+
+// Queued reports the bytes not yet taken by the socket and the bound.
+func (c *conn) Queued() (n, limit int) { return c.out.Len(), c.out.Max() }
+
+// PauseReading pauses reading after the Data call (see handler.Flow): the
+// loop stops reading c and arms a timer, and serves its other connections
+// meanwhile.
+func (c *conn) PauseReading(d time.Duration) { c.pause.Ask(d) }
 
 func (c *conn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
 func (c *conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }

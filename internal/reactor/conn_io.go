@@ -17,18 +17,22 @@ import (
 // no once MaxInbound bytes wait, the peer's end waits behind that input,
 // and Closed waits for the function. When it returns, deliverWaiting
 // hands the input to Data a read's worth at a time, as reading would
-// have, and reading resumes once none waits. Reading paused until a time
-// only needs canRead to say no and a timer to call readLater. A
+// have, and reading resumes once none waits. Reading paused until a time,
+// which the session asks for (handler.Flow.PauseReading), only needs
+// canRead to say no and a timer: pauseReading sets resumeAt and arms it,
+// and resumeReading, when it fires, has the dispatcher pass the session
+// what it left unconsumed before the loop reads again. A
 // per-connection transform of the bytes (TLS) goes between the driver and
 // the dispatcher in input, and between the outbound buffer and the driver
 // in flush.
 
-// canRead reports whether c may be read now: not paused by backpressure,
-// not closing, not past its input's end, not holding a Data call's worth
-// of input in the dispatcher, and with no input waiting for an offloaded
-// function, or less than MaxInbound while it runs.
+// canRead reports whether c may be read now: not paused by backpressure
+// or at its session's request, not closing, not past its input's end, not
+// holding a Data call's worth of input in the dispatcher, and with no
+// input waiting for an offloaded function, or less than MaxInbound while
+// it runs.
 func (l *loop) canRead(c *conn) bool {
-	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load() &&
+	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load() && c.resumeAt == 0 &&
 		(!c.waiting || c.offloading && len(l.waiting[c]) < l.s.cfg.MaxInbound)
 }
 
@@ -97,6 +101,32 @@ func (l *loop) hungUp(c *conn, reason error) {
 // errHangUp is the close reason of a connection that hung up without a
 // pending error.
 var errHangUp = errors.New("connection hung up")
+
+// pauseReading starts the pause of reading c's session asked for during a
+// Data call (handler.Flow): reading stops until a timer calls
+// resumeReading. The loop goes on serving its other connections.
+func (l *loop) pauseReading(c *conn) {
+	if c.removed {
+		return
+	}
+	if d := c.pause.Take(); d > 0 {
+		l.s.stats.Stall(d)
+		c.resumeAt = max(c.resumeAt, l.now()+d)
+	}
+	if c.resumeAt == 0 {
+		l.disp.unpaused(c) // nothing to wait for after all
+		return
+	}
+	l.addTimer(c, c.resumeAt)
+}
+
+// resumeReading ends c's pause: the dispatcher passes the session the
+// input it left unconsumed, then reading goes on.
+func (l *loop) resumeReading(c *conn) {
+	c.resumeAt = 0
+	l.disp.unpaused(c)
+	l.readLater(c)
+}
 
 // recheck is the dispatcher's request to look at c's reading again: it
 // paused c, or consumed input it was holding.

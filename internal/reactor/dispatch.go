@@ -25,6 +25,10 @@ type dispatcher interface {
 	closed(c *conn)
 	// resumed tells that reading c resumes after backpressure.
 	resumed(c *conn)
+	// unpaused tells that a pause of reading c the session asked for has
+	// ended: the input it left unconsumed goes to Data again, before
+	// more is read.
+	unpaused(c *conn)
 	// holding reports whether a Data call's worth of c's input still
 	// waits in the dispatcher.
 	holding(c *conn) bool
@@ -86,7 +90,18 @@ func offloadInline(c *conn) {
 	c.l.offload(c)
 }
 
-func (inline) resumed(*conn)      {}
+func (inline) resumed(c *conn)  { again(c) }
+func (inline) unpaused(c *conn) { again(c) }
+
+// again passes c's session the input it left unconsumed, once c may be
+// read again: a session that paused its reading (handler.Flow) left whole
+// frames there, which must not wait for more bytes to arrive.
+func again(c *conn) {
+	if len(c.in) > 0 && c.l.canRead(c) && !c.closer.Sealed() {
+		deliver(c, nil)
+	}
+}
+
 func (inline) holding(*conn) bool { return false }
 func (inline) start()             {}
 func (inline) quiesce()           {}
@@ -128,8 +143,11 @@ func deliver(c *conn, fresh []byte) {
 	if s.trackPartial(c, used, len(rest)) {
 		l.armFrame(c)
 	}
+	// A session that paused its reading left input to be passed again
+	// before anything more is read: it cannot grow meanwhile.
+	pause := c.pause.Asked()
 	switch {
-	case len(rest) > s.cfg.MaxInbound:
+	case len(rest) > s.cfg.MaxInbound && !pause:
 		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		l.finish(c)
 		return
@@ -143,5 +161,8 @@ func deliver(c *conn, fresh []byte) {
 	// the buffer's level counts.
 	if (c.wantOut || c.sending) && !c.paused.Load() && c.out.Len() > s.highWater {
 		c.paused.Store(true) // reading stops; TCP flow control holds the peer back
+	}
+	if pause {
+		l.pauseReading(c)
 	}
 }

@@ -39,6 +39,7 @@ const (
 	taskClose                    // c started closing on another goroutine
 	taskInput                    // the dispatcher consumed input or paused c; recheck reading
 	taskFrame                    // the dispatcher left a new partial frame; arm its timer
+	taskPause                    // the session asked for a pause of reading (reactor-pool)
 	taskQuiesce                  // shutdown phase 1: stop accepting and reading, then ack
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
@@ -289,6 +290,8 @@ func (l *loop) do(t task) {
 		if !c.removed {
 			l.armFrame(c)
 		}
+	case taskPause:
+		l.pauseReading(c)
 	case taskQuiesce:
 		l.quiesce()
 		t.ack <- struct{}{}

@@ -24,6 +24,7 @@ type execState struct {
 	eof       bool // the peer finished (or failed) after the bytes in in
 	eofErr    error
 	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
+	paused    bool   // the session asked for a pause of reading: no Data until the loop ends it
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
 
@@ -158,6 +159,15 @@ func (p *pool) resumed(c *conn) {
 	c.mu.Unlock()
 }
 
+// unpaused is called by the loop when the pause the session asked for
+// ends: Data runs again, first on what it left unconsumed.
+func (p *pool) unpaused(c *conn) {
+	c.mu.Lock()
+	c.ex.paused = false
+	p.wake(c)
+	c.mu.Unlock()
+}
+
 // closed is called by the loop once c's socket is closed: Closed is due.
 func (p *pool) closed(c *conn) {
 	c.mu.Lock()
@@ -199,14 +209,14 @@ func (p *pool) run(c *conn) (again bool) {
 			p.offload(c)
 			return false
 
-		case fresh > 0 && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
+		case fresh > 0 && !ex.paused && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
 			if calls == maxRunCalls {
 				return true
 			}
 			calls++
 			p.deliver(c, fresh)
 
-		case ex.eof && fresh == 0 && !c.closer.Sealed():
+		case ex.eof && fresh == 0 && !ex.paused && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
 			c.closeWith(reason, false, time.Now().Add(s.cfg.DrainTimeout))
@@ -233,6 +243,7 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if err == nil {
 		err = handler.CheckConsumed(used, n)
 	}
+	pause := c.pause.Asked()
 	over := c.out.Len() > s.highWater
 	c.mu.Lock()
 	p.offload(c)
@@ -253,7 +264,14 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
 		ex.in = nil
 	}
-	if ex.seen > s.cfg.MaxInbound {
+	if pause {
+		// No more Data until the loop ends the pause (unpaused); then the
+		// session sees what it left again, as after an offload. It waits
+		// for that, so the inbound limit waits too.
+		ex.paused = true
+		ex.seen = 0
+		c.l.post(task{kind: taskPause, c: c})
+	} else if ex.seen > s.cfg.MaxInbound {
 		c.mu.Unlock()
 		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()

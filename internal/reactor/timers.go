@@ -78,9 +78,10 @@ func (l *loop) runTimers() {
 }
 
 // expire checks c's deadlines: the close deadline while finishing, the
-// write timeout while output is held up, and the frame timeout while the
+// write timeout while output is held up, the frame timeout while the
 // session has input left unconsumed (not while input waits for an
-// offloaded function: the wait is not the peer's).
+// offloaded function: the wait is not the peer's), and the end of a pause
+// of reading.
 func (l *loop) expire(c *conn, now time.Duration) {
 	if !c.finishing && !c.offloading && !c.waiting && l.frameExpired(c, now) {
 		l.s.stats.FrameTimeouts.Add(1)
@@ -109,6 +110,13 @@ func (l *loop) expire(c *conn, now time.Duration) {
 			return
 		}
 		l.addTimer(c, at)
+	}
+	if c.resumeAt != 0 && !c.finishing {
+		if now < c.resumeAt {
+			l.addTimer(c, c.resumeAt)
+			return
+		}
+		l.resumeReading(c)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
@@ -46,6 +47,12 @@ type Stats struct {
 	// that panicked: each closed its connection with an error wrapping
 	// handler.ErrOffloadPanic.
 	Offloads, OffloadPanics uint64
+	// Stalls counts the pauses of a connection's reading that its session
+	// asked for (handler.Flow.PauseReading): in the chat, a sender
+	// slowed because a receiver fell behind. StallTime is their total
+	// length, as granted.
+	Stalls    uint64
+	StallTime time.Duration
 	// ChildApp, under fork and prefork, sums the app counters that the
 	// child processes' handlers keep (handler.Counter): the parent's own
 	// handler serves nothing. Zero for the other models, whose handler
@@ -63,6 +70,14 @@ type Counters struct {
 	FrameTimeouts, WriteTimeouts, HandshakeErrors                 atomic.Uint64
 	Offloads, OffloadPanics                                       atomic.Uint64
 	RefusedBy                                                     admit.Refusals
+	// Stalls and StallNanos count the pauses of reading (Stall).
+	Stalls, StallNanos atomic.Uint64
+}
+
+// Stall counts one pause of a connection's reading, d long.
+func (c *Counters) Stall(d time.Duration) {
+	c.Stalls.Add(1)
+	c.StallNanos.Add(uint64(d))
 }
 
 // Refusal counts one refused connection.
@@ -88,6 +103,8 @@ func (c *Counters) Snapshot() Stats {
 		HandshakeErrors: c.HandshakeErrors.Load(),
 		Offloads:        c.Offloads.Load(),
 		OffloadPanics:   c.OffloadPanics.Load(),
+		Stalls:          c.Stalls.Load(),
+		StallTime:       time.Duration(c.StallNanos.Load()),
 	}
 }
 
