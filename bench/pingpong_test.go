@@ -145,7 +145,15 @@ func pingPong(b *testing.B, srv *child, n int) float64 {
 		conns[i] = c
 		defer c.Close()
 	}
-	// One round trip on each connection first, so every one is set up.
+	return roundTrips(b, srv, conns, nil)
+}
+
+// roundTrips runs the closed-loop 64-byte ping-pong on conns, b.N round
+// trips in all, after one on each connection so every one is set up (then
+// it calls warmed, if set), and returns the server's CPU microseconds per
+// round trip.
+func roundTrips(b *testing.B, srv *child, conns []net.Conn, warmed func()) float64 {
+	n := len(conns)
 	var left atomic.Int64
 	run := func(total int) time.Duration {
 		left.Store(int64(total))
@@ -171,6 +179,9 @@ func pingPong(b *testing.B, srv *child, n int) float64 {
 		return time.Since(start)
 	}
 	run(n)
+	if warmed != nil {
+		warmed()
+	}
 	b.ResetTimer()
 	cpu0 := srv.CPU(b)
 	elapsed := run(b.N)

@@ -198,6 +198,15 @@ func (b *Buffer) Abort() {
 	b.notify()
 }
 
+// Trim lets go of the batch buffer kept for reuse: for an owner whose
+// large writes are over (a TLS handshake's flight), so an idle connection
+// does not keep their memory.
+func (b *Buffer) Trim() {
+	b.mu.Lock()
+	b.spare = nil
+	b.mu.Unlock()
+}
+
 // Len returns the bytes queued: pending plus the unsent part of the batch
 // in flight. Models compare it with their high- and low-water marks.
 func (b *Buffer) Len() int {

@@ -234,6 +234,7 @@ func (d *tlsServer) handshook(c *conn, err error) {
 	t.overhead = recordOverhead(t.tc.ConnectionState().Version)
 	t.opened = true
 	t.ready.Store(true)
+	c.out.Trim() // the handshake's flight is out: keep no batch its size
 	d.s.stats.Accepted.Add(1)
 	d.inner.open(c)
 	if !c.removed && !c.finishing {

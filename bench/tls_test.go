@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplab/tcplab/internal/testkit"
+)
+
+// BenchmarkTLSPingPong measures TLS on the event loops against TLS on
+// goroutines, with the plain reactor for reference: the 64-byte ping-pong
+// of BenchmarkPingPong (server pinned to CPU 0 with GOMAXPROCS=1 and one
+// loop, this process's clients on CPU 1) over 100 and over 1000 TLS
+// connections. Each case starts its own server, so it also reports
+//
+//	server-us/rt  the server's user+system CPU per round trip
+//	rss-B/conn    the server's RSS growth per connection, from before the
+//	              clients connect to when each has made one round trip
+//	              and is idle (handshakes done)
+//
+// and the run ends with a table of both, CPU as a ratio to the plain
+// reactor's in the same run:
+//
+//	go test ./bench/ -run '^$' -bench TLSPingPong -benchtime 3s
+//
+// The clients shake hands 32 at a time; before the baseline, 32 clients
+// connect, make a round trip and leave, so the figure per connection does
+// not carry the server's warm-up (its first buffers, the handshake
+// workers).
+func BenchmarkTLSPingPong(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs 2 CPUs: one for the server, one for the load")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	pinThreads(b, os.Getpid(), 1)
+	cert := testkit.NewTestCert(b)
+	withTLS := []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}
+	servers := []struct {
+		name string
+		args []string
+		tls  bool
+	}{
+		{"reactor+tls", append([]string{"--model", "reactor", "--loops", "1"}, withTLS...), true},
+		{"uring+tls", append([]string{"--model", "uring", "--loops", "1"}, withTLS...), true},
+		{"goroutine+tls", append([]string{"--model", "goroutine"}, withTLS...), true},
+		{"reactor", []string{"--model", "reactor", "--loops", "1"}, false},
+	}
+	bin := buildBinary(b, "tcplab")
+	cpu, rss := map[string]float64{}, map[string]float64{}
+	for _, s := range servers {
+		connect := func(addr string, i int) (net.Conn, error) { return dial(addr, i) }
+		if s.tls {
+			connect = func(addr string, i int) (net.Conn, error) { return dialTLS(addr, i, cert.ClientConfig()) }
+		}
+		for _, n := range conns {
+			key := s.name + "/" + strconv.Itoa(n)
+			b.Run(s.name+"/"+strconv.Itoa(n)+"conns", func(b *testing.B) {
+				args := append([]string{"serve", "--app", "echo", "--addr", "127.0.0.1:0", "--backlog", "4096",
+					"--handshake-timeout", "1m"}, s.args...)
+				srv := startPinnedGo(b, bin, args...)
+				srv.Pin(b, 0)
+				warm := connectAll(b, srv.Addr, capacityWorkers, connect)
+				parallel(b, len(warm), func(i int) error { return echoOnce(warm[i], i) })
+				closeAll(warm)
+				base := srv.RSS(b)
+				cs := connectAll(b, srv.Addr, n, connect)
+				cpu[key] = roundTrips(b, srv, cs, func() {
+					rss[key] = float64(srv.RSS(b)-base) / float64(n)
+					b.ReportMetric(rss[key], "rss-B/conn")
+				})
+			})
+		}
+	}
+	var sb strings.Builder
+	for _, s := range servers {
+		fmt.Fprintf(&sb, "\n%-14s", s.name)
+		for _, n := range conns {
+			key := "/" + strconv.Itoa(n)
+			us, ok := cpu[s.name+key]
+			ref := cpu["reactor"+key]
+			if !ok || ref == 0 {
+				fmt.Fprintf(&sb, "  %4d conns: not run                    ", n)
+				continue
+			}
+			fmt.Fprintf(&sb, "  %4d conns: %6.2f us %5.2fx %7.0f B/conn", n, us, us/ref, rss[s.name+key])
+		}
+	}
+	fmt.Fprintf(os.Stdout, "%s: server CPU per round trip (and its ratio to plain reactor's), RSS per idle connection:%s\n", b.Name(), sb.String())
+}
+
+// dialTLS connects as dial does and finishes a TLS handshake.
+func dialTLS(addr string, i int, conf *tls.Config) (net.Conn, error) {
+	c, err := dial(addr, i)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, conf)
+	tc.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	tc.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// connectAll makes n connections to addr with connect, capacityWorkers at
+// a time, and closes them when the benchmark ends.
+func connectAll(b *testing.B, addr string, n int, connect func(addr string, i int) (net.Conn, error)) []net.Conn {
+	cs := make([]net.Conn, n)
+	b.Cleanup(func() { closeAll(cs) })
+	parallel(b, n, func(i int) error {
+		c, err := connect(addr, i)
+		cs[i] = c
+		return err
+	})
+	return cs
+}
+
+func closeAll(cs []net.Conn) {
+	for _, c := range cs {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
