@@ -39,11 +39,7 @@ import (
 // The C reference (cecho.c) is built with the system cc, and skipped with a
 // message when there is none.
 func BenchmarkPingPong(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the load")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
+	loadOnCPU1(b)
 	models := []server{
 		{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
 		{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
@@ -78,7 +74,11 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 		})
 	}
-	logRatios(b, cpu, servers)
+	var all []string
+	for _, s := range servers {
+		all = append(all, s.name)
+	}
+	logRatios(b, "server CPU per round trip, and its ratio to cecho's in this run", cpu, all, "cecho", nil)
 	var names, keys []string
 	for _, m := range models {
 		names = append(names, m.name)
@@ -92,6 +92,18 @@ func BenchmarkPingPong(b *testing.B) {
 	}
 }
 
+// loadOnCPU1 makes this process, the load, run on CPU 1 with one P until
+// the benchmark ends, leaving CPU 0 to the server; it skips with fewer
+// than 2 CPUs.
+func loadOnCPU1(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs 2 CPUs: one for the server, one for the load")
+	}
+	procs := runtime.GOMAXPROCS(1)
+	b.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	pinThreads(b, os.Getpid(), 1)
+}
+
 // conns are the connection counts every server is measured at.
 var conns = []int{100, 1000}
 
@@ -103,28 +115,32 @@ type server struct {
 	args []string
 }
 
-// logRatios prints each server's CPU per round trip against the C
-// server's measured in the same run, if it was. It prints to stdout, not
-// b.Log, so that it shows without -v.
-func logRatios(b *testing.B, cpu map[string]float64, servers []server) {
+// logRatios prints each server's CPU per round trip against ref's
+// measured in the same run, if it was, and after each figure what extra
+// says of it (if set; its key is the server's name, "/", the connection
+// count). It prints to stdout, not b.Log, so that it shows without -v.
+func logRatios(b *testing.B, what string, cpu map[string]float64, names []string, ref string, extra func(key string) string) {
 	var sb strings.Builder
-	for _, s := range servers {
-		fmt.Fprintf(&sb, "\n%-15s", s.name)
+	for _, name := range names {
+		fmt.Fprintf(&sb, "\n%-15s", name)
 		for _, n := range conns {
 			key := "/" + strconv.Itoa(n)
-			us, ok := cpu[s.name+key]
-			ref, hasRef := cpu["cecho"+key]
+			us, ok := cpu[name+key]
+			r, hasRef := cpu[ref+key]
 			switch {
 			case !ok:
 				fmt.Fprintf(&sb, "  %4d conns: not run      ", n)
-			case hasRef && ref > 0:
-				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/ref)
+			case hasRef && r > 0:
+				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/r)
 			default:
 				fmt.Fprintf(&sb, "  %4d conns: %5.2f us      ", n, us)
 			}
+			if extra != nil && ok {
+				sb.WriteString(extra(name + key))
+			}
 		}
 	}
-	fmt.Fprintf(os.Stdout, "%s: server CPU per round trip, and its ratio to cecho's in this run:%s\n", b.Name(), sb.String())
+	fmt.Fprintf(os.Stdout, "%s: %s:%s\n", b.Name(), what, sb.String())
 }
 
 // startPinnedGo starts a Go server with one P, as on one CPU.

@@ -4,10 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
-	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,11 +32,7 @@ import (
 // not carry the server's warm-up (its first buffers, the handshake
 // workers).
 func BenchmarkTLSPingPong(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the load")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
+	loadOnCPU1(b)
 	cert := testkit.NewTestCert(b)
 	withTLS := []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}
 	servers := []struct {
@@ -78,21 +71,12 @@ func BenchmarkTLSPingPong(b *testing.B) {
 			})
 		}
 	}
-	var sb strings.Builder
+	var names []string
 	for _, s := range servers {
-		fmt.Fprintf(&sb, "\n%-14s", s.name)
-		for _, n := range conns {
-			key := "/" + strconv.Itoa(n)
-			us, ok := cpu[s.name+key]
-			ref := cpu["reactor"+key]
-			if !ok || ref == 0 {
-				fmt.Fprintf(&sb, "  %4d conns: not run                    ", n)
-				continue
-			}
-			fmt.Fprintf(&sb, "  %4d conns: %6.2f us %5.2fx %7.0f B/conn", n, us, us/ref, rss[s.name+key])
-		}
+		names = append(names, s.name)
 	}
-	fmt.Fprintf(os.Stdout, "%s: server CPU per round trip (and its ratio to plain reactor's), RSS per idle connection:%s\n", b.Name(), sb.String())
+	logRatios(b, "server CPU per round trip, its ratio to plain reactor's in this run, and RSS per idle connection", cpu, names, "reactor",
+		func(key string) string { return fmt.Sprintf(" %7.0f B/conn", rss[key]) })
 }
 
 // dialTLS connects as dial does and finishes a TLS handshake.
