@@ -125,9 +125,10 @@ func TestTLSMaxPendingCountsCiphertext(t *testing.T) {
 
 // TestTLSConnectionsCostNoGoroutine: once its handshake is done, a TLS
 // connection of the loops has no goroutine of its own. 50 more
-// connections, each served, leave the process's goroutines as they were
-// (give or take the handshake pool's idle workers, of which sequential
-// handshakes start one).
+// connections, each served, leave the process's goroutines as they were,
+// give or take the handshake pool's idle workers: sequential handshakes
+// start one, or a few more where a handshake came before the last one's
+// worker was idle again (a goroutine per connection would be 50 more).
 func TestTLSConnectionsCostNoGoroutine(t *testing.T) {
 	models(t, func(t *testing.T, o options) {
 		o, conf := withTLS(t, o)
@@ -140,7 +141,7 @@ func TestTLSConnectionsCostNoGoroutine(t *testing.T) {
 		serveMore(5)
 		before := runtime.NumGoroutine()
 		serveMore(50)
-		if after := runtime.NumGoroutine(); after > before+2 {
+		if after := runtime.NumGoroutine(); after > before+10 {
 			t.Fatalf("%d goroutines with 5 TLS connections, %d with 55: a connection costs a goroutine", before, after)
 		}
 	})
