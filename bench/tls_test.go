@@ -11,7 +11,7 @@ import (
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// BenchmarkTLSPingPong measures TLS on the event loops against TLS on
+// BenchmarkTLS measures TLS on the event loops against TLS on
 // goroutines, with the plain reactor for reference: the 64-byte ping-pong
 // of BenchmarkPingPong (server pinned to CPU 0 with GOMAXPROCS=1 and one
 // loop, this process's clients on CPU 1) over 100 and over 1000 TLS
@@ -25,13 +25,13 @@ import (
 // and the run ends with a table of both, CPU as a ratio to the plain
 // reactor's in the same run:
 //
-//	go test ./bench/ -run '^$' -bench TLSPingPong -benchtime 3s
+//	go test ./bench/ -run '^$' -bench TLS -benchtime 3s
 //
 // The clients shake hands 32 at a time; before the baseline, 32 clients
 // connect, make a round trip and leave, so the figure per connection does
 // not carry the server's warm-up (its first buffers, the handshake
 // workers).
-func BenchmarkTLSPingPong(b *testing.B) {
+func BenchmarkTLS(b *testing.B) {
 	loadOnCPU1(b)
 	cert := testkit.NewTestCert(b)
 	withTLS := []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}
