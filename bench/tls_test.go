@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/internal/testkit/testcert"
 )
 
 // BenchmarkTLS measures TLS on the event loops against TLS on
@@ -33,7 +33,7 @@ import (
 // workers).
 func BenchmarkTLS(b *testing.B) {
 	loadOnCPU1(b)
-	cert := testkit.NewTestCert(b)
+	cert := testcert.New(b)
 	withTLS := []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}
 	servers := []struct {
 		name string

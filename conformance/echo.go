@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,7 +113,15 @@ func echoByteAtATime(t *testing.T, s *Server) {
 // serves at most n < 200 connections at once (Server.Concurrency: a
 // Sequential model, a worker pool) instead must answer all 200 n at a time,
 // and must not answer one more client while n are connected.
+//
+// A client fails when the server has answered none of them for ioTimeout
+// (watchdog), not when its own answer takes that long: fork starts one
+// process per client, and 200 start-ups of a race-enabled test binary on
+// a loaded 2-core machine can take longer than that, while each one is
+// progress.
 func echoConcurrent(t *testing.T, s *Server) {
+	var w watchdog
+	w.progress()
 	const clients = 200
 	var barrier *sync.WaitGroup
 	if n := s.Concurrency(); n > 0 && n < clients {
@@ -125,7 +134,7 @@ func echoConcurrent(t *testing.T, s *Server) {
 	errs := make(chan error, clients)
 	for i := range clients {
 		wg.Go(func() {
-			if err := oneClient(s, i, barrier); err != nil {
+			if err := oneClient(s, i, barrier, &w); err != nil {
 				errs <- fmt.Errorf("client %d: %w", i, err)
 			}
 		})
@@ -139,7 +148,7 @@ func echoConcurrent(t *testing.T, s *Server) {
 
 // oneClient connects and round-trips one payload. With a barrier, it then
 // waits until every client has done the same and round-trips a second.
-func oneClient(s *Server, i int, barrier *sync.WaitGroup) error {
+func oneClient(s *Server, i int, barrier *sync.WaitGroup, w *watchdog) error {
 	arrived := false
 	arrive := func() {
 		if barrier != nil && !arrived {
@@ -148,12 +157,12 @@ func oneClient(s *Server, i int, barrier *sync.WaitGroup) error {
 		}
 	}
 	defer arrive() // a client that fails early must not hold the others
-	c, err := net.DialTimeout("tcp", s.Addr().String(), ioTimeout)
+	nc, err := net.DialTimeout("tcp", s.Addr().String(), ioTimeout)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(ioTimeout))
+	defer nc.Close()
+	c := watchedConn{nc, w}
 	if err := roundTrip(c, payload(100+i), writeAll); err != nil {
 		return err
 	}
@@ -163,6 +172,59 @@ func oneClient(s *Server, i int, barrier *sync.WaitGroup) error {
 	arrive()
 	barrier.Wait() // every client is connected and has been answered
 	return roundTrip(c, payload(1000+i), writeAll)
+}
+
+// watchdog records when a server last made progress for any of a case's
+// clients.
+type watchdog struct{ last atomic.Int64 }
+
+func (w *watchdog) progress() { w.last.Store(time.Now().UnixNano()) }
+
+// stalled reports whether no progress was made for ioTimeout.
+func (w *watchdog) stalled() bool {
+	return time.Since(time.Unix(0, w.last.Load())) > ioTimeout
+}
+
+// watchedConn is a client connection whose reads and writes wait as long
+// as the server makes progress for some client of the watchdog, and fail
+// once it has made none for ioTimeout. Each byte moved is progress.
+type watchedConn struct {
+	net.Conn
+	w *watchdog
+}
+
+func (c watchedConn) Read(p []byte) (int, error) {
+	return c.wait(c.Conn.SetReadDeadline, func() (int, error) { return c.Conn.Read(p) })
+}
+
+func (c watchedConn) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := c.wait(c.Conn.SetWriteDeadline, func() (int, error) { return c.Conn.Write(p[done:]) })
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// wait runs op with a short deadline, again after a timeout that moved no
+// byte while the watchdog sees progress elsewhere.
+func (c watchedConn) wait(deadline func(time.Time) error, op func() (int, error)) (int, error) {
+	for {
+		deadline(time.Now().Add(time.Second))
+		n, err := op()
+		if n > 0 {
+			c.w.progress()
+		}
+		switch {
+		case err == nil, n > 0 && isTimeout(err):
+			return n, nil
+		case !isTimeout(err) || c.w.stalled():
+			return n, err
+		}
+	}
 }
 
 // checkBounded holds n clients open, each answered, and checks that one

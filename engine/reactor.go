@@ -16,7 +16,7 @@ func init() {
 		Name:    "reactor",
 		Summary: "epoll event loops (--loops) on locked threads; handlers run on the loops",
 		Limits:  "no cap beyond memory and file descriptors; out of descriptors, new connections are refused",
-		Options: []string{"listeners", "loops", "balance"},
+		Options: []string{"listeners", "loops", "balance", "offload-workers"},
 		TLS:     true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			return newLoops(h, cfg, reactor.Reactor)

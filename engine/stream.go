@@ -45,6 +45,10 @@ type streamConn struct {
 	// for a call in progress.
 	dataMu sync.Mutex
 
+	// pending is what the session offloaded during the event running now
+	// (handler.Offload), for the serving goroutine to run when it returns.
+	pending func()
+
 	mu    sync.Mutex
 	sess  handler.Session
 	quiet bool // shutdown: deliver no more Data
@@ -229,7 +233,16 @@ func (c *streamConn) readLoop() {
 			c.set.stats.BytesIn.Add(uint64(n))
 			filled := have+n == len(buf)
 			have += n
-			used, ok := c.deliver(buf[:have])
+			used, offloaded, ok := c.deliver(buf[:have])
+			// What the session left when it offloaded a function (which has
+			// run) is input that waited for it: pass it again before reading.
+			for ok && offloaded && used < have {
+				have = copy(buf, buf[used:have])
+				if !c.waitBelowLowWater() {
+					return
+				}
+				used, offloaded, ok = c.deliver(buf[:have])
+			}
 			if !ok {
 				return
 			}
@@ -317,20 +330,23 @@ func (f *frameClock) expired(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && (f.set || f.record != nil && f.record.expired())
 }
 
-// deliver passes in to the session and flushes what it wrote. It reports
-// false, without calling the session, once shutdown has quiesced the
-// connection or it is closing, and false if the session failed.
-func (c *streamConn) deliver(in []byte) (used int, ok bool) {
+// deliver passes in to the session, flushes what it wrote, and runs what
+// it offloaded (offloaded reports that it did). It reports false, without
+// calling the session, once shutdown has quiesced the connection or it is
+// closing, and false if the session failed.
+func (c *streamConn) deliver(in []byte) (used int, offloaded, ok bool) {
 	c.dataMu.Lock()
 	if c.quiesced() {
 		c.dataMu.Unlock()
-		return 0, false
+		return 0, false, false
 	}
 	c.out.Hold()
 	used, err := c.sess.Data(in)
 	if err == nil {
 		err = handler.CheckConsumed(used, len(in))
 	}
+	// Counted before quiesce can see the call over: shutdown waits for it.
+	fn := c.takePending()
 	// What Data wrote is in the buffers now, which is all quiesce waits
 	// for: the flush below may block on a peer that does not read, and
 	// shutdown's deadline must not wait for it.
@@ -338,9 +354,11 @@ func (c *streamConn) deliver(in []byte) (used int, ok bool) {
 	c.afterCallback()
 	if err != nil {
 		c.Close(err)
-		return used, false
 	}
-	return used, true
+	if fn != nil {
+		c.runOffloaded(fn)
+	}
+	return used, fn != nil, err == nil
 }
 
 // quiesce stops Data calls on the connection, waiting for one in progress
@@ -400,7 +418,7 @@ type streamSet struct {
 	conns    map[*streamConn]struct{}
 	shutting bool
 	deadline time.Time
-	wg       sync.WaitGroup // one per connection being served
+	running  inflight // connections being served, and their offloaded functions
 }
 
 func newStreamSet(h handler.Handler, cfg Config, stats *serving.Counters) *streamSet {
@@ -422,14 +440,14 @@ func (s *streamSet) begin() bool {
 	if s.shutting {
 		return false
 	}
-	s.wg.Add(1)
+	s.running.add(1, 0)
 	return true
 }
 
 // serve runs one connection to its end on the calling goroutine. The
 // caller must have called begin.
 func (s *streamSet) serve(nc net.Conn) {
-	defer s.wg.Done()
+	defer s.running.add(-1, 0)
 	if serving.TLSConfig(s.cfg) != nil {
 		var ok bool
 		if nc, ok = s.handshake(nc); !ok {
@@ -465,6 +483,7 @@ func (s *streamSet) serve(nc net.Conn) {
 	if shutting {
 		c.closeWith(handler.ErrShutdown, true, deadline)
 	}
+	c.runPending() // what Open offloaded, before any Data
 
 	c.readLoop()
 	<-writerDone
@@ -475,6 +494,7 @@ func (s *streamSet) serve(nc net.Conn) {
 		nc.Close()
 	}
 	sess.Closed(reason)
+	c.runPending()
 
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -498,6 +518,9 @@ func (s *streamSet) shutdown(ctx context.Context, deadline time.Time) bool {
 	for _, c := range conns {
 		c.quiesce()
 	}
+	// What sessions offloaded before reading stopped finishes, and
+	// writes, before any farewell.
+	fnsDone := s.running.waitFor(ctx, deadline, noFns)
 	if q, ok := s.h.(handler.Quiescer); ok {
 		q.Quiesced(deadline)
 	}
@@ -510,13 +533,18 @@ func (s *streamSet) shutdown(ctx context.Context, deadline time.Time) bool {
 	for _, c := range marked {
 		c.release(deadline)
 	}
-	return waitBy(ctx, &s.wg, deadline, func() {
-		s.mu.Lock()
-		for c := range s.conns {
-			c.nc.Close()
-		}
-		s.mu.Unlock()
-	})
+	if s.running.waitFor(ctx, deadline, idle) {
+		return fnsDone
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	// A connection running an offloaded function ends after it; the rest
+	// end soon now.
+	s.running.waitFor(ctx, time.Time{}, noConns)
+	return false
 }
 
 // waitBy waits for wg until deadline or until ctx is done, and reports

@@ -12,7 +12,10 @@
 //   - Closed: the connection ended. Called exactly once, after the last Data.
 //
 // For one connection the engine never runs two events at once, and it
-// delivers them in order. Different connections may run concurrently.
+// delivers them in order. Different connections may run concurrently,
+// though on an event-loop model many share one goroutine: a session whose
+// event must wait (on the network, a disk) moves that step off it with
+// [Offload], which keeps the connection's order.
 //
 // A session writes through [Conn]. Conn.Write may be called from any
 // goroutine (a chat room fans a message out to many connections from the

@@ -9,6 +9,7 @@ import (
 	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // chatServer serves a chat handler of framing kind on a loopback port
@@ -19,8 +20,7 @@ func chatServer(t *testing.T, kind frame.Kind) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() }) // after the server's shutdown
-	return serve(t, "goroutine", h, engine.Config{}).Addr().String()
+	return testkit.Listen(t, "goroutine", h, engine.Config{}).Addr().String()
 }
 
 // TestChatRunNamesTheServersFraming: a chat run in the other framing than

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // TestIdleHoldsConnectionsThenAnswersEach opens 30 idle connections: while
@@ -14,7 +15,7 @@ import (
 // nothing; then each completes one round trip.
 func TestIdleHoldsConnectionsThenAnswersEach(t *testing.T) {
 	const n = 30
-	srv := serve(t, "goroutine", echo.New(), engine.Config{Backlog: 64})
+	srv := testkit.Listen(t, "goroutine", echo.New(), engine.Config{Backlog: 64})
 	var atIdle engine.Stats
 	onIdle := 0
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: n, Idle: true, Duration: 100 * time.Millisecond,
@@ -43,7 +44,7 @@ func TestIdleHoldsConnectionsThenAnswersEach(t *testing.T) {
 // server holds a connection only by its answer, not by the kernel's
 // completed handshake.
 func TestIdleOnSeqServesOne(t *testing.T) {
-	srv := serve(t, "seq", echo.New(), engine.Config{Backlog: 16})
+	srv := testkit.Listen(t, "seq", echo.New(), engine.Config{Backlog: 16})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 5, Idle: true, Duration: 50 * time.Millisecond, ConnectTimeout: 300 * time.Millisecond})
 	if res.OKConns != 1 || res.FailedConns != 4 || res.Failures[ReasonTimeout] != 4 {
 		t.Fatalf("ok %d failed %d (%v), want 1 and 4 timeouts", res.OKConns, res.FailedConns, res.Failures)

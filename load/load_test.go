@@ -18,30 +18,10 @@ import (
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/netstat"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// serve runs h under model on a loopback port until the test ends.
-func serve(t *testing.T, model string, h handler.Handler, cfg engine.Config) engine.Server {
-	t.Helper()
-	cfg.Addr = "127.0.0.1:0"
-	srv, err := engine.Listen(model, h, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return srv
-}
 
 // session adapts a data function into a session.
 type session func(in []byte) (int, error)
@@ -87,7 +67,7 @@ func mustRun(t *testing.T, cfg Config) *Result {
 // waits 10 ms before each echo.
 func TestDelayedEchoShowsItsDelay(t *testing.T) {
 	const delay = 10 * time.Millisecond
-	srv := serve(t, "goroutine", echoWith(func() { time.Sleep(delay) }, nil), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echoWith(func() { time.Sleep(delay) }, nil), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 4, Duration: 400 * time.Millisecond})
 	if res.OKConns != 4 || res.FailedConns != 0 || res.DroppedConns != 0 {
 		t.Fatalf("ok %d failed %d dropped %d, want 4 0 0", res.OKConns, res.FailedConns, res.DroppedConns)
@@ -112,7 +92,7 @@ func TestDelayedEchoShowsItsDelay(t *testing.T) {
 // connection for the whole run, so it accepts nobody else: the rest sit in
 // its backlog of 2 or are dropped by the kernel, and count as failed.
 func TestServerThatStopsAcceptingFailsConnections(t *testing.T) {
-	srv := serve(t, "seq", echo.New(), engine.Config{Backlog: 2})
+	srv := testkit.Listen(t, "seq", echo.New(), engine.Config{Backlog: 2})
 	before, err := netstat.ReadListen()
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +121,7 @@ func TestOpenLoopCountsFromDueTime(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
-	srv := serve(t, "goroutine", echoWith(stall, nil), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echoWith(stall, nil), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 1, Rate: 100, Duration: time.Second})
 	if res.Mode != "open" || res.OKConns != 1 {
 		t.Fatalf("mode %s, ok %d", res.Mode, res.OKConns)
@@ -164,7 +144,7 @@ func TestOpenLoopCountsFromDueTime(t *testing.T) {
 // 2 s, so the schedule must start at the start (slot i at i/10 s), not a
 // whole interval later, or nothing but the proving echoes is sent.
 func TestOpenLoopBelowOneMessagePerConnection(t *testing.T) {
-	srv := serve(t, "goroutine", echo.New(), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echo.New(), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 20, Rate: 10, Duration: time.Second})
 	if res.OKConns != 20 {
 		t.Fatalf("ok %d, want 20", res.OKConns)
@@ -177,7 +157,7 @@ func TestOpenLoopBelowOneMessagePerConnection(t *testing.T) {
 }
 
 func TestPerConnOpensNewConnections(t *testing.T) {
-	srv := serve(t, "goroutine", echo.New(), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echo.New(), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, PerConn: 5, Duration: 300 * time.Millisecond})
 	if res.OKConns <= 2 || res.FailedConns != 0 || res.DroppedConns != 0 {
 		t.Fatalf("ok %d failed %d dropped %d: want more than the 2 slots", res.OKConns, res.FailedConns, res.DroppedConns)
@@ -210,7 +190,7 @@ func (rm *remotes) Open(c handler.Conn) handler.Session {
 
 func TestConnectionsComeFromExtraSourcesPastThePortLimit(t *testing.T) {
 	rm := &remotes{ips: map[string]int{}}
-	srv := serve(t, "goroutine", rm, engine.Config{})
+	srv := testkit.Listen(t, "goroutine", rm, engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 5, PortsPerSource: 2, Duration: 100 * time.Millisecond})
 	if res.OKConns != 5 || res.Sources != 3 {
 		t.Fatalf("ok %d, sources %d; want 5 and 3", res.OKConns, res.Sources)
@@ -230,7 +210,7 @@ func TestConnectionsComeFromExtraSourcesPastThePortLimit(t *testing.T) {
 
 func TestConnectRatePacesConnections(t *testing.T) {
 	rm := &remotes{ips: map[string]int{}}
-	srv := serve(t, "goroutine", rm, engine.Config{})
+	srv := testkit.Listen(t, "goroutine", rm, engine.Config{})
 	start := time.Now()
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 5, ConnectRate: 20, Duration: 100 * time.Millisecond})
 	if res.OKConns != 5 {
@@ -248,7 +228,7 @@ func TestConnectRatePacesConnections(t *testing.T) {
 }
 
 func TestWrongEchoAndRefusedConnectionsFail(t *testing.T) {
-	srv := serve(t, "goroutine", echoWith(nil, bytes.ToUpper), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echoWith(nil, bytes.ToUpper), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 3, Duration: 100 * time.Millisecond})
 	if res.OKConns != 0 || res.Failures[ReasonMismatch] != 3 || !strings.Contains(res.FirstError, "differs") ||
 		!strings.Contains(res.FirstError, `got "CONN `) {
@@ -298,7 +278,7 @@ func TestEchoRunAgainstAChatServerSaysSo(t *testing.T) {
 }
 
 func TestCancelEndsTheRunWithoutBlamingTheServer(t *testing.T) {
-	srv := serve(t, "goroutine", echoWith(func() { time.Sleep(50 * time.Millisecond) }, nil), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echoWith(func() { time.Sleep(50 * time.Millisecond) }, nil), engine.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	res, err := Run(ctx, Config{Addr: srv.Addr().String(), Conns: 3, Duration: time.Minute})
@@ -327,7 +307,7 @@ func TestCancelEndsTheRunWithoutBlamingTheServer(t *testing.T) {
 // 20 ms per echo: the proving echoes complete 20 ms or more after the
 // start, so the rate is at most their number per 20 ms, not per 1 ns.
 func TestRatesCountTheTimeMeasured(t *testing.T) {
-	srv := serve(t, "goroutine", echoWith(func() { time.Sleep(20 * time.Millisecond) }, nil), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echoWith(func() { time.Sleep(20 * time.Millisecond) }, nil), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, Duration: time.Nanosecond})
 	if res.OKConns != 2 || res.Msgs != 2 || res.Interrupted {
 		t.Fatalf("ok %d, %d messages, interrupted %v; want 2, 2, false", res.OKConns, res.Msgs, res.Interrupted)
@@ -399,7 +379,7 @@ func TestBadConfigIsOneLineError(t *testing.T) {
 // client that kept its connection would have kept them waiting. Exactly
 // one succeeds, however the timings fall.
 func TestSeqServesOneClientPerRun(t *testing.T) {
-	srv := serve(t, "seq", echo.New(), engine.Config{Backlog: 16})
+	srv := testkit.Listen(t, "seq", echo.New(), engine.Config{Backlog: 16})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 5, Duration: 200 * time.Millisecond, ConnectTimeout: 600 * time.Millisecond})
 	if res.OKConns != 1 || res.FailedConns != 4 || res.Failures[ReasonTimeout] != 4 {
 		t.Fatalf("ok %d failed %d (%v), want 1 and 4 timeouts", res.OKConns, res.FailedConns, res.Failures)

@@ -13,6 +13,7 @@ import (
 	"github.com/tcplab/tcplab/engine"
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 func TestParseWorkSpec(t *testing.T) {
@@ -96,7 +97,7 @@ func serveWork(t *testing.T, opts work.Options) engine.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serve(t, "goroutine", h, engine.Config{})
+	return testkit.Listen(t, "goroutine", h, engine.Config{})
 }
 
 // TestWorkClassesAreMeasuredApart runs 2 heavy connections (sha) and 3
@@ -176,7 +177,7 @@ func wrongSha() handler.Handler {
 // round too few: every connection proves itself (echo), then fails with
 // "mismatch" at its first sha reply. An ERR reply is the server's error.
 func TestShaReplyThatDiffersIsAMismatch(t *testing.T) {
-	srv := serve(t, "goroutine", wrongSha(), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", wrongSha(), engine.Config{})
 	res := mustRun(t, Config{App: AppWork, Addr: srv.Addr().String(), Conns: 3, Duration: 200 * time.Millisecond,
 		Work: WorkSpec{Kind: WorkSha, Rounds: 50}})
 	if res.OKConns != 3 || res.DroppedConns != 3 || res.Failures[ReasonMismatch] != 3 || res.Classes.Light.Msgs != 0 {
@@ -212,7 +213,7 @@ func TestOpenLoopAccountsForItsSchedule(t *testing.T) {
 // connections to a server that takes 5 ms per echo: at most 400 a second
 // can be sent, one in flight per connection.
 func TestRateTheClientCannotReachWarns(t *testing.T) {
-	srv := serve(t, "goroutine", echoWith(func() { time.Sleep(5 * time.Millisecond) }, nil), engine.Config{})
+	srv := testkit.Listen(t, "goroutine", echoWith(func() { time.Sleep(5 * time.Millisecond) }, nil), engine.Config{})
 	res := mustRun(t, Config{Addr: srv.Addr().String(), Conns: 2, Rate: 10000, Duration: 300 * time.Millisecond})
 	if res.DueMsgs != 3000 || res.SentMsgs > 200 {
 		t.Fatalf("due %d sent %d", res.DueMsgs, res.SentMsgs)
@@ -273,7 +274,7 @@ func TestChatSendersAccountForTheirSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serve(t, "goroutine", h, engine.Config{})
+	srv := testkit.Listen(t, "goroutine", h, engine.Config{})
 	res := mustRun(t, Config{App: AppChat, Addr: srv.Addr().String(), Conns: 3, Senders: 1, Rate: 50, Duration: 300 * time.Millisecond})
 	if res.DueMsgs != 15 || res.SentMsgs != res.Ingress || res.SendLate == nil || res.SendLate.Count != int64(res.SentMsgs) {
 		t.Fatalf("due %d sent %d ingress %d lateness %+v", res.DueMsgs, res.SentMsgs, res.Ingress, res.SendLate)

@@ -192,6 +192,28 @@ func TestWriteTimeouts(t *testing.T) {
 	}
 }
 
+// TestOffloads checks the offload counters: every connection of the
+// conformance offload probe offloads its greeting, and "p" offloads a
+// function that panics.
+func TestOffloads(t *testing.T) {
+	for _, model := range []string{"goroutine", "reactor"} {
+		t.Run(model, func(t *testing.T) {
+			m := metrics.New(model, "offload")
+			h := conformance.OffloadProbe()
+			s := conformance.Start(t, model, h, engine.Config{})
+			if err := m.Watch(s, h); err != nil {
+				t.Fatal(err)
+			}
+			c := dialLines(t, s.Addr().String())
+			c.MustSend("p")
+			c.End("hello", "BYE offloaded function panicked: probe panic")
+			eventually(t, m, "counters", func(g map[string]float64) bool {
+				return g["tcplab_offloaded_functions_total"] == 2 && g["tcplab_offload_panics_total"] == 1
+			})
+		})
+	}
+}
+
 func TestPprofBehindTheFlag(t *testing.T) {
 	m := metrics.New("goroutine", "echo")
 	url := serveMetrics(t, m, true)

@@ -92,6 +92,17 @@ type MessageLimiter interface {
 	MaxMessage() int
 }
 
+// Waiter is an optional interface for a Bus whose calls wait on the
+// network (NATS): ClaimNick, ReleaseNick, NextGuest, Subscribe, Private,
+// Who and Rooms. When Waits reports true, the hub makes those calls
+// through handler.Offload, in the commands that make them (/nick, /join,
+// /rooms, /who, /msg) and in a connection's start and end, so that on an
+// event-loop model no connection waits for the bus on a loop; replies
+// keep the connection's order. Publish and Unsubscribe must not wait.
+type Waiter interface {
+	Waits() bool
+}
+
 // Drainer is an optional interface for a Bus that delivers asynchronously
 // (from another process). At shutdown, once the server has stopped reading
 // its connections and before it says BYE to them, the hub calls Drain:

@@ -1,11 +1,9 @@
 package chat_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/engine"
@@ -27,24 +25,7 @@ func TestDefaultsKeepAReceiverThatKeepsUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	srv, err := engine.Listen("goroutine", h, engine.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	addr := srv.Addr().String()
+	addr := testkit.Listen(t, "goroutine", h, engine.Config{}).Addr().String()
 	a := testkit.Dial(t, addr, frame.Length)
 	hello := a.MustRead()
 	nick, ok := strings.CutPrefix(hello, "HELLO tcplab 1 ")

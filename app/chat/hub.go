@@ -28,6 +28,7 @@ type hub struct {
 	enc   encoder
 	bus   Bus
 	limit MessageLimiter // the bus's, if it bounds messages; else nil
+	waits bool           // the bus's calls wait on the network (Waiter): offload them
 	id    uint64         // this node, in Event.Origin
 	epoch time.Time      // monotonic base for idle timers
 
@@ -64,6 +65,9 @@ func newHub(o Options) (*hub, error) {
 	}
 	h.bus = bus
 	h.limit, _ = bus.(MessageLimiter)
+	if w, ok := bus.(Waiter); ok {
+		h.waits = w.Waits()
+	}
 	return h, nil
 }
 
@@ -388,9 +392,6 @@ func (h *hub) open(c handler.Conn) handler.Session {
 		s.closeWith(h.enc.closing(CodeServerFull, "too many connections"), errServerFull)
 		return s
 	}
-	if err := s.start(); err != nil {
-		s.done = true
-		s.closeWith(h.enc.closing(CodeUnavailable, err.Error()), err)
-	}
+	s.offload(s.begin)
 	return s
 }

@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,11 +17,13 @@ import (
 	"github.com/tcplab/tcplab/app/work"
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 	"github.com/tcplab/tcplab/load"
 )
 
 // serverEnv, when set in the environment of this test binary, makes it a
-// work server instead of the tests: "MODEL LOOPS" (see serveForParent).
+// work server instead of the tests: "MODEL LOOPS [offload]" (see
+// serveForParent).
 const serverEnv = "TCPLAB_WORK_TEST_SERVER"
 
 // TestMain serves as the server of drive, or as a fork or prefork child,
@@ -39,15 +41,16 @@ func TestMain(m *testing.M) {
 }
 
 // serveForParent serves the work app with the defaults under the model
-// and loop count in spec ("MODEL LOOPS"), prints its address on a line of
-// stdout, and shuts down when stdin closes or SIGTERM arrives.
+// and loop count in spec ("MODEL LOOPS", then "offload" for
+// Options.Offload), prints its address on a line of stdout, and shuts
+// down when stdin closes or SIGTERM arrives.
 func serveForParent(spec string) error {
 	var model string
 	var loops int
 	if _, err := fmt.Sscan(spec, &model, &loops); err != nil {
 		return fmt.Errorf("%s=%q: %w", serverEnv, spec, err)
 	}
-	h, err := work.New(work.Options{})
+	h, err := work.New(work.Options{Offload: strings.HasSuffix(spec, " offload")})
 	if err != nil {
 		return err
 	}
@@ -79,8 +82,15 @@ func serveForParent(spec string) error {
 // generator's goroutines would delay the server's.
 func drive(t *testing.T, model string, loops int, lc load.Config) *load.Result {
 	t.Helper()
+	return driveSpec(t, model+" "+strconv.Itoa(loops), lc)
+}
+
+// driveSpec is drive with the server's serverEnv spec.
+func driveSpec(t *testing.T, spec string, lc load.Config) *load.Result {
+	t.Helper()
+	model, _, _ := strings.Cut(spec, " ")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverEnv+"="+model+" "+strconv.Itoa(loops))
+	cmd.Env = append(os.Environ(), serverEnv+"="+spec)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -120,37 +130,6 @@ func drive(t *testing.T, model string, loops int, lc load.Config) *load.Result {
 	return res
 }
 
-// wakeProbe measures how late this process wakes up while it runs: a
-// goroutine sleeps 1 ms at a time and records by how much each sleep
-// overran. stop ends it and returns the median overrun. On a machine with
-// a core to spare it is well under a millisecond; on one whose run queue
-// is long (seen here: load average 20 on 2 cores), every wake-up of every
-// process waits milliseconds for a CPU.
-func wakeProbe() (stop func() time.Duration) {
-	done := make(chan struct{})
-	result := make(chan time.Duration, 1)
-	go func() {
-		var late []time.Duration
-		for {
-			select {
-			case <-done:
-				slices.Sort(late)
-				if len(late) == 0 {
-					result <- 0
-				} else {
-					result <- late[len(late)/2]
-				}
-				return
-			default:
-			}
-			start := time.Now()
-			time.Sleep(time.Millisecond)
-			late = append(late, time.Since(start)-time.Millisecond)
-		}
-	}()
-	return func() time.Duration { close(done); return <-result }
-}
-
 // TestBlockingCallsBlockWhereTheModelRunsTheHandler: 50 clients each send
 // "sleep 20000" in closed loop. On one event loop the handler runs on the
 // loop, so the sleeps run one after another: at most one per 20 ms. One
@@ -158,28 +137,38 @@ func wakeProbe() (stop func() time.Duration) {
 // Only the ratio of the two, measured in one attempt, is asserted (and the
 // loop's bound, which no machine can beat: a sleep takes at least its
 // 20 ms).
-//
-// goroutine needs a fifth of its 2500 a second for the ratio of 10. Under
-// the race detector on a 2-core machine whose run queue was long (the
-// whole suite and other work at once) it once reached 443 a second: each
-// round trip's wake-ups waited for a CPU. wakeProbe measures that in the
-// same run, independently of the models: an attempt whose median wake-up
-// was more than 5 ms late measured the machine, not the model; it is
-// repeated once, and if neither attempt was quiet the test skips, saying
-// so.
 func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
+	sleepRatio(t, "goroutine 0", "goroutine")
+}
+
+// sleepRatio drives 50 clients sending "sleep 20000" in closed loop
+// against reactor --loops 1, whose sleeps block its loop, and against the
+// server of spec (see serverEnv), called name, in one attempt, and
+// requires the second to complete at least 10 times the requests of the
+// first.
+//
+// It needs a fifth of the second's 2500 a second for the ratio of 10.
+// Under the race detector on a 2-core machine whose run queue was long
+// (the whole suite and other work at once) goroutine once reached 443 a
+// second: each round trip's wake-ups waited for a CPU. testkit.WakeProbe
+// measures that in the same run, independently of the models: an attempt
+// whose median wake-up was more than 5 ms late measured the machine, not
+// the model; it is repeated once, and if neither attempt was quiet the
+// test skips, saying so.
+func sleepRatio(t *testing.T, spec, name string) {
+	t.Helper()
 	const sleep, attempts = 20 * time.Millisecond, 2
 	lc := load.Config{Conns: 50, Duration: time.Second, ConnectTimeout: 20 * time.Second,
 		Work: load.WorkSpec{Kind: load.WorkSleep, Sleep: sleep}}
 	quiet := 0
 	for a := 1; a <= attempts; a++ {
-		stopProbe := wakeProbe()
+		stopProbe := testkit.WakeProbe()
 		loop := drive(t, "reactor", 1, lc)
-		gor := drive(t, "goroutine", 0, lc)
-		late := stopProbe()
-		l, g := loop.Classes.Light, gor.Classes.Light
-		t.Logf("attempt %d: sleep:20ms x 50 conns: reactor --loops 1 %.0f req/s (%d), goroutine %.0f req/s (%d); median wake-up %v late",
-			a, l.MsgsPerS, l.Msgs, g.MsgsPerS, g.Msgs, late)
+		other := driveSpec(t, spec, lc)
+		late, _ := stopProbe()
+		l, o := loop.Classes.Light, other.Classes.Light
+		t.Logf("attempt %d: sleep:20ms x 50 conns: reactor --loops 1 %.0f req/s (%d), %s %.0f req/s (%d); median wake-up %v late",
+			a, l.MsgsPerS, l.Msgs, name, o.MsgsPerS, o.Msgs, late)
 		if most := uint64(loop.Elapsed/sleep.Seconds()) + 1; l.Msgs > most {
 			t.Fatalf("reactor --loops 1 completed %d sleeps in %.2fs: more than one per 20 ms (%d), so they did not block its loop", l.Msgs, loop.Elapsed, most)
 		}
@@ -193,14 +182,22 @@ func TestBlockingCallsBlockWhereTheModelRunsTheHandler(t *testing.T) {
 		// Counts, not rates: both runs send for the same second, and a
 		// rate's window stretches to the last reply, which on the loop is
 		// a proving echo queued behind the sleeps.
-		if g.Msgs >= 10*l.Msgs {
+		if o.Msgs >= 10*l.Msgs {
 			return
 		}
 	}
 	if quiet == 0 {
 		t.Skipf("in %d attempts this process's median wake-up was never under 5ms late: too loaded a machine to compare throughputs (see the log)", attempts)
 	}
-	t.Errorf("goroutine never completed 10 times the requests of reactor --loops 1 in the same time in %d quiet attempts (see the log)", quiet)
+	t.Errorf("%s never completed 10 times the requests of reactor --loops 1 in the same time in %d quiet attempts (see the log)", name, quiet)
+}
+
+// TestOffloadedSleepsLeaveTheLoop is the same load with --offload: the
+// sleeps run on the offload workers (handler.Offload), so reactor --loops
+// 1 completes at least 10 times the requests it does with them on its
+// loop.
+func TestOffloadedSleepsLeaveTheLoop(t *testing.T) {
+	sleepRatio(t, "reactor 1 offload", "reactor --loops 1 --offload")
 }
 
 // TestGreedyClientDelaysLightOnesOnOneLoop: one client sends requests of

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // conn is one connection of an event loop. It implements handler.Conn.
@@ -35,6 +36,9 @@ type conn struct {
 	removed    bool          // the socket is closed
 	sending    bool          // the driver holds a send of c's; loop.sendDone continues the flush
 	wantOut    bool          // output is held up (the socket is full): the write timeout runs
+	offloading bool          // inline dispatch: a function the session offloaded has not returned: no Data
+	waiting    bool          // input read while offloading waits in loop.waiting, for Data after the function
+	closedDue  bool          // removed while offloading: Closed follows the function
 	batch      []byte        // the batch being written, while the loop holds the flush token
 	off        int           // bytes of batch already written
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
@@ -63,9 +67,18 @@ type conn struct {
 	mu   sync.Mutex
 	sess handler.Session
 	ex   *execState // reactor-pool dispatch: the connection's executor (pool.go)
+
+	// pending holds what the session offloaded during the event running
+	// now (handler.Offload); whoever runs the session's events (the loop,
+	// or a reactor-pool worker) takes it when the event returns. It is
+	// last: cold, apart from the fields the hot path reads.
+	pending func()
 }
 
-var _ handler.Conn = (*conn)(nil)
+var (
+	_ handler.Conn      = (*conn)(nil)
+	_ handler.Offloader = (*conn)(nil)
+)
 
 func (c *conn) Write(p []byte) error {
 	var err error
@@ -90,6 +103,10 @@ func (c *conn) CloseWith(last []byte, reason error) {
 		c.l.post(task{kind: taskClose, c: c})
 	}
 }
+
+// Offload keeps fn to run once the session's current event has returned
+// (handler.Offload): the goroutine running the event takes it then.
+func (c *conn) Offload(fn func()) { c.pending = serving.AddOffloaded(c.pending, fn) }
 
 func (c *conn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
 func (c *conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }

@@ -28,6 +28,11 @@ type dispatcher interface {
 	// holding reports whether a Data call's worth of c's input still
 	// waits in the dispatcher.
 	holding(c *conn) bool
+	// offloaded tells that a function c's session offloaded has returned
+	// (handler.Offload): what it held back (Data, the end of input,
+	// Closed) may go on. late is set when c's loop had ended (a shutdown
+	// cut short): the worker that ran the function calls it.
+	offloaded(c *conn, late bool)
 
 	// start runs when Serve does; quiesce is shutdown's first phase (no
 	// Data starts afterwards, and quiesce returns once calls in progress
@@ -48,6 +53,9 @@ func (inline) open(c *conn) {
 	c.mu.Lock()
 	c.sess = sess
 	c.mu.Unlock()
+	if c.pending != nil {
+		offloadInline(c)
+	}
 	l.flushHeld(c)
 }
 
@@ -64,6 +72,18 @@ func (inline) ended(c *conn, reason error) {
 func (inline) closed(c *conn) {
 	c.in = nil
 	c.sess.Closed(c.closeReason())
+	if c.pending != nil {
+		offloadInline(c)
+	}
+}
+
+func (inline) offloaded(c *conn, late bool) { c.l.resumeInline(c, late) }
+
+// offloadInline starts what c's session offloaded in the event that just
+// ran on the loop, and holds c's delivery until it returns.
+func offloadInline(c *conn) {
+	c.offloading = true
+	c.l.offload(c)
 }
 
 func (inline) resumed(*conn)      {}
@@ -83,6 +103,9 @@ func deliver(c *conn, fresh []byte) {
 	}
 	c.out.Hold()
 	used, err := c.sess.Data(in)
+	if c.pending != nil {
+		offloadInline(c) // before the flush, which may close c: Closed follows the function
+	}
 	l.flushHeld(c)
 	if c.removed {
 		return
@@ -96,6 +119,12 @@ func deliver(c *conn, fresh []byte) {
 		return
 	}
 	rest := in[used:]
+	if c.offloading {
+		// The session stopped at what it offloaded: what it left is
+		// input that waits for the function too, ahead of what comes.
+		l.keepFront(c, rest)
+		rest = nil
+	}
 	if s.trackPartial(c, used, len(rest)) {
 		l.armFrame(c)
 	}

@@ -14,11 +14,22 @@ import (
 type wakeCounter struct {
 	driver
 	n atomic.Uint64
+	// waiting is set while the loop waits for events with a timeout other
+	// than 0: asleep, or about to be.
+	waiting atomic.Bool
 }
 
 func (w *wakeCounter) wake() {
 	w.n.Add(1)
 	w.driver.wake()
+}
+
+func (w *wakeCounter) wait(timeout int) {
+	if timeout != 0 {
+		w.waiting.Store(true)
+		defer w.waiting.Store(false)
+	}
+	w.driver.wait(timeout)
 }
 
 // countWakeups wraps l's driver in a wakeCounter, before l runs.

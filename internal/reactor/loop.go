@@ -43,6 +43,7 @@ const (
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
 	taskCall                     // run fn on the loop, then ack (if ack is set)
+	taskReturned                 // a function c's session offloaded has returned
 )
 
 // task is a message to a loop from any goroutine.
@@ -78,6 +79,10 @@ type loop struct {
 	sa        unix.RawSockaddrAny // scratch for accept and getsockname
 	acceptBo  backoff.Backoff
 
+	// waiting holds the input of connections whose Data waits for an
+	// offloaded function (conn.waiting); nil until one does.
+	waiting map[*conn][]byte
+
 	quiet        bool // shutdown phase 1 done: no accepting, no reading
 	stopping     bool // shutdown phase 2: exit once every connection is gone
 	expired      bool // the shutdown deadline passed: what is left closes at once
@@ -93,10 +98,15 @@ type loop struct {
 
 	// load counts connections placed on this loop (least-conns).
 	load atomic.Int64
+	// offloads counts the functions its connections' sessions offloaded
+	// that have not returned (or whose return the loop has not handled):
+	// a stopping loop waits for them until the shutdown deadline.
+	offloads atomic.Int32
 
 	qmu    sync.Mutex
 	q      []task
 	qspare []task
+	ended  bool // the loop has stopped: post refuses
 	// queued is set while q is not empty.
 	queued atomic.Bool
 	// sleeping is set while the loop is (about to be) waiting with a
@@ -125,19 +135,27 @@ func newLoop(s *Server) (*loop, error) {
 	return l, nil
 }
 
-// post queues t for the loop and wakes it if it sleeps.
-func (l *loop) post(t task) {
+// post queues t for the loop and wakes it if it sleeps. Once the loop has
+// ended it queues nothing and reports false: a caller that must have t
+// handled (the return of an offloaded function) handles it itself.
+func (l *loop) post(t task) bool {
 	l.qmu.Lock()
+	if l.ended {
+		l.qmu.Unlock()
+		return false
+	}
 	l.q = append(l.q, t)
 	l.queued.Store(true)
 	l.qmu.Unlock()
 	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
 		l.drv.wake()
 	}
+	return true
 }
 
 // run is the loop's goroutine. It returns once shutdown has closed every
-// connection and the driver has finished.
+// connection, the functions they offloaded have returned (or the
+// shutdown deadline has passed), and the driver has finished.
 func (l *loop) run(done func()) {
 	defer done()
 	runtime.LockOSThread()
@@ -145,7 +163,7 @@ func (l *loop) run(done func()) {
 	if err := l.drv.start(); err != nil {
 		l.s.fail(err)
 	}
-	for !l.stopping || l.n > 0 || !l.drv.stop() {
+	for !l.stopping || l.n > 0 || l.offloads.Load() > 0 && !l.expired || !l.drv.stop() {
 		l.maybeYield(l.passNow)
 		l.drv.wait(l.sleepTimeout(len(l.ready) > 0))
 		l.sleeping.Store(false)
@@ -153,7 +171,23 @@ func (l *loop) run(done func()) {
 		l.drv.handle()
 		l.endPass()
 	}
+	l.end()
 	l.publish()
+}
+
+// end marks the loop ended and hands the returns of offloaded functions
+// still queued to the dispatcher, as their workers do from now on.
+func (l *loop) end() {
+	l.qmu.Lock()
+	l.ended = true
+	left := l.q
+	l.q = nil
+	l.qmu.Unlock()
+	for _, t := range left {
+		if t.kind == taskReturned {
+			l.disp.offloaded(t.c, true)
+		}
+	}
 }
 
 // endPass finishes a pass of the loop after its events: the tasks posted
@@ -265,6 +299,8 @@ func (l *loop) do(t task) {
 		if t.ack != nil {
 			t.ack <- struct{}{}
 		}
+	case taskReturned:
+		l.offloadDone(c)
 	}
 }
 
@@ -385,9 +421,11 @@ func (l *loop) closeAll(deadline time.Time) {
 	}
 }
 
-// deadlinePassed closes every connection left at the shutdown deadline.
+// deadlinePassed closes every connection left at the shutdown deadline,
+// and stops waiting for the functions they offloaded.
 func (l *loop) deadlinePassed() {
 	l.expired = true
+	l.cut = l.cut || l.offloads.Load() > 0
 	for _, c := range l.conns {
 		if c != nil {
 			l.cut = true

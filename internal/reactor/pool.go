@@ -26,6 +26,11 @@ type execState struct {
 	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
+
+	// offloading is set while a function the session offloaded has not
+	// returned: the executor runs nothing for c (input waits in in; the
+	// loop stops reading once a Data call's worth has come).
+	offloading bool
 }
 
 // pool is reactor-pool's dispatcher: the loops read and write, and a fixed
@@ -99,10 +104,10 @@ func (p *pool) schedule(c *conn) {
 	p.work.Signal()
 }
 
-// wake schedules c unless it is queued, running or finished. The caller
-// holds c.mu.
+// wake schedules c unless it is queued, running, finished, or waiting for
+// an offloaded function. The caller holds c.mu.
 func (p *pool) wake(c *conn) {
-	if !c.ex.scheduled && !c.ex.done {
+	if !c.ex.scheduled && !c.ex.done && !c.ex.offloading {
 		p.schedule(c)
 	}
 }
@@ -178,6 +183,11 @@ func (p *pool) run(c *conn) (again bool) {
 			sess := s.h.Open(c)
 			c.mu.Lock()
 			c.sess, ex.opened = sess, true
+			p.offload(c)
+
+		case ex.offloading:
+			ex.scheduled = false // offloaded wakes c
+			return false
 
 		case ex.gone:
 			ex.done, ex.scheduled = true, false
@@ -186,6 +196,7 @@ func (p *pool) run(c *conn) (again bool) {
 			c.mu.Unlock()
 			sess.Closed(reason)
 			c.mu.Lock()
+			p.offload(c)
 			return false
 
 		case fresh > 0 && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
@@ -224,6 +235,7 @@ func (p *pool) deliver(c *conn, fresh int) {
 	}
 	over := c.out.Len() > s.highWater
 	c.mu.Lock()
+	p.offload(c)
 	if err != nil {
 		c.mu.Unlock()
 		c.closeWith(err, false, time.Now().Add(s.cfg.DrainTimeout))
@@ -232,6 +244,9 @@ func (p *pool) deliver(c *conn, fresh int) {
 	}
 	ex.in = ex.in[:copy(ex.in, ex.in[used:])]
 	ex.seen = n - used
+	if ex.offloading {
+		ex.seen = 0 // the session stopped at what it offloaded: show it the rest again after
+	}
 	if s.trackPartial(c, used, ex.seen) {
 		c.l.post(task{kind: taskFrame, c: c})
 	}
@@ -254,6 +269,39 @@ func (p *pool) deliver(c *conn, fresh int) {
 	}
 	if recheck {
 		c.l.post(task{kind: taskInput, c: c})
+	}
+}
+
+// offload starts what c's session offloaded in the event that just ran
+// on this worker, if anything, and holds c's events until it returns.
+// The caller holds c.mu.
+func (p *pool) offload(c *conn) {
+	if c.pending != nil {
+		c.ex.offloading = true
+		c.l.offload(c)
+	}
+}
+
+// offloaded lets c's events go on after its offloaded function returned:
+// Data on the input that waited, the close after its end, or Closed. Once
+// the loop has ended (late) the workers may have stopped, and only
+// Closed is left to run: the caller runs it.
+func (p *pool) offloaded(c *conn, late bool) {
+	c.mu.Lock()
+	ex := c.ex
+	ex.offloading = false
+	if !late {
+		p.wake(c)
+		c.mu.Unlock()
+		return
+	}
+	due := ex.gone && !ex.done
+	ex.done = true
+	sess := c.sess
+	c.mu.Unlock()
+	if due {
+		sess.Closed(c.closer.Reason())
+		runLate(c)
 	}
 }
 

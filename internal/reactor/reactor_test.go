@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/serving"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -107,8 +108,10 @@ func dial(t *testing.T, s *Server) net.Conn {
 
 // lines is a line-oriented test handler: "ping" answers "pong", "block"
 // blocks Data until release is closed (a CPU-heavy or stuck handler),
-// "flood" has a goroutine write 16 MiB (more than loopback socket buffers
-// hold) and then signal flooded, and every other line is echoed. Its sessions report their close reason on
+// "off" offloads a function that waits for release (handler.Offload) and
+// "offpanic" one that panics, "flood" has a goroutine write 16 MiB (more
+// than loopback socket buffers hold) and then signal flooded, and every
+// other line is echoed. Its sessions report their close reason on
 // closed, and fail the test if two Data calls of one session overlap or
 // Data follows Closed. It refuses connections with "REFUSED <reason>" and
 // says "BYE <reason>" on engine-initiated closes.
@@ -174,6 +177,12 @@ func (s *lineSession) Data(in []byte) (int, error) {
 			s.h.blocked <- struct{}{}
 			<-s.h.release
 			s.c.Write([]byte("unblocked\n"))
+		case "off":
+			handler.Offload(s.c, func() { <-s.h.release })
+			return used, nil
+		case "offpanic":
+			handler.Offload(s.c, func() { panic("test panic") })
+			return used, nil
 		default:
 			s.c.Write([]byte(line + "\n"))
 		}
@@ -378,7 +387,12 @@ func testSleepingLoopWakesOncePerBurst(t *testing.T, o options) {
 		clients[i] = bufio.NewReader(dial(t, s))
 		server[i] = <-conns
 	}
-	time.Sleep(20 * time.Millisecond) // the loop has gone to sleep
+	wait.Eventually(t, wait.Bound, "the loop sleeps", func() error {
+		if !wakes.waiting.Load() {
+			return wait.ErrNotYet
+		}
+		return nil
+	})
 	before := wakes.n.Load()
 	for m := range msgs {
 		for i := range n {
@@ -436,17 +450,12 @@ func testBalance(t *testing.T, o options) {
 
 func waitLoads(t *testing.T, s *Server, want0, want1 int64) {
 	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for {
-		l0, l1 := s.loops[0].load.Load(), s.loops[1].load.Load()
-		if l0 == want0 && l1 == want1 {
-			return
+	wait.Eventually(t, wait.Bound, fmt.Sprintf("loops hold %d and %d connections", want0, want1), func() error {
+		if l0, l1 := s.loops[0].load.Load(), s.loops[1].load.Load(); l0 != want0 || l1 != want1 {
+			return fmt.Errorf("they hold %d and %d", l0, l1)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("loops hold %d and %d connections, want %d and %d", l0, l1, want0, want1)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestListenerPerLoop: with --listeners equal to --loops each loop owns a

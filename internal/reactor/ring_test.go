@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/serving"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 	"github.com/tcplab/tcplab/internal/uring"
 )
 
@@ -378,13 +379,9 @@ func TestStalledPeersHoldNoOneUp(t *testing.T) {
 			<-h.flooded
 		}
 		l := s.loops[0]
-		deadline := time.Now().Add(ioTimeout)
-		for stalled := 0; stalled < flooders; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d flooders' sends stalled after %v", stalled, flooders, ioTimeout)
-			}
+		wait.Eventually(t, wait.Bound, fmt.Sprintf("the %d flooders' sends stall", flooders), func() error {
+			stalled := 0
 			call(l, func() {
-				stalled = 0
 				for _, c := range l.conns {
 					if c != nil && c.wantOut {
 						stalled++ // a send that the full socket holds
@@ -392,9 +389,10 @@ func TestStalledPeersHoldNoOneUp(t *testing.T) {
 				}
 			})
 			if stalled < flooders {
-				time.Sleep(10 * time.Millisecond)
+				return fmt.Errorf("%d have", stalled)
 			}
-		}
+			return nil
+		})
 		good := dial(t, s)
 		r := bufio.NewReader(good)
 		sent := time.Now()

@@ -87,6 +87,7 @@ type Server struct {
 	shared bool
 	rr     atomic.Uint64
 	disp   dispatcher // where handler calls run: inline, or a pool
+	work   *workers   // where offloaded functions run (handler.Offload)
 
 	// highWater and lowWater are Config's backpressure marks
 	// (serving.HighWater).
@@ -149,6 +150,7 @@ func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions)
 		done:      make(chan struct{}),
 		fatal:     make(chan error, 1),
 		disp:      inline{},
+		work:      newWorkers(cfg.OffloadWorkers),
 	}
 	if !addr.IP.IsUnspecified() {
 		ip, _ := netip.AddrFromSlice(addr.IP)
@@ -237,14 +239,18 @@ func (s *Server) fail(err error) {
 }
 
 // Shutdown stops the server in two phases. First every loop stops
-// accepting and reading, and (reactor-pool) every queued or running
-// handler call finishes; no Data runs after that, and a handler.Quiescer
-// is told so. Then every connection is closed with handler.ErrShutdown:
+// accepting and reading, (reactor-pool) every queued or running handler
+// call finishes, and so does every offloaded function (handler.Offload),
+// until the deadline; no Data runs after that, and a handler.Quiescer is
+// told so. Then every connection is closed with handler.ErrShutdown:
 // its farewell follows everything already written, queued bytes flush
 // until ctx's deadline (or DrainTimeout), or until ctx is cancelled, and
 // whatever is left is closed. It returns once the loops and workers have
-// stopped, with an error wrapping ctx's error (context.DeadlineExceeded if
-// the drain timeout passed) if the drain was cut short.
+// stopped (and the functions Closed offloaded have returned, until the
+// deadline), with an error wrapping ctx's error (context.DeadlineExceeded
+// if the drain timeout passed) if the drain was cut short, or a function
+// was still running at the deadline. Such a function finishes on its own,
+// and its connection's Closed follows it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.shut {
@@ -281,6 +287,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.disp.quiesce()
 	s.quiet.Store(true)
+	// What sessions offloaded before reading stopped finishes, and
+	// writes, before any farewell; Data waits for none of it any more.
+	offloadsCut := !s.work.wait(ctx, deadline)
 	if q, ok := s.h.(handler.Quiescer); ok {
 		q.Quiesced(deadline) // messages from outside still reach the connections
 	}
@@ -310,7 +319,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(loopsDone)
 	<-watched
 	s.disp.stop()
-	cut := false
+	s.work.stop()
+	cut := offloadsCut
 	for _, l := range s.loops {
 		cut = cut || l.cut
 	}

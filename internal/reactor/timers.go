@@ -79,12 +79,13 @@ func (l *loop) runTimers() {
 
 // expire checks c's deadlines: the close deadline while finishing, the
 // write timeout while output is held up, and the frame timeout while the
-// session has input left unconsumed.
+// session has input left unconsumed (not while input waits for an
+// offloaded function: the wait is not the peer's).
 func (l *loop) expire(c *conn, now time.Duration) {
 	if c.tls != nil && l.s.tls.expired(c, now) {
 		return // the TLS handshake's deadline passed
 	}
-	if !c.finishing && l.frameExpired(c, now) {
+	if !c.finishing && !c.offloading && !c.waiting && l.frameExpired(c, now) {
 		l.s.stats.FrameTimeouts.Add(1)
 		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.cfg.DrainTimeout))
 		l.finish(c)

@@ -30,7 +30,7 @@ import (
 //     outbound buffer. So --max-pending, backpressure and the write
 //     timeout count ciphertext bytes.
 //   - The handshake cannot be resumed, so it runs off the loop, on a
-//     bounded pool (handshakePool), once the client's first record is
+//     bounded pool of workers (workers.go), once the client's first record is
 //     whole: a client that sends nothing, or trickles its hello, costs
 //     no worker. The wire's Read blocks there until the loop has fed it
 //     more. Its deadline (HandshakeTimeout) is a loop timer.
@@ -91,7 +91,7 @@ type tlsServer struct {
 	s          *Server
 	inner      dispatcher
 	conf       *tls.Config
-	handshakes *handshakePool
+	handshakes *workers
 	refusals   *serving.TLSRefusals
 	cancel     context.CancelFunc // ends the refusals' handshakes
 	// bufs holds plaintext buffers of the server's chunk: a loop takes one
@@ -110,7 +110,7 @@ func newTLSServer(s *Server, inner dispatcher, conf *tls.Config) *tlsServer {
 		s:          s,
 		inner:      inner,
 		conf:       conf,
-		handshakes: newHandshakePool(handshakeWorkers),
+		handshakes: newWorkers(handshakeWorkers),
 		refusals:   serving.NewTLSRefusals(ctx, s.cfg),
 		cancel:     cancel,
 	}
@@ -291,7 +291,11 @@ func (d *tlsServer) decrypt(c *conn, t *tlsConn, p []byte) (hold bool) {
 		m, err := t.tc.Read(buf[n:])
 		n += m
 		if n > 0 && (n == len(buf) || err != nil) {
-			hold = d.inner.input(c, buf[:n]) || hold
+			if c.offloading {
+				c.l.keep(c, buf[:n]) // Data waits for a function the session offloaded
+			} else {
+				hold = d.inner.input(c, buf[:n]) || hold
+			}
 			n = 0
 		}
 		if err != nil {
@@ -316,17 +320,20 @@ func (d *tlsServer) decrypt(c *conn, t *tlsConn, p []byte) (hold bool) {
 
 // clock runs the frame timeout for a record left incomplete, from when it
 // began: completed says a record ended in the bytes just read, so the
-// incomplete one began in them.
+// incomplete one began in them. The timer is armed again with every read
+// that leaves one (a no-op while it is armed): it is not re-armed while
+// an offloaded function runs.
 func (d *tlsServer) clock(c *conn, completed bool) {
 	t, l := c.tls, c.l
-	switch {
-	case !t.records.Partial():
+	if !t.records.Partial() {
 		t.recordAt = 0
-	case completed || t.recordAt == 0:
+		return
+	}
+	if completed || t.recordAt == 0 {
 		t.recordAt = max(1, l.now())
-		if timeout := d.s.cfg.FrameTimeout; timeout > 0 && !c.finishing && !c.removed {
-			l.addTimer(c, t.recordAt+timeout)
-		}
+	}
+	if timeout := d.s.cfg.FrameTimeout; timeout > 0 && !c.finishing && !c.removed {
+		l.addTimer(c, t.recordAt+timeout)
 	}
 }
 
@@ -379,6 +386,9 @@ func (d *tlsServer) holding(c *conn) bool {
 	return len(t.in) >= handshakeInputMax
 }
 
+// offloaded passes on that a function c's session offloaded returned.
+func (d *tlsServer) offloaded(c *conn, late bool) { d.inner.offloaded(c, late) }
+
 func (d *tlsServer) start() { d.inner.start() }
 
 // quiesce also ends the refusals' handshakes.
@@ -388,9 +398,11 @@ func (d *tlsServer) quiesce() {
 }
 
 // stop also waits for the handshake workers and the refusals: every
-// connection is closed by now, so no handshake waits for input.
+// connection is closed by now, so no handshake waits for input, and what
+// is left is at most a handshake's crypto (HandshakeTimeout bounds it).
 func (d *tlsServer) stop() {
 	d.inner.stop()
+	d.handshakes.wait(context.Background(), time.Now().Add(d.s.cfg.HandshakeTimeout))
 	d.handshakes.stop()
 	d.refusals.Wait()
 }

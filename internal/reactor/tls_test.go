@@ -18,14 +18,15 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/serving"
-	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/internal/testkit/testcert"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 // withTLS returns o serving TLS with a test certificate, and a client
 // config that trusts it.
 func withTLS(t *testing.T, o options) (options, *tls.Config) {
 	t.Helper()
-	cert := testkit.NewTestCert(t)
+	cert := testcert.New(t)
 	o.TLSCert, o.TLSKey = cert.CertFile, cert.KeyFile
 	if err := serving.LoadTLS(&o.Config); err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ func TestTLSMaxPendingCountsCiphertext(t *testing.T) {
 		}
 		xs, ok := strings.CutSuffix(string(rest), "BYE "+handler.ErrOverflow.Error()+"\n")
 		if !ok || strings.Trim(xs, "x") != "" || len(xs) >= 1000 {
-			t.Fatalf("after 1000 one-byte writes: %q, want fewer x's, then the overflow's farewell", testkit.Cut(string(rest)))
+			t.Fatalf("after 1000 one-byte writes: %q, want fewer x's, then the overflow's farewell", string(rest[max(0, len(rest)-80):]))
 		}
 		if n := len(xs); n*23 > o.MaxPending {
 			t.Fatalf("%d one-byte records (%d bytes) queued under a %d-byte bound", n, n*23, o.MaxPending)
@@ -211,7 +212,7 @@ func TestTLSShutdownCutsHandshakes(t *testing.T) {
 		defer close(stalled.stop)
 		handshook := make(chan error, 1)
 		go func() { handshook <- tls.Client(stalled, conf).Handshake() }()
-		testkit.Eventually(t, ioTimeout, "the stalled client sent its hello", func() error {
+		wait.Eventually(t, ioTimeout, "the stalled client sent its hello", func() error {
 			if stalled.writes.Load() < 2 {
 				return errors.New("no second write yet")
 			}
@@ -238,32 +239,13 @@ func TestTLSShutdownCutsHandshakes(t *testing.T) {
 	})
 }
 
-// TestHandshakePoolBound: the pool runs at most its bound at once, runs
-// everything submitted, and stop waits for its workers.
-func TestHandshakePoolBound(t *testing.T) {
-	const bound, jobs = 3, 20
-	p := newHandshakePool(bound)
-	release := make(chan struct{})
-	var running, most, done atomic.Int32
-	for range jobs {
-		p.submit(func() {
-			n := running.Add(1)
-			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-			}
-			<-release
-			running.Add(-1)
-			done.Add(1)
-		})
-	}
-	testkit.Eventually(t, ioTimeout, "the first jobs run", func() error {
-		if n := running.Load(); n != bound {
-			return fmt.Errorf("%d running", n)
-		}
-		return nil
+// TestTLSOffloadKeepsReadingToMaxInbound is
+// TestOffloadKeepsReadingToMaxInbound over TLS: what the loop reads while
+// an offloaded function runs is decrypted and waits as plaintext, up to
+// MaxInbound, and after the function every line comes back in order.
+func TestTLSOffloadKeepsReadingToMaxInbound(t *testing.T) {
+	kernels(t, func(t *testing.T, o options) {
+		o, conf := withTLS(t, o)
+		offloadReadsAhead(t, o, func(t *testing.T, s *Server) net.Conn { return dialTLS(t, s, conf) }, maxPlaintext)
 	})
-	close(release)
-	p.stop()
-	if done.Load() != jobs || most.Load() != bound {
-		t.Fatalf("%d of %d jobs done, at most %d at once: want all, %d at once", done.Load(), jobs, most.Load(), bound)
-	}
 }

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -18,22 +17,7 @@ func chatServer(t *testing.T, kind frame.Kind) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := engine.Listen("goroutine", h, engine.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), Bound)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		h.Close()
-	})
-	return srv.Addr().String()
+	return Listen(t, "goroutine", h, engine.Config{}).Addr().String()
 }
 
 func TestClientSpeaksTheChatInBothFramings(t *testing.T) {

@@ -6,7 +6,7 @@
 package testkit
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,47 +14,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/launch"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 // Bound is the failure limit of a wait that should end at once on an idle
-// machine (a server answering, a counter reaching its value): generous, so
-// that only a real hang fails on a loaded one. It is never a timing
-// assertion.
-const Bound = 30 * time.Second
-
-// pollEvery is how often Eventually checks its condition.
-const pollEvery = 10 * time.Millisecond
+// machine (wait.Bound): generous, never a timing assertion.
+const Bound = wait.Bound
 
 // ErrNotYet is what a condition with nothing more to say returns while it
-// does not hold.
-var ErrNotYet = errors.New("not yet")
+// does not hold (wait.ErrNotYet).
+var ErrNotYet = wait.ErrNotYet
 
-// Wait checks cond until it returns nil, every 10 ms, and returns nil; or,
-// once bound has passed, cond's last error. It is Eventually for
-// goroutines other than the test's.
-func Wait(bound time.Duration, cond func() error) error {
-	deadline := time.Now().Add(bound)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(pollEvery)
-	}
-}
+// Wait checks cond every 10 ms until it returns nil, and returns nil; or,
+// once bound has passed, cond's last error (wait.Until). It is Eventually
+// for goroutines other than the test's.
+func Wait(bound time.Duration, cond func() error) error { return wait.Until(bound, cond) }
 
 // Eventually waits until cond returns nil, and fails the test with what
-// and cond's last error if it still does not after bound. bound is a
-// failure limit (usually Bound), not a timing assertion.
+// and cond's last error if it still does not after bound (wait.Eventually).
 func Eventually(t testing.TB, bound time.Duration, what string, cond func() error) {
 	t.Helper()
-	if err := Wait(bound, cond); err != nil {
-		t.Fatalf("%s: still not so after %v: %v", what, bound, err)
-	}
+	wait.Eventually(t, bound, what, cond)
 }
 
 // Serve starts cmd, a server that reports readiness as `tcplab serve`
@@ -113,4 +96,36 @@ func Get(t testing.TB, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// Listen serves h under model in this process, on 127.0.0.1 with an
+// ephemeral port unless cfg.Addr says otherwise, until the test ends:
+// then it shuts the server down (bounded by Bound), requires Serve to
+// have returned nil, and closes h if it is an io.Closer. For a server
+// process, use Serve; for the conformance suite's checks, conformance.Start.
+func Listen(t testing.TB, model string, h handler.Handler, cfg engine.Config) engine.Server {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	srv, err := engine.Listen(model, h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Bound)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if c, ok := h.(io.Closer); ok {
+			c.Close()
+		}
+	})
+	return srv
 }

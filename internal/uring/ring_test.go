@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tcplab/tcplab/internal/listener"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -328,20 +329,16 @@ func TestEnterRetriesEINTR(t *testing.T) {
 func waitInEnter(t *testing.T, tid int) {
 	t.Helper()
 	want := strconv.Itoa(unix.SYS_IO_URING_ENTER) + " "
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.Eventually(t, wait.Bound, fmt.Sprintf("thread %d is in io_uring_enter", tid), func() error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/syscall", tid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.HasPrefix(string(b), want) {
-			return
+		if !strings.HasPrefix(string(b), want) {
+			return fmt.Errorf("/proc says %q", b)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("thread %d is not in io_uring_enter after 10s: %q", tid, b)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // prepNop fills sqe with a no-op.

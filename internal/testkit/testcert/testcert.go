@@ -1,4 +1,6 @@
-package testkit
+// Package testcert makes throwaway TLS certificates for tests. It imports
+// nothing of the project's, so the tests of any package can use it.
+package testcert
 
 import (
 	"crypto/ecdsa"
@@ -16,10 +18,10 @@ import (
 	"time"
 )
 
-// TestCert is a throwaway certificate authority and a server certificate
+// Cert is a throwaway certificate authority and a server certificate
 // it signed for 127.0.0.1, ::1 and localhost, made at test time and
 // written as PEM files to the test's temporary directory.
-type TestCert struct {
+type Cert struct {
 	// CertFile and KeyFile are the server's certificate and key, for
 	// engine.Config.TLSCert and TLSKey (serve --tls-cert, --tls-key).
 	CertFile, KeyFile string
@@ -29,8 +31,8 @@ type TestCert struct {
 	Pool *x509.CertPool
 }
 
-// NewTestCert makes a TestCert valid for an hour.
-func NewTestCert(t testing.TB) TestCert {
+// New makes a Cert valid for an hour.
+func New(t testing.TB) Cert {
 	t.Helper()
 	now := time.Now()
 	template := func(serial int64, name string) *x509.Certificate {
@@ -61,7 +63,7 @@ func NewTestCert(t testing.TB) TestCert {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	c := TestCert{
+	c := Cert{
 		CertFile: filepath.Join(dir, "server.pem"),
 		KeyFile:  filepath.Join(dir, "server-key.pem"),
 		CAFile:   filepath.Join(dir, "ca.pem"),
@@ -85,7 +87,7 @@ func sign(t testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.Priva
 }
 
 // ClientConfig returns a client config that trusts the authority.
-func (c TestCert) ClientConfig() *tls.Config {
+func (c Cert) ClientConfig() *tls.Config {
 	return &tls.Config{RootCAs: c.Pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 }
 
