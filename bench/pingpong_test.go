@@ -70,7 +70,11 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 		})
 	}
-	logRatios(b, cpu, servers)
+	var all []string
+	for _, s := range servers {
+		all = append(all, s.name)
+	}
+	logRatios(b, "server CPU per round trip, and its ratio to cecho's in this run", cpu, all, "cecho", nil)
 	var names, keys []string
 	for _, m := range models {
 		names = append(names, m.name)
@@ -115,28 +119,32 @@ type server struct {
 	args []string
 }
 
-// logRatios prints each server's CPU per round trip against the C
-// server's measured in the same run, if it was. It prints to stdout, not
-// b.Log, so that it shows without -v.
-func logRatios(b *testing.B, cpu map[string]float64, servers []server) {
+// logRatios prints each server's CPU per round trip against ref's
+// measured in the same run, if it was, and after each figure what extra
+// says of it (if set; its key is the server's name, "/", the connection
+// count). It prints to stdout, not b.Log, so that it shows without -v.
+func logRatios(b *testing.B, what string, cpu map[string]float64, names []string, ref string, extra func(key string) string) {
 	var sb strings.Builder
-	for _, s := range servers {
-		fmt.Fprintf(&sb, "\n%-15s", s.name)
+	for _, name := range names {
+		fmt.Fprintf(&sb, "\n%-15s", name)
 		for _, n := range conns {
 			key := "/" + strconv.Itoa(n)
-			us, ok := cpu[s.name+key]
-			ref, hasRef := cpu["cecho"+key]
+			us, ok := cpu[name+key]
+			r, hasRef := cpu[ref+key]
 			switch {
 			case !ok:
 				fmt.Fprintf(&sb, "  %4d conns: not run      ", n)
-			case hasRef && ref > 0:
-				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/ref)
+			case hasRef && r > 0:
+				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/r)
 			default:
 				fmt.Fprintf(&sb, "  %4d conns: %5.2f us      ", n, us)
 			}
+			if extra != nil && ok {
+				sb.WriteString(extra(name + key))
+			}
 		}
 	}
-	fmt.Fprintf(os.Stdout, "%s: server CPU per round trip, and its ratio to cecho's in this run:%s\n", b.Name(), sb.String())
+	fmt.Fprintf(os.Stdout, "%s: %s:%s\n", b.Name(), what, sb.String())
 }
 
 // startPinnedGo starts a Go server with one P, as on one CPU.
@@ -157,7 +165,15 @@ func pingPong(b *testing.B, srv *child, n int) float64 {
 		conns[i] = c
 		defer c.Close()
 	}
-	// One round trip on each connection first, so every one is set up.
+	return roundTrips(b, srv, conns, nil)
+}
+
+// roundTrips runs the closed-loop 64-byte ping-pong on conns, b.N round
+// trips in all, after one on each connection so every one is set up (then
+// it calls warmed, if set), and returns the server's CPU microseconds per
+// round trip.
+func roundTrips(b *testing.B, srv *child, conns []net.Conn, warmed func()) float64 {
+	n := len(conns)
 	var left atomic.Int64
 	run := func(total int) time.Duration {
 		left.Store(int64(total))
@@ -183,6 +199,9 @@ func pingPong(b *testing.B, srv *child, n int) float64 {
 		return time.Since(start)
 	}
 	run(n)
+	if warmed != nil {
+		warmed()
+	}
 	b.ResetTimer()
 	cpu0 := srv.CPU(b)
 	elapsed := run(b.N)

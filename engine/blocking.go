@@ -150,7 +150,9 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	if s.wait != nil && !s.wait(ctx, deadline) {
 		drained = false
 	}
-	s.set.refusers.Wait()
+	if r := s.set.tlsRefusals; r != nil {
+		r.Wait()
+	}
 	if !drained {
 		return drain.Cut(ctx, "drain cut short")
 	}

@@ -8,11 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
@@ -476,12 +472,10 @@ type streamSet struct {
 
 	limiter *admit.Limiter // per-address limits; nil if none
 	// ctx is cancelled when shutdown starts: TLS handshakes stop.
-	ctx         context.Context
-	cancel      context.CancelFunc
-	tlsRefusals chan struct{} // TLS refusals under way (guard.go)
-	// tlsRefusalRate bounds the TLS refusals started a second (guard.go).
-	tlsRefusalRate *rate.Limiter
-	refusers       sync.WaitGroup // their goroutines
+	ctx    context.Context
+	cancel context.CancelFunc
+	// tlsRefusals sends refusals over TLS; nil without TLS.
+	tlsRefusals *serving.TLSRefusals
 
 	mu       sync.Mutex
 	conns    map[*streamConn]struct{}
@@ -497,9 +491,7 @@ func newStreamSet(h handler.Handler, cfg Config, stats *serving.Counters) *strea
 		limiter:     serving.Limiter(cfg),
 		ctx:         ctx,
 		cancel:      cancel,
-		tlsRefusals: make(chan struct{}, maxTLSRefusals),
-
-		tlsRefusalRate: rate.NewLimiter(tlsRefusalRate, maxTLSRefusals),
+		tlsRefusals: serving.NewTLSRefusals(ctx, cfg),
 	}
 }
 
@@ -635,31 +627,30 @@ func waitBy(ctx context.Context, wg *sync.WaitGroup, deadline time.Time, late fu
 	return false
 }
 
-// refuseTimeout bounds the write of a refusal, so a peer that does not read
-// cannot hold up the accept loop.
-const refuseTimeout = 100 * time.Millisecond
-
 // refuse turns a connection away before Open because of reason (a cap was
 // reached, or the server is shutting down): it counts the refusal, sends
 // the handler's refusal bytes if the handler is a handler.Refuser, and
 // closes the connection. The bytes are small and the socket new, so the
-// write normally lands in the socket buffer at once; refuseTimeout bounds
-// it otherwise.
+// write normally lands in the socket buffer at once; serving.RefuseTimeout
+// bounds it otherwise. Over TLS the refusal follows a handshake, at a
+// bounded rate (serving.TLSRefusals), and is otherwise left out.
 func (s *streamSet) refuse(nc net.Conn, reason error) {
 	s.stats.Refusal(reason)
 	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
 		msg = r.Refuse(reason)
 	}
-	if serving.TLSConfig(s.cfg) != nil {
-		s.refuseTLS(nc, msg, reason)
+	if s.tlsRefusals != nil {
+		if !s.tlsRefusals.Refuse(msg, reason, func() (net.Conn, error) { return nc, nil }) {
+			nc.Close()
+		}
 		return
 	}
 	if len(msg) > 0 {
-		nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		nc.SetWriteDeadline(time.Now().Add(serving.RefuseTimeout))
 		nc.Write(msg)
 	}
-	discardReceived(nc)
+	serving.DiscardReceived(nc)
 	nc.Close()
 }
 
@@ -672,29 +663,4 @@ func lingerClose(nc net.Conn, until time.Time) {
 	}
 	outbuf.Linger(rawConn(nc), until)
 	nc.Close()
-}
-
-// discardReceived drops, without waiting, the bytes the peer has already
-// sent (up to 64 KiB), so that closing the socket ends the stream with a
-// FIN after the refusal: Linux resets a connection closed with unread
-// input, and a reset can cost the peer the refusal it has not read yet.
-func discardReceived(nc net.Conn) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	var buf [4096]byte
-	rc.Read(func(fd uintptr) bool {
-		for range 16 {
-			n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT)
-			if n <= 0 || err != nil {
-				break
-			}
-		}
-		return true // done: never wait for more
-	})
 }

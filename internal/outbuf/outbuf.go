@@ -46,6 +46,7 @@ type Buffer struct {
 	held     atomic.Bool // the owner will flush after its callback: don't notify
 	notified bool        // notify was called and no Take has happened since
 	flushing bool        // the flush token is taken
+	whole    bool        // Close never drops pending bytes (KeepWhole)
 	notify   func()
 	// level is len(pending)+inflight, stored under mu whenever either
 	// changes, so Len takes no lock.
@@ -58,6 +59,12 @@ type Buffer struct {
 func New(max int, notify func()) *Buffer {
 	return &Buffer{max: max, notify: notify}
 }
+
+// KeepWhole makes Close keep the bytes not yet taken even when asked to
+// drop them: for a stream that cannot lose a piece in the middle, such as
+// TLS records, each sealed in sequence. Call it before the buffer is
+// shared.
+func (b *Buffer) KeepWhole() { b.whole = true }
 
 // Write appends a copy of p. It returns handler.ErrClosed after Close, and
 // handler.ErrOverflow, without queueing anything, if p would take the
@@ -201,6 +208,15 @@ func (b *Buffer) Abort() {
 	b.notify()
 }
 
+// Trim lets go of the batch buffer kept for reuse: for an owner whose
+// large writes are over (a TLS handshake's flight), so an idle connection
+// does not keep their memory.
+func (b *Buffer) Trim() {
+	b.mu.Lock()
+	b.spare = nil
+	b.mu.Unlock()
+}
+
 // Len returns the bytes queued: pending plus the unsent part of the batch
 // in flight. Models compare it with their high- and low-water marks. It
 // takes no lock: a fan-out may ask after every write (handler.Flow).
@@ -218,7 +234,8 @@ func (b *Buffer) Idle() bool {
 
 // Close makes later Writes fail with handler.ErrClosed. If dropPending is
 // set, bytes not yet taken by a flusher are discarded: a batch already in
-// flight is finished, so the stream still ends on a whole write. final, if
+// flight is finished, so the stream still ends on a whole write (unless
+// KeepWhole said no byte may be dropped). final, if
 // not empty, is queued after everything else, ignoring the bound. Close
 // reports whether it was the first call.
 func (b *Buffer) Close(dropPending bool, final []byte) bool {
@@ -228,7 +245,7 @@ func (b *Buffer) Close(dropPending bool, final []byte) bool {
 		return false
 	}
 	b.closed = true
-	if dropPending {
+	if dropPending && !b.whole {
 		b.pending = nil
 	}
 	b.pending = append(b.pending, final...)

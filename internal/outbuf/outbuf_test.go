@@ -104,7 +104,27 @@ func TestOneFlusherAtATime(t *testing.T) {
 }
 
 func TestCloseDropsPendingButKeepsInflightAndFinal(t *testing.T) {
+	if out := closeDropping(t, New(100, func() {})); out != "inflight.BYE" {
+		t.Fatalf("stream %q, want the in-flight batch then the farewell", out)
+	}
+}
+
+// TestKeepWholeKeepsPendingOnClose: a buffer whose stream cannot lose a
+// piece (TLS records) keeps what is pending when a Close asks to drop it.
+func TestKeepWholeKeepsPendingOnClose(t *testing.T) {
 	b := New(100, func() {})
+	b.KeepWhole()
+	if out := closeDropping(t, b); out != "inflight.pending.BYE" {
+		t.Fatalf("stream %q, want everything written, then the farewell", out)
+	}
+}
+
+// closeDropping writes a batch that is taken and one that is pending,
+// closes b asking to drop what is pending, with a farewell, checks that
+// only the first Close counts and that writes then fail, and returns the
+// stream b gives its flusher.
+func closeDropping(t *testing.T, b *Buffer) string {
+	t.Helper()
 	b.Write([]byte("inflight."))
 	batch := b.Take()
 	b.Write([]byte("pending."))
@@ -121,9 +141,7 @@ func TestCloseDropsPendingButKeepsInflightAndFinal(t *testing.T) {
 	for next := b.Next(batch); next != nil; next = b.Next(next) {
 		out = append(out, next...)
 	}
-	if string(out) != "inflight.BYE" {
-		t.Fatalf("stream %q, want the in-flight batch then the farewell", out)
-	}
+	return string(out)
 }
 
 // TestConcurrentWritersKeepOrderAndAtomicity writes from many goroutines

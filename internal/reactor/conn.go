@@ -49,6 +49,10 @@ type conn struct {
 
 	remote, local netip.AddrPort
 
+	// tls is the connection's TLS state (tls.go), set before the loop
+	// registers it; nil without TLS.
+	tls *tlsConn
+
 	// paused is set while the outbound buffer is over the high-water mark:
 	// reading stops until it drains below the low-water mark.
 	paused atomic.Bool
@@ -82,7 +86,12 @@ var (
 )
 
 func (c *conn) Write(p []byte) error {
-	err := c.out.Write(p)
+	var err error
+	if c.tls != nil {
+		err = c.tls.write(p)
+	} else {
+		err = c.out.Write(p)
+	}
 	if errors.Is(err, handler.ErrOverflow) {
 		c.l.s.stats.Overflows.Add(1)
 		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
@@ -95,7 +104,7 @@ func (c *conn) Close(reason error) {
 }
 
 func (c *conn) CloseWith(last []byte, reason error) {
-	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
+	if c.closer.Close(c.out, reason, c.farewell(outbuf.Final(last)), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
 		c.l.post(task{kind: taskClose, c: c})
 	}
 }
@@ -132,7 +141,16 @@ func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) boo
 	c.mu.Lock()
 	sess := c.sess
 	c.mu.Unlock()
-	return c.closer.Close(c.out, reason, outbuf.FarewellOf(sess, byEngine), deadline)
+	return c.closer.Close(c.out, reason, c.farewell(outbuf.FarewellOf(sess, byEngine)), deadline)
+}
+
+// farewell returns f as it goes out: as it is, or under TLS encrypted and
+// followed by close_notify (even when f is nil).
+func (c *conn) farewell(f handler.Farewell) handler.Farewell {
+	if c.tls != nil {
+		return tlsFarewell{t: c.tls, inner: f}
+	}
+	return f
 }
 
 // closeReason returns the reason given when closing started.

@@ -21,10 +21,9 @@ import (
 // which the session asks for (handler.Flow.PauseReading), only needs
 // canRead to say no and a timer: pauseReading sets resumeAt and arms it,
 // and resumeReading, when it fires, has the dispatcher pass the session
-// what it left unconsumed before the loop reads again. A
-// per-connection transform of the bytes (TLS) goes between the driver and
-// the dispatcher in input, and between the outbound buffer and the driver
-// in flush.
+// what it left unconsumed before the loop reads again. The TLS layer
+// (tls.go) is a dispatcher around the model's own: input hands it
+// ciphertext, and conn.Write encrypts into the outbound buffer.
 
 // canRead reports whether c may be read now: not paused by backpressure
 // or at its session's request, not closing, not past its input's end, not
@@ -68,9 +67,10 @@ func (l *loop) read(c *conn) {
 }
 
 // input hands bytes the driver read for c to the dispatcher, or keeps
-// them for after the function c's session offloaded.
+// them for after the function c's session offloaded (under TLS the TLS
+// layer keeps the plaintext instead).
 func (l *loop) input(c *conn, p []byte) {
-	if c.offloading {
+	if c.offloading && c.tls == nil {
 		l.keep(c, p)
 		return
 	}

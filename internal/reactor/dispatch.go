@@ -64,6 +64,13 @@ func (inline) open(c *conn) {
 }
 
 func (inline) input(c *conn, p []byte) bool {
+	if c.resumeAt != 0 {
+		// Only TLS hands over input while c's reading is paused at its
+		// session's request: the rest of what one read's records held. It
+		// waits with what the session left, for the pause to end (again).
+		c.in = append(c.in, p...)
+		return false
+	}
 	deliver(c, p)
 	return false
 }

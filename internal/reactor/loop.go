@@ -43,7 +43,7 @@ const (
 	taskQuiesce                  // shutdown phase 1: stop accepting and reading, then ack
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
-	taskCall                     // run fn on the loop, then ack
+	taskCall                     // run fn on the loop, then ack (if ack is set)
 	taskReturned                 // a function c's session offloaded has returned
 )
 
@@ -302,7 +302,9 @@ func (l *loop) do(t task) {
 		l.closeAll(t.deadline)
 	case taskCall:
 		t.fn()
-		t.ack <- struct{}{}
+		if t.ack != nil {
+			t.ack <- struct{}{}
+		}
 	case taskReturned:
 		l.offloadDone(c)
 	}
@@ -326,7 +328,9 @@ func (l *loop) register(c *conn) {
 	}
 	l.conns[c.fd] = c
 	l.n++
-	l.s.stats.Accepted.Add(1)
+	if c.tls == nil {
+		l.s.stats.Accepted.Add(1) // TLS: once the handshake is done
+	}
 	l.s.stats.Open.Add(1)
 	l.disp.open(c)
 	if l.stopping && !c.removed {

@@ -93,6 +93,7 @@ type Server struct {
 	// (serving.HighWater).
 	highWater, lowWater int
 	limiter             *admit.Limiter // nil: no per-address limits
+	tls                 *tlsServer     // the TLS layer (tls.go); nil without TLS
 
 	stats serving.Counters // the loops keep the byte counts
 	quiet atomic.Bool      // shutdown phase 1 done: no Data starts
@@ -157,6 +158,10 @@ func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions)
 	}
 	if m == ReactorPool {
 		s.disp = newPool(s, cfg.Workers)
+	}
+	if conf := serving.TLSConfig(cfg); conf != nil {
+		s.tls = newTLSServer(s, s.disp, conf)
+		s.disp = s.tls
 	}
 	for range cfg.Loops {
 		l, err := newLoop(s)
@@ -352,6 +357,9 @@ func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) 
 		c.local = localAddr(fd, &from.sa)
 	}
 	c.out = outbuf.New(s.cfg.MaxPending, c.notify)
+	if s.tls != nil {
+		s.tls.attach(c)
+	}
 	if to == from {
 		to.register(c)
 	} else {
@@ -403,10 +411,16 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 // the socket.
 func (s *Server) refuseConn(fd int, reason error) {
 	s.stats.Refusal(reason)
+	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
-		if msg := r.Refuse(reason); len(msg) > 0 {
-			rawWrite(fd, msg)
-		}
+		msg = r.Refuse(reason)
+	}
+	if s.tls != nil {
+		s.tls.refuse(fd, msg, reason) // over TLS, or not at all
+		return
+	}
+	if len(msg) > 0 {
+		rawWrite(fd, msg)
 	}
 	discardInput(fd)
 	unix.Close(fd)

@@ -4,12 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/tcplab/tcplab/handler"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestPauseRequestKeepsTheLongest: the longest pause asked since the last
 // Take wins, cut to handler.MaxPause; nothing (or less than nothing)
