@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ func tlsCases() []hardeningCase {
 		{"TLS: a record longer than TLS allows is refused with record_overflow and closed", hardenTLSRecordOverflow},
 		{"TLS: refusals come over TLS at a bounded rate", hardenTLSRefusalRate},
 		{"TLS: chat fan-out, a slow consumer's farewell and shutdown's, over TLS", hardenTLSChat},
+		{"TLS: a pause holds back all of a record's plaintext, not only its first chunk", hardenTLSPause},
 	}
 }
 
@@ -314,4 +316,30 @@ func readEachInOrder(c *testkit.Client, me int) error {
 		next[from]++
 	}
 	return nil
+}
+
+// hardenTLSPause: a record decrypts to more plaintext than one Data call
+// gets (MaxPending 16 KiB: chunks of 8 KiB on the event loops), so the
+// plaintext after the session asked for a pause comes out of crypto/tls
+// in the same pass as the pause request. None of it may reach the
+// session before the pause has passed: the ping at the record's end,
+// after 10,000 empty lines the probe passes over, is answered after it.
+func hardenTLSPause(t *testing.T, m engine.Model) {
+	const pause = 300 * time.Millisecond
+	s, conf := tlsServer(t, m, Probe(), probeCfg(engine.Config{Loops: 1, MaxPending: 16 << 10}))
+	tc := tls.Client(s.Dial(t), conf)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := testkit.NewClient(t, tc, frame.Line)
+	lines := make([]string, 10_002) // one record: the pause, empty lines, a ping
+	lines[0], lines[len(lines)-1] = "pause "+strconv.Itoa(int(pause/time.Millisecond)), "ping"
+	start := time.Now()
+	c.MustSend(lines...)
+	c.Next("pausing")
+	c.Next("pong")
+	if d := time.Since(start); d < pause {
+		t.Fatalf("the ping after the pause request was answered %v after it was sent, inside the %v pause", d, pause)
+	}
+	checkStats(t, s, "one stall", func(st engine.Stats) bool { return st.Stalls == 1 && st.StallTime == pause })
 }
