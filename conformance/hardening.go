@@ -178,7 +178,8 @@ func hardenWriteTimeout(t *testing.T, m engine.Model) {
 	for left := floodChunk * floodChunks; left > 0; left -= len(buf) {
 		time.Sleep(writeTimeout / 6)
 		if _, err := io.ReadFull(steady, buf[:min(left, len(buf))]); err != nil {
-			t.Fatalf("steady reader: %v with %d bytes to go", err, left)
+			st := s.Stats()
+			t.Fatalf("steady reader: %v with %d bytes to go (the server counted %d write timeouts, %d overflows)", err, left, st.WriteTimeouts, st.Overflows)
 		}
 	}
 	testkit.NewClient(t, steady, frame.Line).Call("ping", "pong") // after exactly the flood
