@@ -19,6 +19,7 @@ package chat
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -120,21 +121,13 @@ func DefaultOptions() Options {
 // withDefaults fills in the fields whose zero value means a default, and
 // checks the rest.
 func (o Options) withDefaults() (Options, error) {
-	if o.Framing == "" {
-		o.Framing = frame.Length
-	}
+	o.Framing = cmp.Or(o.Framing, frame.Length)
 	if _, err := frame.ParseKind(string(o.Framing)); err != nil {
 		return o, fmt.Errorf("--framing: %w", err)
 	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxServerFrame == 0 {
-		o.MaxServerFrame = max(min(o.MaxFrame, DefaultMaxServerFrame), MinServerFrame)
-	}
-	if o.MaxConns == 0 {
-		o.MaxConns = DefaultMaxConns
-	}
+	o.MaxFrame = cmp.Or(o.MaxFrame, DefaultMaxFrame)
+	o.MaxServerFrame = cmp.Or(o.MaxServerFrame, max(min(o.MaxFrame, DefaultMaxServerFrame), MinServerFrame))
+	o.MaxConns = cmp.Or(o.MaxConns, DefaultMaxConns)
 	switch {
 	case o.MaxFrame < minFrame || o.MaxFrame > frame.MaxLimit:
 		return o, fmt.Errorf("--max-frame %d: want %d to %d bytes", o.MaxFrame, minFrame, frame.MaxLimit)

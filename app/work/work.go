@@ -24,6 +24,7 @@ package work
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,18 +85,10 @@ func DefaultOptions() Options {
 // withDefaults fills in the fields whose zero value means a default, and
 // checks the rest.
 func (o Options) withDefaults() (Options, error) {
-	if o.MaxSha == 0 {
-		o.MaxSha = DefaultMaxSha
-	}
-	if o.MaxSleep == 0 {
-		o.MaxSleep = DefaultMaxSleep
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxReply == 0 {
-		o.MaxReply = max(min(o.MaxFrame, DefaultMaxReply), MinReply)
-	}
+	o.MaxSha = cmp.Or(o.MaxSha, DefaultMaxSha)
+	o.MaxSleep = cmp.Or(o.MaxSleep, DefaultMaxSleep)
+	o.MaxFrame = cmp.Or(o.MaxFrame, DefaultMaxFrame)
+	o.MaxReply = cmp.Or(o.MaxReply, max(min(o.MaxFrame, DefaultMaxReply), MinReply))
 	switch {
 	case o.MaxSha < 1:
 		return o, fmt.Errorf("--max-sha %d: must be at least 1", o.MaxSha)
