@@ -20,7 +20,6 @@ package chat
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/english"
 )
 
 // Defaults, as DefaultOptions returns them.
@@ -185,18 +185,7 @@ func (h *Handler) Open(c handler.Conn) handler.Session { return h.hub.open(c) }
 // and "ERR connecting-too-fast" when it opens them faster than allowed
 // (handler.ErrConnRate), each followed by BYE with the same code; for any
 // other reason, "BYE error".
-func (h *Handler) Refuse(reason error) []byte {
-	enc := h.hub.enc
-	switch {
-	case errors.Is(reason, handler.ErrServerFull):
-		return enc.closing(CodeServerFull, "the server is at its connection limit")
-	case errors.Is(reason, handler.ErrTooManyConns):
-		return enc.closing(CodeTooManyConns, "your address has the most connections the server allows open")
-	case errors.Is(reason, handler.ErrConnRate):
-		return enc.closing(CodeConnRate, "your address opens connections faster than the server allows")
-	}
-	return enc.bye(ByeError)
-}
+func (h *Handler) Refuse(reason error) []byte { return h.hub.enc.end(Refusal(reason)) }
 
 // Counts returns the chat's protocol counters: frames received and queued
 // to clients, and messages dropped by the rate limit.
@@ -250,7 +239,7 @@ func (e encoder) words(words ...string) []byte {
 		}
 		p = append(p, w...)
 	}
-	p = []byte(cut(p, maxWords))
+	p = []byte(english.Cut(p, maxWords))
 	if e.kind == frame.Line {
 		p = bytes.ReplaceAll(p, []byte{'\n'}, []byte{' '})
 	}
@@ -273,4 +262,12 @@ func (e encoder) bye(reason string) []byte { return e.words("BYE", reason) }
 // same code.
 func (e encoder) closing(code, detail string) []byte {
 	return append(e.err(code, detail), e.bye(code)...)
+}
+
+// end frames an Ending.
+func (e encoder) end(x Ending) []byte {
+	if x.Code == "" {
+		return e.bye(x.Bye)
+	}
+	return e.closing(x.Code, x.Detail)
 }
