@@ -66,6 +66,22 @@ func dialLines(t *testing.T, s *Server) *testkit.Client {
 	return testkit.NewClient(t, s.Dial(t), frame.Line)
 }
 
+// ServedAgain checks that a new connection to s, a server running Probe,
+// is served (ping gets pong), retrying while s may still be releasing the
+// slot of a connection that ended.
+func ServedAgain(t *testing.T, s *Server) {
+	t.Helper()
+	testkit.Eventually(t, ioTimeout, "a new connection is served once a slot frees", func() error {
+		c := dialLines(t, s)
+		defer c.Close()
+		c.Send("ping")
+		if f, err := c.Read(); f != "pong" {
+			return fmt.Errorf("a new connection got %q (err %v) instead of pong", f, err)
+		}
+		return nil
+	})
+}
+
 // checkStats waits for the server's counters to satisfy ok. A model that
 // serves in child processes counts there, and they report to the parent a
 // little later (engine.ChildStatsFD).
@@ -378,15 +394,7 @@ func hardenPerIPCap(t *testing.T, m engine.Model) {
 	})
 	a.Call("ping", "pong")
 	a.Close()
-	testkit.Eventually(t, ioTimeout, "a new client is served after the first left", func() error {
-		c := dialLines(t, s)
-		defer c.Close()
-		c.Send("ping")
-		if f, err := c.Read(); f != "pong" {
-			return fmt.Errorf("a new client got %q (%v)", f, err)
-		}
-		return nil
-	})
+	ServedAgain(t, s)
 
 	// Loopback clients are exempt by default.
 	s = Start(t, m.Name, Probe(), probeCfg(engine.Config{MaxConnsPerIP: 1, Workers: 2}))

@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"testing"
 
@@ -27,21 +26,6 @@ func isTimeout(err error) bool {
 // the server is full.
 const refusal = "REFUSED server full"
 
-// servedAgain checks, retrying while the server may still be releasing a
-// slot, that a new connection is served.
-func servedAgain(t *testing.T, s *conformance.Server) {
-	t.Helper()
-	testkit.Eventually(t, testkit.Bound, "a new connection is served once a slot frees", func() error {
-		c := probeClient(t, s)
-		defer c.Close()
-		c.Send("ping")
-		if f, err := c.Read(); f != "pong" {
-			return fmt.Errorf("a new connection got %q (err %v) instead of pong", f, err)
-		}
-		return nil
-	})
-}
-
 // checkCap fills a server capped at n connections (running the probe
 // handler) and checks that one more connection gets the refusal and is
 // closed, that the refusal is counted, that the n connections keep being
@@ -61,5 +45,5 @@ func checkCap(t *testing.T, s *conformance.Server, n int) {
 		c.Call("ping", "pong")
 	}
 	held[0].Close()
-	servedAgain(t, s)
+	conformance.ServedAgain(t, s)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tcplab/tcplab/internal/drain"
 	"github.com/tcplab/tcplab/internal/outbuf"
 	"github.com/tcplab/tcplab/internal/serving"
+	"github.com/tcplab/tcplab/internal/sleep"
 )
 
 // The blocking models (seq, goroutine, thread, pool, and the children of
@@ -57,9 +58,9 @@ type streamConn struct {
 	stop   chan struct{} // closed when the close is released
 
 	// pause is the pause of reading the session asked for (handler.Flow);
-	// the read loop waits it out on pauseTimer, made on first use.
+	// the read loop waits it out on pauseTimer.
 	pause      serving.PauseRequest
-	pauseTimer *time.Timer
+	pauseTimer sleep.Timer
 }
 
 var (
@@ -302,15 +303,7 @@ func (c *streamConn) paused(buf []byte, have int, frame *frameClock) (int, bool)
 	for c.pause.Asked() {
 		d := c.pause.Take()
 		c.set.stats.Stall(d)
-		if c.pauseTimer == nil {
-			c.pauseTimer = time.NewTimer(d)
-		} else {
-			c.pauseTimer.Reset(d)
-		}
-		select {
-		case <-c.pauseTimer.C:
-		case <-c.stop:
-			c.pauseTimer.Stop()
+		if !c.pauseTimer.Sleep(d, c.stop) {
 			return have, false
 		}
 		if have == 0 {

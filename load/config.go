@@ -34,6 +34,7 @@
 package load
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -138,37 +139,19 @@ const (
 
 // WithDefaults returns c with every unset field given its default.
 func (c Config) WithDefaults() Config {
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
-	if c.App == "" {
-		c.App = AppEcho
-	}
-	if c.Conns == 0 {
-		c.Conns = DefaultConns
-	}
-	if c.Duration == 0 {
-		c.Duration = DefaultDuration
-	}
-	if c.Size == 0 {
-		c.Size = DefaultSize
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.App = cmp.Or(c.App, AppEcho)
+	c.Conns = cmp.Or(c.Conns, DefaultConns)
+	c.Duration = cmp.Or(c.Duration, DefaultDuration)
+	c.Size = cmp.Or(c.Size, DefaultSize)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
 	if c.App == AppChat {
-		if c.Senders == 0 {
-			c.Senders = min(c.Conns, 10)
-		}
+		c.Senders = cmp.Or(c.Senders, min(c.Conns, 10))
 		if c.Rate == 0 && c.Senders > 0 { // else Validate refuses Senders
 			c.Rate = DefaultSenderRate * float64(c.Senders)
 		}
-		if c.Framing == "" {
-			c.Framing = frame.Length
-		}
-		if c.Room == "" {
-			c.Room = DefaultRoom
-		}
+		c.Framing = cmp.Or(c.Framing, frame.Length)
+		c.Room = cmp.Or(c.Room, DefaultRoom)
 	}
 	return c
 }

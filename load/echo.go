@@ -12,6 +12,7 @@ import (
 	"github.com/tcplab/tcplab/app/chat"
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/internal/backoff"
+	"github.com/tcplab/tcplab/internal/sleep"
 )
 
 // runEcho runs the echo protocol on every slot; see runSlots.
@@ -89,7 +90,7 @@ func (e *echoExchanger) flush() { e.b.flush() }
 type pacer struct {
 	due      time.Time
 	interval time.Duration
-	timer    *time.Timer
+	timer    sleep.Timer
 	late     lateBatch
 }
 
@@ -116,15 +117,7 @@ func (p *pacer) next(r *run) (due time.Time, ok bool) {
 		return p.due, false
 	}
 	if d := p.due.Sub(ready); d > 0 {
-		if p.timer == nil {
-			p.timer = time.NewTimer(d)
-		} else {
-			p.timer.Reset(d)
-		}
-		select {
-		case <-p.timer.C:
-		case <-r.ctx.Done():
-			p.timer.Stop()
+		if !p.timer.Sleep(d, r.ctx.Done()) {
 			return p.due, false
 		}
 		ready = p.due
@@ -141,9 +134,7 @@ func (p *pacer) stop() {
 	if p == nil {
 		return
 	}
-	if p.timer != nil {
-		p.timer.Stop()
-	}
+	p.timer.Stop()
 	p.late.flush()
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/tcplab/tcplab/internal/cpupin"
 	"github.com/tcplab/tcplab/internal/english"
 	"github.com/tcplab/tcplab/internal/netstat"
+	"github.com/tcplab/tcplab/internal/sleep"
 )
 
 // SaturatedPct is the client CPU use, in percent of one core, from which a
@@ -327,14 +328,9 @@ func (r *run) sleepUntil(t time.Time) bool {
 	if d <= 0 {
 		return r.ctx.Err() == nil
 	}
-	tm := time.NewTimer(d)
+	var tm sleep.Timer
 	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-r.ctx.Done():
-		return false
-	}
+	return tm.Sleep(d, r.ctx.Done())
 }
 
 // watch makes c's blocked reads and writes return when ctx is cancelled.

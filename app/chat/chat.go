@@ -19,7 +19,7 @@ package chat
 
 import (
 	"bytes"
-	"errors"
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -27,6 +27,7 @@ import (
 
 	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/handler"
+	"github.com/tcplab/tcplab/internal/english"
 )
 
 // Defaults, as DefaultOptions returns them.
@@ -120,21 +121,13 @@ func DefaultOptions() Options {
 // withDefaults fills in the fields whose zero value means a default, and
 // checks the rest.
 func (o Options) withDefaults() (Options, error) {
-	if o.Framing == "" {
-		o.Framing = frame.Length
-	}
+	o.Framing = cmp.Or(o.Framing, frame.Length)
 	if _, err := frame.ParseKind(string(o.Framing)); err != nil {
 		return o, fmt.Errorf("--framing: %w", err)
 	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxServerFrame == 0 {
-		o.MaxServerFrame = max(min(o.MaxFrame, DefaultMaxServerFrame), MinServerFrame)
-	}
-	if o.MaxConns == 0 {
-		o.MaxConns = DefaultMaxConns
-	}
+	o.MaxFrame = cmp.Or(o.MaxFrame, DefaultMaxFrame)
+	o.MaxServerFrame = cmp.Or(o.MaxServerFrame, max(min(o.MaxFrame, DefaultMaxServerFrame), MinServerFrame))
+	o.MaxConns = cmp.Or(o.MaxConns, DefaultMaxConns)
 	switch {
 	case o.MaxFrame < minFrame || o.MaxFrame > frame.MaxLimit:
 		return o, fmt.Errorf("--max-frame %d: want %d to %d bytes", o.MaxFrame, minFrame, frame.MaxLimit)
@@ -192,18 +185,7 @@ func (h *Handler) Open(c handler.Conn) handler.Session { return h.hub.open(c) }
 // and "ERR connecting-too-fast" when it opens them faster than allowed
 // (handler.ErrConnRate), each followed by BYE with the same code; for any
 // other reason, "BYE error".
-func (h *Handler) Refuse(reason error) []byte {
-	enc := h.hub.enc
-	switch {
-	case errors.Is(reason, handler.ErrServerFull):
-		return enc.closing(CodeServerFull, "the server is at its connection limit")
-	case errors.Is(reason, handler.ErrTooManyConns):
-		return enc.closing(CodeTooManyConns, "your address has the most connections the server allows open")
-	case errors.Is(reason, handler.ErrConnRate):
-		return enc.closing(CodeConnRate, "your address opens connections faster than the server allows")
-	}
-	return enc.bye(ByeError)
-}
+func (h *Handler) Refuse(reason error) []byte { return h.hub.enc.end(Refusal(reason)) }
 
 // Counts returns the chat's protocol counters: frames received and queued
 // to clients, and messages dropped by the rate limit.
@@ -257,7 +239,7 @@ func (e encoder) words(words ...string) []byte {
 		}
 		p = append(p, w...)
 	}
-	p = []byte(cut(p, maxWords))
+	p = []byte(english.Cut(p, maxWords))
 	if e.kind == frame.Line {
 		p = bytes.ReplaceAll(p, []byte{'\n'}, []byte{' '})
 	}
@@ -280,4 +262,12 @@ func (e encoder) bye(reason string) []byte { return e.words("BYE", reason) }
 // same code.
 func (e encoder) closing(code, detail string) []byte {
 	return append(e.err(code, detail), e.bye(code)...)
+}
+
+// end frames an Ending.
+func (e encoder) end(x Ending) []byte {
+	if x.Code == "" {
+		return e.bye(x.Bye)
+	}
+	return e.closing(x.Code, x.Detail)
 }

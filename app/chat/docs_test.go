@@ -1,45 +1,32 @@
 package chat
 
 import (
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tcplab/tcplab/internal/mdtable"
 )
 
-// tableKeys returns the first column (the text in backquotes) of the table
-// under the heading in docs/protocol.md.
-func tableKeys(t *testing.T, heading string) []string {
-	t.Helper()
-	keys, err := mdtable.Keys("../../docs/protocol.md", heading)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
+// protocolDoc is the chat protocol's doc, whose tables the tests pin to
+// the code.
+const protocolDoc = "../../docs/protocol.md"
 
 // TestDocsListEveryErrorCode pins docs/protocol.md to the code: the error
 // code table lists exactly ErrorCodes, in order.
 func TestDocsListEveryErrorCode(t *testing.T) {
-	if got := tableKeys(t, "## Error codes"); !slices.Equal(got, ErrorCodes()) {
-		t.Errorf("docs list codes %q\ncode has %q", got, ErrorCodes())
-	}
+	mdtable.Lists(t, protocolDoc, "## Error codes", ErrorCodes())
 }
 
 func TestDocsListEveryByeReason(t *testing.T) {
-	want := []string{ByeQuit, ByeShuttingDown, ByeIdleTimeout, ByeFrameTimeout, CodeSlowConsumer, CodeServerFull,
-		CodeTooManyConns, CodeConnRate, CodeFrameTooLarge, CodeBadFrame, CodeUnavailable, ByeError}
-	if got := tableKeys(t, "## BYE reasons"); !slices.Equal(got, want) {
-		t.Errorf("docs list BYE reasons %q, want %q", got, want)
-	}
+	mdtable.Lists(t, protocolDoc, "## BYE reasons", []string{ByeQuit, ByeShuttingDown, ByeIdleTimeout, ByeFrameTimeout,
+		CodeSlowConsumer, CodeServerFull, CodeTooManyConns, CodeConnRate, CodeFrameTooLarge, CodeBadFrame, CodeUnavailable, ByeError})
 }
 
 // TestDocsListEveryCommand checks that each command in the docs' table
 // parses as documented and that the parser knows no other.
 func TestDocsListEveryCommand(t *testing.T) {
 	var words []string
-	for _, k := range tableKeys(t, "## Client to server") {
+	for _, k := range mdtable.MustKeys(t, protocolDoc, "## Client to server") {
 		if !strings.HasPrefix(k, "/") || strings.HasPrefix(k, "//") {
 			continue
 		}
@@ -59,8 +46,6 @@ func TestDocsDefaults(t *testing.T) {
 	if d.MaxFrame != 1<<20 || d.MaxConns != 10000 || d.MsgRate != 100 || d.MsgBurst != 200 || d.IdleTimeout.String() != "5m0s" || d.Framing != "length" || d.PresenceLimit != 1000 {
 		t.Errorf("defaults %+v differ from the Limits table", d)
 	}
-	if got := tableKeys(t, "## Limits"); !slices.Equal(got, []string{"--framing", "--max-frame", "--max-pending", "--max-conns", "--msg-rate", "--msg-burst", "--idle-timeout",
-		"--presence-limit", "--frame-timeout", "--max-conns-per-ip", "--conn-rate"}) {
-		t.Errorf("limits table lists %q", got)
-	}
+	mdtable.Lists(t, protocolDoc, "## Limits", []string{"--framing", "--max-frame", "--max-pending", "--max-conns", "--msg-rate", "--msg-burst",
+		"--idle-timeout", "--presence-limit", "--frame-timeout", "--max-conns-per-ip", "--conn-rate"})
 }

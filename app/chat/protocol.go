@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/tcplab/tcplab/internal/english"
 )
 
 // Version is the protocol version the server announces in HELLO.
@@ -256,33 +257,15 @@ func badRoomDetail(b []byte) string {
 	return quote(b) + ": a room is 1 to " + strconv.Itoa(MaxRoom) + " characters of A-Z a-z 0-9 _ -"
 }
 
-// quote returns b for an error detail: see cut; a control character
-// becomes "?", so that the detail quotes no escape sequence back.
+// quote returns b for an error detail: see english.Cut; a control
+// character becomes "?", so that the detail quotes no escape sequence back.
 func quote(b []byte) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
 			return '?'
 		}
 		return r
-	}, cut(b, maxDetail))
-}
-
-// cut returns b as valid UTF-8 (invalid bytes become "?") of at most n
-// bytes: if b is longer, it is cut on a character boundary and ends with
-// "...".
-func cut(b []byte, n int) string {
-	// Only a prefix can show: copy no more than one (a frame may be a
-	// MiB). Four bytes per shown byte covers any UTF-8 the prefix keeps;
-	// a run of invalid bytes longer than that shows as "?" all the same.
-	b = bytes.ToValidUTF8(b[:min(len(b), 4*n)], []byte("?"))
-	if len(b) <= n {
-		return string(b)
-	}
-	i := n - len("...")
-	for i > 0 && !utf8.RuneStart(b[i]) {
-		i--
-	}
-	return string(b[:i]) + "..."
+	}, english.Cut(b, maxDetail))
 }
 
 // ValidNick reports whether b is a well-formed nick.

@@ -100,17 +100,6 @@ func TestNames(t *testing.T) {
 	}
 }
 
-func TestCutKeepsUTF8(t *testing.T) {
-	long := strings.Repeat("日", 30) // 90 bytes
-	got := cut([]byte(long), 64)
-	if !utf8.ValidString(got) || len(got) > 64 || !strings.HasSuffix(got, "...") {
-		t.Errorf("cut(%d bytes) = %q (%d bytes)", len(long), got, len(got))
-	}
-	if got := cut([]byte("a\xffb"), 64); got != "a?b" {
-		t.Errorf("invalid UTF-8: %q", got)
-	}
-}
-
 // FuzzParseCommand checks ParseCommand's promises on any input: no panic,
 // fields that are sub-slices meeting the grammar, errors with a known code
 // and a short, valid UTF-8 detail.

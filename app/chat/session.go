@@ -164,11 +164,7 @@ func (s *session) Data(in []byte) (int, error) {
 // empty length frame.
 func (s *session) badFrame(err error) {
 	s.done = true
-	code := CodeBadFrame
-	if errors.Is(err, frame.ErrTooLarge) {
-		code = CodeFrameTooLarge
-	}
-	s.closeWith(s.hub.enc.closing(code, err.Error()), fmt.Errorf("%w: %w", errBadFrame, err))
+	s.closeWith(s.hub.enc.end(BadFrame(err)), fmt.Errorf("%w: %w", errBadFrame, err))
 }
 
 // handle answers one frame. A command that waits for the bus is answered
@@ -337,22 +333,7 @@ func (s *session) idleExpired() { s.closeWith(s.hub.enc.bye(ByeIdleTimeout), err
 // Farewell names the reason when the engine closes the connection on its
 // own. It reads nothing that Data changes, so it is safe to call at any
 // time from any goroutine.
-func (s *session) Farewell(reason error) []byte {
-	enc := s.hub.enc
-	switch {
-	case errors.Is(reason, handler.ErrOverflow):
-		return enc.closing(CodeSlowConsumer, "outbound buffer over its limit")
-	case errors.Is(reason, handler.ErrShutdown):
-		return enc.bye(ByeShuttingDown)
-	case errors.Is(reason, handler.ErrInputTooLarge):
-		return enc.closing(CodeFrameTooLarge, "unconsumed input over the server's limit")
-	case errors.Is(reason, handler.ErrServerFull):
-		return enc.closing(CodeServerFull, "the server is at its connection limit")
-	case errors.Is(reason, handler.ErrFrameTimeout):
-		return enc.bye(ByeFrameTimeout)
-	}
-	return enc.bye(ByeError)
-}
+func (s *session) Farewell(reason error) []byte { return s.hub.enc.end(Farewell(reason)) }
 
 // Closed leaves the room, frees the nick and then the connection slot
 // (through offload: the release waits for the bus).

@@ -9,21 +9,12 @@ import (
 	"github.com/tcplab/tcplab/internal/mdtable"
 )
 
-// docTable returns the first column (the text in backquotes) of the table
-// under the heading in docs/work-protocol.md.
-func docTable(t *testing.T, heading string) []string {
-	t.Helper()
-	keys, err := mdtable.Keys("../../docs/work-protocol.md", heading)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
+// protocolDoc is the work protocol's doc, whose tables the tests pin to
+// the code.
+const protocolDoc = "../../docs/work-protocol.md"
 
 func TestDocsListEveryErrorCode(t *testing.T) {
-	if got := docTable(t, "## Error codes"); !slices.Equal(got, ErrorCodes()) {
-		t.Errorf("docs list codes %q\ncode has %q", got, ErrorCodes())
-	}
+	mdtable.Lists(t, protocolDoc, "## Error codes", ErrorCodes())
 }
 
 // TestDocsListEveryRequest checks that each request in the docs' table
@@ -32,7 +23,7 @@ func TestDocsListEveryErrorCode(t *testing.T) {
 func TestDocsListEveryRequest(t *testing.T) {
 	fill := strings.NewReplacer("N", "3", "US", "10", "TEXT", "some text")
 	var verbs []Verb
-	for _, k := range docTable(t, "## Requests") {
+	for _, k := range mdtable.MustKeys(t, protocolDoc, "## Requests") {
 		r, err := ParseRequest([]byte(fill.Replace(k)), testLimits)
 		if err != nil {
 			t.Errorf("docs list %q: %v", k, err)
@@ -50,10 +41,8 @@ func TestDocsLimitsAndExample(t *testing.T) {
 	if d.MaxSha != 1000000 || d.MaxSleep.String() != "1s" || d.MaxFrame != 1<<20 {
 		t.Errorf("defaults %+v differ from the Limits table", d)
 	}
-	if got := docTable(t, "## Limits"); !slices.Equal(got, []string{"--max-sha", "--max-sleep", "--max-frame", "--max-pending"}) {
-		t.Errorf("limits table lists %q", got)
-	}
-	doc, err := os.ReadFile("../../docs/work-protocol.md")
+	mdtable.Lists(t, protocolDoc, "## Limits", []string{"--max-sha", "--max-sleep", "--max-frame", "--max-pending"})
+	doc, err := os.ReadFile(protocolDoc)
 	if err != nil {
 		t.Fatal(err)
 	}

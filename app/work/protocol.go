@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/app/chat"
+	"github.com/tcplab/tcplab/internal/english"
 )
 
 // Error codes, the second word of an "ERR <code> <detail>" frame. They are
@@ -153,18 +153,8 @@ func parseCount(verb, arg string, b []byte, most, least int64) (int64, *Error) {
 
 // quote returns b for an error detail: valid UTF-8 (invalid bytes become
 // "?") of at most maxDetail bytes, cut on a character boundary and ending
-// with "..." if b is longer.
-func quote(b []byte) string {
-	b = bytes.ToValidUTF8(b[:min(len(b), 4*maxDetail)], []byte("?"))
-	if len(b) <= maxDetail {
-		return string(b)
-	}
-	i := maxDetail - len("...")
-	for i > 0 && !utf8.RuneStart(b[i]) {
-		i--
-	}
-	return string(b[:i]) + "..."
-}
+// with "..." if b is longer (english.Cut).
+func quote(b []byte) string { return english.Cut(b, maxDetail) }
 
 // AppendRequest appends the request frame's payload for r to dst: the
 // inverse of ParseRequest for a valid r.

@@ -3,7 +3,6 @@ package work
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
 	"testing"
 	"time"
 )
@@ -46,17 +45,6 @@ func TestParseRequest(t *testing.T) {
 
 func sameRequest(a, b Request) bool {
 	return a.Verb == b.Verb && a.Rounds == b.Rounds && a.Sleep == b.Sleep && string(a.Text) == string(b.Text)
-}
-
-func TestQuoteCutsOnACharacterAndMarksInvalidBytes(t *testing.T) {
-	if got := quote([]byte("ab\xffc")); got != "ab?c" {
-		t.Errorf("quote: %q", got)
-	}
-	long := strings.Repeat("é", 100) // 2 bytes each
-	got := quote([]byte(long))
-	if len(got) > maxDetail || !strings.HasSuffix(got, "...") || strings.ContainsRune(got, '\uFFFD') {
-		t.Errorf("quote of %d bytes: %q (%d bytes)", len(long), got, len(got))
-	}
 }
 
 func TestSumIsTheChainOfSHA256(t *testing.T) {

@@ -24,6 +24,7 @@ package work
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,18 +85,10 @@ func DefaultOptions() Options {
 // withDefaults fills in the fields whose zero value means a default, and
 // checks the rest.
 func (o Options) withDefaults() (Options, error) {
-	if o.MaxSha == 0 {
-		o.MaxSha = DefaultMaxSha
-	}
-	if o.MaxSleep == 0 {
-		o.MaxSleep = DefaultMaxSleep
-	}
-	if o.MaxFrame == 0 {
-		o.MaxFrame = DefaultMaxFrame
-	}
-	if o.MaxReply == 0 {
-		o.MaxReply = max(min(o.MaxFrame, DefaultMaxReply), MinReply)
-	}
+	o.MaxSha = cmp.Or(o.MaxSha, DefaultMaxSha)
+	o.MaxSleep = cmp.Or(o.MaxSleep, DefaultMaxSleep)
+	o.MaxFrame = cmp.Or(o.MaxFrame, DefaultMaxFrame)
+	o.MaxReply = cmp.Or(o.MaxReply, max(min(o.MaxFrame, DefaultMaxReply), MinReply))
 	switch {
 	case o.MaxSha < 1:
 		return o, fmt.Errorf("--max-sha %d: must be at least 1", o.MaxSha)
@@ -148,17 +141,7 @@ func (h *Handler) Open(c handler.Conn) handler.Session {
 // as the chat does: "ERR <code> <detail>" then "BYE <code>" with the
 // chat's codes (server-full, too-many-connections, connecting-too-fast),
 // or "BYE error" for any other reason.
-func (h *Handler) Refuse(reason error) []byte {
-	switch {
-	case errors.Is(reason, handler.ErrServerFull):
-		return closing(chat.CodeServerFull, "the server is at its connection limit")
-	case errors.Is(reason, handler.ErrTooManyConns):
-		return closing(chat.CodeTooManyConns, "your address has the most connections the server allows open")
-	case errors.Is(reason, handler.ErrConnRate):
-		return closing(chat.CodeConnRate, "your address opens connections faster than the server allows")
-	}
-	return words("BYE", chat.ByeError)
-}
+func (h *Handler) Refuse(reason error) []byte { return end(chat.Refusal(reason)) }
 
 // Counts returns the frames received and the replies queued.
 func (h *Handler) Counts() handler.Counts {
@@ -186,10 +169,13 @@ func toBytes(w []string) [][]byte {
 	return b
 }
 
-// closing is an error that ends the connection: ERR, then BYE with the
-// same code, as in the chat.
-func closing(code, detail string) []byte {
-	return append(words("ERR", code, detail), words("BYE", code)...)
+// end frames a chat.Ending: an error that ends the connection (ERR, then
+// BYE with the same code), or BYE alone.
+func end(x chat.Ending) []byte {
+	if x.Code == "" {
+		return words("BYE", x.Bye)
+	}
+	return append(words("ERR", x.Code, x.Detail), words("BYE", x.Code)...)
 }
 
 // errBadFrame is the reason the session closes a connection after a
@@ -294,31 +280,13 @@ func appendErr(dst []byte, code, detail string) []byte {
 // MaxFrame (from its header) or an empty one.
 func (s *session) badFrame(err error) {
 	s.done = true
-	code := CodeBadFrame
-	if errors.Is(err, frame.ErrTooLarge) {
-		code = CodeFrameTooLarge
-	}
-	s.c.CloseWith(closing(code, err.Error()), fmt.Errorf("%w: %w", errBadFrame, err))
+	s.c.CloseWith(end(chat.BadFrame(err)), fmt.Errorf("%w: %w", errBadFrame, err))
 }
 
 // Farewell names the reason when the engine closes the connection on its
 // own, with the chat's words: "BYE shutting-down", "BYE frame-timeout",
 // "ERR slow-consumer ..." and so on. It reads nothing Data changes.
-func (s *session) Farewell(reason error) []byte {
-	switch {
-	case errors.Is(reason, handler.ErrOverflow):
-		return closing(chat.CodeSlowConsumer, "outbound buffer over its limit")
-	case errors.Is(reason, handler.ErrShutdown):
-		return words("BYE", chat.ByeShuttingDown)
-	case errors.Is(reason, handler.ErrInputTooLarge):
-		return closing(CodeFrameTooLarge, "unconsumed input over the server's limit")
-	case errors.Is(reason, handler.ErrServerFull):
-		return closing(chat.CodeServerFull, "the server is at its connection limit")
-	case errors.Is(reason, handler.ErrFrameTimeout):
-		return words("BYE", chat.ByeFrameTimeout)
-	}
-	return words("BYE", chat.ByeError)
-}
+func (s *session) Farewell(reason error) []byte { return end(chat.Farewell(reason)) }
 
 // Closed ends the session; it holds nothing to release.
 func (s *session) Closed(error) {}

@@ -41,6 +41,20 @@ func waitFor(t *testing.T, b interface{ String() string }, re string) {
 	})
 }
 
+// exited waits for what ran to end with no error, on done: it fails t
+// if the error is not nil or none comes within 15s.
+func exited(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: still running after 15s", what)
+	}
+}
+
 // TestChatClientBothFramings drives `tcplab chat` through its standard
 // input against a real chat server, in each framing, and checks what a
 // second, raw client sees and what the interactive client prints.
@@ -83,14 +97,7 @@ func TestChatClientBothFramings(t *testing.T) {
 			waitFor(t, out, `(?m)^  /msg NICK TEXT`)
 
 			typing.Close() // end of input: the client says /quit and exits 0
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("client: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Fatal("client did not exit within 15s of the end of its input")
-			}
+			exited(t, done, "the client, after the end of its input")
 			if !strings.HasSuffix(out.String(), "*** disconnected: quit\n") {
 				t.Errorf("output does not end with the BYE quit:\n%s", out)
 			}
@@ -131,14 +138,7 @@ func TestChatClientCtrlC(t *testing.T) {
 	go io.Copy(io.Discard, stdout)
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Fatalf("after Ctrl-C: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("still running 15s after Ctrl-C")
-	}
+	exited(t, waitErr, "the client, after Ctrl-C")
 	bob.Next("LEAVE lobby carol")
 }
 

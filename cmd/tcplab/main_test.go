@@ -207,13 +207,16 @@ func stop(t *testing.T, s *launch.Process) {
 	}
 }
 
-func echoOnce(t *testing.T, addr, msg string) {
+// echoConn connects to the echo server at addr, sees msg echoed and
+// returns the connection, open until the test ends, with a deadline
+// testkit.Bound away.
+func echoConn(t *testing.T, addr, msg string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, testkit.Bound)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(testkit.Bound))
 	if _, err := io.WriteString(c, msg); err != nil {
 		t.Fatal(err)
@@ -222,7 +225,11 @@ func echoOnce(t *testing.T, addr, msg string) {
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
 		t.Fatalf("echo: %q, %v", got, err)
 	}
+	return c
 }
+
+// echoOnce sees msg echoed on a new connection to addr, then closes it.
+func echoOnce(t *testing.T, addr, msg string) { echoConn(t, addr, msg).Close() }
 
 func TestServeEchoesAndStopsCleanly(t *testing.T) {
 	s := serve(t, "--addr", "127.0.0.1:0", "--model", "goroutine")
@@ -264,12 +271,7 @@ func TestDrainTimeoutZeroWarnsOnlyWhenItCutsConnections(t *testing.T) {
 	}
 
 	s = serve(t, "--addr", "127.0.0.1:0", "--drain-timeout", "0")
-	c, err := net.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echoOn(t, c, "x") // the server has it open
+	echoConn(t, s.Addr, "x") // the server has it open
 	if err := s.Stop(testkit.Bound); err != nil || !strings.Contains(s.Stderr(), warning) {
 		t.Errorf("one connection: %v, log:\n%s", err, s.Stderr())
 	}
@@ -293,13 +295,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			s := serve(t, "--addr", "127.0.0.1:0", "--drain-timeout", "2s")
 			echoOnce(t, s.Addr, "before")
-			c, err := net.Dial("tcp", s.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.Write([]byte("x"))
-			c.Read(make([]byte, 1))
+			c := echoConn(t, s.Addr, "x")
 			if err := s.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

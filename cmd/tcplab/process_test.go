@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcplab/tcplab/conformance"
 	"github.com/tcplab/tcplab/internal/testkit"
@@ -40,13 +37,7 @@ func TestPreforkSIGTERMStopsEveryWorkerAndExitsZero(t *testing.T) {
 	s := serve(t, "--addr", "127.0.0.1:0", "--model", "prefork", "--workers", "2", "--drain-timeout", "2s")
 	liveChildren(t, s.Pid(), 2)
 	echoOnce(t, s.Addr, "before")
-	c, err := net.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testkit.Bound))
-	echoOn(t, c, "held")
+	c := echoConn(t, s.Addr, "held")
 	if err := s.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +57,7 @@ func TestProcessModelChildrenDieWithTheirParent(t *testing.T) {
 	for _, model := range []string{"fork", "prefork"} {
 		t.Run(model, func(t *testing.T) {
 			s := serve(t, "--addr", "127.0.0.1:0", "--model", model, "--workers", "2")
-			c, err := net.Dial("tcp", s.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(testkit.Bound))
-			echoOn(t, c, "served by a child")
+			c := echoConn(t, s.Addr, "served by a child")
 			want := 1 // fork: the child serving c
 			if model == "prefork" {
 				want = 2
@@ -123,17 +108,5 @@ func TestMaxThreadsNearGoLimitIsAUsageError(t *testing.T) {
 	code, _, stderr := runCmd(t, "serve", "--model", "thread", "--max-threads", "20000")
 	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--max-threads 20000") {
 		t.Fatalf("exit %d, stderr %q: want exit 2 and one line about --max-threads", code, stderr)
-	}
-}
-
-// echoOn checks that msg is echoed on c.
-func echoOn(t *testing.T, c net.Conn, msg string) {
-	t.Helper()
-	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
-		t.Fatal(fmt.Errorf("echo: %q, %v", got, err))
 	}
 }

@@ -1,7 +1,12 @@
-// Package english words counts for people: "1 cell", "3 cells".
+// Package english words counts for people ("1 cell", "3 cells") and cuts
+// what a person quoted down to a short, valid excerpt.
 package english
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+)
 
 // Count returns n and noun, the noun in the plural unless n is 1: "1
 // model", "0 models", "12 client counts". noun is the singular of a noun
@@ -21,4 +26,22 @@ func Noun(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// Cut returns b as valid UTF-8 (invalid bytes become "?") of at most n
+// bytes: if b is longer, it is cut on a character boundary and ends with
+// "...". n is at least len("...").
+func Cut(b []byte, n int) string {
+	// Only a prefix can show: copy no more than one (b may be a MiB).
+	// Four bytes per shown byte covers any UTF-8 the prefix keeps; a run
+	// of invalid bytes longer than that shows as "?" all the same.
+	b = bytes.ToValidUTF8(b[:min(len(b), 4*n)], []byte("?"))
+	if len(b) <= n {
+		return string(b)
+	}
+	i := n - len("...")
+	for i > 0 && !utf8.RuneStart(b[i]) {
+		i--
+	}
+	return string(b[:i]) + "..."
 }

@@ -1,6 +1,10 @@
 package english
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestCount(t *testing.T) {
 	for _, c := range []struct {
@@ -15,6 +19,28 @@ func TestCount(t *testing.T) {
 	} {
 		if got := Count(c.n, c.noun); got != c.want {
 			t.Errorf("Count(%d, %q) = %q, want %q", c.n, c.noun, got, c.want)
+		}
+	}
+}
+
+func TestCutKeepsUTF8AndMarksTheCut(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 64, ""},
+		{"short", 64, "short"},
+		{"a\xffb", 64, "a?b"},
+		{strings.Repeat("x", 64), 64, strings.Repeat("x", 64)},
+		{strings.Repeat("x", 65), 64, strings.Repeat("x", 61) + "..."},
+		// 90 bytes of 3-byte characters: 61 bytes would split the 21st.
+		{strings.Repeat("日", 30), 64, strings.Repeat("日", 20) + "..."},
+		{strings.Repeat("é", 100), 64, strings.Repeat("é", 30) + "..."},
+	} {
+		got := Cut([]byte(c.in), c.n)
+		if got != c.want || !utf8.ValidString(got) || len(got) > c.n {
+			t.Errorf("Cut(%q, %d) = %q (%d bytes), want %q", c.in, c.n, got, len(got), c.want)
 		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+	"testing"
 )
 
 var firstCell = regexp.MustCompile("(?m)^\\| `([^`]+)`")
@@ -31,4 +33,23 @@ func Keys(path, heading string) ([]string, error) {
 		keys = append(keys, m[1])
 	}
 	return keys, nil
+}
+
+// MustKeys is Keys for a test: it stops t on an error.
+func MustKeys(t testing.TB, path, heading string) []string {
+	t.Helper()
+	keys, err := Keys(path, heading)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// Lists pins a table to the code: it fails t unless the first column of
+// the tables under heading in the file at path is want, in order.
+func Lists(t testing.TB, path, heading string, want []string) {
+	t.Helper()
+	if got := MustKeys(t, path, heading); !slices.Equal(got, want) {
+		t.Errorf("%s, %s: the table lists %q\nwant %q", path, heading, got, want)
+	}
 }

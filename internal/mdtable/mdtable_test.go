@@ -1,6 +1,7 @@
 package mdtable
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,4 +27,20 @@ func TestKeysReadsTheFirstColumnUnderTheHeading(t *testing.T) {
 	if _, err := Keys(path, "## C"); err == nil {
 		t.Error("a missing heading gave no error")
 	}
+	Lists(t, path, "## A", []string{"one", "three x"})
+	var r recorder
+	Lists(&r, path, "## B", []string{"four", "five"})
+	if r.errors != 1 {
+		t.Errorf("Lists of a table missing a row reported %d errors, want 1", r.errors)
+	}
 }
+
+// recorder is a testing.TB that counts the errors reported to it.
+type recorder struct {
+	testing.TB
+	errors int
+}
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Errorf(string, ...any) { r.errors++ }
+func (r *recorder) Fatal(args ...any)     { panic(fmt.Sprint(args...)) }

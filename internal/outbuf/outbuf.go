@@ -82,6 +82,13 @@ func (b *Buffer) Write(p []byte) error {
 	if b.pending == nil && b.spare != nil {
 		b.pending, b.spare = b.spare, nil
 	}
+	b.queueUnlock(p)
+	return nil
+}
+
+// queueUnlock appends p to pending, unlocks mu and then, if the owner must
+// be told, calls notify. Called with mu held.
+func (b *Buffer) queueUnlock(p []byte) {
 	b.pending = append(b.pending, p...)
 	b.setLevel()
 	call := b.wantNotify()
@@ -89,7 +96,6 @@ func (b *Buffer) Write(p []byte) error {
 	if call {
 		b.notify()
 	}
-	return nil
 }
 
 // setLevel publishes the queued bytes for Len. Called with mu held.
@@ -248,12 +254,6 @@ func (b *Buffer) Close(dropPending bool, final []byte) bool {
 	if dropPending && !b.whole {
 		b.pending = nil
 	}
-	b.pending = append(b.pending, final...)
-	b.setLevel()
-	call := b.wantNotify()
-	b.mu.Unlock()
-	if call {
-		b.notify()
-	}
+	b.queueUnlock(final)
 	return true
 }

@@ -196,16 +196,7 @@ func TestTreeCountsLiveDescendants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Tree(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Procs != 2 {
-		t.Errorf("Procs %d, want 2 (the helper and its child)", s.Procs)
-	}
-	if s.CPU < burn {
-		t.Errorf("tree CPU %v, want at least the child's %v", s.CPU, burn)
-	}
+	s := burnedTree(t, pid, 2, "the helper and its child")
 	if own.CPU()+own.ChildrenCPU() >= burn {
 		t.Errorf("the parent itself used %v; the test needs the CPU to be in the child", own.CPU())
 	}
@@ -215,17 +206,24 @@ func TestTreeCountsLiveDescendants(t *testing.T) {
 }
 
 func TestTreeCountsReapedChildren(t *testing.T) {
-	pid := runRole(t, "reaper")
+	burnedTree(t, runRole(t, "reaper"), 1, "the helper; its child was reaped")
+}
+
+// burnedTree returns Tree(pid), checking that it counts procs processes
+// (who they are) and at least burn of CPU, which a child of pid burned.
+func burnedTree(t *testing.T, pid, procs int, who string) Sample {
+	t.Helper()
 	s, err := Tree(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Procs != 1 {
-		t.Errorf("Procs %d, want 1", s.Procs)
+	if s.Procs != procs {
+		t.Errorf("Procs %d, want %d (%s)", s.Procs, procs, who)
 	}
 	if s.CPU < burn {
-		t.Errorf("tree CPU %v, want at least the reaped child's %v", s.CPU, burn)
+		t.Errorf("tree CPU %v, want at least the child's %v", s.CPU, burn)
 	}
+	return s
 }
 
 func TestPeakRSS(t *testing.T) {

@@ -10,6 +10,7 @@
 package serving
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -174,35 +175,27 @@ const ThreadHeadroom = 1000
 
 // WithDefaults returns c with every unset field given its default.
 func (c Config) WithDefaults() Config {
-	def(&c.Addr, DefaultAddr)
-	def(&c.Backlog, DefaultBacklog)
-	def(&c.Listeners, 1)
-	def(&c.MaxPending, DefaultMaxPending)
-	def(&c.MaxInbound, DefaultMaxInbound)
-	def(&c.Workers, runtime.NumCPU())
-	def(&c.Queue, DefaultQueue)
-	def(&c.MaxThreads, DefaultMaxThreads)
-	def(&c.MaxProcs, DefaultMaxProcs)
-	def(&c.Loops, runtime.NumCPU())
-	def(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
-	def(&c.ConnRate, DefaultConnRate)
-	def(&c.ConnBurst, DefaultConnBurst)
-	def(&c.FrameTimeout, DefaultFrameTimeout)
-	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	def(&c.WriteTimeout, DefaultWriteTimeout)
-	def(&c.DrainTimeout, DefaultDrainTimeout)
-	def(&c.Balance, DefaultBalance)
-	def(&c.OffloadWorkers, DefaultOffloadWorkers)
-	def(&c.Logger, slog.Default())
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.Backlog = cmp.Or(c.Backlog, DefaultBacklog)
+	c.Listeners = cmp.Or(c.Listeners, 1)
+	c.MaxPending = cmp.Or(c.MaxPending, DefaultMaxPending)
+	c.MaxInbound = cmp.Or(c.MaxInbound, DefaultMaxInbound)
+	c.Workers = cmp.Or(c.Workers, runtime.NumCPU())
+	c.Queue = cmp.Or(c.Queue, DefaultQueue)
+	c.MaxThreads = cmp.Or(c.MaxThreads, DefaultMaxThreads)
+	c.MaxProcs = cmp.Or(c.MaxProcs, DefaultMaxProcs)
+	c.Loops = cmp.Or(c.Loops, runtime.NumCPU())
+	c.MaxConnsPerIP = cmp.Or(c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	c.ConnRate = cmp.Or(c.ConnRate, DefaultConnRate)
+	c.ConnBurst = cmp.Or(c.ConnBurst, DefaultConnBurst)
+	c.FrameTimeout = cmp.Or(c.FrameTimeout, DefaultFrameTimeout)
+	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, DefaultHandshakeTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
+	c.Balance = cmp.Or(c.Balance, DefaultBalance)
+	c.OffloadWorkers = cmp.Or(c.OffloadWorkers, DefaultOffloadWorkers)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return c
-}
-
-// def sets *v to d if *v is its type's zero value.
-func def[T comparable](v *T, d T) {
-	var zero T
-	if *v == zero {
-		*v = d
-	}
 }
 
 // Validate reports the first field that cannot work, as a *FieldError

@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -65,16 +66,9 @@ type Embedded struct {
 // StartEmbedded starts a NATS server and waits until it takes connections.
 // It never signs up for signals and logs nothing.
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
-	if o.Host == "" {
-		o.Host = "127.0.0.1"
-	}
-	port := o.Port
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
-	if o.MaxMemory == 0 {
-		o.MaxMemory = 64 << 20
-	}
+	o.Host = cmp.Or(o.Host, "127.0.0.1")
+	port := cmp.Or(o.Port, server.RANDOM_PORT)
+	o.MaxMemory = cmp.Or(o.MaxMemory, 64<<20)
 	if o.MaxPayload < 0 || o.MaxPayload > MaxEmbeddedPayload {
 		return nil, fmt.Errorf("embedded NATS: max payload %d: want 0 (the default) to %d bytes", o.MaxPayload, MaxEmbeddedPayload)
 	}

@@ -47,6 +47,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,33 +135,18 @@ type Options struct {
 
 // withDefaults fills in unset fields and checks the rest.
 func (o Options) withDefaults() (Options, error) {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	if o.Bucket == "" {
-		o.Bucket = DefaultBucket
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
-	def(&o.ClaimTTL, DefaultClaimTTL)
-	def(&o.GatherStall, DefaultGatherStall)
-	def(&o.GatherMax, DefaultGatherMax)
-	def(&o.Timeout, DefaultTimeout)
-	def(&o.DrainQuiet, DefaultDrainQuiet)
-	def(&o.DrainPatience, DefaultDrainPatience)
-	def(&o.ReconnectWait, DefaultReconnectWait)
-	if o.ReconnectBufSize == 0 {
-		o.ReconnectBufSize = DefaultReconnectBuf
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Prefix = cmp.Or(o.Prefix, DefaultPrefix)
+	o.Bucket = cmp.Or(o.Bucket, DefaultBucket)
+	o.Replicas = cmp.Or(o.Replicas, 1)
+	o.ClaimTTL = cmp.Or(o.ClaimTTL, DefaultClaimTTL)
+	o.GatherStall = cmp.Or(o.GatherStall, DefaultGatherStall)
+	o.GatherMax = cmp.Or(o.GatherMax, DefaultGatherMax)
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.DrainQuiet = cmp.Or(o.DrainQuiet, DefaultDrainQuiet)
+	o.DrainPatience = cmp.Or(o.DrainPatience, DefaultDrainPatience)
+	o.ReconnectWait = cmp.Or(o.ReconnectWait, DefaultReconnectWait)
+	o.ReconnectBufSize = cmp.Or(o.ReconnectBufSize, DefaultReconnectBuf)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	switch {
 	case strings.TrimSpace(o.URLs) == "":
 		return o, errors.New("natsbus: no NATS server URL")

@@ -188,34 +188,33 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // connection fails over to s2 and subscribes there; then s2 reads s1's
 // last bytes and delivers the message to the connection that sent it.
 func TestNATSReturnsOwnMessagesThroughARoute(t *testing.T) {
+	// roomSubscriber connects to urls, closed when the test ends, and
+	// subscribes to "room".
+	roomSubscriber := func(t *testing.T, urls string, opts ...nats.Option) (*nats.Conn, *nats.Subscription) {
+		t.Helper()
+		nc, err := nats.Connect(urls, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		sub, err := nc.SubscribeSync("room")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, sub
+	}
 	port := freePort(t)
 	p := startHoldProxy(t, "127.0.0.1:"+strconv.Itoa(port))
 	s1 := startRouted(t, "s1", port, "")
 	s2 := startRouted(t, "s2", server.RANDOM_PORT, "nats-route://"+p.ln.Addr().String())
 	waitUntil(t, "s1 and s2 routed", func() bool { return s1.NumRoutes() > 0 && s2.NumRoutes() > 0 })
 
-	other, err := nats.Connect(s2.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	otherGot, err := other.SubscribeSync("room")
-	if err != nil {
-		t.Fatal(err)
-	}
+	other, otherGot := roomSubscriber(t, s2.ClientURL())
 	other.Flush()
 	waitUntil(t, "s1 knows s2's interest", func() bool { return s1.GlobalAccount().Interest("room") > 0 })
 
-	me, err := nats.Connect(s1.ClientURL()+","+s2.ClientURL(), nats.NoEcho(), nats.DontRandomize(),
+	me, meGot := roomSubscriber(t, s1.ClientURL()+","+s2.ClientURL(), nats.NoEcho(), nats.DontRandomize(),
 		nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer me.Close()
-	meGot, err := me.SubscribeSync("room")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p.hold()
 	if err := me.Publish("room", []byte("mine")); err != nil {
 		t.Fatal(err)
