@@ -461,6 +461,15 @@ func hardenTLS(t *testing.T, m engine.Model) {
 		t.Fatalf("a plaintext client was answered in plaintext: %q", got)
 	}
 
+	// The clients below are to be served, by a server with the default
+	// handshake timeout: under the race detector on a loaded machine a
+	// handshake can take longer than the 500 ms the silent client is cut
+	// off at (a prefork worker's once did, and its client found the
+	// connection reset).
+	served := cfg
+	served.HandshakeTimeout = 0
+	s = Start(t, m.Name, Probe(), served)
+
 	// TLS 1.1 is refused.
 	old := cert.ClientConfig()
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
@@ -515,7 +524,7 @@ func hardenTLS(t *testing.T, m engine.Model) {
 	// Over the per-address cap, the refusal comes over TLS too. (One
 	// worker: a prefork worker counts the connections it serves.)
 	if !m.Sequential {
-		capped := cfg
+		capped := served
 		capped.MaxConnsPerIP, capped.LimitLoopback, capped.Workers = 1, true, 1
 		s := Start(t, m.Name, Probe(), capped)
 		a, err := dialTLS(s, cert.ClientConfig())
