@@ -129,6 +129,8 @@ func workErrors(t *testing.T, s *Server) {
 		{"echo " + strings.Repeat("e", 598), "ERR too-much echo of 598 bytes: the reply would be 601 bytes, the most is 600"},
 		{"SHA 1 x", "ERR unknown-command SHA"},
 		{"ping", "ERR unknown-command ping"},
+		{"\x1b[2J", "ERR unknown-command ?[2J"}, // no escape sequence quoted back
+		{"sleep \x1b[31m", usageSleep("?[31m")},
 		{" sha 1 x", "ERR unknown-command "},
 		{"echo \xff\xfe", "ERR bad-utf8 frame is not valid UTF-8"},
 		{"\xc3", "ERR bad-utf8 frame is not valid UTF-8"},

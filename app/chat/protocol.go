@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/tcplab/tcplab/internal/english"
 )
@@ -257,16 +256,9 @@ func badRoomDetail(b []byte) string {
 	return quote(b) + ": a room is 1 to " + strconv.Itoa(MaxRoom) + " characters of A-Z a-z 0-9 _ -"
 }
 
-// quote returns b for an error detail: see english.Cut; a control
-// character becomes "?", so that the detail quotes no escape sequence back.
-func quote(b []byte) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
-			return '?'
-		}
-		return r
-	}, english.Cut(b, maxDetail))
-}
+// quote returns b for an error detail (english.Quote): cut short, with
+// control characters shown as "?".
+func quote(b []byte) string { return english.Quote(b, maxDetail) }
 
 // ValidNick reports whether b is a well-formed nick.
 func ValidNick(b []byte) bool { return validName(b, MaxNick) }

@@ -151,10 +151,11 @@ func parseCount(verb, arg string, b []byte, most, least int64) (int64, *Error) {
 	return n, nil
 }
 
-// quote returns b for an error detail: valid UTF-8 (invalid bytes become
-// "?") of at most maxDetail bytes, cut on a character boundary and ending
-// with "..." if b is longer (english.Cut).
-func quote(b []byte) string { return english.Cut(b, maxDetail) }
+// quote returns b for an error detail, as chat does (english.Quote):
+// valid UTF-8 of at most maxDetail bytes, cut on a character boundary
+// and ending with "..." if b is longer, with invalid bytes and control
+// characters shown as "?".
+func quote(b []byte) string { return english.Quote(b, maxDetail) }
 
 // AppendRequest appends the request frame's payload for r to dst: the
 // inverse of ParseRequest for a valid r.

@@ -5,6 +5,7 @@ package english
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -44,4 +45,16 @@ func Cut(b []byte, n int) string {
 		i--
 	}
 	return string(b[:i]) + "..."
+}
+
+// Quote is Cut for a detail that quotes a peer's bytes back to it: a
+// control character (C0, DEL, C1) also becomes "?", so that the quote
+// carries no escape sequence to the peer's terminal.
+func Quote(b []byte, n int) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return '?'
+		}
+		return r
+	}, Cut(b, n))
 }

@@ -44,3 +44,19 @@ func TestCutKeepsUTF8AndMarksTheCut(t *testing.T) {
 		}
 	}
 }
+
+// TestQuoteMasksControlCharacters: what Cut keeps, with every control
+// character, an escape sequence's ESC among them, shown as "?".
+func TestQuoteMasksControlCharacters(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":            "plain",
+		"\x1b[2Jcleared":   "?[2Jcleared",
+		"tab\tnl\ndel\x7f": "tab?nl?del?",
+		"c1\u009b31m":      "c1?31m",
+		"a\xffb":           "a?b",
+	} {
+		if got := Quote([]byte(in), 64); got != want {
+			t.Errorf("Quote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
