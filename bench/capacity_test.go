@@ -166,7 +166,7 @@ func echoOnce(c net.Conn, i int) error {
 
 // parallel runs f(0..n-1) on capacityWorkers goroutines and fails the test
 // with the first error (the rest stop early).
-func parallel(t *testing.T, n int, f func(i int) error) {
+func parallel(t testing.TB, n int, f func(i int) error) {
 	t.Helper()
 	var next atomic.Int64
 	var failed atomic.Bool
