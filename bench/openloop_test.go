@@ -205,6 +205,9 @@ func openLoop(b *testing.B, srv *child, oc openCase) openResult {
 	b.ReportMetric(r.csPerRT, "cs/rt")
 	b.ReportMetric(float64(r.p99.Nanoseconds())/1e3, "p99-us")
 	b.ReportMetric(r.rate, "rt/s")
+	if testing.Verbose() {
+		b.Logf("latency %s; sends late by %s", quantiles(ld.lat), quantiles(ld.late))
+	}
 	if threads0 != nil {
 		b.Logf("context switches per thread (tid, its system call now: count) over %d round trips: %s",
 			ld.sent, threadDiff(srv.Pid, threads0, srv.ThreadSwitches(b)))
@@ -228,6 +231,7 @@ type openLoad struct {
 	sent    int64 // messages sent since restart
 	since   int   // messages sent since the last poll
 	lat     []int64
+	late    []int64 // how late each send was
 	events  []unix.EpollEvent
 	buf     []byte
 	msg     [openMsg]byte
@@ -298,7 +302,7 @@ func (ld *openLoad) close() {
 
 // restart starts the schedule and the counts afresh.
 func (ld *openLoad) restart() {
-	ld.start, ld.m, ld.sent, ld.lat = time.Now(), 0, 0, ld.lat[:0]
+	ld.start, ld.m, ld.sent, ld.lat, ld.late = time.Now(), 0, 0, ld.lat[:0], ld.late[:0]
 }
 
 // now is the time since restart, in ns.
@@ -339,7 +343,9 @@ func (ld *openLoad) send() error {
 	if q.tail-q.head == fifoDepth {
 		return fmt.Errorf("connection %d has %d messages unanswered: the server is not keeping up", i, fifoDepth)
 	}
-	q.t[q.tail%fifoDepth] = ld.now()
+	sentAt := ld.now()
+	ld.late = append(ld.late, sentAt-due)
+	q.t[q.tail%fifoDepth] = sentAt
 	q.tail++
 	if n, err := unix.Write(ld.fds[i], ld.msg[:]); err != nil || n != openMsg {
 		return fmt.Errorf("connection %d: write: %d of %d bytes (%v)", i, n, openMsg, err)
@@ -606,4 +612,13 @@ func syscallNow(pid, tid int) string {
 		return syscallNames[f[0]]
 	}
 	return "syscall " + f[0]
+}
+
+func quantiles(v []int64) string {
+	if len(v) == 0 {
+		return "none"
+	}
+	slices.Sort(v)
+	q := func(f float64) time.Duration { return time.Duration(v[int(float64(len(v)-1)*f)]) }
+	return fmt.Sprintf("p50 %v p90 %v p99 %v max %v", q(.5), q(.9), q(.99), q(1))
 }
