@@ -61,11 +61,7 @@ import (
 // tcplab server runs on both builds, old, new, old, new, and the run ends
 // with the new build's CPU per round trip as a ratio to the old's.
 func BenchmarkOpenLoop(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the load")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
+	loadOnCPU1(b)
 	models, servers := serversUnderTest(b)
 	var running []*runningServer
 	for _, s := range servers {

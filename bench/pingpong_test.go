@@ -39,11 +39,7 @@ import (
 // The C reference (cecho.c) is built with the system cc, and skipped with a
 // message when there is none.
 func BenchmarkPingPong(b *testing.B) {
-	if runtime.NumCPU() < 2 {
-		b.Skip("needs 2 CPUs: one for the server, one for the load")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	pinThreads(b, os.Getpid(), 1)
+	loadOnCPU1(b)
 	models, servers := serversUnderTest(b)
 	// cpu holds the last measurement of each server and connection count
 	// in this run (a sub-benchmark runs more than once as b.N grows).
@@ -59,7 +55,11 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 		})
 	}
-	logRatios(b, cpu, servers)
+	var all []string
+	for _, s := range servers {
+		all = append(all, s.name)
+	}
+	logRatios(b, "server CPU per round trip, and its ratio to cecho's in this run", cpu, all, "cecho", nil)
 	var keys []string
 	for _, n := range conns {
 		keys = append(keys, strconv.Itoa(n))
@@ -68,6 +68,26 @@ func BenchmarkPingPong(b *testing.B) {
 		fmt.Fprintf(os.Stdout, "%s: server CPU per round trip (us) at 100 and 1000 connections, this build against %s, means of two rounds:%s\n",
 			b.Name(), baseEnv, ab)
 	}
+}
+
+// pinnedModels are the servers the pinned benchmarks compare, on one CPU:
+// the event loops with one loop, goroutine with one P (startPinnedGo).
+var pinnedModels = []server{
+	{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
+	{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
+	{name: "goroutine", args: []string{"--model", "goroutine"}},
+}
+
+// loadOnCPU1 skips b on a machine with fewer than 2 CPUs; otherwise it
+// pins this process, the load, to CPU 1 with one P until b ends, so that
+// the server under test has CPU 0 (child.Pin) to itself.
+func loadOnCPU1(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs 2 CPUs: one for the server, one for the load")
+	}
+	prev := runtime.GOMAXPROCS(1)
+	b.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	pinThreads(b, os.Getpid(), 1)
 }
 
 // conns are the connection counts every server is measured at.
@@ -81,41 +101,40 @@ type server struct {
 	args []string
 }
 
-// logRatios prints each server's CPU per round trip against the C
-// server's measured in the same run, if it was. It prints to stdout, not
-// b.Log, so that it shows without -v.
-func logRatios(b *testing.B, cpu map[string]float64, servers []server) {
+// logRatios prints each server's CPU per round trip against ref's
+// measured in the same run, if it was, and after each figure what extra
+// says of it (if set; its key is the server's name, "/", the connection
+// count). It prints to stdout, not b.Log, so that it shows without -v.
+func logRatios(b *testing.B, what string, cpu map[string]float64, names []string, ref string, extra func(key string) string) {
 	var sb strings.Builder
-	for _, s := range servers {
-		fmt.Fprintf(&sb, "\n%-15s", s.name)
+	for _, name := range names {
+		fmt.Fprintf(&sb, "\n%-15s", name)
 		for _, n := range conns {
 			key := "/" + strconv.Itoa(n)
-			us, ok := cpu[s.name+key]
-			ref, hasRef := cpu["cecho"+key]
+			us, ok := cpu[name+key]
+			r, hasRef := cpu[ref+key]
 			switch {
 			case !ok:
 				fmt.Fprintf(&sb, "  %4d conns: not run      ", n)
-			case hasRef && ref > 0:
-				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/ref)
+			case hasRef && r > 0:
+				fmt.Fprintf(&sb, "  %4d conns: %5.2f us %5.2fx", n, us, us/r)
 			default:
 				fmt.Fprintf(&sb, "  %4d conns: %5.2f us      ", n, us)
 			}
+			if extra != nil && ok {
+				sb.WriteString(extra(name + key))
+			}
 		}
 	}
-	fmt.Fprintf(os.Stdout, "%s: server CPU per round trip, and its ratio to cecho's in this run:%s\n", b.Name(), sb.String())
+	fmt.Fprintf(os.Stdout, "%s: %s:%s\n", b.Name(), what, sb.String())
 }
 
-// serversUnderTest returns the event-loop and goroutine models the
-// ping-pong benchmarks measure, and the servers to run: each model on
-// each build (builds), then the C reference.
+// serversUnderTest returns the names of the pinned models (pinnedModels)
+// and the servers the ping-pong benchmarks run: each model on each build
+// (builds), then the C reference.
 func serversUnderTest(b *testing.B) (models []string, servers []server) {
-	all := []server{
-		{name: "reactor", args: []string{"--model", "reactor", "--loops", "1"}},
-		{name: "uring", args: []string{"--model", "uring", "--loops", "1"}},
-		{name: "goroutine", args: []string{"--model", "goroutine"}},
-	}
 	bins := builds(b)
-	for _, m := range all {
+	for _, m := range pinnedModels {
 		models = append(models, m.name)
 		for _, bl := range bins {
 			servers = append(servers, server{name: runName(m.name, bl), bin: bl.bin, args: m.args})
@@ -154,6 +173,12 @@ func tryStart(b *testing.B, s server) (*child, string) {
 		"--backlog", "4096"}, s.args...)...)
 }
 
+// startPinnedGo starts a Go server with one P, as on one CPU.
+func startPinnedGo(b *testing.B, bin string, args ...string) *child {
+	b.Setenv("GOMAXPROCS", "1")
+	return startServer(b, bin, args...)
+}
+
 // pingPong runs the ping-pong over n connections and returns the server's
 // CPU microseconds per round trip.
 func pingPong(b *testing.B, srv *child, n int) float64 {
@@ -166,7 +191,15 @@ func pingPong(b *testing.B, srv *child, n int) float64 {
 		conns[i] = c
 		defer c.Close()
 	}
-	// One round trip on each connection first, so every one is set up.
+	return roundTrips(b, srv, conns, nil)
+}
+
+// roundTrips runs the closed-loop 64-byte ping-pong on conns, b.N round
+// trips in all, after one on each connection so every one is set up (then
+// it calls warmed, if set), and returns the server's CPU microseconds per
+// round trip.
+func roundTrips(b *testing.B, srv *child, conns []net.Conn, warmed func()) float64 {
+	n := len(conns)
 	var left atomic.Int64
 	run := func(total int) time.Duration {
 		left.Store(int64(total))
@@ -192,6 +225,9 @@ func pingPong(b *testing.B, srv *child, n int) float64 {
 		return time.Since(start)
 	}
 	run(n)
+	if warmed != nil {
+		warmed()
+	}
 	b.ResetTimer()
 	cpu0 := srv.CPU(b)
 	elapsed := run(b.N)

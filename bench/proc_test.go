@@ -173,14 +173,20 @@ func (c *child) Stop(t testing.TB) {
 }
 
 // RSS returns the process's resident set size in bytes.
-func (c *child) RSS(t testing.TB) int64 {
+func (c *child) RSS(t testing.TB) int64 { return c.status(t, "VmRSS") }
+
+// PeakRSS returns the process's peak resident set size in bytes.
+func (c *child) PeakRSS(t testing.TB) int64 { return c.status(t, "VmHWM") }
+
+// status returns a size in bytes from /proc/PID/status.
+func (c *child) status(t testing.TB, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -188,7 +194,7 @@ func (c *child) RSS(t testing.TB) int64 {
 			return kb << 10
 		}
 	}
-	t.Fatal("no VmRSS in /proc/PID/status")
+	t.Fatalf("no %s in /proc/PID/status", field)
 	return 0
 }
 

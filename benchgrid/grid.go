@@ -52,6 +52,11 @@ type Options struct {
 	// Progress, if set, is called before each cell starts (cell.Status
 	// empty) and after it ends.
 	Progress func(done, total int, cell *Cell)
+	// ShaRound is what one round of a "sha N" request costs here, which
+	// sizes the requests of workloads with a CPU or HeavyCPU. Zero: Run
+	// measures it when it starts (load.CalibrateSha), in this process,
+	// the same build as the servers.
+	ShaRound time.Duration
 }
 
 // Workload is a named load that the grid runs on every model: an app, its
@@ -60,7 +65,7 @@ type Workload struct {
 	// Name names it in the report ("echo", "short", "idle", "chat", ...).
 	Name string
 	// App is the protocol the servers run and the load speaks:
-	// load.AppEcho or load.AppChat.
+	// load.AppEcho, load.AppChat or load.AppWork.
 	App string
 	// About says in a few words what the load does, for the report.
 	About string
@@ -71,6 +76,77 @@ type Workload struct {
 	Load load.Config
 	// ServeArgs are extra arguments for `tcplab serve` (e.g. --msg-rate 0).
 	ServeArgs []string
+	// CPU and HeavyCPU, for the work app, make every light request (and
+	// every heavy one) a "sha N" that costs about that much CPU time: Run
+	// sizes N from Options.ShaRound, in place of Load.Work (and
+	// Load.HeavyWork).
+	CPU, HeavyCPU time.Duration
+	// HeavyShare is the share of each cell's clients that send the heavy
+	// request (Load.Heavy), at least one when it is not 0.
+	HeavyShare float64
+	// Variants are columns of this workload only: a model served with
+	// extra flags, run wherever its model is selected.
+	Variants []Variant
+}
+
+// Variant is a model served with extra `tcplab serve` flags, a column of
+// its own in the report (e.g. reactor with its handlers offloaded).
+type Variant struct {
+	// Name names the column ("reactor+offload"); Model is the model it
+	// serves with, and Args the extra flags.
+	Name, Model string
+	Args        []string
+}
+
+// CellLoad returns the load of the workload's cell with that many
+// clients, sha requests sized for rounds of shaRound each (any positive
+// value will do to check a grid): the template Load with App, Conns,
+// Heavy and the work specs set. Addr is left to the cell.
+func (w *Workload) CellLoad(clients int, shaRound time.Duration) load.Config {
+	cfg := w.Load
+	cfg.App, cfg.Conns = w.App, clients
+	sha := func(d time.Duration) load.WorkSpec {
+		return load.WorkSpec{Kind: load.WorkSha, Rounds: ShaRounds(d, shaRound)}
+	}
+	if w.CPU > 0 {
+		cfg.Work = sha(w.CPU)
+	}
+	if w.HeavyCPU > 0 {
+		cfg.HeavyWork = sha(w.HeavyCPU)
+	}
+	if w.HeavyShare > 0 {
+		cfg.Heavy = min(clients, max(1, int(math.Round(w.HeavyShare*float64(clients)))))
+	}
+	return cfg
+}
+
+// ShaRounds is how many sha rounds of round each cost about d (at least
+// one).
+func ShaRounds(d, round time.Duration) int {
+	return max(1, int(math.Round(float64(d)/float64(max(round, 1)))))
+}
+
+// columns returns the models and variants the workload runs on: every
+// selected model, then each variant whose model is selected.
+func (o *Options) columns(w *Workload) []string {
+	cols := slices.Clone(o.Models)
+	for _, v := range w.Variants {
+		if slices.Contains(o.Models, v.Model) {
+			cols = append(cols, v.Name)
+		}
+	}
+	return cols
+}
+
+// serveModel returns the model a column of w serves with, and its extra
+// flags.
+func (w *Workload) serveModel(column string) (model string, args []string) {
+	for _, v := range w.Variants {
+		if v.Name == column {
+			return v.Model, v.Args
+		}
+	}
+	return column, nil
 }
 
 // Cell is one grid point's outcome.
@@ -152,6 +228,11 @@ type Meta struct {
 	LoadAvg    string         `json:"loadavg,omitempty"` // /proc/loadavg when the run started
 	ServerCPUs string         `json:"server_cpus,omitempty"`
 	ClientCPUs string         `json:"client_cpus,omitempty"`
+
+	// ShaRoundNs is one round of a "sha N" request on this machine when
+	// the run started, in nanoseconds: what sized the CPU workloads'
+	// requests (0 if none ran).
+	ShaRoundNs float64 `json:"sha_round_ns,omitempty"`
 }
 
 // WorkloadInfo describes a workload in the results.
@@ -164,6 +245,16 @@ type WorkloadInfo struct {
 	Duration float64 `json:"duration_s"`
 	// ConnectTimeout is each connection's time for its first round trip.
 	ConnectTimeout float64 `json:"connect_timeout_s"`
+	// Work and HeavyWork are a work workload's light and heavy requests
+	// (load.WorkSpec), HeavyShare the share of each cell's clients that
+	// send the heavy one; WorkCPUUs and HeavyCPUUs are the CPU time their
+	// sha rounds cost when the run sized them, in microseconds (0 when the
+	// request is not a sized sha).
+	Work       string  `json:"work,omitempty"`
+	HeavyWork  string  `json:"heavy_work,omitempty"`
+	HeavyShare float64 `json:"heavy_share,omitempty"`
+	WorkCPUUs  float64 `json:"work_cpu_us,omitempty"`
+	HeavyCPUUs float64 `json:"heavy_cpu_us,omitempty"`
 }
 
 // Workload returns the named workload's description, or nil.
@@ -212,7 +303,7 @@ func (o *Options) Plan() []Cell {
 	var cells []Cell
 	for _, w := range o.Workloads {
 		for round := range max(1, o.Repeat) {
-			for _, m := range o.Models {
+			for _, m := range o.columns(&w) {
 				for _, b := range w.Backlogs {
 					for _, c := range w.Clients {
 						cells = append(cells, Cell{Workload: w.Name, Model: m, App: w.App, Clients: c, Backlog: b, Round: round})
@@ -247,7 +338,7 @@ func (o *Options) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, w := range o.Workloads {
-		if err := w.validate(); err != nil {
+		if err := w.validate(o.Models); err != nil {
 			return err
 		}
 		if seen[w.Name] {
@@ -258,7 +349,7 @@ func (o *Options) validate() error {
 	return nil
 }
 
-func (w *Workload) validate() error {
+func (w *Workload) validate(models []string) error {
 	if w.Name == "" {
 		return errors.New("benchgrid: a workload without a name")
 	}
@@ -270,14 +361,24 @@ func (w *Workload) validate() error {
 			return fmt.Errorf("benchgrid: workload %s: grid value %d: must be at least 1", w.Name, n)
 		}
 	}
-	cfg := w.Load
+	if (w.CPU > 0 || w.HeavyCPU > 0 || w.HeavyShare > 0) && w.App != load.AppWork {
+		return fmt.Errorf("benchgrid: workload %s: CPU, HeavyCPU and HeavyShare need the work app", w.Name)
+	}
 	// Every cell must be valid: Senders must fit the smallest, the
 	// buffers the largest.
 	for _, n := range []int{slices.Min(w.Clients), slices.Max(w.Clients)} {
-		cfg.App, cfg.Conns, cfg.Addr = w.App, n, "127.0.0.1:1"
+		cfg := w.CellLoad(n, time.Microsecond)
+		cfg.Addr = "127.0.0.1:1"
 		if err := cfg.WithDefaults().Validate(); err != nil {
 			return fmt.Errorf("workload %s: %w", w.Name, err)
 		}
+	}
+	names := slices.Clone(models)
+	for _, v := range w.Variants {
+		if v.Name == "" || slices.Contains(names, v.Name) {
+			return fmt.Errorf("benchgrid: workload %s: variant %q: needs a name no model or other variant has", w.Name, v.Name)
+		}
+		names = append(names, v.Name)
 	}
 	return nil
 }
@@ -287,6 +388,9 @@ func (w *Workload) validate() error {
 func Run(ctx context.Context, o Options) (*Results, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
+	}
+	if o.ShaRound == 0 && slices.ContainsFunc(o.Workloads, func(w Workload) bool { return w.CPU > 0 || w.HeavyCPU > 0 }) {
+		_, o.ShaRound = load.CalibrateSha(0)
 	}
 	res := &Results{Meta: o.meta()}
 	if len(o.ClientCPUs) > 0 {
@@ -335,15 +439,39 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 func (o *Options) meta() Meta {
 	m := Meta{
-		Started: time.Now(), Command: o.Command, Preset: o.Preset, Models: o.Models, Repeat: max(1, o.Repeat),
+		Started: time.Now(), Command: o.Command, Preset: o.Preset, Models: slices.Clone(o.Models), Repeat: max(1, o.Repeat),
 		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 	}
+	if o.ShaRound > 0 {
+		m.ShaRoundNs = float64(o.ShaRound.Nanoseconds())
+	}
 	for _, w := range o.Workloads {
-		cfg := w.Load.WithDefaults()
-		m.Workloads = append(m.Workloads, WorkloadInfo{
+		for _, col := range o.columns(&w) {
+			if !slices.Contains(m.Models, col) {
+				m.Models = append(m.Models, col)
+			}
+		}
+		cfg := w.CellLoad(slices.Max(w.Clients), o.ShaRound).WithDefaults()
+		info := WorkloadInfo{
 			Name: w.Name, App: w.App, About: w.About, Clients: w.Clients, Backlogs: w.Backlogs,
-			Duration: cfg.Duration.Seconds(), ConnectTimeout: cfg.ConnectTimeout.Seconds(),
-		})
+			Duration: cfg.Duration.Seconds(), ConnectTimeout: cfg.ConnectTimeout.Seconds(), HeavyShare: w.HeavyShare,
+		}
+		cost := func(spec load.WorkSpec) float64 {
+			return float64(spec.Rounds) * float64(o.ShaRound) / float64(time.Microsecond)
+		}
+		if w.App == load.AppWork {
+			info.Work = cfg.Work.String()
+			if w.CPU > 0 {
+				info.WorkCPUUs = cost(cfg.Work)
+			}
+			if cfg.Heavy > 0 {
+				info.HeavyWork = cfg.HeavyWork.String()
+			}
+			if w.HeavyCPU > 0 {
+				info.HeavyCPUUs = cost(cfg.HeavyWork)
+			}
+		}
+		m.Workloads = append(m.Workloads, info)
 	}
 	m.Host, _ = os.Hostname()
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {

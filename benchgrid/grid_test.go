@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,5 +150,69 @@ func TestIdleCellMeasuresRSSPerConnection(t *testing.T) {
 	}
 	if w := res.Meta.Workload("idle"); w == nil || w.Duration != 0.2 || w.ConnectTimeout != 5 {
 		t.Errorf("meta workload %+v", w)
+	}
+}
+
+// TestWorkWorkloadsSizeTheirRequestsPerCell checks what the work workloads
+// send in a cell: cpu's sha rounds from the round's cost, blocking's
+// sleep, and greedy's heavy clients, 5% of the cell's and at least one.
+func TestWorkWorkloadsSizeTheirRequestsPerCell(t *testing.T) {
+	const round = 100 * time.Nanosecond
+	for _, size := range []Size{Quick, Full} {
+		for _, name := range []string{"cpu", "blocking", "greedy"} {
+			w, err := NamedWorkload(name, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{1, 20, 40, 100} {
+				cfg := w.CellLoad(n, round)
+				cfg.Addr = "127.0.0.1:1"
+				if err := cfg.WithDefaults().Validate(); err != nil {
+					t.Errorf("%s %s, %d clients: %v", size, name, n, err)
+				}
+				var want load.Config
+				switch name {
+				case "cpu":
+					want = load.Config{Work: load.WorkSpec{Kind: load.WorkSha, Rounds: 1000}}
+				case "blocking":
+					want = load.Config{Work: load.WorkSpec{Kind: load.WorkSleep, Sleep: 5 * time.Millisecond}}
+				case "greedy":
+					want = load.Config{Heavy: max(1, n/20), HeavyWork: load.WorkSpec{Kind: load.WorkSha, Rounds: 200_000}}
+				}
+				if cfg.App != load.AppWork || cfg.Conns != n || cfg.Work != want.Work || cfg.Heavy != want.Heavy || cfg.HeavyWork != want.HeavyWork {
+					t.Errorf("%s %s, %d clients: app %s, %d conns, work %v, %d heavy %v", size, name, n, cfg.App, cfg.Conns, cfg.Work, cfg.Heavy, cfg.HeavyWork)
+				}
+			}
+		}
+	}
+	if g, _ := NamedWorkload("greedy", Quick); g.Load.Rate != 500 || !strings.HasPrefix(g.About, "open loop at 500 requests/s in all (25 a second per client at 20 clients)") {
+		t.Errorf("greedy: rate %v, %q", g.Load.Rate, g.About)
+	}
+}
+
+// TestVariantIsAColumnOfItsWorkload runs a workload with two variants: the
+// one whose model is selected is a column of its own, served with its
+// extra flags; the other is not run.
+func TestVariantIsAColumnOfItsWorkload(t *testing.T) {
+	w := Workload{Name: "echo", App: "echo", Clients: []int{2}, Backlogs: []int{8}, Load: loadConfig(100 * time.Millisecond),
+		Variants: []Variant{{Name: "fake+x", Model: "fake", Args: []string{"--x", "1"}}, {Name: "other+y", Model: "other", Args: []string{"--y"}}}}
+	o := Options{Exe: os.Args[0], Env: []string{fakeServeEnv + "=1", fakePIDEnv + "=" + filepath.Join(t.TempDir(), "pid")},
+		Models: []string{"fake"}, Workloads: []Workload{w}}
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Meta.Models, []string{"fake", "fake+x"}) || len(res.Cells) != 2 {
+		t.Fatalf("models %v, %d cells", res.Meta.Models, len(res.Cells))
+	}
+	if c := res.Cells[1]; c.Model != "fake+x" || c.Status != StatusOK || !strings.Contains(c.Serve, " --model fake ") || !strings.HasSuffix(c.Serve, " --x 1") {
+		t.Errorf("the variant's cell: %s %s %q, served as %q", c.Model, c.Status, c.Cause, c.Serve)
+	}
+	if c := res.Cells[0]; strings.Contains(c.Serve, "--x") {
+		t.Errorf("the model's own cell is served as %q", c.Serve)
+	}
+	o.Workloads[0].Variants = []Variant{{Name: "fake", Model: "fake"}}
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), `variant "fake"`) {
+		t.Errorf("a variant named as a model: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcplab/tcplab/frame"
 	"github.com/tcplab/tcplab/internal/cpupin"
 	"github.com/tcplab/tcplab/internal/launch"
 	"github.com/tcplab/tcplab/internal/procstat"
@@ -61,8 +62,8 @@ func (s *server) stop() error {
 }
 
 // ready checks that the server, which said it is ready, completes an
-// application round trip: an echoed byte, or the first bytes of a chat
-// greeting.
+// application round trip: an echoed byte, the first bytes of a chat
+// greeting, or of the reply to a work echo.
 func (s *server) ready(app string) error {
 	limit := time.Now().Add(startTimeout)
 	c, err := net.DialTimeout("tcp", s.Addr, startTimeout)
@@ -71,8 +72,15 @@ func (s *server) ready(app string) error {
 	}
 	defer c.Close()
 	c.SetDeadline(limit)
-	if app == load.AppEcho {
-		if _, err := c.Write([]byte{'?'}); err != nil {
+	var probe []byte
+	switch app {
+	case load.AppEcho:
+		probe = []byte{'?'}
+	case load.AppWork:
+		probe, _ = frame.Append(nil, frame.Length, 0, []byte("echo ?"))
+	}
+	if len(probe) > 0 {
+		if _, err := c.Write(probe); err != nil {
 			return fmt.Errorf("server at %s: %w", s.Addr, err)
 		}
 	}
@@ -132,9 +140,10 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 	started := time.Now()
 	defer func() { c.Seconds = time.Since(started).Seconds() }()
 	w := o.workload(c.Workload)
-	args := []string{"serve", "--app", c.App, "--model", c.Model, "--addr", "127.0.0.1:0",
+	model, extra := w.serveModel(c.Model)
+	args := []string{"serve", "--app", c.App, "--model", model, "--addr", "127.0.0.1:0",
 		"--backlog", strconv.Itoa(c.Backlog), "--drain-timeout", "1s"}
-	args = append(args, w.ServeArgs...)
+	args = append(append(args, w.ServeArgs...), extra...)
 	c.Serve = "tcplab " + strings.Join(args, " ")
 	srv, err := o.startServer(args)
 	if err != nil {
@@ -168,8 +177,8 @@ func (o *Options) runCell(ctx context.Context, c *Cell) {
 		return
 	}
 	sm := startSampler(pid)
-	cfg := w.Load
-	cfg.Addr, cfg.App, cfg.Conns = srv.Addr, c.App, c.Clients
+	cfg := w.CellLoad(c.Clients, o.ShaRound)
+	cfg.Addr = srv.Addr
 	var idle procstat.Sample
 	var idleErr error
 	if cfg.Idle {

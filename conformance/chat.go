@@ -73,7 +73,7 @@ var bothFramings = []frame.Kind{frame.Length, frame.Line}
 
 // chatCases are the chat app's checks.
 func chatCases() []chatCase {
-	return []chatCase{
+	return append([]chatCase{
 		{name: "hello, commands and replies", run: chatCommands, kinds: bothFramings},
 		{name: "invalid UTF-8 gets ERR bad-utf8 and the connection stays", run: chatBadUTF8, kinds: bothFramings},
 		{name: "control characters get ERR bad-text, reach nobody, and the connection stays", run: chatBadText, multi: true, kinds: bothFramings},
@@ -104,7 +104,7 @@ func chatCases() []chatCase {
 			cfg: engine.Config{MaxPending: 4 << 20, DrainTimeout: 20 * time.Second}},
 		{name: "two hubs on one bus are one chat", run: chatTwoHubs, multi: true},
 		{name: "concurrent joins, leaves and messages keep per-sender order", run: chatStorm, multi: true},
-	}
+	}, chatFlowCases()...)
 }
 
 // chatClients is the most clients a chat case holds at once: the

@@ -56,7 +56,7 @@ func (e *chatEnv) startOnBus(t *testing.T, opts chat.Options) *Server {
 
 // chatParams are the chat's parameters (serve's flags) for opts on the
 // NATS bus at url. A zero MaxFrame or MaxConns is the flag's default; a
-// zero rate or idle timeout is off, as in chat.Options. The server's
+// zero rate, idle timeout or presence limit is off, as in chat.Options. The server's
 // largest frame comes from --max-frame and the server's MaxPending, as
 // serve makes it.
 func chatParams(t *testing.T, opts chat.Options, url string) map[string]string {
@@ -69,6 +69,7 @@ func chatParams(t *testing.T, opts chat.Options, url string) map[string]string {
 		"msg-rate":           strconv.FormatFloat(opts.MsgRate, 'g', -1, 64),
 		"msg-burst":          strconv.Itoa(opts.MsgBurst),
 		"idle-timeout":       opts.IdleTimeout.String(),
+		"presence-limit":     strconv.Itoa(opts.PresenceLimit),
 		"bus":                url,
 		"bus-gather-stall":   chatBusGatherStall.String(),
 		"bus-drain-quiet":    chatBusDrainQuiet.String(),

@@ -20,14 +20,17 @@ import (
 
 // apps is the registry the suite builds its servers' handlers from:
 // tcplab's apps (package registry, the one `tcplab serve` uses), and the
-// probe, the suite's own handler. The process models (fork, prefork)
-// re-execute the test binary, and the child rebuilds its parent's handler
-// by engine.Config.App and Config.AppParams through Registry.Child, as
-// the CLI's children do.
+// suite's own handlers, the probe and the offload probe. The process
+// models (fork, prefork) re-execute the test binary, and the child
+// rebuilds its parent's handler by engine.Config.App and Config.AppParams
+// through Registry.Child, as the CLI's children do.
 func apps() registry.Registry {
 	return append(registry.Apps(), registry.App{
 		Name: "probe", Summary: "the seam's probe (tests only)",
 		New: func(*registry.Params) (handler.Handler, error) { return Probe(), nil },
+	}, registry.App{
+		Name: "offload", Summary: "the offload probe (tests only)",
+		New: func(*registry.Params) (handler.Handler, error) { return OffloadProbe(), nil },
 	})
 }
 

@@ -36,14 +36,15 @@ type Case struct {
 }
 
 // Run runs every case group against model: the seam checks, each app's
-// (echo, chat, work), and the hardening checks (frame timeout, per-address
-// limits, TLS).
+// (echo, chat, work), the hardening checks (frame timeout, per-address
+// limits, TLS), and the offload checks (handler.Offload).
 func Run(t *testing.T, model string) {
 	t.Run("seam", func(t *testing.T) { RunSeam(t, model) })
 	t.Run("echo", func(t *testing.T) { RunEcho(t, model) })
 	t.Run("chat", func(t *testing.T) { RunChat(t, model) })
 	t.Run("work", func(t *testing.T) { RunWork(t, model) })
 	t.Run("hardening", func(t *testing.T) { RunHardening(t, model) })
+	t.Run("offload", func(t *testing.T) { RunOffload(t, model) })
 }
 
 // runCases runs each case on a fresh server, and fails a case that leaves

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcplab/tcplab/handler"
 )
@@ -23,7 +24,12 @@ import (
 //	fail            the session writes "failing\n" and returns an error
 //	hold            the session stops consuming input
 //	overrun         Data reports consuming one byte more than it was given
+//	pause MS        the session writes "pausing\n", asks for a pause of
+//	                reading of MS ms (handler.Flow) and returns, leaving the
+//	                rest of its input for after the pause
 //	ping            the session writes "pong\n"
+//	queued          the session writes "queued N LIMIT\n": handler.Flow's
+//	                Queued, taken before the line is written
 //
 // Its sessions implement handler.Farewell ("BYE <reason>\n"), and the
 // handler implements handler.Refuser ("REFUSED <reason>\n") and
@@ -43,21 +49,24 @@ func (p *probe) Counts() handler.Counts {
 }
 
 type probeSession struct {
-	p    *probe
-	c    handler.Conn
-	hold bool
-	wg   sync.WaitGroup
+	p     *probe
+	c     handler.Conn
+	hold  bool
+	yield bool // return from this Data call: a pause was asked
+	wg    sync.WaitGroup
 }
 
 var (
 	errProbeFail    = errors.New("probe asked to fail")
 	errProbeEnd     = errors.New("probe asked to end")
 	errProbeOverrun = errors.New("probe asked to overrun")
+	errProbeNoFlow  = errors.New("probe: the Conn does not implement handler.Flow")
 )
 
 func (s *probeSession) Data(in []byte) (int, error) {
 	used := 0
-	for !s.hold {
+	defer func() { s.yield = false }()
+	for !s.hold && !s.yield {
 		i := bytes.IndexByte(in[used:], '\n')
 		if i < 0 {
 			break
@@ -110,6 +119,21 @@ func (s *probeSession) command(f []string) error {
 		s.hold = true
 	case f[0] == "overrun":
 		return errProbeOverrun
+	case f[0] == "pause" && len(nums) == 1:
+		fl, ok := s.c.(handler.Flow)
+		if !ok {
+			return errProbeNoFlow
+		}
+		s.c.Write([]byte("pausing\n"))
+		fl.PauseReading(time.Duration(nums[0]) * time.Millisecond)
+		s.yield = true
+	case f[0] == "queued":
+		fl, ok := s.c.(handler.Flow)
+		if !ok {
+			return errProbeNoFlow
+		}
+		n, limit := fl.Queued()
+		s.c.Write(fmt.Appendf(nil, "queued %d %d\n", n, limit))
 	case f[0] == "ping":
 		if s.c.Write([]byte("pong\n")) == nil {
 			s.p.out.Add(1)

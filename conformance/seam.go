@@ -33,6 +33,7 @@ func SeamCases() []Case {
 		{"unconsumed input over the limit closes with a reason", seamHold, "probe"},
 		{"a connection closed while its peer still sends ends with the farewell and a FIN, not a reset", seamCloseWhileSending, "probe"},
 		{"a slow reader meets backpressure, not overflow", seamBackpressure, "echo"},
+		{"a paused connection's input waits out the pause; another connection on its loop does not", seamPause, "probe"},
 		{"Shutdown ends at its deadline while replies wait on a peer that does not read", seamShutdownStuckPeer, "echo"},
 		{"a cancelled Shutdown context cuts the drain", seamShutdownCancelled, "echo"},
 	}

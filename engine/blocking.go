@@ -144,13 +144,15 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	deadline := drain.Deadline(ctx, s.cfg.DrainTimeout)
 	drained := s.set.shutdown(ctx, deadline)
-	if s.started.Load() {
-		<-s.serveDone
+	if s.started.Load() && !s.set.awaitGoroutines(ctx, deadline, func() { <-s.serveDone }) {
+		drained = false // seq's accept loop runs an offloaded function still
 	}
 	if s.wait != nil && !s.wait(ctx, deadline) {
 		drained = false
 	}
-	s.set.refusers.Wait()
+	if r := s.set.tlsRefusals; r != nil {
+		r.Wait()
+	}
 	if !drained {
 		return drain.Cut(ctx, "drain cut short")
 	}

@@ -83,7 +83,7 @@ func (t *childTotals) sum(conns bool) Stats {
 
 // addStats adds src's counters to dst: all of them, or with conns unset
 // only those about traffic (bytes, overflows, timeouts, handshakes,
-// the app's counts).
+// offloaded functions, stalls, the app's counts).
 func addStats(dst *Stats, src Stats, conns bool) {
 	dst.Overflows += src.Overflows
 	dst.BytesIn += src.BytesIn
@@ -91,6 +91,10 @@ func addStats(dst *Stats, src Stats, conns bool) {
 	dst.FrameTimeouts += src.FrameTimeouts
 	dst.WriteTimeouts += src.WriteTimeouts
 	dst.HandshakeErrors += src.HandshakeErrors
+	dst.Offloads += src.Offloads
+	dst.OffloadPanics += src.OffloadPanics
+	dst.Stalls += src.Stalls
+	dst.StallTime += src.StallTime
 	dst.ChildApp.FramesIn += src.ChildApp.FramesIn
 	dst.ChildApp.FramesOut += src.ChildApp.FramesOut
 	dst.ChildApp.RateLimited += src.ChildApp.RateLimited

@@ -57,6 +57,13 @@ import "github.com/tcplab/tcplab/internal/serving"
 //		// Balance is how reactor, reactor-pool and uring spread connections
 //		// over loops: "round-robin" (default) or "least-conns".
 //		Balance string
+//		// OffloadWorkers is how many functions that sessions offload
+//		// (handler.Offload) reactor, reactor-pool and uring run at once, on
+//		// goroutines started as needed; past it they wait their turn, in
+//		// order (at most one per connection). Default 64, for functions that
+//		// mostly wait (on the network, a disk); the blocking models run them
+//		// in place and ignore it.
+//		OffloadWorkers int
 //
 //		// MaxConnsPerIP caps the connections open at once from one client
 //		// address (an IPv6 /64 counts as one address); past it a new
@@ -153,4 +160,6 @@ const (
 	DefaultConnBurst        = serving.DefaultConnBurst
 	DefaultFrameTimeout     = serving.DefaultFrameTimeout
 	DefaultHandshakeTimeout = serving.DefaultHandshakeTimeout
+
+	DefaultOffloadWorkers = serving.DefaultOffloadWorkers
 )

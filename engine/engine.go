@@ -182,8 +182,7 @@ func checkTLS(m Model, cfg *Config) error {
 				can = append(can, o.Name)
 			}
 		}
-		return fmt.Errorf("model %s: %w (it owns its sockets without net.Conn, so crypto/tls cannot wrap them); TLS works on %s",
-			m.Name, ErrNoTLS, strings.Join(can, ", "))
+		return fmt.Errorf("model %s: %w; TLS works on %s", m.Name, ErrNoTLS, strings.Join(can, ", "))
 	}
 	if err := serving.LoadTLS(cfg); err != nil {
 		return fmt.Errorf("model %s: %w", m.Name, err)

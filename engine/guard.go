@@ -1,21 +1,18 @@
 package engine
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
-	"time"
 
-	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // This file holds what the blocking models do between accept and Open, and
-// instead of it: the per-address limits (internal/admit), the TLS
-// handshake, and refusals over TLS. The event loops do the same in
-// internal/reactor with the same limiter.
+// instead of it: the per-address limits (internal/admit) and the TLS
+// handshake; refusals over TLS go through serving.TLSRefusals. The event
+// loops do the same in internal/reactor with the same limiter and
+// refusals.
 
 // admittedConn is an accepted connection counted against its client
 // address's limits. Close gives the slot back, once.
@@ -103,53 +100,5 @@ func (s *streamSet) handshake(nc net.Conn) (net.Conn, bool) {
 }
 
 func (s *streamSet) tlsHandshake(tc *tls.Conn) error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
-	defer cancel()
-	return tc.HandshakeContext(ctx)
-}
-
-// maxTLSRefusals bounds the TLS handshakes run at once only to tell
-// refused clients why, and tlsRefusalRate how many start a second (in
-// bursts of maxTLSRefusals): past either, a refused connection is just
-// closed. Without the rate, an address over its --conn-rate could make
-// the server do a handshake's crypto for every refusal, as fast as it
-// connects.
-const (
-	maxTLSRefusals = 16
-	tlsRefusalRate = 16
-)
-
-// refuseTLS sends a refusal over TLS: the client expects a handshake
-// before any byte, so plaintext would be garbage to it (and the server
-// never sends plaintext on a TLS listener). The handshake runs on its own
-// goroutine, at most maxTLSRefusals at once, so the accept loop does not
-// wait for it; a refusal for shutdown, one with nothing to say, or one
-// past the bounds just closes the connection.
-func (s *streamSet) refuseTLS(nc net.Conn, msg []byte, reason error) {
-	if len(msg) == 0 || errors.Is(reason, handler.ErrShutdown) {
-		nc.Close()
-		return
-	}
-	if !s.tlsRefusalRate.Allow() {
-		nc.Close()
-		return
-	}
-	select {
-	case s.tlsRefusals <- struct{}{}:
-	default:
-		nc.Close()
-		return
-	}
-	s.refusers.Go(func() {
-		defer func() { <-s.tlsRefusals }()
-		tc := tls.Server(nc, serving.TLSConfig(s.cfg))
-		if s.tlsHandshake(tc) != nil {
-			nc.Close()
-			return
-		}
-		nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
-		tc.Write(msg)
-		discardReceived(nc)
-		tc.Close() // close_notify, then the socket
-	})
+	return serving.Handshake(s.ctx, tc, s.cfg.HandshakeTimeout)
 }

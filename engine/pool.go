@@ -58,10 +58,9 @@ func init() {
 			// on the queue any more: the workers refuse what is left in it
 			// and stop.
 			var closeQueue sync.Once
-			s.wait = func(context.Context, time.Time) bool {
+			s.wait = func(ctx context.Context, deadline time.Time) bool {
 				closeQueue.Do(func() { close(queue) })
-				workers.Wait()
-				return true
+				return s.set.awaitGoroutines(ctx, deadline, workers.Wait)
 			}
 			return s, nil
 		},

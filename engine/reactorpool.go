@@ -14,7 +14,8 @@ func init() {
 		Name:    "reactor-pool",
 		Summary: "epoll event loops (--loops) do the I/O; handlers run on a worker pool (--workers)",
 		Limits:  "no cap beyond memory and file descriptors; out of descriptors, new connections are refused",
-		Options: []string{"listeners", "loops", "balance", "workers"},
+		Options: []string{"listeners", "loops", "balance", "workers", "offload-workers"},
+		TLS:     true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			return newLoops(h, cfg, reactor.ReactorPool)
 		},

@@ -36,6 +36,17 @@ import "github.com/tcplab/tcplab/internal/serving"
 //		WriteTimeouts uint64
 //		// HandshakeErrors counts TLS handshakes that failed or timed out.
 //		HandshakeErrors uint64
+//		// Offloads counts the functions sessions offloaded
+//		// (handler.Offload) that have run, and OffloadPanics those of them
+//		// that panicked: each closed its connection with an error wrapping
+//		// handler.ErrOffloadPanic.
+//		Offloads, OffloadPanics uint64
+//		// Stalls counts the pauses of a connection's reading that its session
+//		// asked for (handler.Flow.PauseReading): in the chat, a sender
+//		// slowed because a receiver fell behind. StallTime is their total
+//		// length, as granted.
+//		Stalls    uint64
+//		StallTime time.Duration
 //		// ChildApp, under fork and prefork, sums the app counters that the
 //		// child processes' handlers keep (handler.Counter): the parent's own
 //		// handler serves nothing. Zero for the other models, whose handler

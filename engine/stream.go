@@ -8,11 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
@@ -49,15 +45,27 @@ type streamConn struct {
 	// for a call in progress.
 	dataMu sync.Mutex
 
+	// pending is what the session offloaded during the event running now
+	// (handler.Offload), for the serving goroutine to run when it returns.
+	pending func()
+
 	mu    sync.Mutex
 	sess  handler.Session
 	quiet bool // shutdown: deliver no more Data
 
 	closer outbuf.Closer
 	stop   chan struct{} // closed when the close is released
+
+	// pause is the pause of reading the session asked for (handler.Flow);
+	// the read loop waits it out on pauseTimer, made on first use.
+	pause      serving.PauseRequest
+	pauseTimer *time.Timer
 }
 
-var _ handler.Conn = (*streamConn)(nil)
+var (
+	_ handler.Conn = (*streamConn)(nil)
+	_ handler.Flow = (*streamConn)(nil)
+)
 
 func (c *streamConn) Write(p []byte) error {
 	err := c.out.Write(p)
@@ -78,6 +86,12 @@ func (c *streamConn) CloseWith(last []byte, reason error) {
 		c.release(deadline)
 	}
 }
+
+// Queued reports the bytes not yet taken by the socket and the bound.
+func (c *streamConn) Queued() (n, limit int) { return c.out.Len(), c.out.Max() }
+
+// PauseReading pauses the read loop after the Data call (see handler.Flow).
+func (c *streamConn) PauseReading(d time.Duration) { c.pause.Ask(d) }
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
 func (c *streamConn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -233,15 +247,20 @@ func (c *streamConn) readLoop() {
 			c.set.stats.BytesIn.Add(uint64(n))
 			filled := have+n == len(buf)
 			have += n
-			used, ok := c.deliver(buf[:have])
-			if !ok {
+			var used int
+			var ok bool
+			if have, used, ok = c.deliverAll(buf, have); !ok {
 				return
 			}
-			have = copy(buf, buf[used:have])
+			frame.after(c, used, have)
+			if c.pause.Asked() {
+				if have, ok = c.paused(buf, have, &frame); !ok {
+					return
+				}
+			}
 			if have == 0 && len(buf) > readBufMax {
 				buf = make([]byte, readBufMax) // a large frame is done: give its buffer back
 			}
-			frame.after(c, used, have)
 			if have > cfg.MaxInbound {
 				c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(cfg.DrainTimeout))
 				return
@@ -272,6 +291,59 @@ func (c *streamConn) readLoop() {
 			return
 		}
 	}
+}
+
+// paused waits out the pause the session asked for, then passes it the
+// have bytes it left unconsumed before anything more is read, and again
+// after each pause it asks for meanwhile. It returns the bytes still
+// unconsumed, and false if the connection closed or the session failed.
+// The inbound limit is not checked between pauses: nothing is read then.
+func (c *streamConn) paused(buf []byte, have int, frame *frameClock) (int, bool) {
+	for c.pause.Asked() {
+		d := c.pause.Take()
+		c.set.stats.Stall(d)
+		if c.pauseTimer == nil {
+			c.pauseTimer = time.NewTimer(d)
+		} else {
+			c.pauseTimer.Reset(d)
+		}
+		select {
+		case <-c.pauseTimer.C:
+		case <-c.stop:
+			c.pauseTimer.Stop()
+			return have, false
+		}
+		if have == 0 {
+			break
+		}
+		var used int
+		var ok bool
+		if have, used, ok = c.deliverAll(buf, have); !ok {
+			return have, false
+		}
+		frame.after(c, used, have)
+	}
+	return have, true
+}
+
+// deliverAll passes buf[:have] to the session (deliver), and again what
+// it left each time it offloaded a function, which has run: that input
+// waited for it, and goes before anything more is read. It returns the
+// bytes left unconsumed, moved to the front of buf, what the last call
+// consumed, and false if the connection is closing or the session failed.
+func (c *streamConn) deliverAll(buf []byte, have int) (left, used int, ok bool) {
+	used, offloaded, ok := c.deliver(buf[:have])
+	for ok && offloaded && used < have {
+		have = copy(buf, buf[used:have])
+		if !c.waitBelowLowWater() {
+			return have, 0, false
+		}
+		used, offloaded, ok = c.deliver(buf[:have])
+	}
+	if !ok {
+		return have, used, false
+	}
+	return copy(buf, buf[used:have]), used, true
 }
 
 // frameClock enforces Config.FrameTimeout on a blocking connection: while
@@ -321,20 +393,23 @@ func (f *frameClock) expired(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && (f.set || f.record != nil && f.record.expired())
 }
 
-// deliver passes in to the session and flushes what it wrote. It reports
-// false, without calling the session, once shutdown has quiesced the
-// connection or it is closing, and false if the session failed.
-func (c *streamConn) deliver(in []byte) (used int, ok bool) {
+// deliver passes in to the session, flushes what it wrote, and runs what
+// it offloaded (offloaded reports that it did). It reports false, without
+// calling the session, once shutdown has quiesced the connection or it is
+// closing, and false if the session failed.
+func (c *streamConn) deliver(in []byte) (used int, offloaded, ok bool) {
 	c.dataMu.Lock()
 	if c.quiesced() {
 		c.dataMu.Unlock()
-		return 0, false
+		return 0, false, false
 	}
 	c.out.Hold()
 	used, err := c.sess.Data(in)
 	if err == nil {
 		err = handler.CheckConsumed(used, len(in))
 	}
+	// Counted before quiesce can see the call over: shutdown waits for it.
+	fn := c.takePending()
 	// What Data wrote is in the buffers now, which is all quiesce waits
 	// for: the flush below may block on a peer that does not read, and
 	// shutdown's deadline must not wait for it.
@@ -342,9 +417,11 @@ func (c *streamConn) deliver(in []byte) (used int, ok bool) {
 	c.afterCallback()
 	if err != nil {
 		c.Close(err)
-		return used, false
 	}
-	return used, true
+	if fn != nil {
+		c.runOffloaded(fn)
+	}
+	return used, fn != nil, err == nil
 }
 
 // quiesce stops Data calls on the connection, waiting for one in progress
@@ -395,18 +472,16 @@ type streamSet struct {
 
 	limiter *admit.Limiter // per-address limits; nil if none
 	// ctx is cancelled when shutdown starts: TLS handshakes stop.
-	ctx         context.Context
-	cancel      context.CancelFunc
-	tlsRefusals chan struct{} // TLS refusals under way (guard.go)
-	// tlsRefusalRate bounds the TLS refusals started a second (guard.go).
-	tlsRefusalRate *rate.Limiter
-	refusers       sync.WaitGroup // their goroutines
+	ctx    context.Context
+	cancel context.CancelFunc
+	// tlsRefusals sends refusals over TLS; nil without TLS.
+	tlsRefusals *serving.TLSRefusals
 
 	mu       sync.Mutex
 	conns    map[*streamConn]struct{}
 	shutting bool
 	deadline time.Time
-	wg       sync.WaitGroup // one per connection being served
+	running  inflight // connections being served, and their offloaded functions
 }
 
 func newStreamSet(h handler.Handler, cfg Config, stats *serving.Counters) *streamSet {
@@ -416,9 +491,7 @@ func newStreamSet(h handler.Handler, cfg Config, stats *serving.Counters) *strea
 		limiter:     serving.Limiter(cfg),
 		ctx:         ctx,
 		cancel:      cancel,
-		tlsRefusals: make(chan struct{}, maxTLSRefusals),
-
-		tlsRefusalRate: rate.NewLimiter(tlsRefusalRate, maxTLSRefusals),
+		tlsRefusals: serving.NewTLSRefusals(ctx, cfg),
 	}
 }
 
@@ -430,14 +503,14 @@ func (s *streamSet) begin() bool {
 	if s.shutting {
 		return false
 	}
-	s.wg.Add(1)
+	s.running.add(1, 0)
 	return true
 }
 
 // serve runs one connection to its end on the calling goroutine. The
 // caller must have called begin.
 func (s *streamSet) serve(nc net.Conn) {
-	defer s.wg.Done()
+	defer s.running.add(-1, 0)
 	if serving.TLSConfig(s.cfg) != nil {
 		var ok bool
 		if nc, ok = s.handshake(nc); !ok {
@@ -473,6 +546,7 @@ func (s *streamSet) serve(nc net.Conn) {
 	if shutting {
 		c.closeWith(handler.ErrShutdown, true, deadline)
 	}
+	c.runPending() // what Open offloaded, before any Data
 
 	c.readLoop()
 	<-writerDone
@@ -483,6 +557,7 @@ func (s *streamSet) serve(nc net.Conn) {
 		nc.Close()
 	}
 	sess.Closed(reason)
+	c.runPending()
 
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -506,6 +581,9 @@ func (s *streamSet) shutdown(ctx context.Context, deadline time.Time) bool {
 	for _, c := range conns {
 		c.quiesce()
 	}
+	// What sessions offloaded before reading stopped finishes, and
+	// writes, before any farewell.
+	fnsDone := s.running.waitFor(ctx, deadline, noFns)
 	if q, ok := s.h.(handler.Quiescer); ok {
 		q.Quiesced(deadline)
 	}
@@ -518,13 +596,18 @@ func (s *streamSet) shutdown(ctx context.Context, deadline time.Time) bool {
 	for _, c := range marked {
 		c.release(deadline)
 	}
-	return waitBy(ctx, &s.wg, deadline, func() {
-		s.mu.Lock()
-		for c := range s.conns {
-			c.nc.Close()
-		}
-		s.mu.Unlock()
-	})
+	if s.running.waitFor(ctx, deadline, idle) {
+		return fnsDone
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	// A connection running an offloaded function ends after it; the rest
+	// end soon now.
+	s.running.waitFor(ctx, time.Time{}, noConns)
+	return false
 }
 
 // waitBy waits for wg until deadline or until ctx is done, and reports
@@ -544,31 +627,30 @@ func waitBy(ctx context.Context, wg *sync.WaitGroup, deadline time.Time, late fu
 	return false
 }
 
-// refuseTimeout bounds the write of a refusal, so a peer that does not read
-// cannot hold up the accept loop.
-const refuseTimeout = 100 * time.Millisecond
-
 // refuse turns a connection away before Open because of reason (a cap was
 // reached, or the server is shutting down): it counts the refusal, sends
 // the handler's refusal bytes if the handler is a handler.Refuser, and
 // closes the connection. The bytes are small and the socket new, so the
-// write normally lands in the socket buffer at once; refuseTimeout bounds
-// it otherwise.
+// write normally lands in the socket buffer at once; serving.RefuseTimeout
+// bounds it otherwise. Over TLS the refusal follows a handshake, at a
+// bounded rate (serving.TLSRefusals), and is otherwise left out.
 func (s *streamSet) refuse(nc net.Conn, reason error) {
 	s.stats.Refusal(reason)
 	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
 		msg = r.Refuse(reason)
 	}
-	if serving.TLSConfig(s.cfg) != nil {
-		s.refuseTLS(nc, msg, reason)
+	if s.tlsRefusals != nil {
+		if !s.tlsRefusals.Refuse(msg, reason, func() (net.Conn, error) { return nc, nil }) {
+			nc.Close()
+		}
 		return
 	}
 	if len(msg) > 0 {
-		nc.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		nc.SetWriteDeadline(time.Now().Add(serving.RefuseTimeout))
 		nc.Write(msg)
 	}
-	discardReceived(nc)
+	serving.DiscardReceived(nc)
 	nc.Close()
 }
 
@@ -581,29 +663,4 @@ func lingerClose(nc net.Conn, until time.Time) {
 	}
 	outbuf.Linger(rawConn(nc), until)
 	nc.Close()
-}
-
-// discardReceived drops, without waiting, the bytes the peer has already
-// sent (up to 64 KiB), so that closing the socket ends the stream with a
-// FIN after the refusal: Linux resets a connection closed with unread
-// input, and a reset can cost the peer the refusal it has not read yet.
-func discardReceived(nc net.Conn) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	var buf [4096]byte
-	rc.Read(func(fd uintptr) bool {
-		for range 16 {
-			n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT)
-			if n <= 0 || err != nil {
-				break
-			}
-		}
-		return true // done: never wait for more
-	})
 }

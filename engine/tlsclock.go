@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // recordConn sits under crypto/tls on a server connection and applies the
@@ -13,10 +15,10 @@ import (
 // until a whole record has arrived, so a client trickling a record's
 // bytes would be invisible to the frame clock of the read loop, which
 // only sees what the session left unconsumed. recordConn follows the
-// record boundaries in the bytes it reads (a 5-byte header carrying the
-// length, then the body) and, while a record is incomplete, makes the
-// socket's read deadline the time the record began plus the timeout, or
-// the deadline the server set if that is sooner.
+// record boundaries in the bytes it reads (serving.Records) and, while a
+// record is incomplete, makes the socket's read deadline the time the
+// record began plus the timeout, or the deadline the server set if that
+// is sooner.
 type recordConn struct {
 	net.Conn
 	timeout time.Duration
@@ -25,9 +27,7 @@ type recordConn struct {
 	external time.Time // the read deadline the server set
 	since    time.Time // when the incomplete record began; zero between records
 	fired    bool      // a read failed at the record deadline
-	hdrN     int       // header bytes of the next record seen
-	hdr      [5]byte
-	left     int // body bytes of the current record still to come
+	records  serving.Records
 }
 
 // SetReadDeadline records the server's deadline and applies the sooner of
@@ -66,8 +66,8 @@ func (c *recordConn) Read(p []byte) (int, error) {
 	}
 	if n > 0 {
 		before := c.since
-		completed := c.scan(p[:n])
-		switch partial := c.hdrN > 0 || c.left > 0; {
+		completed := c.records.Scan(p[:n])
+		switch partial := c.records.Partial(); {
 		case !partial:
 			c.since = time.Time{}
 		case completed || c.since.IsZero():
@@ -78,29 +78,6 @@ func (c *recordConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
-}
-
-// scan follows the record boundaries through b. It reports whether a
-// record ended in b. Called with mu held.
-func (c *recordConn) scan(b []byte) (completed bool) {
-	for len(b) > 0 {
-		if c.left > 0 {
-			k := min(c.left, len(b))
-			c.left -= k
-			b = b[k:]
-			completed = completed || c.left == 0
-			continue
-		}
-		k := copy(c.hdr[c.hdrN:], b)
-		c.hdrN += k
-		b = b[k:]
-		if c.hdrN == len(c.hdr) {
-			c.hdrN = 0
-			c.left = int(c.hdr[3])<<8 | int(c.hdr[4])
-			completed = completed || c.left == 0
-		}
-	}
-	return completed
 }
 
 // expired reports whether a read failed because a record stayed

@@ -22,7 +22,8 @@ func init() {
 		Name:    "uring",
 		Summary: "io_uring event loops (--loops) on locked threads; handlers run on the loops",
 		Limits:  "no cap beyond memory and file descriptors; out of descriptors, new connections are refused; needs io_uring (Linux 6.1+)",
-		Options: []string{"listeners", "loops", "balance"},
+		Options: []string{"listeners", "loops", "balance", "offload-workers"},
+		TLS:     true,
 		New: func(h handler.Handler, cfg Config) (Server, error) {
 			srv, err := newLoops(h, cfg, reactor.Uring)
 			if errors.Is(err, uring.ErrUnavailable) {

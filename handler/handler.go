@@ -12,7 +12,10 @@
 //   - Closed: the connection ended. Called exactly once, after the last Data.
 //
 // For one connection the engine never runs two events at once, and it
-// delivers them in order. Different connections may run concurrently.
+// delivers them in order. Different connections may run concurrently,
+// though on an event-loop model many share one goroutine: a session whose
+// event must wait (on the network, a disk) moves that step off it with
+// [Offload], which keeps the connection's order.
 //
 // A session writes through [Conn]. Conn.Write may be called from any
 // goroutine (a chat room fans a message out to many connections from the
@@ -125,6 +128,40 @@ type Conn interface {
 	// RemoteAddr returns the peer's address.
 	RemoteAddr() net.Addr
 }
+
+// Flow is an optional interface of a Conn, for flow control between
+// connections: a handler that relays one connection's input to others (a
+// chat room's fan-out) can see how far behind a receiver is, and slow
+// the sender down rather than let the receiver's buffer overflow. Every
+// model's Conn implements it.
+type Flow interface {
+	// Queued returns the bytes written to the connection that its peer
+	// has not taken yet (the outbound buffer, the write under way
+	// included), and the bound past which Write fails with ErrOverflow.
+	// It takes no lock and is safe to call from any goroutine: a
+	// fan-out may call it after each write.
+	Queued() (n, limit int)
+
+	// PauseReading asks the engine to read nothing more from the
+	// connection for d, counted from when the Data call in progress
+	// returns, and then to pass the input that call left unconsumed to
+	// Data again before it reads more. A session calls it from its own
+	// Data, and returns early, leaving the frames it has not handled
+	// unconsumed: they wait in the engine, and the peer, whose next bytes
+	// are not read, is held back by TCP's flow control.
+	//
+	// d is cut to MaxPause; several calls during one Data call pause for
+	// the longest. A call outside Data takes effect after the next Data
+	// call. The pause never blocks: on an event loop the loop serves its
+	// other connections meanwhile, and a blocking model's read loop
+	// waits. A connection that closes during a pause ends at once. The
+	// engine counts each pause and its length (Stats.Stalls,
+	// Stats.StallTime).
+	PauseReading(d time.Duration)
+}
+
+// MaxPause is the longest pause Flow.PauseReading grants at once.
+const MaxPause = time.Second
 
 var (
 	// ErrClosed is returned by Conn.Write once the connection is closing or

@@ -404,7 +404,8 @@ func (res *Result) Summary() string {
 		fmt.Fprintf(&b, "\nthroughput   %.0f msgs/s  %.2f MB/s  (%s over %.3gs)", res.MsgsPerS, res.BytesPerS/1e6, english.Count(int(res.Msgs), "msg"), res.Window)
 	}
 	if res.Mode == "chat" && res.Ingress+res.Delivered > 0 {
-		fmt.Fprintf(&b, "  (ingress %.0f msgs/s, delivered %.0f msgs/s, fairness %.3f..%.3f)", res.IngressPerS, res.DeliveredPerS, res.FairnessMin, res.FairnessMax)
+		fmt.Fprintf(&b, "  (offered %.0f msgs/s, senders reached %.0f msgs/s, delivered %.0f msgs/s, fairness %.3f..%.3f)",
+			res.Rate, res.IngressPerS, res.DeliveredPerS, res.FairnessMin, res.FairnessMax)
 	}
 	if len(res.ServerErrors) > 0 {
 		fmt.Fprintf(&b, "\nserver ERR   %s", counts(res.ServerErrors))

@@ -3,8 +3,11 @@ package load
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,5 +303,28 @@ func TestCalibrateShaScalesWithTheTarget(t *testing.T) {
 	r10, _ := CalibrateSha(10 * time.Millisecond)
 	if r1 < 1 || per <= 0 || r10 < 5*r1 {
 		t.Errorf("1 ms: %d rounds (%v each); 10 ms: %d rounds", r1, per, r10)
+	}
+}
+
+// TestCalibrateShaIsNotFooledByABusyCPU sizes rounds twice on one P: alone,
+// then with two goroutines spinning beside it, which take two thirds of
+// the P's wall time. Timed by the clock, a round would seem to cost about
+// three times as much; timed in the thread's CPU time, about the same.
+func TestCalibrateShaIsNotFooledByABusyCPU(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	_, alone := CalibrateSha(time.Millisecond)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for !stop.Load() {
+			}
+		})
+	}
+	_, busy := CalibrateSha(time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if busy > 2*alone {
+		t.Errorf("a round cost %v alone and %v beside two spinning goroutines: the calibration counted their time", alone, busy)
 	}
 }

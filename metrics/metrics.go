@@ -225,6 +225,10 @@ var (
 	descFrameTimeouts = prometheus.NewDesc("frame_timeouts_total", "Connections closed because a frame was not finished within --frame-timeout.", nil, nil)
 	descWriteTimeouts = prometheus.NewDesc("write_timeouts_total", "Connections closed because the peer took no bytes for --write-timeout.", nil, nil)
 	descHandshakes    = prometheus.NewDesc("tls_handshake_errors_total", "TLS handshakes that failed or timed out.", nil, nil)
+	descOffloads      = prometheus.NewDesc("offloaded_functions_total", "Functions sessions ran off the event loop (handler.Offload) that have returned.", nil, nil)
+	descOffloadPanics = prometheus.NewDesc("offload_panics_total", "Offloaded functions that panicked; each closed its connection.", nil, nil)
+	descStalls        = prometheus.NewDesc("fanout_stalls_total", "Pauses of a connection's reading that the app asked for: in the chat, a sender slowed because a receiver of its fan-out fell behind.", nil, nil)
+	descStallSeconds  = prometheus.NewDesc("fanout_stall_seconds_total", "Total length of those pauses, in seconds.", nil, nil)
 	descFramesIn      = prometheus.NewDesc("frames_in_total", "Frames (messages) received from clients, as the app counts them.", nil, nil)
 	descFramesOut     = prometheus.NewDesc("frames_out_total", "Frames queued to clients, as the app counts them.", nil, nil)
 	descRateLimited   = prometheus.NewDesc("rate_limited_messages_total", "Messages the app dropped for its per-connection rate limit.", nil, nil)
@@ -232,7 +236,8 @@ var (
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descAccepted, descRefused, descAcceptErrors, descBytesIn,
-		descBytesOut, descSlowConsumers, descFrameTimeouts, descWriteTimeouts, descHandshakes} {
+		descBytesOut, descSlowConsumers, descFrameTimeouts, descWriteTimeouts, descHandshakes, descOffloads, descOffloadPanics,
+		descStalls, descStallSeconds} {
 		ch <- d
 	}
 	if c.counter != nil {
@@ -259,6 +264,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFrameTimeouts, st.FrameTimeouts)
 	counter(descWriteTimeouts, st.WriteTimeouts)
 	counter(descHandshakes, st.HandshakeErrors)
+	counter(descOffloads, st.Offloads)
+	counter(descOffloadPanics, st.OffloadPanics)
+	counter(descStalls, st.Stalls)
+	ch <- prometheus.MustNewConstMetric(descStallSeconds, prometheus.CounterValue, st.StallTime.Seconds())
 	if c.counter != nil {
 		// Under fork and prefork the children count; the parent adds.
 		n := c.counter.Counts()

@@ -142,7 +142,7 @@ func TestChatCounters(t *testing.T) {
 
 // TestSlowConsumerAndFrameTimeout checks the engine-level counters with
 // the conformance probe handler: one connection closed for overflow, one
-// for an unfinished frame.
+// for an unfinished frame, and one pause of reading of 50 ms (a stall).
 func TestSlowConsumerAndFrameTimeout(t *testing.T) {
 	for _, model := range []string{"goroutine", "reactor-pool"} {
 		t.Run(model, func(t *testing.T) {
@@ -161,9 +161,16 @@ func TestSlowConsumerAndFrameTimeout(t *testing.T) {
 			trickle := dialLines(t, s.Addr().String())
 			trickle.Write([]byte("pi"))
 			trickle.End("BYE frame not completed in time") // an unfinished frame
+			paused := dialLines(t, s.Addr().String())
+			paused.MustSend("pause 50", "ping")
+			paused.Next("pausing")
+			paused.Next("pong")
+			paused.Close()
 			eventually(t, m, "counters", func(g map[string]float64) bool {
 				return g["tcplab_slow_consumer_disconnects_total"] == 1 &&
 					g["tcplab_frame_timeouts_total"] == 1 &&
+					g["tcplab_fanout_stalls_total"] == 1 &&
+					g["tcplab_fanout_stall_seconds_total"] == 0.05 &&
 					g["tcplab_connections_open"] == 0
 			})
 		})
@@ -187,6 +194,28 @@ func TestWriteTimeouts(t *testing.T) {
 			stalled.MustSend(fmt.Sprintf("flood %d 256", 64<<10))
 			eventually(t, m, "counters", func(g map[string]float64) bool {
 				return g["tcplab_write_timeouts_total"] == 1 && g["tcplab_connections_open"] == 0
+			})
+		})
+	}
+}
+
+// TestOffloads checks the offload counters: every connection of the
+// conformance offload probe offloads its greeting, and "p" offloads a
+// function that panics.
+func TestOffloads(t *testing.T) {
+	for _, model := range []string{"goroutine", "reactor"} {
+		t.Run(model, func(t *testing.T) {
+			m := metrics.New(model, "offload")
+			h := conformance.OffloadProbe()
+			s := conformance.Start(t, model, h, engine.Config{})
+			if err := m.Watch(s, h); err != nil {
+				t.Fatal(err)
+			}
+			c := dialLines(t, s.Addr().String())
+			c.MustSend("p")
+			c.End("hello", "BYE offloaded function panicked: probe panic")
+			eventually(t, m, "counters", func(g map[string]float64) bool {
+				return g["tcplab_offloaded_functions_total"] == 2 && g["tcplab_offload_panics_total"] == 1
 			})
 		})
 	}

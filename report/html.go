@@ -34,6 +34,8 @@ type skip struct{ Model, Cause string }
 type workloadView struct {
 	Info   benchgrid.WorkloadInfo
 	Figure string
+	// Requests says what a work workload's clients sent, as sized.
+	Requests string
 	// FigureCol shows the key figure in its own column, unless it is
 	// msgs/s, which has one.
 	FigureCol bool
@@ -133,7 +135,7 @@ Raw data: <a href="{{.JSON}}">{{.JSON}}</a>, <a href="{{.CSV}}">{{.CSV}}</a>; Ma
 <ul>{{range .Skipped}}<li><b>{{.Model}}</b>: {{.Cause}}</li>{{end}}</ul>{{end}}
 
 {{range .Workloads}}<h2>Workload {{.Info.Name}}</h2>
-<p>{{.Info.About}}. Key figure: {{.Figure}}.</p>
+<p>{{.Info.About}}.{{with .Requests}} {{.}}.{{end}} Key figure: {{.Figure}}.</p>
 {{with .Success}}<p>Connection success rate (clients served of those that tried) by backlog and clients.
 Scale: <span class="scale"></span> 0% → 50% → 100%; <i>n/a</i>: no result (skipped or failed).</p>
 <table class="success"><tr><th class="l">model</th>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
@@ -206,7 +208,7 @@ func writeHTML(path string, res *benchgrid.Results, verdicts []Verdict, charts [
 	}
 	for _, w := range res.Meta.Workloads {
 		f := figureFor(w)
-		wv := workloadView{Info: w, Figure: f.name + " (" + f.unit + ")", FigureCol: f.name != "msgs/s", Success: successFor(res, w)}
+		wv := workloadView{Info: w, Figure: f.name + " (" + f.unit + ")", FigureCol: f.name != "msgs/s", Success: successFor(res, w), Requests: requestsText(w)}
 		for _, c := range charts {
 			if strings.HasPrefix(c.SVG, w.Name+"-") {
 				wv.Charts = append(wv.Charts, c)

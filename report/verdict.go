@@ -89,6 +89,11 @@ type figure struct {
 	clientBound bool
 	// beside formats the figure shown next to it.
 	beside func(c benchgrid.Cell) string
+	// mechanism, if set, names what explains why a beat b in place of
+	// the general mechanism; explain, if set, adds a sentence on what the
+	// counters show across the ranked models (best first).
+	mechanism func(a, b ranked) string
+	explain   func(w benchgrid.WorkloadInfo, ranks []ranked) string
 }
 
 // format formats a value of the figure with its unit.
@@ -104,6 +109,12 @@ func figureFor(w benchgrid.WorkloadInfo) figure {
 	}
 	rate := func(c benchgrid.Cell) (float64, bool) { return c.Load.MsgsPerS, c.Load.Msgs > 0 }
 	switch {
+	case w.Name == "cpu":
+		return cpuFigure(cpu("req"))
+	case w.Name == "blocking":
+		return blockingFigure(cpu("req"))
+	case w.Name == "greedy":
+		return greedyFigure()
 	case w.Name == "short":
 		return figure{name: "connections/s (one request each)", unit: "conns/s", better: Higher, per: "connection", clientBound: true,
 			value: func(c benchgrid.Cell) (float64, bool) {
@@ -329,7 +340,11 @@ func sentence(w benchgrid.WorkloadInfo, f figure, v Verdict, ranks []ranked) str
 		if len(ranks) > 1 {
 			r := ranks[1]
 			fmt.Fprintf(&b, "; %s is next with %s", r.model, f.format(r.value))
-			if m := mechanism(f, best, r); m != "" {
+			m := mechanism(f, best, r)
+			if f.mechanism != nil {
+				m = f.mechanism(best, r)
+			}
+			if m != "" {
 				b.WriteString(", " + m)
 			}
 		} else {
@@ -343,6 +358,11 @@ func sentence(w benchgrid.WorkloadInfo, f figure, v Verdict, ranks []ranked) str
 		fmt.Fprintf(&b, ". Out of the ranking: %s", outList(v))
 	}
 	b.WriteString(".")
+	if f.explain != nil {
+		if e := f.explain(w, ranks); e != "" {
+			b.WriteString(" " + e)
+		}
+	}
 	return b.String()
 }
 

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ type fab struct {
 //   - idle: lower is better; a holds connections in far less memory.
 //   - none: every model under the threshold.
 //   - repeated: two rounds each, so the noise is measured.
+//   - cpu, blocking, greedy: the work workloads (see addWork).
 func fabricated() *benchgrid.Results {
 	models := []string{"a", "b", "c", "d", "e"}
 	res := &benchgrid.Results{Meta: benchgrid.Meta{Command: "tcplab bench --quick", Preset: "quick", Models: models, Repeat: 1, CPUs: 2}}
@@ -87,7 +89,61 @@ func fabricated() *benchgrid.Results {
 		fab{model: "b", rate: 70e3, success: 1, cpuUs: 3},
 		fab{model: "b", rate: 72e3, success: 1, cpuUs: 3, round: 1},
 	)
+	addWork(res)
 	return res
+}
+
+// workFab is a fabricated key cell of a work workload.
+type workFab struct {
+	model   string
+	rate    float64 // light requests/s
+	success float64
+	busy    float64 // server CPU, % of a core
+	cpuUs   float64 // server CPU per request
+	threads int
+	// greedy: the light p99 and the heavy requests' p50, from send, in ms
+	light99, heavy50 float64
+}
+
+// addWork adds the work workloads at 20 clients, each model's numbers made
+// up to show one mechanism:
+//   - cpu: a turns twice the CPU into requests at about b's cost per
+//     request, and wins.
+//   - blocking (sleep:5ms): a sleeps 15 requests at once, b 1.9 with its
+//     CPU idle: its handlers block its threads.
+//   - greedy (lower is better): a's light p99 is a tenth of a heavy
+//     request, b's about one; c served 1 of 20.
+func addWork(res *benchgrid.Results) {
+	add := func(info benchgrid.WorkloadInfo, spec string, fs ...workFab) {
+		info.App, info.Clients, info.Backlogs, info.Duration, info.ConnectTimeout = "work", []int{20}, []int{256}, 1, 1
+		res.Meta.Workloads = append(res.Meta.Workloads, info)
+		for _, f := range fs {
+			served := int(20 * f.success)
+			l := &load.Result{OKConns: served, FailedConns: 20 - served, SuccessRate: f.success,
+				Msgs: uint64(f.rate), MsgsPerS: f.rate, Window: 1, Elapsed: 1, ClientCPUPct: 30,
+				Work: &load.WorkSpecs{Light: spec},
+				Classes: &load.Classes{
+					Light: load.Class{Msgs: uint64(f.rate), MsgsPerS: f.rate, LatencyUncorrected: load.Percentiles{P99: 1e3 * f.light99}},
+					Heavy: load.Class{Msgs: 20, LatencyUncorrected: load.Percentiles{P50: 1e3 * f.heavy50}},
+				}}
+			res.Cells = append(res.Cells, benchgrid.Cell{Workload: info.Name, Model: f.model, App: "work", Clients: 20, Backlog: 256,
+				Status: benchgrid.StatusOK, Load: l,
+				Server: benchgrid.ServerCost{CPUSeconds: f.busy / 100, CPUPerMsgUs: f.cpuUs, Threads: f.threads, Procs: 1}})
+		}
+	}
+	add(benchgrid.WorkloadInfo{Name: "cpu", Work: "sha:1000", WorkCPUUs: 99.6}, "sha:1000",
+		workFab{model: "a", rate: 16e3, success: 1, busy: 180, cpuUs: 112, threads: 6},
+		workFab{model: "b", rate: 8e3, success: 1, busy: 90, cpuUs: 108, threads: 6},
+	)
+	add(benchgrid.WorkloadInfo{Name: "blocking", Work: "sleep:5ms"}, "sleep:5ms",
+		workFab{model: "a", rate: 3000, success: 1, busy: 12, cpuUs: 40, threads: 9},
+		workFab{model: "b", rate: 380, success: 1, busy: 2, cpuUs: 50, threads: 6},
+	)
+	add(benchgrid.WorkloadInfo{Name: "greedy", Work: "echo", HeavyWork: "sha:200000", HeavyShare: 0.05, HeavyCPUUs: 19996}, "echo",
+		workFab{model: "a", rate: 475, success: 1, busy: 60, cpuUs: 900, threads: 7, light99: 2, heavy50: 21},
+		workFab{model: "b", rate: 475, success: 1, busy: 55, cpuUs: 1000, threads: 6, light99: 20, heavy50: 21},
+		workFab{model: "c", rate: 25, success: 0.05, light99: 0.3, heavy50: 21},
+	)
 }
 
 func verdictOf(t *testing.T, vs []Verdict, workload string) Verdict {
@@ -112,7 +168,7 @@ func TestBestIsTheBestOfItsValues(t *testing.T) {
 	if later := vs[len(vs)-1]; later.Call != CallNone || later.Why != "On later, no cell ran (the run stopped before it)." {
 		t.Errorf("a workload that did not run: %+v", later)
 	}
-	if len(vs) != 7 {
+	if len(vs) != 10 {
 		t.Fatalf("%d verdicts, want one per workload", len(vs))
 	}
 	for _, v := range vs {
@@ -218,11 +274,14 @@ func TestMatrixMarksTheBest(t *testing.T) {
 		t.Fatalf("%d rows for %d verdicts", len(rows), len(vs))
 	}
 	want := map[string][]string{ // workload -> class of a..e
-		"echo":  {classBest, classRanked, classOut, classSkipped, classOut},
-		"short": {classTied, classTied, classRanked, classNone, classNone},
-		"chat":  {classTied, classTied, classRanked, classNone, classNone},
-		"idle":  {classBest, classRanked, classOut, classNone, classNone},
-		"none":  {classOut, classOut, classNone, classNone, classNone},
+		"echo":     {classBest, classRanked, classOut, classSkipped, classOut},
+		"short":    {classTied, classTied, classRanked, classNone, classNone},
+		"chat":     {classTied, classTied, classRanked, classNone, classNone},
+		"idle":     {classBest, classRanked, classOut, classNone, classNone},
+		"none":     {classOut, classOut, classNone, classNone, classNone},
+		"cpu":      {classBest, classRanked, classNone, classNone, classNone},
+		"blocking": {classBest, classRanked, classNone, classNone, classNone},
+		"greedy":   {classBest, classRanked, classOut, classNone, classNone},
 	}
 	for _, r := range rows {
 		classes, ok := want[r.Verdict.Workload]
@@ -269,7 +328,7 @@ func TestVerdictInJSONAndPages(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Verdict) != 6 {
+	if len(doc.Verdict) != 9 {
 		t.Fatalf("%d verdict rows in results.json", len(doc.Verdict))
 	}
 	for _, k := range []string{"workload", "figure", "unit", "better", "values", "best", "why"} {
@@ -285,5 +344,83 @@ func TestVerdictInJSONAndPages(t *testing.T) {
 	verdict, cells := strings.Index(string(html), "Verdict"), strings.Index(string(html), "Workload echo")
 	if verdict < 0 || cells < 0 || verdict > cells || !strings.Contains(string(html), `<td class="best"`) {
 		t.Errorf("index.html does not open with the verdict (at %d, cells at %d)", verdict, cells)
+	}
+}
+
+// TestVerdictOfTheWorkWorkloads checks the work workloads' figures (greedy's
+// lower is better) and that each sentence names the mechanism its
+// counters show.
+func TestVerdictOfTheWorkWorkloads(t *testing.T) {
+	vs := Verdicts(fabricated())
+	for _, x := range []struct {
+		workload, unit, better string
+		values                 map[string]float64
+		why                    []string
+	}{
+		{"cpu", "req/s", Higher, map[string]float64{"a": 16e3, "b": 8e3}, []string{
+			"On cpu, a is best with 16.0k req/s; b is next with 8.00k req/s",
+			"because a turned more CPU into requests (the server at 180% of a core against 90%) at about the same CPU per request (112 µs against 108 µs)",
+			"Each request was sha:1000, about 100 µs of CPU as sized when the run started; the servers spent 108 µs (b) to 112 µs (a) of CPU per request.",
+		}},
+		{"blocking", "req/s", Higher, map[string]float64{"a": 3000, "b": 380}, []string{
+			"On blocking, a is best with 3.00k req/s; b is next with 380 req/s.",
+			"requests/s × 5 ms is how many slept at once: of 20 clients' requests, 15.0 on a (9 threads), 1.9 on b (6 threads)",
+			"its CPU nearly idle (2% of a core): b's handlers block the threads that run them",
+		}},
+		{"greedy", "ms", Lower, map[string]float64{"a": 2, "b": 20}, []string{
+			"On greedy, a is best with 2.00 ms; b is next with 20.0 ms.",
+			"under the 90% success threshold, c 1/20",
+			"A heavy request was sha:200000, about 20.0 ms of CPU as sized when the run started, and took 21.0 ms on b",
+			"On b the light p99 is 0.95 times that: light requests waited behind heavy ones, as they do where a heavy request holds the thread they share",
+			"on a it is 0.095 times a heavy request (21.0 ms): its light requests ran beside the heavy ones",
+		}},
+	} {
+		v := verdictOf(t, vs, x.workload)
+		if v.Best != "a" || v.Call != CallWinner || v.Unit != x.unit || v.Better != x.better || !maps.Equal(v.Values, x.values) {
+			t.Errorf("%s: best %s, call %s, unit %s, better %s, values %v", x.workload, v.Best, v.Call, v.Unit, v.Better, v.Values)
+		}
+		for _, want := range x.why {
+			if !strings.Contains(v.Why, want) {
+				t.Errorf("%s: %q lacks %q", x.workload, v.Why, want)
+			}
+		}
+	}
+	greedy := verdictOf(t, vs, "greedy")
+	if greedy.Beside["b"] != "heavy p50 21.0 ms, server CPU 55%" {
+		t.Errorf("greedy beside: %v", greedy.Beside)
+	}
+	cpu := verdictOf(t, vs, "cpu")
+	if cpu.Beside["a"] != "server CPU 112 µs/req" {
+		t.Errorf("cpu beside: %v", cpu.Beside)
+	}
+}
+
+// TestGreedySaysWhenTheMachineNotTheModelHeldLightRequests: where even the
+// best model's light p99 is about a heavy request, every model's light
+// requests waited (for a CPU: the machine was busy), and the sentence does
+// not blame a shared thread; nor where the worst is not well behind the
+// best. Where it is, light requests waited behind heavy ones, even behind
+// several.
+func TestGreedySaysWhenTheMachineNotTheModelHeldLightRequests(t *testing.T) {
+	w := benchgrid.WorkloadInfo{Name: "greedy", HeavyWork: "sha:200000", HeavyCPUUs: 20e3}
+	cell := func(light99, heavy50 float64) benchgrid.Cell {
+		return benchgrid.Cell{Load: &load.Result{Classes: &load.Classes{
+			Light: load.Class{Msgs: 100, LatencyUncorrected: load.Percentiles{P99: 1e3 * light99}},
+			Heavy: load.Class{Msgs: 5, LatencyUncorrected: load.Percentiles{P50: 1e3 * heavy50}},
+		}}}
+	}
+	busy := greedyExplain(w, []ranked{{"a", 40, cell(40, 45)}, {"b", 90, cell(90, 60)}})
+	if !strings.Contains(busy, "Even on a the light p99 is 0.89 times a heavy request (45.0 ms)") ||
+		!strings.Contains(busy, "the machine's other load, not only the model") || strings.Contains(busy, "holds the thread") {
+		t.Errorf("busy machine: %q", busy)
+	}
+	close := greedyExplain(w, []ranked{{"a", 8, cell(8, 21)}, {"b", 12, cell(12, 21)}})
+	if strings.Contains(close, "holds the thread") || !strings.Contains(close, "the light p99 is 0.57 times a heavy request on b, and 0.38 times on a") {
+		t.Errorf("models within 2x: %q", close)
+	}
+	queued := greedyExplain(w, []ranked{{"a", 3, cell(3, 30)}, {"b", 100, cell(100, 29)}})
+	if !strings.Contains(queued, "On b the light p99 is 3.4 times that: light requests waited behind heavy ones") ||
+		!strings.Contains(queued, "on a it is 0.1 times a heavy request (30.0 ms): its light requests ran beside the heavy ones") {
+		t.Errorf("light requests behind several heavy ones: %q", queued)
 	}
 }

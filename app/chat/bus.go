@@ -16,6 +16,10 @@ const (
 	EventJoin                       // Nick joined Room: JOIN <room> <nick>
 	EventLeave                      // Nick left Room: LEAVE <room> <nick>
 	EventPriv                       // a private message to To: PRIV <nick> <text>
+	// EventCount tells the other nodes how many members of Room the
+	// origin has (Members), for the presence limit; no client sees it.
+	// A node sends one to answer a join from a node new to the room.
+	EventCount
 )
 
 // Origin identifies the connection an event came from: a node (hub) and a
@@ -35,8 +39,19 @@ type Event struct {
 	// of Publish or Private and is valid only during that call: a bus that
 	// delivers later must copy it. Likewise it is valid only during
 	// Node.Deliver and Node.DeliverPrivate.
-	Text   []byte
-	Origin Origin
+	Text []byte
+	// Members, in an EventJoin, EventLeave or EventCount, is how many
+	// members of Room the origin's node has (after the change; 0 if none,
+	// or not known): the other nodes add it up against the presence
+	// limit.
+	Members int
+	Origin  Origin
+
+	// quiet, in a JOIN or LEAVE from this node, says that the origin's
+	// node decided, as the member joined or left, not to send its frame
+	// (the presence limit). Other nodes decide for themselves; a bus need
+	// not carry it.
+	quiet bool
 }
 
 // Errors a Bus returns.
@@ -90,6 +105,17 @@ type MessageLimiter interface {
 	// encodes it, that the bus can carry now; 0 means no limit of its
 	// own. It is called once per message, so it must be cheap.
 	MaxMessage() int
+}
+
+// Waiter is an optional interface for a Bus whose calls wait on the
+// network (NATS): ClaimNick, ReleaseNick, NextGuest, Subscribe, Private,
+// Who and Rooms. When Waits reports true, the hub makes those calls
+// through handler.Offload, in the commands that make them (/nick, /join,
+// /rooms, /who, /msg) and in a connection's start and end, so that on an
+// event-loop model no connection waits for the bus on a loop; replies
+// keep the connection's order. Publish and Unsubscribe must not wait.
+type Waiter interface {
+	Waits() bool
 }
 
 // Drainer is an optional interface for a Bus that delivers asynchronously

@@ -36,6 +36,9 @@ const (
 	DefaultMsgRate     = 100 // messages a second
 	DefaultMsgBurst    = 200
 	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultPresenceLimit is the room size above which JOIN and LEAVE
+	// are not sent (Options.PresenceLimit).
+	DefaultPresenceLimit = 1000
 )
 
 // MinServerFrame is the smallest MaxServerFrame allowed: every fixed reply
@@ -85,6 +88,12 @@ type Options struct {
 	// IdleTimeout closes a connection that sends no frame for this long,
 	// with "BYE idle-timeout". 0 turns it off.
 	IdleTimeout time.Duration
+	// PresenceLimit is the most members a room may have, on every node of
+	// the bus, for its joins and leaves to be sent to its members as JOIN
+	// and LEAVE: above it they are not (a room of n members costs n
+	// frames per join), a member who joins is told so with "NOTICE
+	// presence-off", and /who still lists everyone. 0 turns the limit off.
+	PresenceLimit int
 	// Bus attaches the hub to the bus that carries traffic between hubs.
 	// nil means a LocalNet of the handler's own.
 	Bus func(Node) (Bus, error) `json:"-"`
@@ -93,16 +102,18 @@ type Options struct {
 // DefaultOptions returns the options the CLI starts from: length framing,
 // 1 MiB client frames, server frames of DefaultMaxServerFrame (256 KiB,
 // as MaxServerFrame 0 means), 10000 connections, 100 messages a second
-// with bursts of 200, and a 5 minute idle timeout. They suit an
-// engine.Config with the default MaxPending (1 MiB).
+// with bursts of 200, a 5 minute idle timeout, and presence announced in
+// rooms of up to 1000 members. They suit an engine.Config with the default
+// MaxPending (1 MiB).
 func DefaultOptions() Options {
 	return Options{
-		Framing:     frame.Length,
-		MaxFrame:    DefaultMaxFrame,
-		MaxConns:    DefaultMaxConns,
-		MsgRate:     DefaultMsgRate,
-		MsgBurst:    DefaultMsgBurst,
-		IdleTimeout: DefaultIdleTimeout,
+		Framing:       frame.Length,
+		MaxFrame:      DefaultMaxFrame,
+		MaxConns:      DefaultMaxConns,
+		MsgRate:       DefaultMsgRate,
+		MsgBurst:      DefaultMsgBurst,
+		IdleTimeout:   DefaultIdleTimeout,
+		PresenceLimit: DefaultPresenceLimit,
 	}
 }
 
@@ -137,6 +148,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("--msg-burst %d: want 0 (off) or a positive number", o.MsgBurst)
 	case o.IdleTimeout < 0:
 		return o, fmt.Errorf("--idle-timeout %v: want 0 (off) or a positive duration", o.IdleTimeout)
+	case o.PresenceLimit < 0:
+		return o, fmt.Errorf("--presence-limit %d: want 0 (off) or a positive number of members", o.PresenceLimit)
 	}
 	return o, nil
 }

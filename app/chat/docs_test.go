@@ -56,11 +56,11 @@ func TestDocsListEveryCommand(t *testing.T) {
 
 func TestDocsDefaults(t *testing.T) {
 	d := DefaultOptions()
-	if d.MaxFrame != 1<<20 || d.MaxConns != 10000 || d.MsgRate != 100 || d.MsgBurst != 200 || d.IdleTimeout.String() != "5m0s" || d.Framing != "length" {
+	if d.MaxFrame != 1<<20 || d.MaxConns != 10000 || d.MsgRate != 100 || d.MsgBurst != 200 || d.IdleTimeout.String() != "5m0s" || d.Framing != "length" || d.PresenceLimit != 1000 {
 		t.Errorf("defaults %+v differ from the Limits table", d)
 	}
 	if got := tableKeys(t, "## Limits"); !slices.Equal(got, []string{"--framing", "--max-frame", "--max-pending", "--max-conns", "--msg-rate", "--msg-burst", "--idle-timeout",
-		"--frame-timeout", "--max-conns-per-ip", "--conn-rate"}) {
+		"--presence-limit", "--frame-timeout", "--max-conns-per-ip", "--conn-rate"}) {
 		t.Errorf("limits table lists %q", got)
 	}
 }

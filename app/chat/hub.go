@@ -28,6 +28,7 @@ type hub struct {
 	enc   encoder
 	bus   Bus
 	limit MessageLimiter // the bus's, if it bounds messages; else nil
+	waits bool           // the bus's calls wait on the network (Waiter): offload them
 	id    uint64         // this node, in Event.Origin
 	epoch time.Time      // monotonic base for idle timers
 
@@ -64,6 +65,9 @@ func newHub(o Options) (*hub, error) {
 	}
 	h.bus = bus
 	h.limit, _ = bus.(MessageLimiter)
+	if w, ok := bus.(Waiter); ok {
+		h.waits = w.Waits()
+	}
 	return h, nil
 }
 
@@ -89,6 +93,9 @@ type room struct {
 	// that when leave returns no fan-out still holds a list with the
 	// member in it (see leave).
 	fan sync.RWMutex
+	// count is the room's size on every node, for the presence limit
+	// (presence.go).
+	count roomCount
 }
 
 func (r *room) load() []*session {
@@ -100,8 +107,9 @@ func (r *room) load() []*session {
 
 // join adds s to the room called name, creating it (and subscribing the
 // node to it) if s is its first local member. before, if not nil, runs
-// just before s becomes a member, when joining can no longer fail.
-func (h *hub) join(s *session, name string, before func()) (*room, error) {
+// just before s becomes a member, when joining can no longer fail. It
+// returns what the presence limit makes of the join (presence.go).
+func (h *hub) join(s *session, name string, before func()) (*room, presence, error) {
 	for {
 		v, ok := h.rooms.Load(name)
 		if !ok {
@@ -119,7 +127,7 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 				r.dead = true
 				h.rooms.CompareAndDelete(name, r)
 				r.mu.Unlock()
-				return nil, err
+				return nil, presence{}, err
 			}
 		}
 		if before != nil {
@@ -129,8 +137,9 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 		copy(next, old)
 		next[len(old)] = s
 		r.members.Store(&next)
+		p := h.localPresence(r, 1, s.id)
 		r.mu.Unlock()
-		return r, nil
+		return r, p, nil
 	}
 }
 
@@ -142,16 +151,18 @@ func (h *hub) join(s *session, name string, before func()) (*room, error) {
 // the fan-outs to r that loaded a member list with s in it (a fan-out
 // never waits for a receiver, so that is short), and later ones load the
 // list without s. So a member that moves to another room gets its OK join
-// after the last of its old room's traffic.
-func (h *hub) leave(s *session, r *room) {
-	h.remove(s, r)
+// after the last of its old room's traffic. It returns what the presence
+// limit makes of the leave.
+func (h *hub) leave(s *session, r *room) presence {
+	p := h.remove(s, r)
 	r.fan.Lock()
 	//lint:ignore SA2001 an empty critical section is the barrier: it waits for the fan-outs in progress
 	r.fan.Unlock()
+	return p
 }
 
 // remove is leave's first half: s out of r's member list.
-func (h *hub) remove(s *session, r *room) {
+func (h *hub) remove(s *session, r *room) presence {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.load()
@@ -167,6 +178,7 @@ func (h *hub) remove(s *session, r *room) {
 		h.rooms.CompareAndDelete(r.name, r)
 	}
 	r.members.Store(&next)
+	return h.localPresence(r, -1, 0)
 }
 
 // claim reserves nick on the bus and registers s under it locally.
@@ -268,7 +280,10 @@ var _ Node = node{}
 
 // Deliver fans a room event out to the local members: the frame is encoded
 // once and written to each member but the origin, under a read lock of the
-// room's fan-out barrier (see leave).
+// room's fan-out barrier (see leave). A message from a local member that
+// leaves a receiver over its flow-control mark asks the sender to pause
+// (flow.go). A join or a leave in a room over the presence limit goes to
+// no one (presence.go).
 func (n node) Deliver(ev Event) {
 	h := n.h
 	v, ok := h.rooms.Load(ev.Room)
@@ -276,6 +291,9 @@ func (n node) Deliver(ev Event) {
 		return
 	}
 	r := v.(*room)
+	if ev.Kind != EventMsg && !h.presenceGate(r, &ev) {
+		return
+	}
 	r.fan.RLock()
 	defer r.fan.RUnlock()
 	members := r.load()
@@ -289,15 +307,26 @@ func (n node) Deliver(ev Event) {
 		return // the sender checked the size; a remote node may allow more
 	}
 	sent := uint64(0)
+	local := ev.Origin.Node == h.id
+	flow := local && ev.Kind == EventMsg
+	var origin *session
+	var stall time.Duration
 	for _, m := range members {
-		if ev.Origin.Node == h.id && ev.Origin.Conn == m.id {
+		if local && ev.Origin.Conn == m.id {
+			origin = m
 			continue
 		}
 		if m.write(out) {
 			sent++
+			if flow {
+				stall = max(stall, h.stallFor(m, len(out)))
+			}
 		}
 	}
 	h.framesOut.Add(sent)
+	if stall > 0 && origin != nil {
+		origin.askStall(stall)
+	}
 }
 
 func (n node) DeliverPrivate(ev Event) bool {
@@ -382,15 +411,13 @@ func (h *hub) list(dst []byte, what string, items []string) []byte {
 // open serves a new connection: the Handler's Open.
 func (h *hub) open(c handler.Conn) handler.Session {
 	s := &session{hub: h, conn: c, id: h.nextConn.Add(1)}
+	s.flow.conn, _ = c.(handler.Flow)
 	if h.conns.Add(1) > int64(h.opts.MaxConns) {
 		h.conns.Add(-1)
 		s.refused = true
 		s.closeWith(h.enc.closing(CodeServerFull, "too many connections"), errServerFull)
 		return s
 	}
-	if err := s.start(); err != nil {
-		s.done = true
-		s.closeWith(h.enc.closing(CodeUnavailable, err.Error()), err)
-	}
+	s.offload(s.begin)
 	return s
 }

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -30,9 +31,10 @@ type session struct {
 	refused bool // over MaxConns: closed from Open, never counted
 
 	nick atomic.Pointer[string] // read by other goroutines (/who)
+	flow flowState              // fan-out flow control (flow.go)
 
-	// The rest belongs to Data and Closed, which the engine never runs at
-	// once.
+	// The rest belongs to Data, Closed and the functions they offload,
+	// which the engine never runs at once.
 	dec    *frame.Decoder
 	room   *room
 	bucket bucket
@@ -44,6 +46,27 @@ var (
 	_ handler.Session  = (*session)(nil)
 	_ handler.Farewell = (*session)(nil)
 )
+
+// begin starts the session, or closes the connection if it cannot.
+func (s *session) begin() {
+	if err := s.start(); err != nil {
+		s.done = true
+		s.closeWith(s.hub.enc.closing(CodeUnavailable, err.Error()), err)
+	}
+}
+
+// offload runs fn, which waits for the bus, through handler.Offload if
+// the bus's calls wait on the network, and otherwise at once. It reports
+// whether it offloaded fn: Data then stops at the frame being handled, and
+// the frames after it come back once fn has answered.
+func (s *session) offload(fn func()) bool {
+	if !s.hub.waits {
+		fn()
+		return false
+	}
+	handler.Offload(s.conn, fn)
+	return true
+}
 
 // start greets the connection and puts it in the lobby.
 func (s *session) start() error {
@@ -60,12 +83,12 @@ func (s *session) start() error {
 	}
 	s.nick.Store(&nick)
 	s.send(h.enc.hello(nick))
-	r, err := h.join(s, Lobby, nil)
+	r, p, err := h.join(s, Lobby, nil)
 	if err != nil {
 		return err
 	}
 	s.room = r
-	s.publish(EventJoin, r.name, nil)
+	s.publishPresence(EventJoin, r, p)
 	s.idle = startIdle(h.opts.IdleTimeout, h.epoch, s.idleExpired)
 	return nil
 }
@@ -94,6 +117,13 @@ func (s *session) publish(kind EventKind, room string, text []byte) error {
 	return s.hub.bus.Publish(Event{Kind: kind, Room: room, Nick: s.nickname(), Text: text, Origin: s.hub.origin(s)})
 }
 
+// publishPresence publishes s's join to r, or its leave, with this node's
+// count of r's members after it (for the other nodes' presence limit) and,
+// for this node, whether its JOIN or LEAVE frame goes out (p).
+func (s *session) publishPresence(kind EventKind, r *room, p presence) {
+	s.hub.bus.Publish(Event{Kind: kind, Room: r.name, Nick: s.nickname(), Members: p.members, Origin: s.hub.origin(s), quiet: !p.sent})
+}
+
 // Data decodes every whole frame in in and handles it.
 func (s *session) Data(in []byte) (int, error) {
 	if s.done || s.dec == nil {
@@ -113,7 +143,12 @@ func (s *session) Data(in []byte) (int, error) {
 		used += n
 		frames++
 		s.idle.touch(now)
-		s.handle(p, now)
+		if s.handle(p, now) {
+			break // offloaded: the rest waits for its answer
+		}
+		if s.takeStall() {
+			break // the rest after the pause: see flow.go
+		}
 	}
 	if frames > 0 {
 		s.hub.framesIn.Add(frames)
@@ -136,50 +171,57 @@ func (s *session) badFrame(err error) {
 	s.closeWith(s.hub.enc.closing(code, err.Error()), fmt.Errorf("%w: %w", errBadFrame, err))
 }
 
-// handle answers one frame.
-func (s *session) handle(p []byte, now time.Time) {
+// handle answers one frame. A command that waits for the bus is answered
+// through offload; handle reports whether it was offloaded.
+func (s *session) handle(p []byte, now time.Time) (offloaded bool) {
 	if len(p) == 0 {
-		return // an empty line: nothing to say
+		return false // an empty line: nothing to say
 	}
 	cmd, perr := ParseCommand(p)
 	if perr == nil && cmd.Op == OpQuit {
 		s.done = true
 		s.closeWith(s.hub.enc.bye(ByeQuit), errQuit)
-		return
+		return false
 	}
 	if !s.bucket.allow(now) {
 		s.hub.rateLimited.Add(1)
 		s.sendErr(CodeRateLimited, "message dropped")
-		return
+		return false
 	}
 	if !utf8.Valid(p) {
 		s.sendErr(CodeBadUTF8, "frame is not valid UTF-8")
-		return
+		return false
 	}
 	if perr != nil {
 		var pe *Error
 		errors.As(perr, &pe)
 		s.sendErr(pe.Code, pe.Detail)
-		return
+		return false
 	}
+	// p is valid during Data only: what an offloaded command reads of it
+	// is copied.
 	switch cmd.Op {
 	case OpSay:
 		s.say(cmd.Text)
 	case OpNick:
-		s.rename(string(cmd.Name))
+		name := string(cmd.Name)
+		return s.offload(func() { s.rename(name) })
 	case OpJoin:
-		s.switchRoom(string(cmd.Name))
+		name := string(cmd.Name)
+		return s.offload(func() { s.switchRoom(name) })
 	case OpRooms:
-		s.rooms()
+		return s.offload(s.rooms)
 	case OpWho:
-		s.who()
+		return s.offload(s.who)
 	case OpMsg:
-		s.private(string(cmd.Name), cmd.Text)
+		to, text := string(cmd.Name), bytes.Clone(cmd.Text)
+		return s.offload(func() { s.private(to, text) })
 	case OpPing:
 		s.send(s.hub.enc.words("PONG"))
 	case OpHelp:
 		s.send(s.hub.enc.words(append([]string{"OK", "help"}, Commands()...)...))
 	}
+	return false
 }
 
 func (s *session) tooLong(n, limit int) {
@@ -225,17 +267,17 @@ func (s *session) switchRoom(name string) {
 	}
 	old := s.room
 	s.leaveRoom()
-	r, err := s.hub.join(s, name, func() { s.send(ok) })
+	r, p, err := s.hub.join(s, name, func() { s.send(ok) })
 	if err != nil {
 		s.sendErr(CodeUnavailable, err.Error())
-		if r, err = s.hub.join(s, old.name, nil); err != nil {
+		if r, p, err = s.hub.join(s, old.name, nil); err != nil {
 			s.done = true
 			s.closeWith(s.hub.enc.closing(CodeUnavailable, err.Error()), err)
 			return
 		}
 	}
 	s.room = r
-	s.publish(EventJoin, r.name, nil)
+	s.publishPresence(EventJoin, r, p)
 }
 
 // leaveRoom leaves the current room and tells its other members.
@@ -243,8 +285,8 @@ func (s *session) leaveRoom() {
 	if s.room == nil {
 		return
 	}
-	s.hub.leave(s, s.room)
-	s.publish(EventLeave, s.room.name, nil)
+	p := s.hub.leave(s, s.room)
+	s.publishPresence(EventLeave, s.room, p)
 	s.room = nil
 }
 
@@ -312,15 +354,18 @@ func (s *session) Farewell(reason error) []byte {
 	return enc.bye(ByeError)
 }
 
-// Closed leaves the room, frees the nick and the connection slot.
+// Closed leaves the room, frees the nick and then the connection slot
+// (through offload: the release waits for the bus).
 func (s *session) Closed(error) {
 	s.idle.stop()
 	if s.refused {
 		return
 	}
 	s.leaveRoom()
-	if p := s.nick.Load(); p != nil {
-		s.hub.release(s, *p)
-	}
-	s.hub.conns.Add(-1)
+	s.offload(func() {
+		if p := s.nick.Load(); p != nil {
+			s.hub.release(s, *p)
+		}
+		s.hub.conns.Add(-1)
+	})
 }

@@ -22,6 +22,7 @@ func chatFlags(fs *pflag.FlagSet) {
 	fs.Float64("msg-rate", d.MsgRate, "chat: frames a second per connection (token bucket); 0 turns the limit off")
 	fs.Int("msg-burst", d.MsgBurst, "chat: burst of the per-connection rate limit; 0 turns the limit off")
 	fs.Duration("idle-timeout", d.IdleTimeout, "chat: close a connection that sends no frame for this long; 0 turns it off")
+	fs.Int("presence-limit", d.PresenceLimit, "chat: above this many members in a room, JOIN and LEAVE are not sent (/who still lists them); 0 turns the limit off")
 	fs.String("bus", "", "chat: how hubs reach each other: local (this process only), embedded (a NATS server in this process, for its fork/prefork children), "+
 		"or nats://host:port[,nats://...] (join a NATS cluster with JetStream); default embedded for fork and prefork, local otherwise")
 	fs.Int("bus-replicas", 1, "chat: replicas of the nick bucket when this node creates it on a NATS cluster (3 on a 3-server cluster)")
@@ -72,6 +73,7 @@ func chatOptions(p *Params) (chat.Options, error) {
 		MsgRate:        p.Float64("msg-rate"),
 		MsgBurst:       p.Int("msg-burst"),
 		IdleTimeout:    p.Duration("idle-timeout"),
+		PresenceLimit:  p.Int("presence-limit"),
 	}, nil
 }
 

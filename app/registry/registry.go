@@ -70,6 +70,9 @@ func (p *Params) Float64(name string) float64 { return get(p.fs.GetFloat64, name
 // Duration returns the value of the duration flag name (see String).
 func (p *Params) Duration(name string) time.Duration { return get(p.fs.GetDuration, name) }
 
+// Bool returns the value of the bool flag name (see String).
+func (p *Params) Bool(name string) bool { return get(p.fs.GetBool, name) }
+
 func get[T any](f func(string) (T, error), name string) T {
 	v, err := f(name)
 	if err != nil {

@@ -19,6 +19,7 @@ func workFlags(fs *pflag.FlagSet) {
 	fs.Int("max-sha", d.MaxSha, `work: most rounds a "sha N TEXT" request may ask for; past it ERR too-much`)
 	fs.Duration("max-sleep", d.MaxSleep, `work: longest a "sleep US" request may block its handler; past it ERR too-much`)
 	fs.Int("max-frame", d.MaxFrame, "chat, work: largest frame a client may send, in bytes")
+	fs.Bool("offload", false, `work: run "sleep US" requests off the event loop (handler.Offload) rather than where the model runs the handler`)
 }
 
 // newWork builds the work handler from its parameters. As the chat's, its
@@ -42,5 +43,6 @@ func newWork(p *Params) (handler.Handler, error) {
 	return work.New(work.Options{
 		MaxSha: maxSha, MaxSleep: maxSleep,
 		MaxFrame: maxFrame, MaxReply: min(maxFrame, cfg.MaxPending/4),
+		Offload: p.Bool("offload"),
 	})
 }

@@ -13,7 +13,9 @@
 //   - "echo TEXT" answers "OK TEXT".
 //
 // The handler does the work in Session.Data, on whatever thread or
-// goroutine the concurrency model runs it: that is the point. It sees only
+// goroutine the concurrency model runs it: that is the point. With
+// Options.Offload it runs sleeps through handler.Offload instead, off an
+// event loop. It sees only
 // package handler (and frame), so it runs unchanged on every model.
 //
 // The files: protocol.go parses requests and formats replies; sha.go is
@@ -67,6 +69,11 @@ type Options struct {
 	// per-connection outbound bound (a quarter, as the CLI does). Default
 	// the smaller of MaxFrame and DefaultMaxReply, but at least MinReply.
 	MaxReply int
+	// Offload runs "sleep US" requests through handler.Offload: on an
+	// event-loop model the sleep leaves the loop (replies keep their
+	// order), where without it the sleep blocks the loop; the blocking
+	// models run it in place either way.
+	Offload bool
 }
 
 // DefaultOptions returns the options the CLI starts from.
@@ -219,7 +226,27 @@ func (s *session) Data(in []byte) (int, error) {
 		}
 		used += n
 		s.h.framesIn.Add(1)
+		if s.h.opts.Offload && isSleep(p) {
+			if r, perr := ParseRequest(p, s.h.limits()); perr == nil && r.Verb == VerbSleep {
+				handler.Offload(s.c, func() { s.sleep(r) })
+				return used, nil // the requests behind it wait for its reply
+			}
+		}
 		s.answer(p)
+	}
+}
+
+// isSleep reports whether request p is a sleep, so that Data can offload
+// it: a quick look, ParseRequest decides.
+func isSleep(p []byte) bool { return bytes.HasPrefix(p, []byte("sleep ")) }
+
+// sleep answers an offloaded sleep request, off the goroutine that runs
+// Data.
+func (s *session) sleep(r Request) {
+	time.Sleep(r.Sleep)
+	reply, err := frame.Append(nil, frame.Length, 0, AppendReply(nil, r))
+	if err == nil && s.c.Write(reply) == nil {
+		s.h.framesOut.Add(1)
 	}
 }
 

@@ -227,18 +227,18 @@ func checkWorkload(w *benchgrid.Workload) error {
 		}
 	}
 	// --senders must fit the smallest cell.
-	cfg := w.Load
-	cfg.App, cfg.Conns, cfg.Addr = w.App, slices.Min(w.Clients), load.DefaultAddr // each cell sets its own address
-	if cfg.Size == 0 {
-		cfg.Size = load.DefaultSize
-	}
-	if w.App == load.AppChat && (cfg.Senders < 0 || cfg.Senders > cfg.Conns) {
-		return usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", cfg.Senders, cfg.Conns)}
+	if s, n := w.Load.Senders, slices.Min(w.Clients); w.App == load.AppChat && (s < 0 || s > n) {
+		return usageError{fmt.Errorf("--senders %d: must be 1 to the smallest --clients (%d), or 0 for min(clients, 10)", s, n)}
 	}
 	// Every cell must be valid: Senders must fit the smallest, the
-	// buffers the largest.
+	// buffers the largest. The sha rounds of a CPU workload are sized when
+	// it runs; any size checks the rest.
 	for _, n := range []int{slices.Min(w.Clients), slices.Max(w.Clients)} {
-		cfg.Conns = n
+		cfg := w.CellLoad(n, time.Microsecond)
+		cfg.Addr = load.DefaultAddr // each cell sets its own address
+		if cfg.Size == 0 {
+			cfg.Size = load.DefaultSize
+		}
 		if _, err := typedConfig(cfg); err != nil {
 			return fmt.Errorf("workload %s: %w", w.Name, err)
 		}

@@ -212,6 +212,7 @@ func TestServeChatBadFlags(t *testing.T) {
 		{"--msg-rate", "-1"},
 		{"--msg-burst", "-1"},
 		{"--idle-timeout", "-1s"},
+		{"--presence-limit", "-1"},
 		{"--model", "prefork", "--bus", "local"}, // each process would be its own chat
 		{"--model", "fork", "--bus", "local"},
 		{"--bus", "carrier-pigeon"},

@@ -41,6 +41,7 @@ var configFlags = []configFlag{
 	{"max-procs", "MaxProcs", "child processes (fork)", false},
 	{"loops", "Loops", "event loops (reactor, reactor-pool, uring)", false},
 	{"balance", "Balance", "how connections spread over loops: round-robin or least-conns (reactor, reactor-pool, uring)", false},
+	{"offload-workers", "OffloadWorkers", "offloaded functions (blocking steps a handler moves off the loops) run at once (reactor, reactor-pool, uring)", false},
 	{"max-conns-per-ip", "MaxConnsPerIP", "connections open at once from one client address (IPv6: one /64); past it refused; 0 turns it off", true},
 	{"limit-loopback", "LimitLoopback", "apply --max-conns-per-ip and --conn-rate to loopback clients too (exempt by default)", false},
 	{"conn-rate", "ConnRate", "new connections a second from one client address; past it refused; 0 turns it off", true},

@@ -27,7 +27,6 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 		{"serve", "--addr", "127.0.0.1:0", "--metrics", "99999"},
 		{"serve", "--addr", "127.0.0.1:0", "--metrics", "127.0.0.1:70000"},
 		{"serve", "--addr", "127.0.0.1:0", "--metrics", ":-1"},
-		{"serve", "--model", "reactor", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile},
 		{"chat", "--tls-ca", cert.CAFile},
 		{"chat", "--tls", "--tls-insecure", "--tls-ca", cert.CAFile},
 	} {
@@ -43,11 +42,7 @@ func TestHardeningFlagsBadInput(t *testing.T) {
 	if !strings.Contains(stderr, "out of range") {
 		t.Errorf("--metrics 99999: %q, want the port called out of range", stderr)
 	}
-	code, _, stderr := runCmd(t, "serve", "--model", "reactor-pool", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
-	if code != 2 || !strings.Contains(stderr, "model reactor-pool") || !strings.Contains(stderr, "does not support TLS") {
-		t.Errorf("TLS on an event-loop model: exit %d, %q", code, stderr)
-	}
-	code, _, stderr = runCmd(t, "serve", "--tls-cert", cert.CAFile+".missing", "--tls-key", cert.KeyFile)
+	code, _, stderr := runCmd(t, "serve", "--tls-cert", cert.CAFile+".missing", "--tls-key", cert.KeyFile)
 	if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--tls-cert") {
 		t.Errorf("missing certificate file: exit %d, %q", code, stderr)
 	}
@@ -79,10 +74,18 @@ func TestServeMetrics(t *testing.T) {
 // TestChatOverTLS runs the chat client with --tls against serve
 // --tls-cert: with the test CA it chats; without it the certificate is
 // refused; with --tls-insecure it connects and says the check is off; a
-// plaintext client gets an error, not a silent plaintext session.
+// plaintext client gets an error, not a silent plaintext session. On a
+// blocking model and an event-loop one.
 func TestChatOverTLS(t *testing.T) {
+	for _, model := range []string{"goroutine", "reactor"} {
+		t.Run(model, func(t *testing.T) { chatOverTLS(t, model) })
+	}
+}
+
+// chatOverTLS is TestChatOverTLS on one model.
+func chatOverTLS(t *testing.T, model string) {
 	cert := conformance.NewTestCert(t)
-	addr := serve(t, "--app", "chat", "--addr", "127.0.0.1:0", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
+	addr := serve(t, "--app", "chat", "--model", model, "--addr", "127.0.0.1:0", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
 		"--handshake-timeout", "2s").Addr
 	chatWith := func(args ...string) (int, string, string) {
 		stdin := strings.NewReader("hello over TLS\n/who\n")

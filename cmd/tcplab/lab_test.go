@@ -226,6 +226,56 @@ func TestBenchWritesTheReportAndSkipsWhatCannotRun(t *testing.T) {
 	}
 }
 
+// TestBenchRunsTheWorkWorkloads runs cpu, blocking and greedy on two models
+// at a tiny size: the work servers answer the readiness round trip, the
+// sha requests are sized here, greedy's 4 clients hold one heavy one,
+// blocking has its reactor+offload column, and each row of the verdict has
+// its figure.
+func TestBenchRunsTheWorkWorkloads(t *testing.T) {
+	t.Setenv("TCPLAB_TEST_MAIN", "1")
+	out := t.TempDir()
+	code, stdout, stderr := runCmd(t, "bench", "--workload", "cpu,blocking,greedy", "--models", "goroutine,reactor",
+		"--clients", "4", "--backlog", "8", "--duration", "400ms", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	res := readResults(t, out)
+	// 2 models on each workload, and blocking's reactor+offload.
+	if len(res.Cells) != 7 || res.Meta.ShaRoundNs <= 0 {
+		t.Fatalf("%d cells, a sha round %v ns", len(res.Cells), res.Meta.ShaRoundNs)
+	}
+	offloaded := 0
+	for _, c := range res.Cells {
+		if c.Model == "reactor+offload" {
+			offloaded++
+			if c.Workload != "blocking" {
+				t.Errorf("reactor+offload ran %s", c.Workload)
+			}
+		}
+		if c.Status != benchgrid.StatusOK || c.Load.OKConns != 4 || c.Load.Work == nil || c.Load.Classes.Light.Msgs == 0 {
+			t.Fatalf("%s %s: %s %q, load %+v", c.Workload, c.Model, c.Status, c.Cause, c.Load)
+		}
+		want := map[string]string{"cpu": res.Meta.Workload("cpu").Work, "blocking": "sleep:5ms", "greedy": "echo"}[c.Workload]
+		if c.Load.Work.Light != want || c.Workload == "greedy" && (c.Load.Work.HeavyConns != 1 || c.Load.Classes.Heavy.Msgs == 0) {
+			t.Errorf("%s %s: work %+v, want light %s (and one heavy client on greedy)", c.Workload, c.Model, c.Load.Work, want)
+		}
+	}
+	if offloaded != 1 {
+		t.Errorf("%d reactor+offload cells, want 1 (on blocking)", offloaded)
+	}
+	cpu, greedy := res.Meta.Workload("cpu"), res.Meta.Workload("greedy")
+	if !strings.HasPrefix(cpu.Work, "sha:") || cpu.WorkCPUUs < 95 || cpu.WorkCPUUs > 105 ||
+		!strings.HasPrefix(greedy.HeavyWork, "sha:") || greedy.HeavyCPUUs < 19e3 || greedy.HeavyCPUUs > 21e3 || greedy.HeavyShare != 0.05 {
+		t.Errorf("sized requests: cpu %+v, greedy %+v", cpu, greedy)
+	}
+	for _, want := range []string{"requests/s at 4 clients", "light clients' p99 at 4 clients", "- On cpu, ", "Each request was " + cpu.Work,
+		"requests/s × 5 ms is how many slept at once", "A heavy request was " + greedy.HeavyWork} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the verdict lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
 // TestBenchPinsServerAndClient runs one cell with --pin and checks where
 // the server and the load generator were allowed to run, and that this
 // process gets its CPUs back.

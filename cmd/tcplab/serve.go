@@ -36,7 +36,7 @@ type serveOptions struct {
 // modelFlags are the flags that only some models read. Each model lists the
 // ones it reads in engine.Model.Options; setting another is warned about
 // and ignored.
-var modelFlags = []string{"listeners", "workers", "queue", "max-threads", "max-procs", "loops", "balance"}
+var modelFlags = []string{"listeners", "workers", "queue", "max-threads", "max-procs", "loops", "balance", "offload-workers"}
 
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{}

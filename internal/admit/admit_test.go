@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/tcplab/tcplab/handler"
-	"github.com/tcplab/tcplab/internal/testkit"
+	"github.com/tcplab/tcplab/internal/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -103,7 +102,7 @@ func TestConnectionRate(t *testing.T) {
 	}
 	// The bucket refills at 20 a second: a token is back within a few
 	// tens of milliseconds (bounded here by a second).
-	testkit.Eventually(t, time.Second, "the bucket refills", func() error { return l.Admit(a) })
+	wait.Eventually(t, wait.Bound, "the bucket refills", func() error { return l.Admit(a) })
 }
 
 // TestMemoryBounded admits and releases connections from 100,000

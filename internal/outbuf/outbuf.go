@@ -46,7 +46,11 @@ type Buffer struct {
 	held     atomic.Bool // the owner will flush after its callback: don't notify
 	notified bool        // notify was called and no Take has happened since
 	flushing bool        // the flush token is taken
+	whole    bool        // Close never drops pending bytes (KeepWhole)
 	notify   func()
+	// level is len(pending)+inflight, stored under mu whenever either
+	// changes, so Len takes no lock.
+	level atomic.Int64
 }
 
 // New returns a Buffer that holds at most max bytes (pending plus in
@@ -55,6 +59,12 @@ type Buffer struct {
 func New(max int, notify func()) *Buffer {
 	return &Buffer{max: max, notify: notify}
 }
+
+// KeepWhole makes Close keep the bytes not yet taken even when asked to
+// drop them: for a stream that cannot lose a piece in the middle, such as
+// TLS records, each sealed in sequence. Call it before the buffer is
+// shared.
+func (b *Buffer) KeepWhole() { b.whole = true }
 
 // Write appends a copy of p. It returns handler.ErrClosed after Close, and
 // handler.ErrOverflow, without queueing anything, if p would take the
@@ -73,6 +83,7 @@ func (b *Buffer) Write(p []byte) error {
 		b.pending, b.spare = b.spare, nil
 	}
 	b.pending = append(b.pending, p...)
+	b.setLevel()
 	call := b.wantNotify()
 	b.mu.Unlock()
 	if call {
@@ -80,6 +91,9 @@ func (b *Buffer) Write(p []byte) error {
 	}
 	return nil
 }
+
+// setLevel publishes the queued bytes for Len. Called with mu held.
+func (b *Buffer) setLevel() { b.level.Store(int64(len(b.pending) + b.inflight)) }
 
 // wantNotify reports whether the owner must be told about pending data, and
 // records that it has been. Called with mu held.
@@ -139,7 +153,7 @@ func (b *Buffer) Take() []byte {
 }
 
 // swap moves pending into a new batch. Called with mu held and the token
-// taken.
+// taken, so no batch is in flight: the level does not change.
 func (b *Buffer) swap() []byte {
 	batch := b.pending
 	b.pending, b.spare = b.spare, nil
@@ -152,6 +166,7 @@ func (b *Buffer) swap() []byte {
 func (b *Buffer) Sent(n int) {
 	b.mu.Lock()
 	b.inflight -= n
+	b.setLevel()
 	b.mu.Unlock()
 }
 
@@ -162,6 +177,7 @@ func (b *Buffer) Sent(n int) {
 func (b *Buffer) Next(batch []byte) []byte {
 	b.mu.Lock()
 	b.inflight = 0
+	b.setLevel()
 	if cap(batch) <= keepCap && b.spare == nil {
 		b.spare = batch[:0]
 	}
@@ -187,17 +203,27 @@ func (b *Buffer) Abort() {
 	b.inflight = 0
 	b.pending = nil
 	b.closed = true
+	b.setLevel()
 	b.mu.Unlock()
 	b.notify()
 }
 
-// Len returns the bytes queued: pending plus the unsent part of the batch
-// in flight. Models compare it with their high- and low-water marks.
-func (b *Buffer) Len() int {
+// Trim lets go of the batch buffer kept for reuse: for an owner whose
+// large writes are over (a TLS handshake's flight), so an idle connection
+// does not keep their memory.
+func (b *Buffer) Trim() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.pending) + b.inflight
+	b.spare = nil
+	b.mu.Unlock()
 }
+
+// Len returns the bytes queued: pending plus the unsent part of the batch
+// in flight. Models compare it with their high- and low-water marks. It
+// takes no lock: a fan-out may ask after every write (handler.Flow).
+func (b *Buffer) Len() int { return int(b.level.Load()) }
+
+// Max returns the bound given to New.
+func (b *Buffer) Max() int { return b.max }
 
 // Idle reports whether nothing is pending and no flusher holds the token.
 func (b *Buffer) Idle() bool {
@@ -208,7 +234,8 @@ func (b *Buffer) Idle() bool {
 
 // Close makes later Writes fail with handler.ErrClosed. If dropPending is
 // set, bytes not yet taken by a flusher are discarded: a batch already in
-// flight is finished, so the stream still ends on a whole write. final, if
+// flight is finished, so the stream still ends on a whole write (unless
+// KeepWhole said no byte may be dropped). final, if
 // not empty, is queued after everything else, ignoring the bound. Close
 // reports whether it was the first call.
 func (b *Buffer) Close(dropPending bool, final []byte) bool {
@@ -218,10 +245,11 @@ func (b *Buffer) Close(dropPending bool, final []byte) bool {
 		return false
 	}
 	b.closed = true
-	if dropPending {
+	if dropPending && !b.whole {
 		b.pending = nil
 	}
 	b.pending = append(b.pending, final...)
+	b.setLevel()
 	call := b.wantNotify()
 	b.mu.Unlock()
 	if call {

@@ -39,6 +39,35 @@ func TestBoundIsExact(t *testing.T) {
 	}
 }
 
+// TestLenFollowsEveryChange: Len, which takes no lock, is pending plus
+// the unsent part of the batch in flight after each operation that moves
+// bytes, and 0 once the buffer is closed with nothing to send or aborted.
+func TestLenFollowsEveryChange(t *testing.T) {
+	b := New(100, func() {})
+	steps := []struct {
+		what string
+		do   func()
+		want int
+	}{
+		{"write 5", func() { b.Write([]byte("12345")) }, 5},
+		{"take", func() { b.Take() }, 5},
+		{"write 3 behind the batch", func() { b.Write([]byte("abc")) }, 8},
+		{"sent 2", func() { b.Sent(2) }, 6},
+		{"next batch", func() { b.Next(nil) }, 3},
+		{"close with a final 4", func() { b.Close(false, []byte("last")) }, 7},
+		{"abort", func() { b.Abort() }, 0},
+	}
+	for _, s := range steps {
+		s.do()
+		if got := b.Len(); got != s.want {
+			t.Fatalf("after %s: Len %d, want %d", s.what, got, s.want)
+		}
+	}
+	if b.Max() != 100 {
+		t.Fatalf("Max %d, want 100", b.Max())
+	}
+}
+
 func TestNotifyOncePerBatchAndNotWhileHeld(t *testing.T) {
 	var calls atomic.Int32
 	b := New(1<<20, func() { calls.Add(1) })
@@ -75,7 +104,27 @@ func TestOneFlusherAtATime(t *testing.T) {
 }
 
 func TestCloseDropsPendingButKeepsInflightAndFinal(t *testing.T) {
+	if out := closeDropping(t, New(100, func() {})); out != "inflight.BYE" {
+		t.Fatalf("stream %q, want the in-flight batch then the farewell", out)
+	}
+}
+
+// TestKeepWholeKeepsPendingOnClose: a buffer whose stream cannot lose a
+// piece (TLS records) keeps what is pending when a Close asks to drop it.
+func TestKeepWholeKeepsPendingOnClose(t *testing.T) {
 	b := New(100, func() {})
+	b.KeepWhole()
+	if out := closeDropping(t, b); out != "inflight.pending.BYE" {
+		t.Fatalf("stream %q, want everything written, then the farewell", out)
+	}
+}
+
+// closeDropping writes a batch that is taken and one that is pending,
+// closes b asking to drop what is pending, with a farewell, checks that
+// only the first Close counts and that writes then fail, and returns the
+// stream b gives its flusher.
+func closeDropping(t *testing.T, b *Buffer) string {
+	t.Helper()
 	b.Write([]byte("inflight."))
 	batch := b.Take()
 	b.Write([]byte("pending."))
@@ -92,9 +141,7 @@ func TestCloseDropsPendingButKeepsInflightAndFinal(t *testing.T) {
 	for next := b.Next(batch); next != nil; next = b.Next(next) {
 		out = append(out, next...)
 	}
-	if string(out) != "inflight.BYE" {
-		t.Fatalf("stream %q, want the in-flight batch then the farewell", out)
-	}
+	return string(out)
 }
 
 // TestConcurrentWritersKeepOrderAndAtomicity writes from many goroutines

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/outbuf"
+	"github.com/tcplab/tcplab/internal/serving"
 )
 
 // conn is one connection of an event loop. It implements handler.Conn.
@@ -35,14 +36,22 @@ type conn struct {
 	removed    bool          // the socket is closed
 	sending    bool          // the driver holds a send of c's; loop.sendDone continues the flush
 	wantOut    bool          // output is held up (the socket is full): the write timeout runs
+	offloading bool          // inline dispatch: a function the session offloaded has not returned: no Data
+	waiting    bool          // input read while offloading waits in loop.waiting, for Data after the function
+	closedDue  bool          // removed while offloading: Closed follows the function
 	batch      []byte        // the batch being written, while the loop holds the flush token
 	off        int           // bytes of batch already written
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // inline dispatch: bytes the session left unconsumed
 	limited    bool          // counted in the per-address limits until removed
+	resumeAt   time.Duration // reading paused at the session's request until then (loop clock), 0 if not
 
 	remote, local netip.AddrPort
+
+	// tls is the connection's TLS state (tls.go), set before the loop
+	// registers it; nil without TLS.
+	tls *tlsConn
 
 	// paused is set while the outbound buffer is over the high-water mark:
 	// reading stops until it drains below the low-water mark.
@@ -51,6 +60,9 @@ type conn struct {
 	// what the loop's hot path checks: a flusher that sees it and an idle
 	// buffer may close the socket.
 	closer outbuf.Closer
+	// pause is a pause of reading the session asked for (handler.Flow),
+	// until the loop takes it and sets resumeAt.
+	pause serving.PauseRequest
 	// partialAt is when (loop clock, ns) the input the session left
 	// unconsumed began, 0 if there is none: the frame timeout counts from
 	// it. Set by whoever runs Data (the loop, or a reactor-pool worker).
@@ -59,12 +71,27 @@ type conn struct {
 	mu   sync.Mutex
 	sess handler.Session
 	ex   *execState // reactor-pool dispatch: the connection's executor (pool.go)
+
+	// pending holds what the session offloaded during the event running
+	// now (handler.Offload); whoever runs the session's events (the loop,
+	// or a reactor-pool worker) takes it when the event returns. It is
+	// last: cold, apart from the fields the hot path reads.
+	pending func()
 }
 
-var _ handler.Conn = (*conn)(nil)
+var (
+	_ handler.Conn      = (*conn)(nil)
+	_ handler.Offloader = (*conn)(nil)
+	_ handler.Flow      = (*conn)(nil)
+)
 
 func (c *conn) Write(p []byte) error {
-	err := c.out.Write(p)
+	var err error
+	if c.tls != nil {
+		err = c.tls.write(p)
+	} else {
+		err = c.out.Write(p)
+	}
 	if errors.Is(err, handler.ErrOverflow) {
 		c.l.s.stats.Overflows.Add(1)
 		c.closeWith(handler.ErrOverflow, true, time.Now().Add(outbuf.OverflowLinger))
@@ -77,10 +104,22 @@ func (c *conn) Close(reason error) {
 }
 
 func (c *conn) CloseWith(last []byte, reason error) {
-	if c.closer.Close(c.out, reason, outbuf.Final(last), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
+	if c.closer.Close(c.out, reason, c.farewell(outbuf.Final(last)), time.Now().Add(c.l.s.cfg.DrainTimeout)) {
 		c.l.post(task{kind: taskClose, c: c})
 	}
 }
+
+// Offload keeps fn to run once the session's current event has returned
+// (handler.Offload): the goroutine running the event takes it then.
+func (c *conn) Offload(fn func()) { c.pending = serving.AddOffloaded(c.pending, fn) }
+
+// Queued reports the bytes not yet taken by the socket and the bound.
+func (c *conn) Queued() (n, limit int) { return c.out.Len(), c.out.Max() }
+
+// PauseReading pauses reading after the Data call (see handler.Flow): the
+// loop stops reading c and arms a timer, and serves its other connections
+// meanwhile.
+func (c *conn) PauseReading(d time.Duration) { c.pause.Ask(d) }
 
 func (c *conn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
 func (c *conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
@@ -102,7 +141,16 @@ func (c *conn) startClosing(reason error, byEngine bool, deadline time.Time) boo
 	c.mu.Lock()
 	sess := c.sess
 	c.mu.Unlock()
-	return c.closer.Close(c.out, reason, outbuf.FarewellOf(sess, byEngine), deadline)
+	return c.closer.Close(c.out, reason, c.farewell(outbuf.FarewellOf(sess, byEngine)), deadline)
+}
+
+// farewell returns f as it goes out: as it is, or under TLS encrypted and
+// followed by close_notify (even when f is nil).
+func (c *conn) farewell(f handler.Farewell) handler.Farewell {
+	if c.tls != nil {
+		return tlsFarewell{t: c.tls, inner: f}
+	}
+	return f
 }
 
 // closeReason returns the reason given when closing started.

@@ -11,19 +11,28 @@ import (
 // stall) and the close protocol (stop reading, flush by a deadline, close
 // the socket, tell the dispatcher).
 //
-// Two places are left for features that hold a connection back, and both
-// only need canRead to say no and readLater to be called when it would
-// say yes again: delivery held while something runs off the loop, and
-// reading paused until a time (a timer then calls readLater). A
-// per-connection transform of the bytes (TLS) goes between the driver and
-// the dispatcher in input, and between the outbound buffer and the driver
-// in flush.
+// Delivery is held while a function the session offloaded runs
+// (handler.Offload; inline dispatch, whose Data runs on the loop): input
+// gathers in loop.waiting instead of reaching the session, canRead says
+// no once MaxInbound bytes wait, the peer's end waits behind that input,
+// and Closed waits for the function. When it returns, deliverWaiting
+// hands the input to Data a read's worth at a time, as reading would
+// have, and reading resumes once none waits. Reading paused until a time,
+// which the session asks for (handler.Flow.PauseReading), only needs
+// canRead to say no and a timer: pauseReading sets resumeAt and arms it,
+// and resumeReading, when it fires, has the dispatcher pass the session
+// what it left unconsumed before the loop reads again. The TLS layer
+// (tls.go) is a dispatcher around the model's own: input hands it
+// ciphertext, and conn.Write encrypts into the outbound buffer.
 
-// canRead reports whether c may be read now: not paused by backpressure,
-// not closing, not past its input's end, and not holding a Data call's
-// worth of input in the dispatcher.
+// canRead reports whether c may be read now: not paused by backpressure
+// or at its session's request, not closing, not past its input's end, not
+// holding a Data call's worth of input in the dispatcher, and with no
+// input waiting for an offloaded function, or less than MaxInbound while
+// it runs.
 func (l *loop) canRead(c *conn) bool {
-	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load()
+	return !l.quiet && !c.finishing && !c.eof && !c.held && !c.paused.Load() && c.resumeAt == 0 &&
+		(!c.waiting || c.offloading && len(l.waiting[c]) < l.s.cfg.MaxInbound)
 }
 
 // readLater queues c for a read on this pass of the loop: the driver may
@@ -57,17 +66,28 @@ func (l *loop) read(c *conn) {
 	l.drv.read(c)
 }
 
-// input hands bytes the driver read for c to the dispatcher.
+// input hands bytes the driver read for c to the dispatcher, or keeps
+// them for after the function c's session offloaded (under TLS the TLS
+// layer keeps the plaintext instead).
 func (l *loop) input(c *conn, p []byte) {
+	if c.offloading && c.tls == nil {
+		l.keep(c, p)
+		return
+	}
 	if l.disp.input(c, p) {
 		c.held = true
 	}
 }
 
 // inputEnded handles the end of c's input: the peer's FIN (reason nil) or
-// a read error, after every byte before it went to input.
+// a read error, after every byte before it went to input. A FIN that
+// comes while an offloaded function runs waits behind the input kept for
+// after it (deliverWaiting passes it on); a read error closes c at once.
 func (l *loop) inputEnded(c *conn, reason error) {
 	c.eof = true
+	if (c.offloading || c.waiting) && reason == nil {
+		return
+	}
 	l.disp.ended(c, reason)
 }
 
@@ -82,10 +102,40 @@ func (l *loop) hungUp(c *conn, reason error) {
 // pending error.
 var errHangUp = errors.New("connection hung up")
 
+// pauseReading starts the pause of reading c's session asked for during a
+// Data call (handler.Flow): reading stops until a timer calls
+// resumeReading. The loop goes on serving its other connections.
+func (l *loop) pauseReading(c *conn) {
+	if c.removed {
+		return
+	}
+	if d := c.pause.Take(); d > 0 {
+		l.s.stats.Stall(d)
+		c.resumeAt = max(c.resumeAt, l.now()+d)
+	}
+	if c.resumeAt == 0 {
+		l.disp.unpaused(c) // nothing to wait for after all
+		return
+	}
+	l.addTimer(c, c.resumeAt)
+}
+
+// resumeReading ends c's pause: the dispatcher passes the session the
+// input it left unconsumed, then reading goes on.
+func (l *loop) resumeReading(c *conn) {
+	c.resumeAt = 0
+	l.disp.unpaused(c)
+	l.readLater(c)
+}
+
 // recheck is the dispatcher's request to look at c's reading again: it
 // paused c, or consumed input it was holding.
 func (l *loop) recheck(c *conn) {
 	if c.removed {
+		return
+	}
+	if c.waiting && !c.offloading {
+		l.deliverWaiting(c) // drained posted it
 		return
 	}
 	if c.held && !l.disp.holding(c) {
@@ -227,6 +277,12 @@ func (l *loop) drained(c *conn) {
 	if c.paused.Load() && c.out.Len() <= l.s.lowWater {
 		c.paused.Store(false)
 		l.disp.resumed(c)
+		if c.waiting && !c.offloading {
+			// Input waits for Data; a flush may be under way here, so
+			// deliver it on the loop's next pass.
+			l.post(task{kind: taskInput, c: c})
+			return
+		}
 		l.readLater(c)
 	}
 }
@@ -276,5 +332,126 @@ func (l *loop) remove(c *conn) {
 	l.n--
 	l.load.Add(-1)
 	l.s.stats.Open.Add(-1)
+	if c.waiting {
+		c.waiting = false
+		delete(l.waiting, c)
+	}
+	if c.offloading {
+		c.closedDue = true // Closed follows the function (offloaded)
+		return
+	}
 	l.disp.closed(c)
+}
+
+// offload starts the function c's session offloaded during the event that
+// just returned, on the server's workers; the dispatcher holds delivery
+// until it returns (inline: conn.offloading). Whoever ran the event calls
+// it: the loop, or a reactor-pool worker.
+func (l *loop) offload(c *conn) {
+	fn := c.pending
+	c.pending = nil
+	l.offloads.Add(1)
+	s := l.s
+	s.work.submit(func() {
+		if err := s.stats.RunOffloaded(fn, s.cfg.Logger, c.RemoteAddr()); err != nil {
+			c.closeWith(err, true, time.Now().Add(s.cfg.DrainTimeout))
+		}
+		if !l.post(task{kind: taskReturned, c: c}) {
+			l.disp.offloaded(c, true) // the loop has ended (a shutdown cut it short): finish here
+		}
+	})
+}
+
+// offloadDone is the loop's end of a function c's session offloaded: it
+// has returned.
+func (l *loop) offloadDone(c *conn) {
+	l.offloads.Add(-1)
+	l.disp.offloaded(c, false)
+}
+
+// resumeInline ends the hold offload put on an inline connection: Data
+// gets the input that waited, the peer's end follows it, and reading
+// resumes; or, if c was closed meanwhile, Closed runs now. late is set
+// when the loop has ended and a worker calls it.
+func (l *loop) resumeInline(c *conn, late bool) {
+	c.offloading = false
+	switch {
+	case c.closedDue && late:
+		c.closedDue = false
+		c.in = nil
+		c.sess.Closed(c.closeReason())
+		runLate(c)
+	case c.closedDue:
+		c.closedDue = false
+		l.disp.closed(c)
+	case !c.removed:
+		l.deliverWaiting(c)
+	}
+}
+
+// keep keeps bytes read while an offloaded function runs, for Data after
+// it.
+func (l *loop) keep(c *conn, p []byte) { l.setWaiting(c, append(l.waiting[c], p...)) }
+
+// keepFront puts p, what the session left when it offloaded a function,
+// ahead of the input that waits for the function.
+func (l *loop) keepFront(c *conn, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	b := make([]byte, 0, len(p)+len(l.waiting[c]))
+	l.setWaiting(c, append(append(b, p...), l.waiting[c]...))
+}
+
+func (l *loop) setWaiting(c *conn, b []byte) {
+	if l.waiting == nil {
+		l.waiting = map[*conn][]byte{}
+	}
+	l.waiting[c] = b
+	c.waiting = true
+}
+
+// deliverWaiting passes the input that waited for an offloaded function
+// to Data, at most a read's worth per call, while nothing stops it (the
+// session offloads again, backpressure pauses it, c closes, shutdown
+// stops delivery); then the peer's end, if it came, or reading resumes.
+func (l *loop) deliverWaiting(c *conn) {
+	for c.waiting {
+		switch {
+		case c.offloading || c.paused.Load() || c.finishing || c.removed || l.quiet:
+			return
+		case c.closer.Sealed():
+			l.finish(c) // closing: no more Data
+			return
+		}
+		b := l.waiting[c]
+		n := min(len(b), l.s.chunk)
+		if n == len(b) {
+			delete(l.waiting, c)
+			c.waiting = false
+		} else {
+			l.waiting[c] = b[n:] // what comes while a new function runs goes after
+		}
+		deliver(c, b[:n])
+	}
+	if c.offloading || c.finishing || c.removed || l.quiet {
+		return
+	}
+	l.armFrame(c) // its timer did not act while the function ran
+	if c.eof {
+		l.disp.ended(c, nil)
+		return
+	}
+	l.readLater(c)
+}
+
+// runLate runs in place what c's session offloaded from a Closed that ran
+// after c's loop had ended.
+func runLate(c *conn) {
+	s := c.l.s
+	for c.pending != nil {
+		fn := c.pending
+		c.pending = nil
+		s.stats.RunOffloaded(fn, s.cfg.Logger, c.RemoteAddr())
+	}
 }

@@ -25,9 +25,18 @@ type dispatcher interface {
 	closed(c *conn)
 	// resumed tells that reading c resumes after backpressure.
 	resumed(c *conn)
+	// unpaused tells that a pause of reading c the session asked for has
+	// ended: the input it left unconsumed goes to Data again, before
+	// more is read.
+	unpaused(c *conn)
 	// holding reports whether a Data call's worth of c's input still
 	// waits in the dispatcher.
 	holding(c *conn) bool
+	// offloaded tells that a function c's session offloaded has returned
+	// (handler.Offload): what it held back (Data, the end of input,
+	// Closed) may go on. late is set when c's loop had ended (a shutdown
+	// cut short): the worker that ran the function calls it.
+	offloaded(c *conn, late bool)
 
 	// start runs when Serve does; quiesce is shutdown's first phase (no
 	// Data starts afterwards, and quiesce returns once calls in progress
@@ -48,10 +57,20 @@ func (inline) open(c *conn) {
 	c.mu.Lock()
 	c.sess = sess
 	c.mu.Unlock()
+	if c.pending != nil {
+		offloadInline(c)
+	}
 	l.flushHeld(c)
 }
 
 func (inline) input(c *conn, p []byte) bool {
+	if c.resumeAt != 0 {
+		// Only TLS hands over input while c's reading is paused at its
+		// session's request: the rest of what one read's records held. It
+		// waits with what the session left, for the pause to end (again).
+		c.in = append(c.in, p...)
+		return false
+	}
 	deliver(c, p)
 	return false
 }
@@ -64,9 +83,32 @@ func (inline) ended(c *conn, reason error) {
 func (inline) closed(c *conn) {
 	c.in = nil
 	c.sess.Closed(c.closeReason())
+	if c.pending != nil {
+		offloadInline(c)
+	}
 }
 
-func (inline) resumed(*conn)      {}
+func (inline) offloaded(c *conn, late bool) { c.l.resumeInline(c, late) }
+
+// offloadInline starts what c's session offloaded in the event that just
+// ran on the loop, and holds c's delivery until it returns.
+func offloadInline(c *conn) {
+	c.offloading = true
+	c.l.offload(c)
+}
+
+func (inline) resumed(c *conn)  { again(c) }
+func (inline) unpaused(c *conn) { again(c) }
+
+// again passes c's session the input it left unconsumed, once c may be
+// read again: a session that paused its reading (handler.Flow) left whole
+// frames there, which must not wait for more bytes to arrive.
+func again(c *conn) {
+	if len(c.in) > 0 && c.l.canRead(c) && !c.closer.Sealed() {
+		deliver(c, nil)
+	}
+}
+
 func (inline) holding(*conn) bool { return false }
 func (inline) start()             {}
 func (inline) quiesce()           {}
@@ -83,6 +125,9 @@ func deliver(c *conn, fresh []byte) {
 	}
 	c.out.Hold()
 	used, err := c.sess.Data(in)
+	if c.pending != nil {
+		offloadInline(c) // before the flush, which may close c: Closed follows the function
+	}
 	l.flushHeld(c)
 	if c.removed {
 		return
@@ -96,11 +141,20 @@ func deliver(c *conn, fresh []byte) {
 		return
 	}
 	rest := in[used:]
+	if c.offloading {
+		// The session stopped at what it offloaded: what it left is
+		// input that waits for the function too, ahead of what comes.
+		l.keepFront(c, rest)
+		rest = nil
+	}
 	if s.trackPartial(c, used, len(rest)) {
 		l.armFrame(c)
 	}
+	// A session that paused its reading left input to be passed again
+	// before anything more is read: it cannot grow meanwhile.
+	pause := c.pause.Asked()
 	switch {
-	case len(rest) > s.cfg.MaxInbound:
+	case len(rest) > s.cfg.MaxInbound && !pause:
 		c.startClosing(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		l.finish(c)
 		return
@@ -114,5 +168,8 @@ func deliver(c *conn, fresh []byte) {
 	// the buffer's level counts.
 	if (c.wantOut || c.sending) && !c.paused.Load() && c.out.Len() > s.highWater {
 		c.paused.Store(true) // reading stops; TCP flow control holds the peer back
+	}
+	if pause {
+		l.pauseReading(c)
 	}
 }

@@ -39,10 +39,12 @@ const (
 	taskClose                    // c started closing on another goroutine
 	taskInput                    // the dispatcher consumed input or paused c; recheck reading
 	taskFrame                    // the dispatcher left a new partial frame; arm its timer
+	taskPause                    // the session asked for a pause of reading (reactor-pool)
 	taskQuiesce                  // shutdown phase 1: stop accepting and reading, then ack
 	taskMarkAll                  // shutdown phase 2a: mark every connection closing, queue its farewell, then ack
 	taskCloseAll                 // shutdown phase 2b: close every connection by deadline
-	taskCall                     // run fn on the loop, then ack
+	taskCall                     // run fn on the loop, then ack (if ack is set)
+	taskReturned                 // a function c's session offloaded has returned
 )
 
 // task is a message to a loop from any goroutine.
@@ -74,10 +76,14 @@ type loop struct {
 	epoch     time.Time
 	passNow   time.Duration // the loop clock when this pass's wait returned
 	yielded   time.Duration // loop clock at the last yield to the scheduler
-	keep      keeper        // when the loop last moved bytes (wait.go)
+	moved     keeper        // when the loop last moved bytes (wait.go)
 	timers    timerHeap
 	sa        unix.RawSockaddrAny // scratch for accept and getsockname
 	acceptBo  backoff.Backoff
+
+	// waiting holds the input of connections whose Data waits for an
+	// offloaded function (conn.waiting); nil until one does.
+	waiting map[*conn][]byte
 
 	quiet        bool // shutdown phase 1 done: no accepting, no reading
 	stopping     bool // shutdown phase 2: exit once every connection is gone
@@ -94,10 +100,15 @@ type loop struct {
 
 	// load counts connections placed on this loop (least-conns).
 	load atomic.Int64
+	// offloads counts the functions its connections' sessions offloaded
+	// that have not returned (or whose return the loop has not handled):
+	// a stopping loop waits for them until the shutdown deadline.
+	offloads atomic.Int32
 
 	qmu    sync.Mutex
 	q      []task
 	qspare []task
+	ended  bool // the loop has stopped: post refuses
 	// queued is set while q is not empty.
 	queued atomic.Bool
 	// sleeping is set while the loop is (about to be) waiting with a
@@ -113,7 +124,7 @@ type loop struct {
 
 // newLoop makes a loop of s, with the driver s's model runs.
 func newLoop(s *Server) (*loop, error) {
-	l := &loop{s: s, disp: s.disp, epoch: time.Now(), keep: keeper{at: -keepFor}}
+	l := &loop{s: s, disp: s.disp, epoch: time.Now(), moved: keeper{at: -keepFor}}
 	var err error
 	if s.model == Uring {
 		l.drv, err = newUringDriver(l)
@@ -126,19 +137,30 @@ func newLoop(s *Server) (*loop, error) {
 	return l, nil
 }
 
-// post queues t for the loop and wakes it if it sleeps.
-func (l *loop) post(t task) {
+// post queues t for the loop and wakes it if it sleeps. Once the loop has
+// ended it queues nothing and reports false: a caller that must have t
+// handled (the return of an offloaded function) handles it itself.
+func (l *loop) post(t task) bool {
 	l.qmu.Lock()
+	if l.ended {
+		l.qmu.Unlock()
+		return false
+	}
 	l.q = append(l.q, t)
 	l.queued.Store(true)
-	l.qmu.Unlock()
+	// Wake under qmu: the loop cannot have ended meanwhile, so its driver
+	// (and the wake-up descriptor wake writes to, which release closes
+	// and the kernel may hand out again) is still there.
 	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
 		l.drv.wake()
 	}
+	l.qmu.Unlock()
+	return true
 }
 
 // run is the loop's goroutine. It returns once shutdown has closed every
-// connection and the driver has finished.
+// connection, the functions they offloaded have returned (or the
+// shutdown deadline has passed), and the driver has finished.
 func (l *loop) run(done func()) {
 	defer done()
 	runtime.LockOSThread()
@@ -146,7 +168,7 @@ func (l *loop) run(done func()) {
 	if err := l.drv.start(); err != nil {
 		l.s.fail(err)
 	}
-	for !l.stopping || l.n > 0 || !l.drv.stop() {
+	for !l.stopping || l.n > 0 || l.offloads.Load() > 0 && !l.expired || !l.drv.stop() {
 		l.maybeYield(l.passNow)
 		l.drv.wait(l.sleepTimeout(len(l.ready) > 0))
 		l.sleeping.Store(false)
@@ -154,7 +176,23 @@ func (l *loop) run(done func()) {
 		l.drv.handle()
 		l.endPass()
 	}
+	l.end()
 	l.publish()
+}
+
+// end marks the loop ended and hands the returns of offloaded functions
+// still queued to the dispatcher, as their workers do from now on.
+func (l *loop) end() {
+	l.qmu.Lock()
+	l.ended = true
+	left := l.q
+	l.q = nil
+	l.qmu.Unlock()
+	for _, t := range left {
+		if t.kind == taskReturned {
+			l.disp.offloaded(t.c, true)
+		}
+	}
 }
 
 // endPass finishes a pass of the loop after its events: the tasks posted
@@ -170,7 +208,7 @@ func (l *loop) endPass() {
 	if len(l.timers) > 0 {
 		l.runTimers()
 	}
-	l.keep.saw(l.in, l.out, l.passNow)
+	l.moved.saw(l.in, l.out, l.passNow)
 	l.publish()
 }
 
@@ -218,6 +256,8 @@ func (l *loop) do(t task) {
 		if !c.removed {
 			l.armFrame(c)
 		}
+	case taskPause:
+		l.pauseReading(c)
 	case taskQuiesce:
 		l.quiesce()
 		t.ack <- struct{}{}
@@ -228,7 +268,11 @@ func (l *loop) do(t task) {
 		l.closeAll(t.deadline)
 	case taskCall:
 		t.fn()
-		t.ack <- struct{}{}
+		if t.ack != nil {
+			t.ack <- struct{}{}
+		}
+	case taskReturned:
+		l.offloadDone(c)
 	}
 }
 
@@ -250,7 +294,9 @@ func (l *loop) register(c *conn) {
 	}
 	l.conns[c.fd] = c
 	l.n++
-	l.s.stats.Accepted.Add(1)
+	if c.tls == nil {
+		l.s.stats.Accepted.Add(1) // TLS: once the handshake is done
+	}
 	l.s.stats.Open.Add(1)
 	l.disp.open(c)
 	if l.stopping && !c.removed {
@@ -347,9 +393,11 @@ func (l *loop) closeAll(deadline time.Time) {
 	}
 }
 
-// deadlinePassed closes every connection left at the shutdown deadline.
+// deadlinePassed closes every connection left at the shutdown deadline,
+// and stops waiting for the functions they offloaded.
 func (l *loop) deadlinePassed() {
 	l.expired = true
+	l.cut = l.cut || l.offloads.Load() > 0
 	for _, c := range l.conns {
 		if c != nil {
 			l.cut = true

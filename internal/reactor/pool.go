@@ -24,8 +24,14 @@ type execState struct {
 	eof       bool // the peer finished (or failed) after the bytes in in
 	eofErr    error
 	stalled   bool   // the loop stopped reading because in was full: tell it when it is not
+	paused    bool   // the session asked for a pause of reading: no Data until the loop ends it
 	in        []byte // bytes read by the loop and not yet consumed
 	seen      int    // bytes at the front of in that Data has already seen
+
+	// offloading is set while a function the session offloaded has not
+	// returned: the executor runs nothing for c (input waits in in; the
+	// loop stops reading once a Data call's worth has come).
+	offloading bool
 }
 
 // pool is reactor-pool's dispatcher: the loops read and write, and a fixed
@@ -99,10 +105,10 @@ func (p *pool) schedule(c *conn) {
 	p.work.Signal()
 }
 
-// wake schedules c unless it is queued, running or finished. The caller
-// holds c.mu.
+// wake schedules c unless it is queued, running, finished, or waiting for
+// an offloaded function. The caller holds c.mu.
 func (p *pool) wake(c *conn) {
-	if !c.ex.scheduled && !c.ex.done {
+	if !c.ex.scheduled && !c.ex.done && !c.ex.offloading {
 		p.schedule(c)
 	}
 }
@@ -153,6 +159,15 @@ func (p *pool) resumed(c *conn) {
 	c.mu.Unlock()
 }
 
+// unpaused is called by the loop when the pause the session asked for
+// ends: Data runs again, first on what it left unconsumed.
+func (p *pool) unpaused(c *conn) {
+	c.mu.Lock()
+	c.ex.paused = false
+	p.wake(c)
+	c.mu.Unlock()
+}
+
 // closed is called by the loop once c's socket is closed: Closed is due.
 func (p *pool) closed(c *conn) {
 	c.mu.Lock()
@@ -178,6 +193,11 @@ func (p *pool) run(c *conn) (again bool) {
 			sess := s.h.Open(c)
 			c.mu.Lock()
 			c.sess, ex.opened = sess, true
+			p.offload(c)
+
+		case ex.offloading:
+			ex.scheduled = false // offloaded wakes c
+			return false
 
 		case ex.gone:
 			ex.done, ex.scheduled = true, false
@@ -186,16 +206,17 @@ func (p *pool) run(c *conn) (again bool) {
 			c.mu.Unlock()
 			sess.Closed(reason)
 			c.mu.Lock()
+			p.offload(c)
 			return false
 
-		case fresh > 0 && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
+		case fresh > 0 && !ex.paused && !c.closer.Sealed() && !c.paused.Load() && !s.quiet.Load():
 			if calls == maxRunCalls {
 				return true
 			}
 			calls++
 			p.deliver(c, fresh)
 
-		case ex.eof && fresh == 0 && !c.closer.Sealed():
+		case ex.eof && fresh == 0 && !ex.paused && !c.closer.Sealed():
 			reason := ex.eofErr
 			c.mu.Unlock()
 			c.closeWith(reason, false, time.Now().Add(s.cfg.DrainTimeout))
@@ -222,8 +243,10 @@ func (p *pool) deliver(c *conn, fresh int) {
 	if err == nil {
 		err = handler.CheckConsumed(used, n)
 	}
+	pause := c.pause.Asked()
 	over := c.out.Len() > s.highWater
 	c.mu.Lock()
+	p.offload(c)
 	if err != nil {
 		c.mu.Unlock()
 		c.closeWith(err, false, time.Now().Add(s.cfg.DrainTimeout))
@@ -232,13 +255,23 @@ func (p *pool) deliver(c *conn, fresh int) {
 	}
 	ex.in = ex.in[:copy(ex.in, ex.in[used:])]
 	ex.seen = n - used
+	if ex.offloading {
+		ex.seen = 0 // the session stopped at what it offloaded: show it the rest again after
+	}
 	if s.trackPartial(c, used, ex.seen) {
 		c.l.post(task{kind: taskFrame, c: c})
 	}
 	if len(ex.in) == 0 && cap(ex.in) > keepInCap {
 		ex.in = nil
 	}
-	if ex.seen > s.cfg.MaxInbound {
+	if pause {
+		// No more Data until the loop ends the pause (unpaused); then the
+		// session sees what it left again, as after an offload. It waits
+		// for that, so the inbound limit waits too.
+		ex.paused = true
+		ex.seen = 0
+		c.l.post(task{kind: taskPause, c: c})
+	} else if ex.seen > s.cfg.MaxInbound {
 		c.mu.Unlock()
 		c.closeWith(handler.ErrInputTooLarge, true, time.Now().Add(s.cfg.DrainTimeout))
 		c.mu.Lock()
@@ -254,6 +287,39 @@ func (p *pool) deliver(c *conn, fresh int) {
 	}
 	if recheck {
 		c.l.post(task{kind: taskInput, c: c})
+	}
+}
+
+// offload starts what c's session offloaded in the event that just ran
+// on this worker, if anything, and holds c's events until it returns.
+// The caller holds c.mu.
+func (p *pool) offload(c *conn) {
+	if c.pending != nil {
+		c.ex.offloading = true
+		c.l.offload(c)
+	}
+}
+
+// offloaded lets c's events go on after its offloaded function returned:
+// Data on the input that waited, the close after its end, or Closed. Once
+// the loop has ended (late) the workers may have stopped, and only
+// Closed is left to run: the caller runs it.
+func (p *pool) offloaded(c *conn, late bool) {
+	c.mu.Lock()
+	ex := c.ex
+	ex.offloading = false
+	if !late {
+		p.wake(c)
+		c.mu.Unlock()
+		return
+	}
+	due := ex.gone && !ex.done
+	ex.done = true
+	sess := c.sess
+	c.mu.Unlock()
+	if due {
+		sess.Closed(c.closer.Reason())
+		runLate(c)
 	}
 }
 

@@ -108,8 +108,10 @@ func dial(t *testing.T, s *Server) net.Conn {
 
 // lines is a line-oriented test handler: "ping" answers "pong", "block"
 // blocks Data until release is closed (a CPU-heavy or stuck handler),
-// "flood" has a goroutine write 16 MiB (more than loopback socket buffers
-// hold) and then signal flooded, and every other line is echoed. Its sessions report their close reason on
+// "off" offloads a function that waits for release (handler.Offload) and
+// "offpanic" one that panics, "flood" has a goroutine write 16 MiB (more
+// than loopback socket buffers hold) and then signal flooded, and every
+// other line is echoed. Its sessions report their close reason on
 // closed, and fail the test if two Data calls of one session overlap or
 // Data follows Closed. It refuses connections with "REFUSED <reason>" and
 // says "BYE <reason>" on engine-initiated closes.
@@ -175,6 +177,12 @@ func (s *lineSession) Data(in []byte) (int, error) {
 			s.h.blocked <- struct{}{}
 			<-s.h.release
 			s.c.Write([]byte("unblocked\n"))
+		case "off":
+			handler.Offload(s.c, func() { <-s.h.release })
+			return used, nil
+		case "offpanic":
+			handler.Offload(s.c, func() { panic("test panic") })
+			return used, nil
 		default:
 			s.c.Write([]byte(line + "\n"))
 		}

@@ -87,11 +87,13 @@ type Server struct {
 	shared bool
 	rr     atomic.Uint64
 	disp   dispatcher // where handler calls run: inline, or a pool
+	work   *workers   // where offloaded functions run (handler.Offload)
 
 	// highWater and lowWater are Config's backpressure marks
 	// (serving.HighWater).
 	highWater, lowWater int
 	limiter             *admit.Limiter // nil: no per-address limits
+	tls                 *tlsServer     // the TLS layer (tls.go); nil without TLS
 
 	stats serving.Counters // the loops keep the byte counts
 	quiet atomic.Bool      // shutdown phase 1 done: no Data starts
@@ -148,6 +150,7 @@ func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions)
 		done:      make(chan struct{}),
 		fatal:     make(chan error, 1),
 		disp:      inline{},
+		work:      newWorkers(cfg.OffloadWorkers),
 	}
 	if !addr.IP.IsUnspecified() {
 		ip, _ := netip.AddrFromSlice(addr.IP)
@@ -155,6 +158,10 @@ func newServer(h handler.Handler, cfg serving.Config, m Model, ring RingOptions)
 	}
 	if m == ReactorPool {
 		s.disp = newPool(s, cfg.Workers)
+	}
+	if conf := serving.TLSConfig(cfg); conf != nil {
+		s.tls = newTLSServer(s, s.disp, conf)
+		s.disp = s.tls
 	}
 	for range cfg.Loops {
 		l, err := newLoop(s)
@@ -183,6 +190,7 @@ func (s *Server) release(listeners []int) {
 		unix.Close(fd)
 	}
 	for _, l := range s.loops {
+		l.end() // no wake-up from now on (a loop that ran has ended already)
 		l.drv.release()
 	}
 	s.spareMu.Lock()
@@ -232,14 +240,18 @@ func (s *Server) fail(err error) {
 }
 
 // Shutdown stops the server in two phases. First every loop stops
-// accepting and reading, and (reactor-pool) every queued or running
-// handler call finishes; no Data runs after that, and a handler.Quiescer
-// is told so. Then every connection is closed with handler.ErrShutdown:
+// accepting and reading, (reactor-pool) every queued or running handler
+// call finishes, and so does every offloaded function (handler.Offload),
+// until the deadline; no Data runs after that, and a handler.Quiescer is
+// told so. Then every connection is closed with handler.ErrShutdown:
 // its farewell follows everything already written, queued bytes flush
 // until ctx's deadline (or DrainTimeout), or until ctx is cancelled, and
 // whatever is left is closed. It returns once the loops and workers have
-// stopped, with an error wrapping ctx's error (context.DeadlineExceeded if
-// the drain timeout passed) if the drain was cut short.
+// stopped (and the functions Closed offloaded have returned, until the
+// deadline), with an error wrapping ctx's error (context.DeadlineExceeded
+// if the drain timeout passed) if the drain was cut short, or a function
+// was still running at the deadline. Such a function finishes on its own,
+// and its connection's Closed follows it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.shut {
@@ -276,6 +288,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.disp.quiesce()
 	s.quiet.Store(true)
+	// What sessions offloaded before reading stopped finishes, and
+	// writes, before any farewell; Data waits for none of it any more.
+	offloadsCut := !s.work.wait(ctx, deadline)
 	if q, ok := s.h.(handler.Quiescer); ok {
 		q.Quiesced(deadline) // messages from outside still reach the connections
 	}
@@ -305,7 +320,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(loopsDone)
 	<-watched
 	s.disp.stop()
-	cut := false
+	s.work.stop()
+	cut := offloadsCut
 	for _, l := range s.loops {
 		cut = cut || l.cut
 	}
@@ -341,6 +357,9 @@ func (s *Server) place(from *loop, fd int, remote netip.AddrPort, limited bool) 
 		c.local = localAddr(fd, &from.sa)
 	}
 	c.out = outbuf.New(s.cfg.MaxPending, c.notify)
+	if s.tls != nil {
+		s.tls.attach(c)
+	}
 	if to == from {
 		to.register(c)
 	} else {
@@ -392,10 +411,16 @@ func (s *Server) refuse(lfd int, sa *unix.RawSockaddrAny) bool {
 // the socket.
 func (s *Server) refuseConn(fd int, reason error) {
 	s.stats.Refusal(reason)
+	var msg []byte
 	if r, ok := s.h.(handler.Refuser); ok {
-		if msg := r.Refuse(reason); len(msg) > 0 {
-			rawWrite(fd, msg)
-		}
+		msg = r.Refuse(reason)
+	}
+	if s.tls != nil {
+		s.tls.refuse(fd, msg, reason) // over TLS, or not at all
+		return
+	}
+	if len(msg) > 0 {
+		rawWrite(fd, msg)
 	}
 	discardInput(fd)
 	unix.Close(fd)

@@ -78,10 +78,15 @@ func (l *loop) runTimers() {
 }
 
 // expire checks c's deadlines: the close deadline while finishing, the
-// write timeout while output is held up, and the frame timeout while the
-// session has input left unconsumed.
+// write timeout while output is held up, the frame timeout while the
+// session has input left unconsumed (not while input waits for an
+// offloaded function: the wait is not the peer's), and the end of a pause
+// of reading.
 func (l *loop) expire(c *conn, now time.Duration) {
-	if !c.finishing && l.frameExpired(c, now) {
+	if c.tls != nil && l.s.tls.expired(c, now) {
+		return // the TLS handshake's deadline passed
+	}
+	if !c.finishing && !c.offloading && !c.waiting && l.frameExpired(c, now) {
 		l.s.stats.FrameTimeouts.Add(1)
 		c.startClosing(handler.ErrFrameTimeout, true, time.Now().Add(l.s.cfg.DrainTimeout))
 		l.finish(c)
@@ -108,6 +113,13 @@ func (l *loop) expire(c *conn, now time.Duration) {
 			return
 		}
 		l.addTimer(c, at)
+	}
+	if c.resumeAt != 0 && !c.finishing {
+		if now < c.resumeAt {
+			l.addTimer(c, c.resumeAt)
+			return
+		}
+		l.resumeReading(c)
 	}
 }
 
@@ -140,10 +152,14 @@ func (l *loop) armFrame(c *conn) {
 	}
 }
 
-// frameExpired reports whether c's partial frame has outlived the frame
-// timeout, re-arming the timer if it has not yet.
+// frameExpired reports whether c's partial frame (or, under TLS, an
+// incomplete record) has outlived the frame timeout, re-arming the timer
+// if it has not yet.
 func (l *loop) frameExpired(c *conn, now time.Duration) bool {
 	p := c.partialAt.Load()
+	if c.tls != nil {
+		p = c.tls.frameStart(p)
+	}
 	if p == 0 || l.s.cfg.FrameTimeout <= 0 {
 		return false
 	}

@@ -86,7 +86,7 @@ func (l *loop) sleepTimeout(busy bool) int {
 	if busy {
 		return 0
 	}
-	if l.passNow-l.keep.at < keepFor {
+	if l.passNow-l.moved.at < keepFor {
 		left := l.yielded + keepWait - l.now()
 		ms := max(0, int((left+time.Millisecond-1)/time.Millisecond))
 		if timeout < 0 || ms < timeout {

@@ -73,6 +73,13 @@ type Config struct {
 	// Balance is how reactor, reactor-pool and uring spread connections
 	// over loops: "round-robin" (default) or "least-conns".
 	Balance string
+	// OffloadWorkers is how many functions that sessions offload
+	// (handler.Offload) reactor, reactor-pool and uring run at once, on
+	// goroutines started as needed; past it they wait their turn, in
+	// order (at most one per connection). Default 64, for functions that
+	// mostly wait (on the network, a disk); the blocking models run them
+	// in place and ignore it.
+	OffloadWorkers int
 
 	// MaxConnsPerIP caps the connections open at once from one client
 	// address (an IPv6 /64 counts as one address); past it a new
@@ -143,6 +150,8 @@ const (
 	DefaultMaxProcs     = 256
 	DefaultBalance      = RoundRobin
 
+	DefaultOffloadWorkers = 64
+
 	DefaultMaxConnsPerIP    = 64
 	DefaultConnRate         = 10
 	DefaultConnBurst        = 64
@@ -183,6 +192,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.DrainTimeout, DefaultDrainTimeout)
 	def(&c.Balance, DefaultBalance)
+	def(&c.OffloadWorkers, DefaultOffloadWorkers)
 	def(&c.Logger, slog.Default())
 	return c
 }
@@ -209,7 +219,7 @@ func (c Config) Validate() error {
 		{"Backlog", c.Backlog}, {"Listeners", c.Listeners}, {"MaxPending", c.MaxPending},
 		{"MaxInbound", c.MaxInbound}, {"Workers", c.Workers}, {"Queue", c.Queue},
 		{"MaxThreads", c.MaxThreads}, {"MaxProcs", c.MaxProcs}, {"Loops", c.Loops},
-		{"ConnBurst", c.ConnBurst},
+		{"ConnBurst", c.ConnBurst}, {"OffloadWorkers", c.OffloadWorkers},
 	}
 	for _, p := range positive {
 		if p.v < 1 {

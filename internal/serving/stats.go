@@ -1,7 +1,12 @@
 package serving
 
 import (
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcplab/tcplab/handler"
 	"github.com/tcplab/tcplab/internal/admit"
@@ -37,6 +42,17 @@ type Stats struct {
 	WriteTimeouts uint64
 	// HandshakeErrors counts TLS handshakes that failed or timed out.
 	HandshakeErrors uint64
+	// Offloads counts the functions sessions offloaded
+	// (handler.Offload) that have run, and OffloadPanics those of them
+	// that panicked: each closed its connection with an error wrapping
+	// handler.ErrOffloadPanic.
+	Offloads, OffloadPanics uint64
+	// Stalls counts the pauses of a connection's reading that its session
+	// asked for (handler.Flow.PauseReading): in the chat, a sender
+	// slowed because a receiver fell behind. StallTime is their total
+	// length, as granted.
+	Stalls    uint64
+	StallTime time.Duration
 	// ChildApp, under fork and prefork, sums the app counters that the
 	// child processes' handlers keep (handler.Counter): the parent's own
 	// handler serves nothing. Zero for the other models, whose handler
@@ -52,7 +68,16 @@ type Counters struct {
 	Accepted, Refused, AcceptErrors, Overflows, BytesIn, BytesOut atomic.Uint64
 	Open                                                          atomic.Int64
 	FrameTimeouts, WriteTimeouts, HandshakeErrors                 atomic.Uint64
+	Offloads, OffloadPanics                                       atomic.Uint64
 	RefusedBy                                                     admit.Refusals
+	// Stalls and StallNanos count the pauses of reading (Stall).
+	Stalls, StallNanos atomic.Uint64
+}
+
+// Stall counts one pause of a connection's reading, d long.
+func (c *Counters) Stall(d time.Duration) {
+	c.Stalls.Add(1)
+	c.StallNanos.Add(uint64(d))
 }
 
 // Refusal counts one refused connection.
@@ -76,5 +101,41 @@ func (c *Counters) Snapshot() Stats {
 		FrameTimeouts:   c.FrameTimeouts.Load(),
 		WriteTimeouts:   c.WriteTimeouts.Load(),
 		HandshakeErrors: c.HandshakeErrors.Load(),
+		Offloads:        c.Offloads.Load(),
+		OffloadPanics:   c.OffloadPanics.Load(),
+		Stalls:          c.Stalls.Load(),
+		StallTime:       time.Duration(c.StallNanos.Load()),
 	}
+}
+
+// AddOffloaded returns what a connection runs after its current event
+// when a session offloads fn there and pending (nil if nothing) was
+// offloaded before it in the same event: fn, or pending and then fn, which
+// runs even if pending panicked.
+func AddOffloaded(pending, fn func()) func() {
+	if pending == nil {
+		return fn
+	}
+	return func() {
+		defer fn()
+		pending()
+	}
+}
+
+// RunOffloaded runs fn, a function a session offloaded (handler.Offload),
+// and counts it. A panic in fn is recovered, counted, and logged with its
+// stack on log (remote names the connection); it returns an error
+// wrapping handler.ErrOffloadPanic that the caller closes the connection
+// with, and nil if fn returned.
+func (c *Counters) RunOffloaded(fn func(), log *slog.Logger, remote net.Addr) (err error) {
+	defer func() {
+		c.Offloads.Add(1)
+		if v := recover(); v != nil {
+			c.OffloadPanics.Add(1)
+			err = fmt.Errorf("%w: %v", handler.ErrOffloadPanic, v)
+			log.Error("offloaded function panicked; closing its connection", "remote", remote, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	fn()
+	return nil
 }

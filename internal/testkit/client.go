@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ type Dialer struct {
 	Stall bool
 	// Skip is the clients' Skip.
 	Skip func(f string) bool
+	// TLS, if set, makes the connection TLS with this config, its
+	// handshake done by the time Dial returns.
+	TLS *tls.Config
 }
 
 // Dial connects to addr without reading anything.
@@ -75,6 +79,16 @@ func (d Dialer) Dial(t testing.TB, addr string, kind frame.Kind) (*Client, error
 	c, err := nd.Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if d.TLS != nil {
+		tc := tls.Client(c, d.TLS)
+		tc.SetDeadline(time.Now().Add(Bound))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		}
+		tc.SetDeadline(time.Time{})
+		c = tc
 	}
 	cl := NewClient(t, c, kind)
 	cl.Skip = d.Skip

@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tcplab/tcplab/app/chat"
 )
 
-// TestDocsListEveryNotice pins docs/protocol.md's notices table to
-// NoticeKinds.
+// TestDocsListEveryNotice pins docs/protocol.md's notices table to the
+// chat's presence notices and NoticeKinds.
 func TestDocsListEveryNotice(t *testing.T) {
 	doc, err := os.ReadFile("../../../docs/protocol.md")
 	if err != nil {
@@ -24,7 +26,8 @@ func TestDocsListEveryNotice(t *testing.T) {
 	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)`").FindAllStringSubmatch(section, -1) {
 		kinds = append(kinds, m[1])
 	}
-	if !slices.Equal(kinds, NoticeKinds()) {
-		t.Errorf("docs list notices %q, code has %q", kinds, NoticeKinds())
+	want := append([]string{chat.NoticePresenceOff, chat.NoticePresenceOn}, NoticeKinds()...)
+	if !slices.Equal(kinds, want) {
+		t.Errorf("docs list notices %q, code has %q", kinds, want)
 	}
 }

@@ -55,6 +55,12 @@ func testBusOptions(urls string) natsbus.Options {
 
 func startNode(t *testing.T, o natsbus.Options) *node {
 	t.Helper()
+	return startNodeOn(t, "goroutine", engine.Config{}, o)
+}
+
+// startNodeOn is startNode under model, with cfg.
+func startNodeOn(t *testing.T, model string, cfg engine.Config, o natsbus.Options) *node {
+	t.Helper()
 	n, err := natsbus.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +69,8 @@ func startNode(t *testing.T, o natsbus.Options) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := engine.Listen("goroutine", h, engine.Config{Addr: "127.0.0.1:0"})
+	cfg.Addr = "127.0.0.1:0"
+	srv, err := engine.Listen(model, h, cfg)
 	if err != nil {
 		h.Close()
 		t.Fatal(err)

@@ -111,6 +111,7 @@ var (
 	_ chat.GuestCounter   = (*link)(nil)
 	_ chat.Drainer        = (*link)(nil)
 	_ chat.MessageLimiter = (*link)(nil)
+	_ chat.Waiter         = (*link)(nil)
 )
 
 // dial connects node to NATS.
@@ -610,6 +611,10 @@ func (l *link) Rooms() (map[string]int, error) {
 func (l *link) ClaimNick(nick string) error { return l.claims.claim(nick) }
 func (l *link) ReleaseNick(nick string)     { l.claims.release(nick) }
 func (l *link) NextGuest() (uint64, error)  { return l.claims.nextGuest() }
+
+// Waits reports true: claims, subscriptions, private messages, /who and
+// /rooms wait on NATS, so the hub offloads them (chat.Waiter).
+func (l *link) Waits() bool { return true }
 
 // drainActive is how recently an origin must have sent an event for a
 // draining node to wait for its quiesced marker.

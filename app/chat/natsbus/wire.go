@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/tcplab/tcplab/app/chat"
@@ -19,8 +20,15 @@ import (
 //	bytes 26..33  sequence number in the epoch; 0 for an unsequenced event
 //	byte  34      length of the nick, then the nick
 //	byte          length of the room (or the recipient of a PRIV), then it
-//	rest          the text (MSG and PRIV only), valid UTF-8 with no control
-//	              character but TAB (chat.ValidText)
+//	rest          MSG and PRIV: the text, valid UTF-8; JOIN, LEAVE and
+//	              COUNT: the origin's members of the room after it
+//	              (chat.Event.Members) in decimal, or nothing (0). A build
+//	              before the presence limit sent nothing there, and refuses
+//	              a JOIN or LEAVE with a count, and a COUNT, as malformed.
+//
+// A COUNT (chat.EventCount) has an empty nick. with no control
+//
+//	character but TAB (chat.ValidText)
 const (
 	wireVersion = 1
 	headerLen   = 34
@@ -57,6 +65,12 @@ func appendEvent(dst []byte, ev *chat.Event, pos position) []byte {
 	dst = append(dst, ev.Nick...)
 	dst = append(dst, byte(len(name)))
 	dst = append(dst, name...)
+	if presence(ev.Kind) {
+		if ev.Members > 0 {
+			dst = strconv.AppendInt(dst, int64(ev.Members), 10)
+		}
+		return dst
+	}
 	return append(dst, ev.Text...)
 }
 
@@ -77,7 +91,8 @@ func decodeEvent(p []byte) (chat.Event, position, error) {
 	pos.seq = binary.BigEndian.Uint64(p[26:])
 	rest := p[headerLen:]
 	nick, rest, ok := cutName(rest)
-	if !ok || !chat.ValidNick(nick) {
+	count := ev.Kind == chat.EventCount // a node's count has no nick
+	if !ok || count != (len(nick) == 0) || !count && !chat.ValidNick(nick) {
 		return ev, pos, fmt.Errorf("%w: bad nick", errBadEvent)
 	}
 	name, rest, ok := cutName(rest)
@@ -86,7 +101,7 @@ func decodeEvent(p []byte) (chat.Event, position, error) {
 	}
 	ev.Nick = string(nick)
 	switch ev.Kind {
-	case chat.EventMsg, chat.EventJoin, chat.EventLeave:
+	case chat.EventMsg, chat.EventJoin, chat.EventLeave, chat.EventCount:
 		if !chat.ValidRoom(name) {
 			return ev, pos, fmt.Errorf("%w: bad room", errBadEvent)
 		}
@@ -99,14 +114,27 @@ func decodeEvent(p []byte) (chat.Event, position, error) {
 	default:
 		return ev, pos, fmt.Errorf("%w: kind %d", errBadEvent, ev.Kind)
 	}
-	hasText := ev.Kind == chat.EventMsg || ev.Kind == chat.EventPriv
-	if hasText != (len(rest) > 0) || !utf8.Valid(rest) || !chat.ValidText(rest) {
+	if presence(ev.Kind) {
+		if len(rest) > 0 {
+			n, err := strconv.ParseUint(string(rest), 10, 31)
+			if err != nil || rest[0] == '0' {
+				return ev, pos, fmt.Errorf("%w: bad member count", errBadEvent)
+			}
+			ev.Members = int(n)
+		}
+		return ev, pos, nil
+	}
+	if len(rest) == 0 || !utf8.Valid(rest) || !chat.ValidText(rest) {
 		return ev, pos, fmt.Errorf("%w: bad text", errBadEvent)
 	}
-	if hasText {
-		ev.Text = rest
-	}
+	ev.Text = rest
 	return ev, pos, nil
+}
+
+// presence reports whether kind carries a member count (chat.Event.Members)
+// rather than a text.
+func presence(kind chat.EventKind) bool {
+	return kind == chat.EventJoin || kind == chat.EventLeave || kind == chat.EventCount
 }
 
 // cutName splits a length-prefixed name off p.
