@@ -40,28 +40,13 @@ import (
 // message when there is none.
 func BenchmarkPingPong(b *testing.B) {
 	loadOnCPU1(b)
-	models := pinnedModels
-	var servers []server
-	bins := builds(b)
-	for _, m := range models {
-		for _, bl := range bins {
-			servers = append(servers, server{name: runName(m.name, bl), bin: bl.bin, args: m.args})
-		}
-	}
-	servers = append(servers, server{name: "cecho"})
+	models, servers := serversUnderTest(b)
 	// cpu holds the last measurement of each server and connection count
 	// in this run (a sub-benchmark runs more than once as b.N grows).
 	cpu := map[string]float64{}
 	for _, s := range servers {
 		b.Run(s.name, func(b *testing.B) {
-			var srv *child
-			if s.args == nil {
-				srv = startServer(b, buildBinary(b, "cecho"), "127.0.0.1", "0")
-			} else {
-				args := append([]string{"serve", "--app", "echo", "--addr", "127.0.0.1:0",
-					"--backlog", "4096"}, s.args...)
-				srv = startPinnedGo(b, s.bin, args...)
-			}
+			srv := startAny(b, s)
 			srv.Pin(b, 0)
 			for _, n := range conns {
 				b.Run(strconv.Itoa(n)+"conns", func(b *testing.B) {
@@ -75,14 +60,11 @@ func BenchmarkPingPong(b *testing.B) {
 		all = append(all, s.name)
 	}
 	logRatios(b, "server CPU per round trip, and its ratio to cecho's in this run", cpu, all, "cecho", nil)
-	var names, keys []string
-	for _, m := range models {
-		names = append(names, m.name)
-	}
+	var keys []string
 	for _, n := range conns {
 		keys = append(keys, strconv.Itoa(n))
 	}
-	if ab := abRatios(cpu, names, keys, "us"); ab != "" {
+	if ab := abRatios(cpu, models, keys, "us"); ab != "" {
 		fmt.Fprintf(os.Stdout, "%s: server CPU per round trip (us) at 100 and 1000 connections, this build against %s, means of two rounds:%s\n",
 			b.Name(), baseEnv, ab)
 	}
@@ -145,6 +127,50 @@ func logRatios(b *testing.B, what string, cpu map[string]float64, names []string
 		}
 	}
 	fmt.Fprintf(os.Stdout, "%s: %s:%s\n", b.Name(), what, sb.String())
+}
+
+// serversUnderTest returns the names of the pinned models (pinnedModels)
+// and the servers the ping-pong benchmarks run: each model on each build
+// (builds), then the C reference.
+func serversUnderTest(b *testing.B) (models []string, servers []server) {
+	bins := builds(b)
+	for _, m := range pinnedModels {
+		models = append(models, m.name)
+		for _, bl := range bins {
+			servers = append(servers, server{name: runName(m.name, bl), bin: bl.bin, args: m.args})
+		}
+	}
+	return models, append(servers, server{name: "cecho"})
+}
+
+// startAny starts s, a tcplab echo server with one P (as on one CPU) or
+// the C reference, not yet pinned. It skips the benchmark if s cannot
+// run here.
+func startAny(b *testing.B, s server) *child {
+	c, skip := tryStart(b, s)
+	if skip != "" {
+		b.Skip(skip)
+	}
+	return c
+}
+
+// tryStart is startAny returning, instead of skipping, why s cannot run
+// on this machine (uring where the kernel refuses io_uring; the C server
+// without cc).
+func tryStart(b *testing.B, s server) (*child, string) {
+	if s.args == nil {
+		bin, err := tryBuild("cecho")
+		if skip, ok := err.(errSkip); ok {
+			return nil, skip.msg
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		return tryServer(b, bin, "127.0.0.1", "0")
+	}
+	b.Setenv("GOMAXPROCS", "1")
+	return tryServer(b, s.bin, append([]string{"serve", "--app", "echo", "--addr", "127.0.0.1:0",
+		"--backlog", "4096"}, s.args...)...)
 }
 
 // startPinnedGo starts a Go server with one P, as on one CPU.

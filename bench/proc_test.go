@@ -58,6 +58,19 @@ type buildResult struct {
 // missing.
 func buildBinary(t testing.TB, name string) string {
 	t.Helper()
+	path, err := tryBuild(name)
+	if s, ok := err.(errSkip); ok {
+		t.Skip(s.msg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tryBuild is buildBinary returning its error: an errSkip when there is
+// no C compiler.
+func tryBuild(name string) (string, error) {
 	v, _ := buildOnce.LoadOrStore(name, &buildResult{})
 	r := v.(*buildResult)
 	r.once.Do(func() {
@@ -87,13 +100,7 @@ func buildBinary(t testing.TB, name string) string {
 			r.err = fmt.Errorf("build %s: %w\n%s", name, err, out)
 		}
 	})
-	if s, ok := r.err.(errSkip); ok {
-		t.Skip(s.msg)
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	return r.path
+	return r.path, r.err
 }
 
 type errSkip struct{ msg string }
@@ -115,6 +122,17 @@ type child struct {
 // its "127.0.0.1:0", and is ready once that port accepts.
 func startServer(t testing.TB, bin string, args ...string) *child {
 	t.Helper()
+	c, skip := tryServer(t, bin, args...)
+	if skip != "" {
+		t.Skip(skip)
+	}
+	return c
+}
+
+// tryServer is startServer returning, instead of skipping the test, why
+// the model cannot run here.
+func tryServer(t testing.TB, bin string, args ...string) (*child, string) {
+	t.Helper()
 	var opts launch.Options
 	if base := os.Getenv(baseEnv); base != "" && bin == base {
 		args = slices.Clone(args)
@@ -127,12 +145,12 @@ func startServer(t testing.TB, bin string, args ...string) *child {
 	}
 	p, err := testkit.TryServe(t, exec.Command(bin, args...), opts)
 	if ee := (*launch.EarlyExit)(nil); errors.As(err, &ee) && strings.Contains(ee.Stderr, engine.ErrUnsupported.Error()) {
-		t.Skipf("skipped: %s", ee.LastError)
+		return nil, "skipped: " + ee.LastError
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &child{p: p, Addr: p.Addr, Pid: p.Pid()}
+	return &child{p: p, Addr: p.Addr, Pid: p.Pid()}, ""
 }
 
 // freeAddr returns a loopback address whose port was free a moment ago.

@@ -10,13 +10,17 @@ import (
 // This file holds what only the tests use of the loops' internals.
 
 // wakeCounter wraps a loop's driver and counts its wake-ups (eventfd
-// writes). Install it with countWakeups before the server serves.
+// writes), and its waits by timeout. Install it with countWakeups before
+// the server serves.
 type wakeCounter struct {
 	driver
 	n atomic.Uint64
 	// waiting is set while the loop waits for events with a timeout other
 	// than 0: asleep, or about to be.
 	waiting atomic.Bool
+	// sliced counts waits with a timeout of 1 to 9 ms, unbounded those
+	// without a limit.
+	sliced, unbounded atomic.Uint64
 }
 
 func (w *wakeCounter) wake() {
@@ -25,6 +29,12 @@ func (w *wakeCounter) wake() {
 }
 
 func (w *wakeCounter) wait(timeout int) {
+	switch {
+	case timeout < 0:
+		w.unbounded.Add(1)
+	case timeout > 0 && timeout < 10:
+		w.sliced.Add(1)
+	}
 	if timeout != 0 {
 		w.waiting.Store(true)
 		defer w.waiting.Store(false)

@@ -76,6 +76,7 @@ type loop struct {
 	epoch     time.Time
 	passNow   time.Duration // the loop clock when this pass's wait returned
 	yielded   time.Duration // loop clock at the last yield to the scheduler
+	moved     keeper        // when the loop last moved bytes (wait.go)
 	timers    timerHeap
 	sa        unix.RawSockaddrAny // scratch for accept and getsockname
 	acceptBo  backoff.Backoff
@@ -123,7 +124,7 @@ type loop struct {
 
 // newLoop makes a loop of s, with the driver s's model runs.
 func newLoop(s *Server) (*loop, error) {
-	l := &loop{s: s, disp: s.disp, epoch: time.Now()}
+	l := &loop{s: s, disp: s.disp, epoch: time.Now(), moved: keeper{at: -keepFor}}
 	var err error
 	if s.model == Uring {
 		l.drv, err = newUringDriver(l)
@@ -207,43 +208,8 @@ func (l *loop) endPass() {
 	if len(l.timers) > 0 {
 		l.runTimers()
 	}
+	l.moved.saw(l.in, l.out, l.passNow)
 	l.publish()
-}
-
-// yieldEvery is how often a busy loop yields to the Go scheduler. A loop
-// goroutine never blocks in the scheduler (it waits in system calls), so
-// without this the runtime's monitor finds it on one time slice for 10 ms,
-// preempts it with a signal, takes its processor away, and then polls
-// every 20 µs for the next millisecond: on a loop pinned to one CPU that
-// cost about 4% of the CPU per round trip. A yield every 5 ms costs a
-// hand-off to another thread and back, 200 times a second.
-const yieldEvery = 5 * time.Millisecond
-
-// maybeYield yields if yieldEvery has passed since the last yield.
-func (l *loop) maybeYield(now time.Duration) {
-	if now-l.yielded >= yieldEvery {
-		l.yielded = now
-		runtime.Gosched()
-	}
-}
-
-// sleepTimeout returns how long the loop may wait for events, in ms (-1:
-// no limit), and announces a wait to posters: 0 if busy or if tasks are
-// queued, otherwise until the next timer. A poster that finds the loop
-// announced wakes the driver.
-func (l *loop) sleepTimeout(busy bool) int {
-	timeout := l.timeout()
-	if busy {
-		return 0
-	}
-	if timeout != 0 {
-		l.sleeping.Store(true)
-		if l.queued.Load() {
-			l.sleeping.Store(false)
-			timeout = 0
-		}
-	}
-	return timeout
 }
 
 // publish makes the loop's byte counts visible to Stats.
