@@ -39,12 +39,12 @@ type conn struct {
 	offloading bool          // inline dispatch: a function the session offloaded has not returned: no Data
 	waiting    bool          // input read while offloading waits in loop.waiting, for Data after the function
 	closedDue  bool          // removed while offloading: Closed follows the function
+	limited    bool          // counted in the per-address limits until removed
 	batch      []byte        // the batch being written, while the loop holds the flush token
 	off        int           // bytes of batch already written
 	stallSince time.Duration // loop clock when the socket last took bytes, while wantOut
 	timerAt    time.Duration // the earliest timer armed for this conn, 0 if none
 	in         []byte        // inline dispatch: bytes the session left unconsumed
-	limited    bool          // counted in the per-address limits until removed
 	resumeAt   time.Duration // reading paused at the session's request until then (loop clock), 0 if not
 
 	remote, local netip.AddrPort
