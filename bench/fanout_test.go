@@ -108,6 +108,15 @@ const (
 
 var fanoutSteps = []int{1, 2, 5, 10}
 
+// fanoutSendBuffer is each sender's SO_SNDBUF. The senders and the 100
+// receivers share the load's one CPU: with the kernel's own send buffers
+// (megabytes each on loopback) a sender the server has stopped reading
+// goes on writing for the whole step, into the kernel, on the CPU the
+// receivers need, and deliveries fall for want of a reader, not of a
+// server. With 64 KiB a sender waits, as a sender on another machine
+// would, once the server holds it back.
+const fanoutSendBuffer = 64 << 10
+
 // fanoutRow is one run's numbers.
 type fanoutRow struct {
 	step, build    string
@@ -147,6 +156,7 @@ func fanoutStep(b *testing.B, bin string, args []string, rate float64, dur time.
 	res, err := load.Run(context.Background(), load.Config{
 		Addr: srv.Addr, App: load.AppChat, Conns: fanoutMembers, Senders: fanoutSenders,
 		Size: fanoutSize, Rate: rate, Duration: dur, ConnectTimeout: 10 * time.Second,
+		SendBuffer: fanoutSendBuffer,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,6 +183,12 @@ func (ch *chatRun) send(m *member, k int) {
 	start := r.sendStart
 	p := r.pace(start.Add(interval*time.Duration(k)/time.Duration(r.cfg.Senders)), interval, m.i)
 	defer p.stop()
+	if tc, ok := m.c.Conn.(*net.TCPConn); ok && r.cfg.SendBuffer > 0 {
+		if err := tc.SetWriteBuffer(r.cfg.SendBuffer); err != nil {
+			r.fail(fmt.Errorf("sender %d: send buffer: %w", m.i, err), true)
+			return
+		}
+	}
 	var text, out []byte
 	for {
 		due, ok := p.next(r)

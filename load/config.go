@@ -85,6 +85,13 @@ type Config struct {
 	OnIdle func()
 	// Senders is how many chat connections post. Default min(Conns, 10).
 	Senders int
+	// SendBuffer, for chat, is the kernel send buffer (SO_SNDBUF) of each
+	// sender's socket, in bytes; 0 leaves the kernel's own, which on
+	// loopback grows to megabytes. A small one makes a sender meet the
+	// server's flow control (it stops reading the sender) within a short
+	// run, instead of writing megabytes into the kernel on the CPU its
+	// receivers need too.
+	SendBuffer int
 	// Framing is the chat framing, frame.Length (default) or frame.Line.
 	Framing frame.Kind
 	// Room is the chat room. Default "lobby", where the server puts every
@@ -171,6 +178,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--app %q: want echo, chat or work", c.App)
 	case c.Conns < 1:
 		return fmt.Errorf("--conns %d: must be at least 1", c.Conns)
+	case c.SendBuffer < 0:
+		return fmt.Errorf("--send-buffer %d: must be 0 (the kernel's) or a size in bytes", c.SendBuffer)
 	case c.App == AppChat && (c.Senders < 1 || c.Senders > c.Conns):
 		return fmt.Errorf("--senders %d: must be 1 to --conns (%d)", c.Senders, c.Conns)
 	case c.Duration <= 0:

@@ -363,7 +363,7 @@ func TestBadConfigIsOneLineError(t *testing.T) {
 		{Addr: "nope"}, {App: "http"}, {Conns: -1}, {Duration: -time.Second}, {Size: MaxSize + 1},
 		{Rate: -1}, {ConnectRate: -2}, {ConnectTimeout: -1}, {PerConn: -1},
 		{App: AppChat, PerConn: 3}, {App: AppChat, Conns: 2, Senders: 3}, {App: AppChat, Framing: "xml"},
-		{App: AppChat, Room: "bad room"},
+		{App: AppChat, Room: "bad room"}, {App: AppChat, SendBuffer: -1},
 	} {
 		_, err := Run(context.Background(), c)
 		if err == nil || strings.Contains(err.Error(), "\n") {

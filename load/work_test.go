@@ -271,16 +271,22 @@ func TestLateSendsWarnWhenTheyAreALargePartOfTheLatency(t *testing.T) {
 }
 
 // TestChatSendersAccountForTheirSchedule: one sender at 50 a second for
-// 300 ms has 15 messages due.
+// 300 ms has 15 messages due, with the kernel's send buffer and with a
+// small one of its own (SendBuffer), and the two receivers get them all.
 func TestChatSendersAccountForTheirSchedule(t *testing.T) {
 	h, err := chat.New(chat.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := testkit.Listen(t, "goroutine", h, engine.Config{})
-	res := mustRun(t, Config{App: AppChat, Addr: srv.Addr().String(), Conns: 3, Senders: 1, Rate: 50, Duration: 300 * time.Millisecond})
-	if res.DueMsgs != 15 || res.SentMsgs != res.Ingress || res.SendLate == nil || res.SendLate.Count != int64(res.SentMsgs) {
-		t.Fatalf("due %d sent %d ingress %d lateness %+v", res.DueMsgs, res.SentMsgs, res.Ingress, res.SendLate)
+	for _, sndbuf := range []int{0, 4096} {
+		res := mustRun(t, Config{App: AppChat, Addr: srv.Addr().String(), Conns: 3, Senders: 1, Rate: 50, Duration: 300 * time.Millisecond,
+			SendBuffer: sndbuf})
+		if res.DueMsgs != 15 || res.SentMsgs != res.Ingress || res.SendLate == nil || res.SendLate.Count != int64(res.SentMsgs) ||
+			res.Delivered != 2*res.Ingress {
+			t.Fatalf("send buffer %d: due %d sent %d ingress %d delivered %d lateness %+v",
+				sndbuf, res.DueMsgs, res.SentMsgs, res.Ingress, res.Delivered, res.SendLate)
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ its own CPU use and flags a run where it used 90% of a core or more.`,
 	f.DurationVar(&c.ConnectTimeout, "connect-timeout", load.DefaultConnectTimeout, "time for a connection's first round trip, from its connect")
 	f.IntVar(&c.PerConn, "per-conn", 0, "echo: close each connection after K messages and open a new one; 0 keeps them")
 	f.IntVar(&c.Senders, "senders", 0, "chat: connections that post (default min(conns, 10))")
+	f.IntVar(&c.SendBuffer, "send-buffer", 0, "chat: each sender's kernel send buffer (SO_SNDBUF) in bytes; 0 is the kernel's")
 	f.StringVar(&o.framing, "framing", string(frame.Length), "chat framing: length or line")
 	f.StringVar(&c.Room, "room", load.DefaultRoom, "chat room")
 	f.BoolVar(&o.json, "json", false, "print the result as one JSON object on the last line")
@@ -71,7 +72,7 @@ its own CPU use and flags a run where it used 90% of a core or more.`,
 func (o *loadOptions) run(cmd *cobra.Command) error {
 	o.cfg.Framing = frame.Kind(o.framing)
 	if o.cfg.App != load.AppChat {
-		if err := chatOnly(cmd, "framing", "senders", "room"); err != nil {
+		if err := chatOnly(cmd, "framing", "senders", "send-buffer", "room"); err != nil {
 			return err
 		}
 	}
