@@ -47,7 +47,7 @@ func orUnknown(s string) string {
 func busyNote(m benchgrid.Meta) string {
 	if f := strings.Fields(m.LoadAvg); len(f) > 0 {
 		if l, err := strconv.ParseFloat(f[0], 64); err == nil && m.CPUs > 0 && l >= float64(m.CPUs)/2 {
-			return " (a busy machine: other jobs were running; rerun quiet before trusting the numbers)"
+			return " (a busy machine: something else was using the CPUs as the run started; rerun quiet before trusting the numbers)"
 		}
 	}
 	return ""
