@@ -300,3 +300,22 @@ func TestPercentKeepsSmallAndNearlyFullRates(t *testing.T) {
 		}
 	}
 }
+
+// TestEchoTableListsOnlyItsModels: a column of another workload only (a
+// variant such as reactor+offload, of blocking) gets no row of dashes in
+// summary.md's echo table; a model that was skipped on echo keeps its row.
+func TestEchoTableListsOnlyItsModels(t *testing.T) {
+	dir := t.TempDir()
+	res := sampleResults()
+	res.Meta.Models = append(res.Meta.Models, "reactor+offload")
+	if _, err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(md), "\n| reactor+offload |") || !strings.Contains(string(md), "\n| uring | – |") || !strings.Contains(string(md), "\n| goroutine |") {
+		t.Errorf("echo table:\n%s", md)
+	}
+}

@@ -74,6 +74,9 @@ func writeEchoTable(w io.Writer, res *benchgrid.Results, wl benchgrid.WorkloadIn
 	}
 	var fork *benchgrid.Cell
 	for _, model := range res.Meta.Models {
+		if !slices.ContainsFunc(res.Cells, func(c benchgrid.Cell) bool { return c.Workload == wl.Name && c.Model == model }) {
+			continue // a column of another workload only (a variant such as reactor+offload)
+		}
 		fmt.Fprintf(w, "| %s |", model)
 		for _, b := range wl.Backlogs {
 			c := cell(model, b)
