@@ -48,7 +48,17 @@ type Options struct {
 	// address it was told to listen on. It is ready once a connection to
 	// DialAddr succeeds, and Process.Addr is DialAddr.
 	DialAddr string
+	// StacksOnTimeout, for a Go process: past ReadyTimeout it gets SIGQUIT
+	// first, and up to quitWait to print its goroutines' stacks to
+	// stderr, which the error then carries (a test's failure then says
+	// where the process was stuck). Off, the process is killed at once
+	// and the error is one line.
+	StacksOnTimeout bool
 }
+
+// quitWait is how long a process sent SIGQUIT (Options.StacksOnTimeout)
+// gets to print its stacks and exit before it is killed.
+const quitWait = 5 * time.Second
 
 // Process is a server process that reported ready.
 type Process struct {
@@ -126,6 +136,14 @@ func Start(cmd *exec.Cmd, opts Options) (*Process, error) {
 		p.closeReceiver()
 		return nil, &EarlyExit{Path: cmd.Path, Err: p.waitErr, LastError: p.LastError(), Stderr: p.Stderr()}
 	case <-timer.C:
+		if opts.StacksOnTimeout && cmd.Process.Signal(syscall.SIGQUIT) == nil {
+			select {
+			case <-p.exited:
+			case <-time.After(quitWait):
+			}
+			p.Kill()
+			return nil, fmt.Errorf("%s did not report ready (READY=1) within %v; its stderr after SIGQUIT:\n%s", cmd.Path, timeout, p.Stderr())
+		}
 		p.Kill()
 		return nil, fmt.Errorf("%s did not report ready (READY=1) within %v: %s", cmd.Path, timeout, p.LastError())
 	}

@@ -135,8 +135,19 @@ func TestStartReportsTheLastErrorOfAServerThatExits(t *testing.T) {
 
 func TestStartGivesUpOnASilentServer(t *testing.T) {
 	_, err := Start(fake("silent"), Options{ReadyTimeout: 100 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "did not report ready") {
-		t.Fatalf("Start: %v, want a timeout", err)
+	if err == nil || !strings.Contains(err.Error(), "did not report ready") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Start: %v, want a one-line timeout", err)
+	}
+}
+
+// TestStacksOnTimeoutShowWhereTheServerWaits: with StacksOnTimeout a
+// silent Go server gets SIGQUIT, and the error carries the goroutine
+// stacks it printed, its wait for SIGTERM (fakeServer) among them.
+func TestStacksOnTimeoutShowWhereTheServerWaits(t *testing.T) {
+	_, err := Start(fake("silent"), Options{ReadyTimeout: 100 * time.Millisecond, StacksOnTimeout: true})
+	if err == nil || !strings.Contains(err.Error(), "did not report ready") || !strings.Contains(err.Error(), "goroutine ") ||
+		!strings.Contains(err.Error(), "fakeServer") {
+		t.Fatalf("Start: %v, want a timeout with the server's stacks", err)
 	}
 }
 

@@ -46,7 +46,7 @@ func Eventually(t testing.TB, bound time.Duration, what string, cond func() erro
 // exit 0 within Bound.
 func Serve(t testing.TB, cmd *exec.Cmd) *launch.Process {
 	t.Helper()
-	p, err := TryServe(t, cmd, launch.Options{})
+	p, err := TryServe(t, cmd, launch.Options{StacksOnTimeout: true})
 	if err != nil {
 		t.Fatal(err)
 	}
