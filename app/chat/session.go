@@ -82,8 +82,11 @@ func (s *session) start() error {
 		return err
 	}
 	s.nick.Store(&nick)
-	s.send(h.enc.hello(nick))
-	r, p, err := h.join(s, Lobby, nil)
+	// HELLO goes once the node has the lobby's traffic (a bus
+	// subscription, flushed) and before s is a member, so the client
+	// hears of everyone who joins after its greeting, and nothing comes
+	// before the greeting.
+	r, p, err := h.join(s, Lobby, func() { s.send(h.enc.hello(nick)) })
 	if err != nil {
 		return err
 	}
