@@ -17,8 +17,9 @@ import (
 
 // BenchmarkFanoutOverload drives one chat room past what its members can
 // read, and shows whether it settles or collapses. The room is the issue's:
-// 100 members, 10 of them senders, 64-byte messages, the server's rate
-// limit off (--msg-rate 0). Each server runs in its own process pinned to
+// 100 members, 10 of them senders (each with a 64 KiB send buffer:
+// fanoutSendBuffer), 64-byte messages, the server's rate limit off
+// (--msg-rate 0). Each server runs in its own process pinned to
 // CPU 0 (GOMAXPROCS=1, one loop for reactor and uring); this process, the
 // load, is pinned to CPU 1 with GOMAXPROCS=1.
 //
