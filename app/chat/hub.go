@@ -91,7 +91,8 @@ type room struct {
 	// fan is read-locked by each fan-out across its load of members and
 	// its writes; leave write-locks it once, after removing the member, so
 	// that when leave returns no fan-out still holds a list with the
-	// member in it (see leave).
+	// member in it (see leave), and join holds it while it adds the member
+	// and queues its first frame (see join).
 	fan sync.RWMutex
 	// count is the room's size on every node, for the presence limit
 	// (presence.go).
@@ -106,10 +107,11 @@ func (r *room) load() []*session {
 }
 
 // join adds s to the room called name, creating it (and subscribing the
-// node to it) if s is its first local member. before, if not nil, runs
-// just before s becomes a member, when joining can no longer fail. It
-// returns what the presence limit makes of the join (presence.go).
-func (h *hub) join(s *session, name string, before func()) (*room, presence, error) {
+// node to it) if s is its first local member. first, if not nil, runs
+// once s is a member and before any of the room's traffic can reach s
+// (when joining can no longer fail). It returns what the presence limit
+// makes of the join (presence.go).
+func (h *hub) join(s *session, name string, first func()) (*room, presence, error) {
 	for {
 		v, ok := h.rooms.Load(name)
 		if !ok {
@@ -130,13 +132,18 @@ func (h *hub) join(s *session, name string, before func()) (*room, presence, err
 				return nil, presence{}, err
 			}
 		}
-		if before != nil {
-			before()
-		}
 		next := make([]*session, len(old)+1)
 		copy(next, old)
 		next[len(old)] = s
+		// With the barrier held no fan-out runs, so none reaches s
+		// between its membership and first's frame (its OK or HELLO),
+		// and that frame is queued only once /who and /rooms count s.
+		r.fan.Lock()
 		r.members.Store(&next)
+		if first != nil {
+			first()
+		}
+		r.fan.Unlock()
 		p := h.localPresence(r, 1, s.id)
 		r.mu.Unlock()
 		return r, p, nil

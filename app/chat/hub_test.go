@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +112,48 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 	}
 	if in != "elsewhere" || msgs != 1 {
 		t.Errorf("the mover got %d lobby messages and ended in %s, want the one sent while it was in the lobby, then OK join elsewhere: %q", msgs, in, got)
+	}
+}
+
+// watchConn is a memConn that calls seen with each frame as it is
+// queued, before the frame can reach the client.
+type watchConn struct {
+	memConn
+	seen func(p []byte)
+}
+
+func (c *watchConn) Write(p []byte) error {
+	c.seen(p)
+	return c.memConn.Write(p)
+}
+
+// TestMemberWhenItsFirstFrameIsQueued: a connection's HELLO, and its OK
+// join, are queued only once /who and /rooms count it in the room. Before,
+// they were queued just before it became a member, and a client that had
+// its OK join could see another client's /rooms leave the room out (it
+// failed so in a CI run of the two-hubs conformance case).
+func TestMemberWhenItsFirstFrameIsQueued(t *testing.T) {
+	h, err := New(Options{Framing: frame.Line})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	n := node{h.hub}
+	var members []string
+	c := &watchConn{}
+	c.seen = func(p []byte) {
+		switch f := string(p); {
+		case strings.HasPrefix(f, "HELLO "):
+			members = append(members, strings.Join(n.Members(Lobby), ","))
+		case f == "OK join dev\n":
+			members = append(members, strings.Join(n.Members("dev"), ","), strconv.Itoa(n.Rooms()["dev"]))
+		}
+	}
+	s := h.Open(c)
+	defer s.Closed(nil)
+	s.Data([]byte("/join dev\n"))
+	if want := []string{"guest-1", "guest-1", "1"}; !slices.Equal(members, want) {
+		t.Errorf("members when HELLO and OK join dev were queued (lobby, dev, dev's count): %q, want %q", members, want)
 	}
 }
 

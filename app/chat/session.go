@@ -83,9 +83,10 @@ func (s *session) start() error {
 	}
 	s.nick.Store(&nick)
 	// HELLO goes once the node has the lobby's traffic (a bus
-	// subscription, flushed) and before s is a member, so the client
-	// hears of everyone who joins after its greeting, and nothing comes
-	// before the greeting.
+	// subscription, flushed) and s is a member, and before any of the
+	// lobby's traffic reaches s: the client hears of everyone who joins
+	// after its greeting, nothing comes before the greeting, and /who
+	// lists it once it has been greeted.
 	r, p, err := h.join(s, Lobby, func() { s.send(h.enc.hello(nick)) })
 	if err != nil {
 		return err
