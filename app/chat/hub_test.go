@@ -14,25 +14,30 @@ import (
 	"github.com/tcplab/tcplab/internal/testkit"
 )
 
-// gateConn is a memConn whose next Write, once armed, stops until the gate
-// opens: a receiver in the middle of a fan-out.
-type gateConn struct {
+// hookConn is a memConn that calls hook with each frame as it is queued,
+// before the frame can reach the client.
+type hookConn struct {
 	memConn
-	armed   atomic.Bool
-	entered chan struct{} // closed when the armed Write has begun
-	gate    chan struct{} // close to let it finish
+	hook func(p []byte)
 }
 
-func newGateConn() *gateConn {
-	return &gateConn{entered: make(chan struct{}), gate: make(chan struct{})}
-}
-
-func (c *gateConn) Write(p []byte) error {
-	if c.armed.CompareAndSwap(true, false) {
-		close(c.entered)
-		<-c.gate
-	}
+func (c *hookConn) Write(p []byte) error {
+	c.hook(p)
 	return c.memConn.Write(p)
+}
+
+// newGateConn returns a hookConn whose next Write, once armed, stops until
+// gate is closed: a receiver in the middle of a fan-out. entered is closed
+// when that Write has begun.
+func newGateConn() (c *hookConn, armed *atomic.Bool, entered, gate chan struct{}) {
+	armed, entered, gate = new(atomic.Bool), make(chan struct{}), make(chan struct{})
+	c = &hookConn{hook: func([]byte) {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-gate
+		}
+	}}
+	return c, armed, entered, gate
 }
 
 // TestNoOldRoomTrafficAfterOKJoin: a member that moves to another room
@@ -46,7 +51,7 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 	}
 	defer h.Close()
 	var senderConn, moverConn memConn
-	gate := newGateConn()
+	gate, armed, entered, opened := newGateConn()
 	sender := h.Open(&senderConn)
 	held := h.Open(gate) // a member before the mover in the lobby's list
 	mover := h.Open(&moverConn)
@@ -57,13 +62,13 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 	}()
 	lobby := mover.(*session).room
 
-	gate.armed.Store(true)
+	armed.Store(true)
 	var wg sync.WaitGroup
 	wg.Go(func() { sender.Data([]byte("hello\n")) })
 	select {
-	case <-gate.entered:
+	case <-entered:
 	case <-time.After(10 * time.Second):
-		close(gate.gate)
+		close(opened)
 		t.Fatal("the fan-out never reached the held member")
 	}
 	moved := make(chan struct{})
@@ -88,7 +93,7 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 		}
 		return testkit.ErrNotYet
 	})
-	close(gate.gate)
+	close(opened)
 	wg.Wait()
 	if err != nil {
 		t.Fatalf("the mover was neither told OK join nor waiting for the fan-out after %v", testkit.Bound)
@@ -115,18 +120,6 @@ func TestNoOldRoomTrafficAfterOKJoin(t *testing.T) {
 	}
 }
 
-// watchConn is a memConn that calls seen with each frame as it is
-// queued, before the frame can reach the client.
-type watchConn struct {
-	memConn
-	seen func(p []byte)
-}
-
-func (c *watchConn) Write(p []byte) error {
-	c.seen(p)
-	return c.memConn.Write(p)
-}
-
 // TestMemberWhenItsFirstFrameIsQueued: a connection's HELLO, and its OK
 // join, are queued only once /who and /rooms count it in the room. Before,
 // they were queued just before it became a member, and a client that had
@@ -140,8 +133,8 @@ func TestMemberWhenItsFirstFrameIsQueued(t *testing.T) {
 	defer h.Close()
 	n := node{h.hub}
 	var members []string
-	c := &watchConn{}
-	c.seen = func(p []byte) {
+	c := &hookConn{}
+	c.hook = func(p []byte) {
 		switch f := string(p); {
 		case strings.HasPrefix(f, "HELLO "):
 			members = append(members, strings.Join(n.Members(Lobby), ","))
