@@ -83,22 +83,23 @@ func (sqe *SQE) PrepRecvSelect(fd int, group uint16, multishot bool, userData ui
 // must stay valid and unmoved until the completion: use memory outside the
 // Go heap or keep it referenced and pinned.
 func (sqe *SQE) PrepSend(fd int, p unsafe.Pointer, n int, userData uint64) {
-	sqe.opcode = opSend
-	sqe.fd = int32(fd)
-	sqe.addr = uint64(uintptr(p))
-	sqe.len = uint32(n)
+	sqe.prepRW(opSend, fd, p, n, userData)
 	sqe.opFlags = unix.MSG_NOSIGNAL
-	sqe.userData = userData
 }
 
 // PrepRead fills sqe with a read of up to n bytes at p from fd at the
 // current file position.
 func (sqe *SQE) PrepRead(fd int, p unsafe.Pointer, n int, userData uint64) {
-	sqe.opcode = opRead
+	sqe.prepRW(opRead, fd, p, n, userData)
+	sqe.off = ^uint64(0) // -1: the current position
+}
+
+// prepRW fills in what a read or a write on fd of the n bytes at p shares.
+func (sqe *SQE) prepRW(op uint8, fd int, p unsafe.Pointer, n int, userData uint64) {
+	sqe.opcode = op
 	sqe.fd = int32(fd)
 	sqe.addr = uint64(uintptr(p))
 	sqe.len = uint32(n)
-	sqe.off = ^uint64(0) // -1: the current position
 	sqe.userData = userData
 }
 
