@@ -256,9 +256,10 @@ func (s *session) rename(nick string) {
 }
 
 // switchRoom leaves the current room and joins name. OK join is written
-// before the connection becomes a member, so it precedes the new room's
-// traffic, and after leave has returned, so it follows the last of the old
-// room's (hub.leave waits out the fan-outs in progress there).
+// once the connection is a member and before any of the new room's
+// traffic reaches it (hub.join), and after leave has returned, so it
+// follows the last of the old room's (hub.leave waits out the fan-outs in
+// progress there).
 func (s *session) switchRoom(name string) {
 	ok := s.hub.enc.words("OK", "join", name)
 	if name == s.room.name {
