@@ -36,6 +36,7 @@ func SeamCases() []Case {
 		{"a paused connection's input waits out the pause; another connection on its loop does not", seamPause, "probe"},
 		{"Shutdown ends at its deadline while replies wait on a peer that does not read", seamShutdownStuckPeer, "echo"},
 		{"a cancelled Shutdown context cuts the drain", seamShutdownCancelled, "echo"},
+		{"a connection attempted while Shutdown drains is refused", seamShutdownRefuses, "echo"},
 	}
 }
 

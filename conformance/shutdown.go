@@ -3,13 +3,16 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tcplab/tcplab/app/echo"
 	"github.com/tcplab/tcplab/engine"
+	"github.com/tcplab/tcplab/internal/testkit"
 )
 
 // seamShutdownStuckPeer shuts a server down while its replies wait on a
@@ -68,6 +71,52 @@ func shutdownStuckPeer(t *testing.T, s *Server, newCtx func() (context.Context, 
 	}
 	if took > stuckShutdownBound {
 		t.Errorf("Shutdown took %v with a peer that does not read: want it to end with its context (a 300 ms drain)", took)
+	}
+	s.awaitServe(t)
+}
+
+// seamShutdownRefuses checks that Shutdown stops accepting at once:
+// while a stuck peer holds its drain open, a new connection is refused
+// (ECONNREFUSED), not taken into a backlog no one will accept from and
+// reset when the drain ends.
+func seamShutdownRefuses(t *testing.T, s *Server) {
+	s = Start(t, s.Model.Name, echo.New(), engine.Config{
+		App: "echo", MaxPending: seamLimit, WriteTimeout: time.Minute, DrainTimeout: time.Minute,
+	})
+	c := s.Dial(t)
+	if err := c.SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	stall(t, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(ctx) }()
+	addr := s.Addr().String()
+	accepted := 0
+	err := testkit.Wait(testkit.Bound, func() error {
+		nc, err := net.DialTimeout("tcp", addr, ioTimeout)
+		switch {
+		case err == nil:
+			nc.Close()
+			accepted++
+			return fmt.Errorf("%d connections made while Shutdown drained", accepted)
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Errorf("a new connection during Shutdown's drain was not refused: %v", err)
+	}
+	cancel() // cut the drain the stuck peer holds
+	select {
+	case err := <-shut:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Shutdown returned %v: want nil or a drain cut short by the cancellation", err)
+		}
+	case <-time.After(stuckShutdownBound):
+		t.Fatalf("Shutdown did not return within %v of its cancellation", stuckShutdownBound)
 	}
 	s.awaitServe(t)
 }

@@ -143,15 +143,21 @@ func (s *preforkServer) supervise(slot int) {
 	}
 }
 
-// Shutdown stops the workers (SIGTERM: each drains and exits), kills any
-// still running at the deadline, and closes the socket.
+// Shutdown closes the parent's copy of the socket, stops the workers
+// (SIGTERM: each closes its copy, drains and exits), and kills any still
+// running at the deadline.
 func (s *preforkServer) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() { close(s.done) })
+	// The parent's copy of the socket goes first: once each worker has
+	// closed its own on SIGTERM, the socket stops listening, and a new
+	// connection is refused rather than left in a backlog no one accepts
+	// from until the drain ends.
+	s.group.refuse()
+	s.sock.Close()
 	inTime := s.group.stop(ctx, drain.Deadline(ctx, s.cfg.DrainTimeout))
 	if s.started.Load() {
 		<-s.serveDone
 	}
-	s.sock.Close()
 	if !inTime {
 		return drain.Cut(ctx, "workers still draining were killed")
 	}

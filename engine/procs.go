@@ -195,15 +195,22 @@ func (g *procGroup) signal(sig os.Signal) {
 	}
 }
 
+// refuse makes every later start fail. When it returns no child is being
+// started (spawn holds g.mu across exec), so the files passed to start are
+// the caller's alone again.
+func (g *procGroup) refuse() {
+	g.mu.Lock()
+	g.stopping = true
+	g.mu.Unlock()
+}
+
 // stop starts no more children, asks every child to shut down (SIGTERM:
 // each drains its connections and exits), and waits for them until
 // deadline or until ctx is done. Children still running then are killed.
 // stop returns once every child has been reaped and reports whether they
 // all ended first.
 func (g *procGroup) stop(ctx context.Context, deadline time.Time) bool {
-	g.mu.Lock()
-	g.stopping = true
-	g.mu.Unlock()
+	g.refuse()
 	g.signal(syscall.SIGTERM)
 
 	inTime := waitBy(ctx, &g.reapers, deadline, func() { g.signal(syscall.SIGKILL) })
