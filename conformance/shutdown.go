@@ -44,16 +44,7 @@ const stuckShutdownBound = 20 * time.Second
 // shutdownStuckPeer stalls a connection, then shuts the server down with
 // the context newCtx makes, and checks that Shutdown ends soon with want.
 func shutdownStuckPeer(t *testing.T, s *Server, newCtx func() (context.Context, context.CancelFunc), want error) {
-	s = Start(t, s.Model.Name, echo.New(), engine.Config{
-		App: "echo", MaxPending: seamLimit, WriteTimeout: time.Minute, DrainTimeout: time.Minute,
-	})
-	c := s.Dial(t)
-	// A small receive buffer, fixed, so the window never opens for more
-	// of what the server still holds: its drain cannot finish.
-	if err := c.SetReadBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	stall(t, c)
+	s = startStuck(t, s.Model.Name)
 	ctx, cancel := newCtx()
 	defer cancel()
 	start := time.Now()
@@ -80,14 +71,7 @@ func shutdownStuckPeer(t *testing.T, s *Server, newCtx func() (context.Context, 
 // (ECONNREFUSED), not taken into a backlog no one will accept from and
 // reset when the drain ends.
 func seamShutdownRefuses(t *testing.T, s *Server) {
-	s = Start(t, s.Model.Name, echo.New(), engine.Config{
-		App: "echo", MaxPending: seamLimit, WriteTimeout: time.Minute, DrainTimeout: time.Minute,
-	})
-	c := s.Dial(t)
-	if err := c.SetReadBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	stall(t, c)
+	s = startStuck(t, s.Model.Name)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	shut := make(chan error, 1)
@@ -119,6 +103,24 @@ func seamShutdownRefuses(t *testing.T, s *Server) {
 		t.Fatalf("Shutdown did not return within %v of its cancellation", stuckShutdownBound)
 	}
 	s.awaitServe(t)
+}
+
+// startStuck starts model serving echo, with a write timeout and a drain
+// timeout of a minute, and stalls a connection to it: the server's
+// replies wait on a peer that does not read, so its drain cannot finish
+// until the test's Shutdown context cuts it.
+func startStuck(t *testing.T, model string) *Server {
+	s := Start(t, model, echo.New(), engine.Config{
+		App: "echo", MaxPending: seamLimit, WriteTimeout: time.Minute, DrainTimeout: time.Minute,
+	})
+	c := s.Dial(t)
+	// A small receive buffer, fixed, so the window never opens for more
+	// of what the server still holds.
+	if err := c.SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	stall(t, c)
+	return s
 }
 
 // stall sends to an echo server without reading the echo until the server
