@@ -49,18 +49,32 @@ func roundTrip(c net.Conn, p []byte, write func(net.Conn, []byte) error) error {
 	return roundTripPaced(c, p, write, len(p), 0)
 }
 
-// roundTripPaced is roundTrip reading at most chunk bytes at a time, with a
-// pause after each read.
+// roundTripPaced is roundTrip reading chunk bytes at a time, with a pause
+// after each chunk. Each read gives the connection a fresh ioTimeout, the
+// write in flight too: what fails is a transfer that stops, not one that a
+// busy machine makes slow.
 func roundTripPaced(c net.Conn, p []byte, write func(net.Conn, []byte) error, chunk int, pause time.Duration) error {
+	c.SetDeadline(time.Now().Add(ioTimeout))
 	werr := make(chan error, 1)
 	go func() { werr <- write(c, p) }()
 	got := make([]byte, len(p))
 	var rerr error
-	for n := 0; n < len(p) && rerr == nil; {
+	for n, end := 0, 0; n < len(p) && rerr == nil; {
+		if n == end {
+			if n > 0 {
+				time.Sleep(pause)
+			}
+			end = min(len(p), n+chunk)
+		}
 		var m int
-		m, rerr = io.ReadFull(c, got[n:min(len(p), n+chunk)])
+		m, rerr = c.Read(got[n:end])
 		n += m
-		time.Sleep(pause)
+		if m > 0 {
+			c.SetDeadline(time.Now().Add(ioTimeout))
+		}
+	}
+	if rerr == io.EOF {
+		rerr = io.ErrUnexpectedEOF
 	}
 	if err := <-werr; err != nil {
 		return fmt.Errorf("write: %w", err)
