@@ -347,6 +347,10 @@ func chatRateLimit(t *testing.T, e *chatEnv) {
 	// 0 turns the limit off.
 	off := e.start(t, chat.Options{MsgRate: 0, MsgBurst: 0})
 	c = testkit.Join(t, off.Addr().String(), e.kind, "", "")
+	// On fork and prefork both servers are nodes of one chat (chatbus.go),
+	// and the first client's LEAVE may reach this one after its HELLO: the
+	// old node publishes it when it closes the connection, after the BYE.
+	c.Skip = testkit.Presence
 	pings := make([]string, 500)
 	for i := range pings {
 		pings[i] = "/ping"
